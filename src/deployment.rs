@@ -1,0 +1,831 @@
+//! The decision for one Deployment (SPEC §1, §3): does it take part, what is
+//! its companion Job, and is the Deployment already stamped with it?
+//!
+//! Everything here is a pure function of the settings and the Deployment as
+//! submitted. `oldObject` is never consulted: a Deployment whose images did not
+//! change still carries its stamp (or gets the same one again), so Flux's
+//! dry-runs and re-applies always see the same result.
+
+use crate::error::{PolicyError, PolicyResult};
+use crate::image::{ImageReference, SelectedImage, hash_input_lines, image_hash};
+use crate::job::{JobInput, build_job};
+use crate::names::{is_dns1123_label, is_dns1123_subdomain, is_label_value, job_name};
+use crate::providers::{Provider, WebhookPayload, purge_command};
+use crate::settings::Settings;
+use crate::targets::PurgeTargets;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Container;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use std::collections::BTreeMap;
+
+pub const IMAGE_HASH: &str = "image-hash";
+pub const JOB_NAME: &str = "job-name";
+pub const JOB: &str = "job";
+const PROVIDER: &str = "provider";
+const SECRET: &str = "secret";
+const CONTAINER: &str = "container";
+
+/// The three annotations the policy owns, in the order it writes them.
+pub fn stamp_keys(settings: &Settings) -> [String; 3] {
+    [
+        settings.annotation(IMAGE_HASH),
+        settings.annotation(JOB_NAME),
+        settings.annotation(JOB),
+    ]
+}
+
+/// What the Deployment's companion Job is, and the annotations that say so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamp {
+    pub image_hash: String,
+    pub job_name: String,
+    /// The complete batch/v1 Job as compact JSON.
+    pub job_json: String,
+}
+
+impl Stamp {
+    /// (key, value) of the three stamped annotations.
+    pub fn annotations(&self, settings: &Settings) -> [(String, &str); 3] {
+        let [hash, name, job] = stamp_keys(settings);
+        [
+            (hash, self.image_hash.as_str()),
+            (name, self.job_name.as_str()),
+            (job, self.job_json.as_str()),
+        ]
+    }
+
+    fn is_carried_by(&self, settings: &Settings, annotations: &BTreeMap<String, String>) -> bool {
+        self.annotations(settings)
+            .iter()
+            .all(|(key, value)| annotations.get(key).map(String::as_str) == Some(*value))
+    }
+}
+
+/// SPEC §1, decided from the metadata alone, before the rest is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Participation {
+    /// Carries the site label: evaluate (SPEC §3).
+    Site,
+    /// No site label but stamped annotations (the label was removed): these
+    /// keys are to be removed.
+    LabelRemoved(Vec<String>),
+    /// Neither: accept untouched.
+    NotTakingPart,
+}
+
+pub fn participation(settings: &Settings, metadata: &ObjectMeta) -> Participation {
+    let labelled = metadata
+        .labels
+        .as_ref()
+        .is_some_and(|labels| labels.contains_key(&settings.site_label));
+    if labelled {
+        return Participation::Site;
+    }
+    let stamped: Vec<String> = match &metadata.annotations {
+        Some(annotations) => stamp_keys(settings)
+            .into_iter()
+            .filter(|key| annotations.contains_key(key))
+            .collect(),
+        None => Vec::new(),
+    };
+    if stamped.is_empty() {
+        Participation::NotTakingPart
+    } else {
+        Participation::LabelRemoved(stamped)
+    }
+}
+
+/// The outcome for a labelled Deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Already carries exactly this stamp: no mutation (SPEC §3.5).
+    UpToDate { warnings: Vec<String> },
+    /// Missing, stale or tampered stamp: write this one.
+    Stamp { stamp: Stamp, warnings: Vec<String> },
+}
+
+/// Where the request says the object is, for objects that do not say it
+/// themselves (a CREATE may carry neither name nor namespace in metadata).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestContext<'a> {
+    pub name: Option<&'a str>,
+    pub namespace: Option<&'a str>,
+}
+
+pub fn decide(
+    settings: &Settings,
+    deployment: &Deployment,
+    context: RequestContext<'_>,
+) -> PolicyResult<Decision> {
+    let (stamp, warnings) = derive_stamp(settings, deployment, context)?;
+    let empty = BTreeMap::new();
+    let annotations = deployment.metadata.annotations.as_ref().unwrap_or(&empty);
+    if stamp.is_carried_by(settings, annotations) {
+        Ok(Decision::UpToDate { warnings })
+    } else {
+        Ok(Decision::Stamp { stamp, warnings })
+    }
+}
+
+/// SPEC §3.1–3.4: the stamp a labelled Deployment must carry, and the
+/// warnings for the user. Also what the launcher re-derives before it trusts a
+/// stamped Job.
+pub fn derive_stamp(
+    settings: &Settings,
+    deployment: &Deployment,
+    context: RequestContext<'_>,
+) -> PolicyResult<(Stamp, Vec<String>)> {
+    let metadata = &deployment.metadata;
+    let empty = BTreeMap::new();
+    let annotations = metadata.annotations.as_ref().unwrap_or(&empty);
+    let annotation = |name: &str| settings.annotation(name);
+
+    let site = site_name(settings, metadata)?;
+    let name = object_name(metadata.name.as_deref().or(context.name))?;
+    let namespace = namespace(metadata.namespace.as_deref().or(context.namespace))?;
+    let qualified_name = format!("{namespace}/{name}");
+
+    let provider = match annotations.get(&annotation(PROVIDER)) {
+        Some(value) => {
+            Provider::from_name(value.trim()).ok_or_else(|| PolicyError::InvalidAnnotation {
+                key: annotation(PROVIDER),
+                value: value.clone(),
+                problem: "is not a known provider".to_owned(),
+                expected: "one of cloudflare, fastly, webhook".to_owned(),
+            })?
+        }
+        None => settings.provider,
+    };
+    let secret = match annotations.get(&annotation(SECRET)) {
+        Some(value) if is_dns1123_subdomain(value.trim()) => value.trim(),
+        Some(value) => {
+            return Err(PolicyError::InvalidAnnotation {
+                key: annotation(SECRET),
+                value: value.clone(),
+                problem: "is not a Secret name".to_owned(),
+                expected: "a DNS-1123 subdomain such as cdn-credentials".to_owned(),
+            });
+        }
+        None => settings.credentials_secret.as_str(),
+    };
+
+    let purge = PurgeTargets::from_annotations(annotations, annotation)?;
+    let mut warnings = provider.check_targets(&purge, &qualified_name, annotation)?;
+
+    let selected = selected_images(settings, deployment, annotations)?;
+    warnings.extend(mutable_tag_warnings(settings, &selected));
+    let image_hash = image_hash(&selected);
+    let job_name = job_name(name, &image_hash);
+
+    let image = match selected.as_slice() {
+        [only] => only.image.to_string(),
+        _ => hash_input_lines(&selected).join(", "),
+    };
+    let webhook = WebhookPayload {
+        site,
+        namespace,
+        deployment: name,
+        image,
+        image_hash: &image_hash,
+        job_name: &job_name,
+        urls: &purge.urls,
+        prefixes: &purge.prefixes,
+        hosts: &purge.hosts,
+        tags: &purge.tags,
+        everything: purge.everything,
+    };
+    let batch_size = usize::try_from(settings.cloudflare_batch_size).unwrap_or(1);
+    let command = purge_command(provider, &purge, batch_size, &webhook)?;
+    let job = build_job(JobInput {
+        settings,
+        namespace,
+        deployment: name,
+        site,
+        image_hash: &image_hash,
+        job_name: &job_name,
+        credentials_secret: secret,
+        purge: command,
+    });
+    let job_json = serde_json::to_string(&job)
+        .map_err(|error| PolicyError::JobSerialization(error.to_string()))?;
+
+    Ok((
+        Stamp {
+            image_hash,
+            job_name,
+            job_json,
+        },
+        warnings,
+    ))
+}
+
+fn site_name<'a>(settings: &Settings, metadata: &'a ObjectMeta) -> PolicyResult<&'a str> {
+    let site = metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(&settings.site_label))
+        .map(String::as_str)
+        .unwrap_or_default();
+    if site.is_empty() || !is_label_value(site) {
+        return Err(PolicyError::InvalidField {
+            field: format!("label {}", settings.site_label),
+            value: site.to_owned(),
+            problem: "is not a site name".to_owned(),
+            expected: "the site's name as a non-empty label value (letters, digits, '-', '_', '.')"
+                .to_owned(),
+        });
+    }
+    Ok(site)
+}
+
+fn object_name(name: Option<&str>) -> PolicyResult<&str> {
+    match name {
+        Some(name) if is_dns1123_subdomain(name) => Ok(name),
+        other => Err(PolicyError::InvalidField {
+            field: "metadata.name".to_owned(),
+            value: other.unwrap_or_default().to_owned(),
+            problem: "is not a Deployment name".to_owned(),
+            expected: "a DNS-1123 subdomain (generateName is not supported for site Deployments)"
+                .to_owned(),
+        }),
+    }
+}
+
+fn namespace(namespace: Option<&str>) -> PolicyResult<&str> {
+    match namespace {
+        Some(namespace) if is_dns1123_label(namespace) => Ok(namespace),
+        other => Err(PolicyError::InvalidField {
+            field: "metadata.namespace".to_owned(),
+            value: other.unwrap_or_default().to_owned(),
+            problem: "is not a namespace name".to_owned(),
+            expected: "a DNS-1123 label".to_owned(),
+        }),
+    }
+}
+
+/// SPEC §3.1: every container of the pod template, or only the one that
+/// `P/container` names; init containers never count.
+fn selected_images(
+    settings: &Settings,
+    deployment: &Deployment,
+    annotations: &BTreeMap<String, String>,
+) -> PolicyResult<Vec<SelectedImage>> {
+    let pod = deployment
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.spec.as_ref());
+    let containers: &[Container] = pod.map(|pod| pod.containers.as_slice()).unwrap_or_default();
+    if containers.is_empty() {
+        return Err(PolicyError::InvalidField {
+            field: "spec.template.spec.containers".to_owned(),
+            value: String::new(),
+            problem: "is empty".to_owned(),
+            expected: "at least one container".to_owned(),
+        });
+    }
+
+    let counted: Vec<(usize, &Container)> = match annotations.get(&settings.annotation(CONTAINER)) {
+        None => containers.iter().enumerate().collect(),
+        Some(wanted) => {
+            let wanted_name = wanted.trim();
+            let found: Vec<(usize, &Container)> = containers
+                .iter()
+                .enumerate()
+                .filter(|(_, container)| container.name == wanted_name)
+                .collect();
+            if found.is_empty() {
+                let is_init = pod
+                    .and_then(|pod| pod.init_containers.as_ref())
+                    .is_some_and(|init| init.iter().any(|c| c.name == wanted_name));
+                let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
+                return Err(PolicyError::InvalidAnnotation {
+                    key: settings.annotation(CONTAINER),
+                    value: wanted.clone(),
+                    problem: if is_init {
+                        "names an init container, and init containers never count".to_owned()
+                    } else {
+                        "names no container of the Deployment".to_owned()
+                    },
+                    expected: format!("one of the containers: {}", names.join(", ")),
+                });
+            }
+            found
+        }
+    };
+
+    counted
+        .into_iter()
+        .map(|(index, container)| {
+            let field = format!(
+                "spec.template.spec.containers[{index}].image (container {:?})",
+                container.name
+            );
+            let image = container.image.as_deref().unwrap_or_default();
+            ImageReference::parse(image)
+                .map(|image| SelectedImage {
+                    container: container.name.clone(),
+                    image,
+                })
+                .map_err(|error| PolicyError::InvalidField {
+                    field,
+                    value: image.to_owned(),
+                    problem: format!("is not a valid image reference: {error}"),
+                    expected: "[registry[:port]/]repository[:tag][@digest], such as nginx:1.27 or ghcr.io/acme/site:v2".to_owned(),
+                })
+        })
+        .collect()
+}
+
+/// SPEC §3.6: a rebuild under a mutable tag keeps the hash, so no purge.
+fn mutable_tag_warnings(settings: &Settings, selected: &[SelectedImage]) -> Vec<String> {
+    selected
+        .iter()
+        .filter(|s| s.image.is_mutable())
+        .map(|s| {
+            format!(
+                "container {:?} uses {} (mutable tag): a rebuild pushed under the same tag keeps {}, so no cache purge follows it; pin a version tag or a digest",
+                s.container,
+                s.image,
+                settings.annotation(IMAGE_HASH)
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::batch::v1::Job;
+    use rstest::rstest;
+    use serde_json::{Value, json};
+
+    fn deployment(value: Value) -> Deployment {
+        serde_json::from_value(value).unwrap()
+    }
+
+    /// A labelled site Deployment, as in SPEC §2.
+    fn site(annotations: Value, containers: Value) -> Deployment {
+        deployment(json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {
+                "name": "shop",
+                "namespace": "web",
+                "labels": {"app": "shop", "cache-buster.io/site": "shop.example.com"},
+                "annotations": annotations
+            },
+            "spec": {
+                "selector": {"matchLabels": {"app": "shop"}},
+                "template": {
+                    "metadata": {"labels": {"app": "shop"}},
+                    "spec": {"containers": containers, "initContainers": [{"name": "migrate", "image": "migrate:9"}]}
+                }
+            }
+        }))
+    }
+
+    fn web(image: &str) -> Value {
+        json!([{"name": "web", "image": image}])
+    }
+
+    fn urls() -> Value {
+        json!({"cache-buster.io/urls": "https://shop.example.com/"})
+    }
+
+    fn stamp_of(deployment: &Deployment) -> (Stamp, Vec<String>) {
+        derive_stamp(&Settings::default(), deployment, RequestContext::default()).unwrap()
+    }
+
+    fn error_of(deployment: &Deployment) -> String {
+        derive_stamp(&Settings::default(), deployment, RequestContext::default())
+            .unwrap_err()
+            .to_string()
+    }
+
+    fn with_stamp(deployment: &Deployment, stamp: &Stamp) -> Deployment {
+        let mut stamped = deployment.clone();
+        let annotations = stamped
+            .metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new);
+        for (key, value) in stamp.annotations(&Settings::default()) {
+            annotations.insert(key, value.to_owned());
+        }
+        stamped
+    }
+
+    #[test]
+    fn participation_follows_the_spec_table() {
+        let settings = Settings::default();
+        let meta = |value: Value| serde_json::from_value::<ObjectMeta>(value).unwrap();
+        assert_eq!(
+            participation(
+                &settings,
+                &meta(json!({"labels": {"cache-buster.io/site": "shop"}}))
+            ),
+            Participation::Site
+        );
+        assert_eq!(
+            participation(
+                &settings,
+                &meta(
+                    json!({"labels": {"app": "shop"}, "annotations": {"cache-buster.io/job-name": "x", "other": "y"}})
+                )
+            ),
+            Participation::LabelRemoved(vec!["cache-buster.io/job-name".to_owned()])
+        );
+        assert_eq!(
+            participation(&settings, &meta(json!({"labels": {"app": "shop"}}))),
+            Participation::NotTakingPart
+        );
+        assert_eq!(
+            participation(&settings, &meta(json!({}))),
+            Participation::NotTakingPart
+        );
+    }
+
+    #[test]
+    fn participation_uses_the_configured_label_and_prefix() {
+        let settings = Settings {
+            site_label: "example.com/site".into(),
+            annotation_prefix: "purge.example.com".into(),
+            ..Settings::default()
+        };
+        let meta = |value: Value| serde_json::from_value::<ObjectMeta>(value).unwrap();
+        assert_eq!(
+            participation(
+                &settings,
+                &meta(json!({"labels": {"example.com/site": "s"}}))
+            ),
+            Participation::Site
+        );
+        assert_eq!(
+            participation(
+                &settings,
+                &meta(json!({"labels": {"cache-buster.io/site": "s"}}))
+            ),
+            Participation::NotTakingPart
+        );
+        assert_eq!(
+            participation(
+                &settings,
+                &meta(json!({"annotations": {"purge.example.com/job": "{}"}}))
+            ),
+            Participation::LabelRemoved(vec!["purge.example.com/job".to_owned()])
+        );
+    }
+
+    #[test]
+    fn a_new_site_deployment_gets_the_three_annotations() {
+        let deployment = site(urls(), web("nginx:1.25"));
+        let decision =
+            decide(&Settings::default(), &deployment, RequestContext::default()).unwrap();
+        let Decision::Stamp { stamp, warnings } = decision else {
+            panic!("expected a stamp")
+        };
+        assert_eq!(stamp.image_hash, "d568c927cb");
+        assert_eq!(stamp.job_name, "shop-cache-buster-d568c927cb");
+        let job: Job = serde_json::from_str(&stamp.job_json).unwrap();
+        assert_eq!(
+            job.metadata.name.as_deref(),
+            Some("shop-cache-buster-d568c927cb")
+        );
+        assert_eq!(job.metadata.namespace.as_deref(), Some("web"));
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn the_job_json_is_compact() {
+        let (stamp, _) = stamp_of(&site(urls(), web("nginx:1.25")));
+        let parsed: Value = serde_json::from_str(&stamp.job_json).unwrap();
+        assert_eq!(serde_json::to_string(&parsed).unwrap(), stamp.job_json);
+        assert!(!stamp.job_json.contains('\n'));
+        assert!(
+            stamp
+                .job_json
+                .starts_with(r#"{"apiVersion":"batch/v1","kind":"Job","metadata":{"labels""#)
+        );
+    }
+
+    #[test]
+    fn a_stamped_deployment_is_up_to_date() {
+        let deployment = site(urls(), web("nginx:1.25"));
+        let (stamp, _) = stamp_of(&deployment);
+        let stamped = with_stamp(&deployment, &stamp);
+        assert_eq!(
+            decide(&Settings::default(), &stamped, RequestContext::default()),
+            Ok(Decision::UpToDate { warnings: vec![] })
+        );
+    }
+
+    #[rstest]
+    #[case::hash(0)]
+    #[case::job_name(1)]
+    #[case::job(2)]
+    fn any_tampered_annotation_is_overwritten(#[case] tampered: usize) {
+        let deployment = site(urls(), web("nginx:1.25"));
+        let (stamp, _) = stamp_of(&deployment);
+        let mut stamped = with_stamp(&deployment, &stamp);
+        let key = stamp_keys(&Settings::default())[tampered].clone();
+        stamped
+            .metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(key, r#"{"smuggled":true}"#.into());
+        assert_eq!(
+            decide(&Settings::default(), &stamped, RequestContext::default()),
+            Ok(Decision::Stamp {
+                stamp,
+                warnings: vec![]
+            })
+        );
+    }
+
+    #[test]
+    fn an_image_change_changes_the_stamp() {
+        let old = site(urls(), web("nginx:1.25"));
+        let (old_stamp, _) = stamp_of(&old);
+        let new = with_stamp(&site(urls(), web("nginx:1.26")), &old_stamp);
+        let Ok(Decision::Stamp { stamp, .. }) =
+            decide(&Settings::default(), &new, RequestContext::default())
+        else {
+            panic!("expected a new stamp")
+        };
+        assert_ne!(stamp.image_hash, old_stamp.image_hash);
+        assert_ne!(stamp.job_name, old_stamp.job_name);
+    }
+
+    #[test]
+    fn cosmetic_image_spellings_do_not_change_the_stamp() {
+        let (short, _) = stamp_of(&site(urls(), web("nginx:1.25")));
+        let (long, _) = stamp_of(&site(urls(), web("docker.io/library/nginx:1.25")));
+        assert_eq!(short, long);
+    }
+
+    #[test]
+    fn init_containers_never_count() {
+        let (a, _) = stamp_of(&site(urls(), web("nginx:1.25")));
+        let mut other_init = site(urls(), web("nginx:1.25"));
+        other_init
+            .spec
+            .as_mut()
+            .unwrap()
+            .template
+            .spec
+            .as_mut()
+            .unwrap()
+            .init_containers = Some(vec![Container {
+            name: "migrate".into(),
+            image: Some("migrate:10".into()),
+            ..Container::default()
+        }]);
+        let (b, _) = stamp_of(&other_init);
+        assert_eq!(a.image_hash, b.image_hash);
+    }
+
+    #[test]
+    fn every_container_counts_unless_one_is_named() {
+        let containers = json!([{"name": "web", "image": "nginx:1.25"}, {"name": "php", "image": "bitnami/php-fpm:8.3"}]);
+        let (all, _) = stamp_of(&site(urls(), containers.clone()));
+        assert_eq!(all.image_hash, "80e0188a88");
+        let mut only_web = urls();
+        only_web["cache-buster.io/container"] = json!("web");
+        let (web_only, _) = stamp_of(&site(only_web, containers));
+        assert_eq!(web_only.image_hash, "d568c927cb");
+    }
+
+    #[test]
+    fn a_sidecar_change_is_ignored_when_the_counted_container_is_named() {
+        let mut annotations = urls();
+        annotations["cache-buster.io/container"] = json!("web");
+        let before = site(
+            annotations.clone(),
+            json!([{"name": "web", "image": "nginx:1.25"}, {"name": "proxy", "image": "envoy:1"}]),
+        );
+        let after = site(
+            annotations,
+            json!([{"name": "web", "image": "nginx:1.25"}, {"name": "proxy", "image": "envoy:2"}]),
+        );
+        assert_eq!(stamp_of(&before).0, stamp_of(&after).0);
+    }
+
+    #[rstest]
+    #[case::unknown(
+        "cache",
+        "annotation cache-buster.io/container: \"cache\" names no container of the Deployment; expected one of the containers: web"
+    )]
+    #[case::init(
+        "migrate",
+        "annotation cache-buster.io/container: \"migrate\" names an init container, and init containers never count; expected one of the containers: web"
+    )]
+    fn a_container_annotation_must_name_a_container(#[case] name: &str, #[case] message: &str) {
+        let mut annotations = urls();
+        annotations["cache-buster.io/container"] = json!(name);
+        assert_eq!(error_of(&site(annotations, web("nginx:1.25"))), message);
+    }
+
+    #[rstest]
+    #[case::bad_reference(
+        "Nginx:1",
+        "spec.template.spec.containers[0].image (container \"web\"): \"Nginx:1\" is not a valid image reference: the repository name must be lowercase, got \"Nginx\"; expected [registry[:port]/]repository[:tag][@digest]"
+    )]
+    #[case::empty(
+        "",
+        "spec.template.spec.containers[0].image (container \"web\"): \"\" is not a valid image reference: it is empty"
+    )]
+    fn an_image_that_does_not_parse_is_rejected(#[case] image: &str, #[case] message: &str) {
+        let error = error_of(&site(urls(), web(image)));
+        assert!(error.starts_with(message), "{error}");
+    }
+
+    #[test]
+    fn a_missing_image_is_rejected() {
+        let error = error_of(&site(urls(), json!([{"name": "web"}])));
+        assert!(error.starts_with("spec.template.spec.containers[0].image (container \"web\"): \"\" is not a valid image reference"), "{error}");
+    }
+
+    #[test]
+    fn no_containers_is_rejected() {
+        let error = error_of(&site(urls(), json!([])));
+        assert_eq!(
+            error,
+            "spec.template.spec.containers: \"\" is empty; expected at least one container"
+        );
+    }
+
+    #[rstest]
+    #[case::no_tag("nginx", true)]
+    #[case::latest("ghcr.io/acme/site:latest", true)]
+    #[case::pinned("nginx:1.25", false)]
+    #[case::digest(
+        "nginx@sha256:0000000000000000000000000000000000000000000000000000000000000001",
+        false
+    )]
+    fn mutable_tags_warn(#[case] image: &str, #[case] warns: bool) {
+        let (_, warnings) = stamp_of(&site(urls(), web(image)));
+        assert_eq!(warnings.len(), usize::from(warns), "{warnings:?}");
+        if warns {
+            assert!(
+                warnings[0].starts_with("container \"web\" uses "),
+                "{}",
+                warnings[0]
+            );
+            assert!(warnings[0].contains("(mutable tag): a rebuild pushed under the same tag keeps cache-buster.io/image-hash"));
+        }
+    }
+
+    #[test]
+    fn the_warning_also_comes_when_up_to_date() {
+        let deployment = site(urls(), web("nginx"));
+        let (stamp, warnings) = stamp_of(&deployment);
+        let decision = decide(
+            &Settings::default(),
+            &with_stamp(&deployment, &stamp),
+            RequestContext::default(),
+        );
+        assert_eq!(decision, Ok(Decision::UpToDate { warnings }));
+    }
+
+    #[rstest]
+    #[case::empty_site(json!({"cache-buster.io/site": ""}), "label cache-buster.io/site: \"\" is not a site name")]
+    #[case::invalid_site(json!({"cache-buster.io/site": "shop example"}), "label cache-buster.io/site: \"shop example\" is not a site name")]
+    fn the_site_label_must_name_a_site(#[case] labels: Value, #[case] message: &str) {
+        let mut deployment = site(urls(), web("nginx:1.25"));
+        deployment.metadata.labels = serde_json::from_value(labels).unwrap();
+        let error = error_of(&deployment);
+        assert!(error.starts_with(message), "{error}");
+    }
+
+    #[rstest]
+    #[case::provider(
+        "cache-buster.io/provider",
+        "akamai",
+        "annotation cache-buster.io/provider: \"akamai\" is not a known provider; expected one of cloudflare, fastly, webhook"
+    )]
+    #[case::secret(
+        "cache-buster.io/secret",
+        "My_Secret",
+        "annotation cache-buster.io/secret: \"My_Secret\" is not a Secret name; expected a DNS-1123 subdomain such as cdn-credentials"
+    )]
+    #[case::url(
+        "cache-buster.io/urls",
+        "shop.example.com/",
+        "annotation cache-buster.io/urls: \"shop.example.com/\" is not an absolute http or https URL"
+    )]
+    fn bad_annotations_are_rejected_by_name(
+        #[case] key: &str,
+        #[case] value: &str,
+        #[case] message: &str,
+    ) {
+        let mut annotations = urls();
+        annotations[key] = json!(value);
+        let error = error_of(&site(annotations, web("nginx:1.25")));
+        assert!(error.starts_with(message), "{error}");
+    }
+
+    #[test]
+    fn a_deployment_without_purge_target_is_rejected() {
+        let error = error_of(&site(json!({}), web("nginx:1.25")));
+        assert!(
+            error.starts_with("Deployment web/shop has no purge target for provider cloudflare"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_webhook_needs_no_target() {
+        let (stamp, _) = stamp_of(&site(
+            json!({"cache-buster.io/provider": "webhook"}),
+            web("nginx:1.25"),
+        ));
+        let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
+        let args = job["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+        assert!(args.contains("WEBHOOK_URL"), "{args}");
+    }
+
+    #[test]
+    fn provider_and_secret_annotations_override_the_settings() {
+        let annotations = json!({
+            "cache-buster.io/provider": " fastly\n",
+            "cache-buster.io/secret": "fastly-credentials",
+            "cache-buster.io/tags": "shop"
+        });
+        let (stamp, _) = stamp_of(&site(annotations, web("nginx:1.25")));
+        let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
+        let pod = &job["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["volumes"][2]["secret"]["secretName"],
+            "fastly-credentials"
+        );
+        assert!(
+            pod["containers"][0]["args"]
+                .to_string()
+                .contains("api.fastly.com")
+        );
+    }
+
+    #[test]
+    fn the_webhook_payload_describes_the_rollout() {
+        let annotations =
+            json!({"cache-buster.io/provider": "webhook", "cache-buster.io/tags": "a b"});
+        let (stamp, _) = stamp_of(&site(annotations, web("nginx:1.25")));
+        let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
+        let args: Vec<String> = serde_json::from_value(
+            job["spec"]["template"]["spec"]["containers"][0]["args"].clone(),
+        )
+        .unwrap();
+        let body = args
+            .iter()
+            .skip_while(|a| *a != "--data-raw")
+            .nth(1)
+            .unwrap();
+        let body: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["site"], "shop.example.com");
+        assert_eq!(body["image"], "docker.io/library/nginx:1.25");
+        assert_eq!(body["imageHash"], stamp.image_hash);
+        assert_eq!(body["jobName"], stamp.job_name);
+        assert_eq!(body["tags"], json!(["a", "b"]));
+    }
+
+    #[test]
+    fn long_deployment_names_give_63_character_job_names() {
+        let mut deployment = site(urls(), web("nginx:1.25"));
+        deployment.metadata.name = Some(format!("{}.example", "s".repeat(60)));
+        let (stamp, _) = stamp_of(&deployment);
+        assert_eq!(stamp.job_name.len(), 63);
+        assert_eq!(
+            stamp.job_name,
+            format!("{}-cache-buster-{}", "s".repeat(39), stamp.image_hash)
+        );
+    }
+
+    #[test]
+    fn name_and_namespace_fall_back_to_the_request() {
+        let mut deployment = site(urls(), web("nginx:1.25"));
+        deployment.metadata.name = None;
+        deployment.metadata.namespace = None;
+        let context = RequestContext {
+            name: Some("shop"),
+            namespace: Some("web"),
+        };
+        let (stamp, _) = derive_stamp(&Settings::default(), &deployment, context).unwrap();
+        assert_eq!(stamp.job_name, "shop-cache-buster-d568c927cb");
+        assert_eq!(
+            error_of(&deployment),
+            "metadata.name: \"\" is not a Deployment name; expected a DNS-1123 subdomain (generateName is not supported for site Deployments)"
+        );
+    }
+
+    #[test]
+    fn the_stamp_is_deterministic() {
+        let deployment = site(
+            json!({"cache-buster.io/urls": "https://a.example/ https://b.example/", "cache-buster.io/tags": "x y"}),
+            web("nginx:1.25"),
+        );
+        let first = stamp_of(&deployment);
+        for _ in 0..5 {
+            assert_eq!(stamp_of(&deployment), first);
+        }
+    }
+}

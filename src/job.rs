@@ -1,0 +1,646 @@
+//! The companion Job (SPEC §4): waits until exactly this image is rolled out,
+//! then purges the CDN. Built as a typed `batch/v1` Job so that its JSON is a
+//! valid object by construction, and every field is decided here, from the
+//! settings and the Deployment, never from live cluster state.
+
+use crate::providers::{CREDENTIALS_DIR, PurgeCommand};
+use crate::settings::Settings;
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapProjection, Container, DownwardAPIProjection, DownwardAPIVolumeFile,
+    EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath, ObjectFieldSelector, PodSecurityContext,
+    PodSpec, PodTemplateSpec, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
+    SecretKeySelector, SecretVolumeSource, SecurityContext, ServiceAccountTokenProjection, Volume,
+    VolumeMount, VolumeProjection,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use std::collections::BTreeMap;
+
+pub const WAIT_IMAGE_CONTAINER: &str = "wait-image";
+pub const WAIT_ROLLOUT_CONTAINER: &str = "wait-rollout";
+pub const PURGE_CONTAINER: &str = "purge";
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+pub const LABEL_VALUE: &str = "cache-buster";
+
+/// Where Kubernetes itself mounts a service-account token; kubectl finds it there.
+const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+const SERVICE_ACCOUNT_VOLUME: &str = "kube-api-access";
+/// The token lifetime Kubernetes uses for its own kube-api-access volumes.
+const SERVICE_ACCOUNT_TOKEN_SECONDS: i64 = 3607;
+const CREDENTIALS_VOLUME: &str = "credentials";
+/// kubectl caches API discovery on disk; the root filesystem is read-only.
+const KUBECTL_CACHE_VOLUME: &str = "kubectl-cache";
+const KUBECTL_CACHE_DIR: &str = "/tmp/kubectl-cache";
+
+/// Everything that makes one companion Job.
+pub struct JobInput<'a> {
+    pub settings: &'a Settings,
+    pub namespace: &'a str,
+    pub deployment: &'a str,
+    pub site: &'a str,
+    pub image_hash: &'a str,
+    pub job_name: &'a str,
+    pub credentials_secret: &'a str,
+    pub purge: PurgeCommand,
+}
+
+pub fn build_job(input: JobInput<'_>) -> Job {
+    let settings = input.settings;
+    let labels = job_labels(settings, input.site, input.image_hash);
+    let timeout = format!("--timeout={}s", settings.rollout_timeout_seconds);
+    let cache_dir = format!("--cache-dir={KUBECTL_CACHE_DIR}");
+    // `kubectl wait --for=jsonpath=` reads dots as path separators: escape them.
+    let hash_annotation = settings.annotation("image-hash").replace('.', "\\.");
+
+    let wait_image = Container {
+        name: WAIT_IMAGE_CONTAINER.to_owned(),
+        args: Some(strings(&[
+            "wait",
+            &format!("deployment/{}", input.deployment),
+            "--namespace",
+            input.namespace,
+            &format!(
+                "--for=jsonpath={{.metadata.annotations.{hash_annotation}}}={}",
+                input.image_hash
+            ),
+            &timeout,
+            &cache_dir,
+        ])),
+        ..kubectl_container(settings)
+    };
+    let wait_rollout = Container {
+        name: WAIT_ROLLOUT_CONTAINER.to_owned(),
+        args: Some(strings(&[
+            "rollout",
+            "status",
+            &format!("deployment/{}", input.deployment),
+            "--namespace",
+            input.namespace,
+            &timeout,
+            &cache_dir,
+        ])),
+        ..kubectl_container(settings)
+    };
+    let purge = Container {
+        name: PURGE_CONTAINER.to_owned(),
+        image: Some(settings.curl_image.clone()),
+        // The curl image's entrypoint is a shell script; run curl itself.
+        command: Some(strings(&["curl"])),
+        args: Some(input.purge.args),
+        env: optional_secret_env(input.credentials_secret, &input.purge.optional_secret_env),
+        volume_mounts: Some(vec![read_only_mount(CREDENTIALS_VOLUME, CREDENTIALS_DIR)]),
+        ..restricted_container(settings)
+    };
+
+    Job {
+        metadata: ObjectMeta {
+            name: Some(input.job_name.to_owned()),
+            namespace: Some(input.namespace.to_owned()),
+            labels: Some(labels.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: i32::try_from(settings.backoff_limit).ok(),
+            active_deadline_seconds: Some(settings.active_deadline_seconds),
+            ttl_seconds_after_finished: settings
+                .ttl_seconds_after_finished
+                .and_then(|ttl| i32::try_from(ttl).ok()),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".to_owned()),
+                    service_account_name: Some(settings.service_account_name.clone()),
+                    // Only the two kubectl containers get a token, through
+                    // their own projected volume.
+                    automount_service_account_token: Some(false),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(settings.run_as_user),
+                        run_as_group: Some(settings.run_as_user),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".to_owned(),
+                            ..SeccompProfile::default()
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    init_containers: Some(vec![wait_image, wait_rollout]),
+                    containers: vec![purge],
+                    volumes: Some(vec![
+                        service_account_volume(),
+                        Volume {
+                            name: KUBECTL_CACHE_VOLUME.to_owned(),
+                            empty_dir: Some(EmptyDirVolumeSource {
+                                size_limit: Some(Quantity("32Mi".to_owned())),
+                                ..EmptyDirVolumeSource::default()
+                            }),
+                            ..Volume::default()
+                        },
+                        Volume {
+                            name: CREDENTIALS_VOLUME.to_owned(),
+                            secret: Some(SecretVolumeSource {
+                                secret_name: Some(input.credentials_secret.to_owned()),
+                                ..SecretVolumeSource::default()
+                            }),
+                            ..Volume::default()
+                        },
+                    ]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..JobSpec::default()
+        }),
+        ..Job::default()
+    }
+}
+
+/// SPEC §4 labels, on the Job and on its pods.
+pub fn job_labels(settings: &Settings, site: &str, image_hash: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (settings.annotation("site"), site.to_owned()),
+        (settings.annotation("image-hash"), image_hash.to_owned()),
+        (MANAGED_BY_LABEL.to_owned(), LABEL_VALUE.to_owned()),
+        (COMPONENT_LABEL.to_owned(), LABEL_VALUE.to_owned()),
+    ])
+}
+
+fn kubectl_container(settings: &Settings) -> Container {
+    Container {
+        image: Some(settings.kubectl_image.clone()),
+        command: Some(strings(&["kubectl"])),
+        volume_mounts: Some(vec![
+            read_only_mount(SERVICE_ACCOUNT_VOLUME, SERVICE_ACCOUNT_DIR),
+            VolumeMount {
+                name: KUBECTL_CACHE_VOLUME.to_owned(),
+                mount_path: KUBECTL_CACHE_DIR.to_owned(),
+                ..VolumeMount::default()
+            },
+        ]),
+        ..restricted_container(settings)
+    }
+}
+
+/// Pod Security "restricted", plus a read-only root filesystem and resources.
+fn restricted_container(settings: &Settings) -> Container {
+    let resources = &settings.resources;
+    let cpu_memory = |cpu: &str, memory: &str| {
+        BTreeMap::from([
+            ("cpu".to_owned(), Quantity(cpu.to_owned())),
+            ("memory".to_owned(), Quantity(memory.to_owned())),
+        ])
+    };
+    Container {
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(strings(&["ALL"])),
+                ..Capabilities::default()
+            }),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            ..SecurityContext::default()
+        }),
+        resources: Some(ResourceRequirements {
+            requests: Some(cpu_memory(
+                &resources.requests.cpu,
+                &resources.requests.memory,
+            )),
+            limits: Some(cpu_memory(&resources.limits.cpu, &resources.limits.memory)),
+            ..ResourceRequirements::default()
+        }),
+        // A failed purge shows curl's error in the Job's pod status.
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+        ..Container::default()
+    }
+}
+
+/// The same token, CA and namespace files Kubernetes would automount.
+fn service_account_volume() -> Volume {
+    Volume {
+        name: SERVICE_ACCOUNT_VOLUME.to_owned(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(vec![
+                VolumeProjection {
+                    service_account_token: Some(ServiceAccountTokenProjection {
+                        path: "token".to_owned(),
+                        expiration_seconds: Some(SERVICE_ACCOUNT_TOKEN_SECONDS),
+                        ..ServiceAccountTokenProjection::default()
+                    }),
+                    ..VolumeProjection::default()
+                },
+                VolumeProjection {
+                    config_map: Some(ConfigMapProjection {
+                        name: "kube-root-ca.crt".to_owned(),
+                        items: Some(vec![KeyToPath {
+                            key: "ca.crt".to_owned(),
+                            path: "ca.crt".to_owned(),
+                            ..KeyToPath::default()
+                        }]),
+                        ..ConfigMapProjection::default()
+                    }),
+                    ..VolumeProjection::default()
+                },
+                VolumeProjection {
+                    downward_api: Some(DownwardAPIProjection {
+                        items: Some(vec![DownwardAPIVolumeFile {
+                            path: "namespace".to_owned(),
+                            field_ref: Some(ObjectFieldSelector {
+                                api_version: Some("v1".to_owned()),
+                                field_path: "metadata.namespace".to_owned(),
+                            }),
+                            ..DownwardAPIVolumeFile::default()
+                        }]),
+                    }),
+                    ..VolumeProjection::default()
+                },
+            ]),
+            ..ProjectedVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+fn read_only_mount(volume: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: volume.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }
+}
+
+fn optional_secret_env(secret: &str, variables: &[(&str, &str)]) -> Option<Vec<EnvVar>> {
+    (!variables.is_empty()).then(|| {
+        variables
+            .iter()
+            .map(|(variable, key)| EnvVar {
+                name: (*variable).to_owned(),
+                value_from: Some(EnvVarSource {
+                    secret_key_ref: Some(SecretKeySelector {
+                        name: secret.to_owned(),
+                        key: (*key).to_owned(),
+                        optional: Some(true),
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            })
+            .collect()
+    })
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|item| (*item).to_owned()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::{Provider, PurgeCommand, WebhookPayload, purge_command};
+    use crate::targets::PurgeTargets;
+
+    fn command(provider: Provider) -> PurgeCommand {
+        let purge = PurgeTargets {
+            urls: vec!["https://www.example.com/".into()],
+            ..Default::default()
+        };
+        let payload = WebhookPayload {
+            site: "shop",
+            namespace: "web",
+            deployment: "shop",
+            image: "docker.io/library/nginx:1.25".into(),
+            image_hash: "d568c927cb",
+            job_name: "shop-cache-buster-d568c927cb",
+            urls: &purge.urls,
+            prefixes: &[],
+            hosts: &[],
+            tags: &[],
+            everything: false,
+        };
+        purge_command(provider, &purge, 30, &payload).unwrap()
+    }
+
+    fn job_with(settings: &Settings, provider: Provider) -> Job {
+        build_job(JobInput {
+            settings,
+            namespace: "web",
+            deployment: "shop",
+            site: "shop.example.com",
+            image_hash: "d568c927cb",
+            job_name: "shop-cache-buster-d568c927cb",
+            credentials_secret: "cdn-credentials",
+            purge: command(provider),
+        })
+    }
+
+    fn job() -> Job {
+        job_with(&Settings::default(), Provider::Cloudflare)
+    }
+
+    fn pod(job: &Job) -> &PodSpec {
+        job.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+    }
+
+    fn all_containers(pod: &PodSpec) -> Vec<&Container> {
+        pod.init_containers
+            .iter()
+            .flatten()
+            .chain(pod.containers.iter())
+            .collect()
+    }
+
+    #[test]
+    fn metadata_names_labels_and_namespace() {
+        let job = job();
+        assert_eq!(
+            job.metadata.name.as_deref(),
+            Some("shop-cache-buster-d568c927cb")
+        );
+        assert_eq!(job.metadata.namespace.as_deref(), Some("web"));
+        let expected = BTreeMap::from([
+            (
+                "app.kubernetes.io/component".to_owned(),
+                "cache-buster".to_owned(),
+            ),
+            (
+                "app.kubernetes.io/managed-by".to_owned(),
+                "cache-buster".to_owned(),
+            ),
+            (
+                "cache-buster.io/image-hash".to_owned(),
+                "d568c927cb".to_owned(),
+            ),
+            (
+                "cache-buster.io/site".to_owned(),
+                "shop.example.com".to_owned(),
+            ),
+        ]);
+        assert_eq!(job.metadata.labels.as_ref(), Some(&expected));
+        let pod_labels = job
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .as_ref();
+        assert_eq!(pod_labels, Some(&expected));
+    }
+
+    #[test]
+    fn spec_comes_from_the_settings_without_ttl_by_default() {
+        let job = job();
+        let spec = job.spec.as_ref().unwrap();
+        assert_eq!(spec.backoff_limit, Some(3));
+        assert_eq!(spec.active_deadline_seconds, Some(900));
+        assert_eq!(spec.ttl_seconds_after_finished, None);
+        let settings = Settings {
+            ttl_seconds_after_finished: Some(86400),
+            backoff_limit: 0,
+            ..Settings::default()
+        };
+        let spec = job_with(&settings, Provider::Cloudflare).spec.unwrap();
+        assert_eq!(spec.ttl_seconds_after_finished, Some(86400));
+        assert_eq!(spec.backoff_limit, Some(0));
+    }
+
+    #[test]
+    fn pod_runs_once_with_its_service_account_and_no_automounted_token() {
+        let job = job();
+        let pod = pod(&job);
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(pod.service_account_name.as_deref(), Some("cache-buster"));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+    }
+
+    /// The checks of the Pod Security Standards "restricted" profile.
+    #[test]
+    fn pod_passes_pod_security_restricted() {
+        let job = job();
+        let pod = pod(&job);
+        let pod_security = pod.security_context.as_ref().unwrap();
+        assert_eq!(pod_security.run_as_non_root, Some(true));
+        assert!(pod_security.run_as_user.is_some_and(|uid| uid > 0));
+        assert_eq!(
+            pod_security.seccomp_profile.as_ref().unwrap().type_,
+            "RuntimeDefault"
+        );
+        for container in all_containers(pod) {
+            let security = container.security_context.as_ref().unwrap();
+            assert_eq!(
+                security.allow_privilege_escalation,
+                Some(false),
+                "{}",
+                container.name
+            );
+            assert_eq!(
+                security.capabilities.as_ref().unwrap().drop.as_deref(),
+                Some(&["ALL".to_owned()][..])
+            );
+            assert_eq!(security.capabilities.as_ref().unwrap().add, None);
+            assert_eq!(security.read_only_root_filesystem, Some(true));
+            assert_ne!(security.privileged, Some(true));
+            assert_ne!(security.run_as_user, Some(0));
+            let resources = container.resources.as_ref().unwrap();
+            for list in [
+                resources.requests.as_ref().unwrap(),
+                resources.limits.as_ref().unwrap(),
+            ] {
+                assert!(list.contains_key("cpu") && list.contains_key("memory"));
+            }
+            assert!(container.ports.is_none());
+        }
+        for volume in pod.volumes.iter().flatten() {
+            let allowed =
+                volume.projected.is_some() || volume.secret.is_some() || volume.empty_dir.is_some();
+            assert!(
+                allowed,
+                "volume {} is not of a restricted-allowed type",
+                volume.name
+            );
+        }
+        assert_eq!(pod.host_network, None);
+        assert_eq!(pod.host_pid, None);
+        assert_eq!(pod.host_ipc, None);
+    }
+
+    #[test]
+    fn init_containers_wait_for_this_image_then_the_rollout() {
+        let job = job();
+        let pod = pod(&job);
+        let init: Vec<&Container> = pod.init_containers.iter().flatten().collect();
+        assert_eq!(init.len(), 2);
+        assert_eq!(init[0].name, "wait-image");
+        assert_eq!(
+            init[0].image.as_deref(),
+            Some(crate::settings::DEFAULT_KUBECTL_IMAGE)
+        );
+        assert_eq!(
+            init[0].command.as_deref(),
+            Some(&["kubectl".to_owned()][..])
+        );
+        assert_eq!(
+            init[0].args.as_ref().unwrap(),
+            &[
+                "wait",
+                "deployment/shop",
+                "--namespace",
+                "web",
+                "--for=jsonpath={.metadata.annotations.cache-buster\\.io/image-hash}=d568c927cb",
+                "--timeout=600s",
+                "--cache-dir=/tmp/kubectl-cache",
+            ]
+        );
+        assert_eq!(init[1].name, "wait-rollout");
+        assert_eq!(
+            init[1].args.as_ref().unwrap(),
+            &[
+                "rollout",
+                "status",
+                "deployment/shop",
+                "--namespace",
+                "web",
+                "--timeout=600s",
+                "--cache-dir=/tmp/kubectl-cache"
+            ]
+        );
+    }
+
+    #[test]
+    fn only_the_init_containers_get_the_service_account_token() {
+        let job = job();
+        let pod = pod(&job);
+        let mounts_token = |container: &Container| {
+            container.volume_mounts.iter().flatten().any(|mount| {
+                mount.mount_path == "/var/run/secrets/kubernetes.io/serviceaccount"
+                    && mount.read_only == Some(true)
+            })
+        };
+        assert!(pod.init_containers.iter().flatten().all(mounts_token));
+        assert!(!mounts_token(&pod.containers[0]));
+        let token_volume = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "kube-api-access")
+            .unwrap();
+        let sources = token_volume
+            .projected
+            .as_ref()
+            .unwrap()
+            .sources
+            .as_ref()
+            .unwrap();
+        assert!(sources.iter().any(|s| s.service_account_token.is_some()));
+    }
+
+    #[test]
+    fn purge_container_runs_curl_with_the_secret_mounted_read_only() {
+        let job = job();
+        let pod = pod(&job);
+        let purge = &pod.containers[0];
+        assert_eq!(purge.name, "purge");
+        assert_eq!(
+            purge.image.as_deref(),
+            Some(crate::settings::DEFAULT_CURL_IMAGE)
+        );
+        assert_eq!(purge.command.as_deref(), Some(&["curl".to_owned()][..]));
+        assert_eq!(
+            purge.args.as_ref(),
+            Some(&command(Provider::Cloudflare).args)
+        );
+        let mounts = purge.volume_mounts.as_ref().unwrap();
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(mounts[0].mount_path, CREDENTIALS_DIR);
+        assert_eq!(mounts[0].read_only, Some(true));
+        let secret = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == mounts[0].name)
+            .unwrap();
+        assert_eq!(
+            secret.secret.as_ref().unwrap().secret_name.as_deref(),
+            Some("cdn-credentials")
+        );
+        assert_eq!(purge.env, None);
+    }
+
+    #[test]
+    fn webhook_token_comes_from_an_optional_secret_key() {
+        let job = job_with(&Settings::default(), Provider::Webhook);
+        let env = pod(&job).containers[0].env.clone().unwrap();
+        assert_eq!(env.len(), 1);
+        assert_eq!(env[0].name, "WEBHOOK_TOKEN");
+        assert_eq!(env[0].value, None);
+        let selector = env[0]
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!(
+            (
+                selector.name.as_str(),
+                selector.key.as_str(),
+                selector.optional
+            ),
+            ("cdn-credentials", "WEBHOOK_TOKEN", Some(true))
+        );
+    }
+
+    #[test]
+    fn custom_settings_reach_the_job() {
+        let settings = Settings {
+            annotation_prefix: "purge.example.com".into(),
+            service_account_name: "purger".into(),
+            run_as_user: 1001,
+            rollout_timeout_seconds: 120,
+            ..Settings::default()
+        };
+        let job = job_with(&settings, Provider::Cloudflare);
+        let pod = pod(&job);
+        assert_eq!(pod.service_account_name.as_deref(), Some("purger"));
+        assert_eq!(
+            pod.security_context.as_ref().unwrap().run_as_user,
+            Some(1001)
+        );
+        let wait_image = &pod.init_containers.as_ref().unwrap()[0];
+        assert!(wait_image.args.as_ref().unwrap().contains(
+            &"--for=jsonpath={.metadata.annotations.purge\\.example\\.com/image-hash}=d568c927cb".to_owned()
+        ));
+        assert!(
+            wait_image
+                .args
+                .as_ref()
+                .unwrap()
+                .contains(&"--timeout=120s".to_owned())
+        );
+        assert!(
+            job.metadata
+                .labels
+                .unwrap()
+                .contains_key("purge.example.com/site")
+        );
+    }
+
+    #[test]
+    fn serialises_as_a_batch_v1_job() {
+        let value = serde_json::to_value(job()).unwrap();
+        assert_eq!(value["apiVersion"], "batch/v1");
+        assert_eq!(value["kind"], "Job");
+        assert_eq!(
+            value["spec"]["template"]["spec"]["initContainers"][0]["name"],
+            "wait-image"
+        );
+        let back: Job = serde_json::from_value(value).unwrap();
+        assert_eq!(back, job());
+    }
+}

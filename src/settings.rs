@@ -1,0 +1,433 @@
+//! Policy settings (SPEC §6): every default is here, every value is checked
+//! by `Validatable::validate`, and unknown keys are refused.
+
+use crate::image::ImageReference;
+use crate::names::{is_dns1123_subdomain, is_qualified_name};
+use crate::providers::Provider;
+use crate::quantity::parse_quantity;
+use kubewarden_policy_sdk::settings::Validatable;
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_KUBECTL_IMAGE: &str = "registry.k8s.io/kubectl:v1.34.2";
+pub const DEFAULT_CURL_IMAGE: &str = "curlimages/curl:8.17.0";
+/// `--variable` and `--expand-header` came with curl 8.3.0.
+const MINIMUM_CURL_VERSION: (u32, u32) = (8, 3);
+
+const ROLLOUT_TIMEOUT_RANGE: (i64, i64) = (1, 86_400);
+const BACKOFF_LIMIT_RANGE: (i64, i64) = (0, 20);
+const ACTIVE_DEADLINE_RANGE: (i64, i64) = (1, 604_800);
+const TTL_RANGE: (i64, i64) = (0, i32::MAX as i64);
+const CLOUDFLARE_BATCH_SIZE_RANGE: (i64, i64) = (1, 500);
+const RUN_AS_USER_RANGE: (i64, i64) = (1, i32::MAX as i64);
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct Settings {
+    /// The label that makes a Deployment take part; its value is the site.
+    pub site_label: String,
+    /// `P` of SPEC: the prefix of every annotation the policy reads or writes.
+    pub annotation_prefix: String,
+    /// Provider of Deployments without `P/provider`.
+    pub provider: Provider,
+    /// Secret of Deployments without `P/secret`.
+    pub credentials_secret: String,
+    pub service_account_name: String,
+    pub kubectl_image: String,
+    pub curl_image: String,
+    pub rollout_timeout_seconds: i64,
+    pub backoff_limit: i64,
+    pub active_deadline_seconds: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds_after_finished: Option<i64>,
+    pub cloudflare_batch_size: i64,
+    pub run_as_user: i64,
+    pub resources: ContainerResources,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            site_label: "cache-buster.io/site".to_owned(),
+            annotation_prefix: "cache-buster.io".to_owned(),
+            provider: Provider::Cloudflare,
+            credentials_secret: "cache-buster-credentials".to_owned(),
+            service_account_name: "cache-buster".to_owned(),
+            kubectl_image: DEFAULT_KUBECTL_IMAGE.to_owned(),
+            curl_image: DEFAULT_CURL_IMAGE.to_owned(),
+            rollout_timeout_seconds: 600,
+            backoff_limit: 3,
+            active_deadline_seconds: 900,
+            ttl_seconds_after_finished: None,
+            cloudflare_batch_size: 30,
+            run_as_user: 65532,
+            resources: ContainerResources::default(),
+        }
+    }
+}
+
+/// Requests and limits given to each container of the Job.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ContainerResources {
+    pub requests: CpuMemory,
+    pub limits: CpuMemory,
+}
+
+impl Default for ContainerResources {
+    fn default() -> Self {
+        ContainerResources {
+            requests: CpuMemory {
+                cpu: "10m".to_owned(),
+                memory: "32Mi".to_owned(),
+            },
+            limits: CpuMemory {
+                cpu: "200m".to_owned(),
+                memory: "128Mi".to_owned(),
+            },
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CpuMemory {
+    pub cpu: String,
+    pub memory: String,
+}
+
+/// Parses settings JSON, naming the offending key on error
+/// (`settings.backoffLimit: invalid type: …`).
+pub fn parse_settings(json: &[u8]) -> Result<Settings, String> {
+    let trimmed = json.trim_ascii();
+    if trimmed.is_empty() || trimmed == b"null" {
+        return Ok(Settings::default());
+    }
+    if !trimmed.starts_with(b"{") {
+        return Err(
+            "settings: expected an object of settings such as {\"provider\": \"fastly\"}"
+                .to_owned(),
+        );
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        if path == "." {
+            format!("settings: {inner}")
+        } else {
+            format!("settings.{path}: {inner}")
+        }
+    })
+}
+
+impl Settings {
+    /// `P/<name>`.
+    pub fn annotation(&self, name: &str) -> String {
+        format!("{}/{name}", self.annotation_prefix)
+    }
+}
+
+impl Validatable for Settings {
+    fn validate(&self) -> Result<(), String> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, problem: String| {
+            if !ok {
+                problems.push(problem);
+            }
+        };
+
+        check(
+            is_qualified_name(&self.site_label),
+            format!(
+                "siteLabel: {:?} is not a valid label key; expected [prefix/]name such as cache-buster.io/site",
+                self.site_label
+            ),
+        );
+        check(
+            is_dns1123_subdomain(&self.annotation_prefix),
+            format!(
+                "annotationPrefix: {:?} is not a DNS-1123 subdomain; expected lowercase letters, digits, '-' and '.', such as cache-buster.io",
+                self.annotation_prefix
+            ),
+        );
+        for (key, value) in [
+            ("credentialsSecret", &self.credentials_secret),
+            ("serviceAccountName", &self.service_account_name),
+        ] {
+            check(
+                is_dns1123_subdomain(value),
+                format!(
+                    "{key}: {value:?} is not a valid object name; expected a DNS-1123 subdomain"
+                ),
+            );
+        }
+        for (key, value) in [
+            ("kubectlImage", &self.kubectl_image),
+            ("curlImage", &self.curl_image),
+        ] {
+            if let Err(error) = ImageReference::parse(value) {
+                check(
+                    false,
+                    format!("{key}: {value:?} is not an image reference: {error}"),
+                );
+            }
+        }
+        if let Some(problem) = curl_too_old(&self.curl_image) {
+            check(false, problem);
+        }
+
+        for (key, value, range) in [
+            (
+                "rolloutTimeoutSeconds",
+                self.rollout_timeout_seconds,
+                ROLLOUT_TIMEOUT_RANGE,
+            ),
+            ("backoffLimit", self.backoff_limit, BACKOFF_LIMIT_RANGE),
+            (
+                "activeDeadlineSeconds",
+                self.active_deadline_seconds,
+                ACTIVE_DEADLINE_RANGE,
+            ),
+            (
+                "cloudflareBatchSize",
+                self.cloudflare_batch_size,
+                CLOUDFLARE_BATCH_SIZE_RANGE,
+            ),
+            ("runAsUser", self.run_as_user, RUN_AS_USER_RANGE),
+        ] {
+            check(in_range(value, range), out_of_range(key, value, range));
+        }
+        if let Some(ttl) = self.ttl_seconds_after_finished {
+            check(
+                in_range(ttl, TTL_RANGE),
+                out_of_range("ttlSecondsAfterFinished", ttl, TTL_RANGE),
+            );
+        }
+        // Both waits (image annotation, then rollout) may each take the rollout
+        // timeout; a deadline shorter than one wait kills every slow rollout.
+        check(
+            self.active_deadline_seconds > self.rollout_timeout_seconds,
+            format!(
+                "activeDeadlineSeconds: {} must be greater than rolloutTimeoutSeconds ({}), or the Job is killed while it waits for the rollout",
+                self.active_deadline_seconds, self.rollout_timeout_seconds
+            ),
+        );
+
+        problems.extend(self.resources.problems());
+
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+}
+
+impl ContainerResources {
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (resource, request, limit) in [
+            ("cpu", &self.requests.cpu, &self.limits.cpu),
+            ("memory", &self.requests.memory, &self.limits.memory),
+        ] {
+            let request_value = quantity(&mut problems, "requests", resource, request);
+            let limit_value = quantity(&mut problems, "limits", resource, limit);
+            if let (Some(request_value), Some(limit_value)) = (request_value, limit_value)
+                && request_value > limit_value
+            {
+                problems.push(format!(
+                    "resources.requests.{resource}: {request:?} is more than resources.limits.{resource} ({limit:?}); expected a request no larger than its limit"
+                ));
+            }
+        }
+        problems
+    }
+}
+
+fn quantity(problems: &mut Vec<String>, kind: &str, resource: &str, text: &str) -> Option<f64> {
+    match parse_quantity(text) {
+        Some(value) if value > 0.0 => Some(value),
+        _ => {
+            problems.push(format!(
+                "resources.{kind}.{resource}: {text:?} is not a positive quantity; expected a value such as 100m, 0.5, 64Mi or 1Gi"
+            ));
+            None
+        }
+    }
+}
+
+fn in_range(value: i64, (min, max): (i64, i64)) -> bool {
+    (min..=max).contains(&value)
+}
+
+fn out_of_range(key: &str, value: i64, (min, max): (i64, i64)) -> String {
+    format!("{key}: {value} is out of range; expected {min} to {max}")
+}
+
+/// When the tag reads as a curl version, it must be at least 8.3.
+fn curl_too_old(curl_image: &str) -> Option<String> {
+    let image = ImageReference::parse(curl_image).ok()?;
+    let tag = image.tag?;
+    let mut parts = tag.trim_start_matches('v').split('.');
+    let major: u32 = parts.next()?.parse().ok()?;
+    let minor: u32 = parts.next().unwrap_or("0").parse().ok()?;
+    ((major, minor) < MINIMUM_CURL_VERSION).then(|| {
+        format!(
+            "curlImage: {curl_image:?} has curl {major}.{minor}; expected curl {}.{} or later (the purge uses --variable and --expand-header)",
+            MINIMUM_CURL_VERSION.0, MINIMUM_CURL_VERSION.1
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+    use serde_json::json;
+
+    fn settings(json: serde_json::Value) -> Result<Settings, String> {
+        parse_settings(json.to_string().as_bytes())
+    }
+
+    fn validation_error(json: serde_json::Value) -> String {
+        settings(json).unwrap().validate().unwrap_err()
+    }
+
+    #[test]
+    fn empty_settings_are_valid_and_all_defaults() {
+        for empty in [&b""[..], b"{}", b"null", b"  "] {
+            let parsed = parse_settings(empty).unwrap();
+            assert_eq!(parsed, Settings::default());
+            assert_eq!(parsed.validate(), Ok(()));
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_specified_ones() {
+        let defaults = Settings::default();
+        assert_eq!(defaults.site_label, "cache-buster.io/site");
+        assert_eq!(defaults.annotation_prefix, "cache-buster.io");
+        assert_eq!(defaults.provider, Provider::Cloudflare);
+        assert_eq!(defaults.credentials_secret, "cache-buster-credentials");
+        assert_eq!(defaults.service_account_name, "cache-buster");
+        assert!(
+            defaults
+                .kubectl_image
+                .starts_with("registry.k8s.io/kubectl:v")
+        );
+        assert!(defaults.curl_image.starts_with("curlimages/curl:8."));
+        assert_eq!(defaults.rollout_timeout_seconds, 600);
+        assert_eq!(defaults.backoff_limit, 3);
+        assert_eq!(defaults.active_deadline_seconds, 900);
+        assert_eq!(defaults.ttl_seconds_after_finished, None);
+        assert_eq!(defaults.cloudflare_batch_size, 30);
+        assert_eq!(defaults.run_as_user, 65532);
+    }
+
+    #[test]
+    fn serde_defaults_and_default_agree_field_by_field() {
+        let partial = settings(json!({"backoffLimit": 5})).unwrap();
+        assert_eq!(
+            partial,
+            Settings {
+                backoff_limit: 5,
+                ..Settings::default()
+            }
+        );
+        let partial =
+            settings(json!({"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}})).unwrap();
+        assert_eq!(
+            partial.resources.requests,
+            ContainerResources::default().requests
+        );
+    }
+
+    #[test]
+    fn full_settings_round_trip() {
+        let all = json!({
+            "siteLabel": "example.com/site",
+            "annotationPrefix": "purge.example.com",
+            "provider": "fastly",
+            "credentialsSecret": "fastly-token",
+            "serviceAccountName": "purger",
+            "kubectlImage": "registry.k8s.io/kubectl:v1.36.0",
+            "curlImage": "curlimages/curl:8.3.0",
+            "rolloutTimeoutSeconds": 300,
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": 301,
+            "ttlSecondsAfterFinished": 3600,
+            "cloudflareBatchSize": 500,
+            "runAsUser": 1000,
+            "resources": {"requests": {"cpu": "5m", "memory": "16Mi"}, "limits": {"cpu": "1", "memory": "256Mi"}}
+        });
+        let parsed = settings(all.clone()).unwrap();
+        assert_eq!(parsed.validate(), Ok(()));
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), all);
+    }
+
+    #[rstest]
+    #[case::misspelt_key(json!({"lable": "x"}), "settings.lable: unknown field `lable`, expected one of `siteLabel`")]
+    #[case::unknown_provider(json!({"provider": "akamai"}), "settings.provider: unknown provider \"akamai\", expected one of cloudflare, fastly, webhook")]
+    #[case::provider_not_a_string(json!({"provider": 3}), "settings.provider: invalid type: integer `3`, expected a string")]
+    #[case::wrong_type(json!({"backoffLimit": "three"}), "settings.backoffLimit: invalid type: string \"three\"")]
+    #[case::nested_unknown(json!({"resources": {"limits": {"gpu": "1", "cpu": "1", "memory": "1Gi"}}}), "settings.resources.limits.gpu: unknown field `gpu`, expected `cpu` or `memory`")]
+    #[case::not_an_object(json!([1]), "settings: expected an object of settings")]
+    #[case::a_string(json!("fastly"), "settings: expected an object of settings")]
+    fn undecodable_settings_name_the_key(#[case] input: serde_json::Value, #[case] message: &str) {
+        let error = settings(input).unwrap_err();
+        assert!(error.contains(message), "{error}");
+    }
+
+    #[rstest]
+    #[case::site_label(json!({"siteLabel": "bad label"}), "siteLabel: \"bad label\" is not a valid label key")]
+    #[case::prefix(json!({"annotationPrefix": "Cache_Buster"}), "annotationPrefix: \"Cache_Buster\" is not a DNS-1123 subdomain")]
+    #[case::secret(json!({"credentialsSecret": "Creds"}), "credentialsSecret: \"Creds\" is not a valid object name")]
+    #[case::service_account(json!({"serviceAccountName": ""}), "serviceAccountName: \"\" is not a valid object name")]
+    #[case::kubectl_image(json!({"kubectlImage": "Kubectl"}), "kubectlImage: \"Kubectl\" is not an image reference: the repository name must be lowercase")]
+    #[case::old_curl(json!({"curlImage": "curlimages/curl:7.88.1"}), "curlImage: \"curlimages/curl:7.88.1\" has curl 7.88; expected curl 8.3 or later")]
+    #[case::rollout_timeout(json!({"rolloutTimeoutSeconds": 0}), "rolloutTimeoutSeconds: 0 is out of range; expected 1 to 86400")]
+    #[case::backoff(json!({"backoffLimit": -1}), "backoffLimit: -1 is out of range; expected 0 to 20")]
+    #[case::deadline(json!({"activeDeadlineSeconds": 0}), "activeDeadlineSeconds: 0 is out of range; expected 1 to 604800")]
+    #[case::deadline_below_rollout(json!({"activeDeadlineSeconds": 600}), "activeDeadlineSeconds: 600 must be greater than rolloutTimeoutSeconds (600)")]
+    #[case::ttl(json!({"ttlSecondsAfterFinished": -5}), "ttlSecondsAfterFinished: -5 is out of range; expected 0 to 2147483647")]
+    #[case::batch_zero(json!({"cloudflareBatchSize": 0}), "cloudflareBatchSize: 0 is out of range; expected 1 to 500")]
+    #[case::batch_too_big(json!({"cloudflareBatchSize": 501}), "cloudflareBatchSize: 501 is out of range; expected 1 to 500")]
+    #[case::root(json!({"runAsUser": 0}), "runAsUser: 0 is out of range; expected 1 to 2147483647")]
+    #[case::quantity(json!({"resources": {"limits": {"cpu": "lots", "memory": "128Mi"}}}), "resources.limits.cpu: \"lots\" is not a positive quantity")]
+    #[case::request_over_limit(json!({"resources": {"requests": {"cpu": "1", "memory": "32Mi"}}}), "resources.requests.cpu: \"1\" is more than resources.limits.cpu (\"200m\")")]
+    fn invalid_values_are_named_with_the_allowed_range(
+        #[case] input: serde_json::Value,
+        #[case] message: &str,
+    ) {
+        let error = validation_error(input);
+        assert!(error.contains(message), "{error}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let error = validation_error(json!({"backoffLimit": 99, "runAsUser": 0}));
+        assert!(error.contains("backoffLimit: 99"), "{error}");
+        assert!(error.contains("runAsUser: 0"), "{error}");
+    }
+
+    #[rstest]
+    #[case("curlimages/curl:8.3.0")]
+    #[case("curlimages/curl:8.17.0")]
+    #[case("curlimages/curl:9")]
+    #[case(
+        "curlimages/curl@sha256:0000000000000000000000000000000000000000000000000000000000000001"
+    )]
+    #[case("registry.example.com/tools/curl:stable")]
+    fn recent_or_unversioned_curl_images_are_accepted(#[case] image: &str) {
+        assert_eq!(curl_too_old(image), None);
+    }
+
+    #[test]
+    fn annotation_keys_use_the_prefix() {
+        let custom = Settings {
+            annotation_prefix: "purge.example.com".into(),
+            ..Settings::default()
+        };
+        assert_eq!(custom.annotation("job"), "purge.example.com/job");
+    }
+}
