@@ -128,7 +128,7 @@ apply_patch_to() {
 
 @test "an object that is no Deployment is rejected with the reason" {
   evaluate create-invalid-spec.json
-  assert_rejected_with 'request.object is not a valid apps/v1 Deployment: invalid type: string "two"'
+  assert_rejected_with 'request.object is not a valid apps/v1 Deployment: spec: invalid type: string "web", expected a sequence'
 }
 
 # --- SPEC §3: the decision ---------------------------------------------------

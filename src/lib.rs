@@ -17,11 +17,13 @@ pub mod settings;
 pub mod targets;
 
 use admission::Outcome;
-use kubewarden_policy_sdk::response::ValidationResponse;
 use kubewarden_policy_sdk::settings::{SettingsValidationResponse, Validatable};
 use kubewarden_policy_sdk::wapc_guest::{self as guest, CallResult};
 use kubewarden_policy_sdk::{logging, protocol_version_guest};
+use serde::Serialize;
+use serde_json::value::RawValue;
 use slog::{Logger, info, o};
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 static LOG_DRAIN: LazyLock<Logger> = LazyLock::new(|| {
@@ -44,34 +46,43 @@ pub extern "C" fn wapc_init() {
 /// ValidationResponse. The one place where an error becomes a rejection.
 pub fn validate(payload: &[u8]) -> CallResult {
     let response = match admission::evaluate(payload) {
-        Outcome::Accept { warnings } => response(true, None, None, warnings),
-        Outcome::Mutate { object, warnings } => {
-            info!(LOG_DRAIN, "mutating Deployment";
-                "name" => object.pointer("/metadata/name").and_then(|v| v.as_str()).unwrap_or_default());
-            response(true, None, Some(object), warnings)
-        }
+        Outcome::Accept { warnings } => Response::accept(None, warnings),
+        Outcome::Mutate { object, warnings } => Response::accept(Some(object), warnings),
         Outcome::Reject(error) => {
             let message = error.to_string();
             info!(LOG_DRAIN, "rejecting request"; "reason" => &message);
-            response(false, Some(message), None, Vec::new())
+            Response {
+                accepted: false,
+                message: Some(message),
+                ..Response::accept(None, Vec::new())
+            }
         }
     };
     Ok(serde_json::to_vec(&response)?)
 }
 
-fn response(
+/// The SDK's `ValidationResponse` on the wire, with the mutated object kept
+/// as the JSON text `admission` spliced, not re-parsed into a tree.
+#[derive(Serialize)]
+struct Response {
     accepted: bool,
     message: Option<String>,
-    mutated_object: Option<serde_json::Value>,
-    warnings: Vec<String>,
-) -> ValidationResponse {
-    ValidationResponse {
-        accepted,
-        message,
-        code: None,
-        mutated_object,
-        audit_annotations: None,
-        warnings: (!warnings.is_empty()).then_some(warnings),
+    code: Option<u16>,
+    mutated_object: Option<Box<RawValue>>,
+    audit_annotations: Option<HashMap<String, String>>,
+    warnings: Option<Vec<String>>,
+}
+
+impl Response {
+    fn accept(mutated_object: Option<Box<RawValue>>, warnings: Vec<String>) -> Self {
+        Response {
+            accepted: true,
+            message: None,
+            code: None,
+            mutated_object,
+            audit_annotations: None,
+            warnings: (!warnings.is_empty()).then_some(warnings),
+        }
     }
 }
 
@@ -89,6 +100,7 @@ pub fn validate_settings(payload: &[u8]) -> CallResult {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kubewarden_policy_sdk::response::ValidationResponse;
     use kubewarden_policy_sdk::test::Testcase;
     use serde_json::{Value, json};
     use std::path::PathBuf;
@@ -189,6 +201,22 @@ mod tests {
                 .unwrap()
                 .starts_with("settings.lable: unknown field `lable`")
         );
+    }
+
+    /// The response must read as the SDK's ValidationResponse, field by field.
+    #[test]
+    fn responses_have_the_sdk_wire_format() {
+        let mutated = Response::accept(
+            Some(RawValue::from_string(r#"{"a":1}"#.into()).unwrap()),
+            vec!["w".into()],
+        );
+        let wire: serde_json::Value = serde_json::to_value(&mutated).unwrap();
+        assert_eq!(
+            wire,
+            json!({"accepted": true, "message": null, "code": null, "mutated_object": {"a": 1}, "audit_annotations": null, "warnings": ["w"]})
+        );
+        let sdk: ValidationResponse = serde_json::from_value(wire).unwrap();
+        assert_eq!(sdk.mutated_object, Some(json!({"a": 1})));
     }
 
     #[test]
