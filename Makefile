@@ -9,13 +9,16 @@ CARGO ?= cargo
 # The binary the e2e suite evaluates the policy with: kwctl, or kwrun.
 KWRUN := $(CURDIR)/target/tools/kwrun
 KWCTL ?= $(KWRUN)
-# The module the e2e suite evaluates.
-E2E_POLICY ?= $(CURDIR)/policy.wasm
+# The module the e2e suite evaluates: the annotated one, as released.
+E2E_POLICY ?= annotated-policy.wasm
+# Annotation is kwctl's job where kwctl is installed, kwrun's elsewhere.
+KWCTL_ON_PATH := $(shell command -v kwctl 2>/dev/null)
+ANNOTATOR := $(if $(KWCTL_ON_PATH),$(KWCTL_ON_PATH),$(KWRUN))
 
 POLICY_SOURCES := $(wildcard src/*.rs) Cargo.toml Cargo.lock
 RUNNER_SOURCES := $(wildcard runner/src/*.rs) runner/Cargo.toml Cargo.lock
 
-.PHONY: all setup run test fmt lint unit-tests e2e-tests bench clean
+.PHONY: all setup run test fmt lint unit-tests e2e-tests wasm-tests manifest-tests bench clean
 
 all: policy.wasm
 
@@ -26,6 +29,9 @@ policy.wasm: $(POLICY_SOURCES)
 	$(CARGO) build --locked --target wasm32-wasip1 --release
 	cp target/wasm32-wasip1/release/cache_buster.wasm policy.wasm
 
+annotated-policy.wasm: policy.wasm policy-metadata.yml README.md $(if $(KWCTL_ON_PATH),,$(KWRUN))
+	$(ANNOTATOR) annotate --metadata-path policy-metadata.yml --usage-path README.md --output-path $@ policy.wasm
+
 $(KWRUN): $(RUNNER_SOURCES)
 	$(CARGO) build --locked --profile tools -p kwrun
 
@@ -34,7 +40,7 @@ kwrun: $(KWRUN)
 run: setup policy.wasm $(KWRUN)
 	@scripts/run-sample.sh $(KWRUN) policy.wasm
 
-test: setup fmt lint unit-tests e2e-tests
+test: setup fmt lint unit-tests e2e-tests wasm-tests manifest-tests
 
 fmt:
 	$(CARGO) fmt --all -- --check
@@ -48,7 +54,15 @@ unit-tests:
 	$(CARGO) test --locked --workspace --profile tools
 
 e2e-tests: $(E2E_POLICY) $(if $(filter $(KWRUN),$(KWCTL)),$(KWRUN))
-	KWCTL="$(KWCTL)" POLICY="$(E2E_POLICY)" bats e2e-tests
+	KWCTL="$(KWCTL)" POLICY="$(abspath $(E2E_POLICY))" bats e2e-tests
+
+# Tests of the built modules themselves (annotation, limits), through kwrun.
+wasm-tests: policy.wasm annotated-policy.wasm
+	$(CARGO) test --locked --profile tools -p kwrun --test real_policy -- --include-ignored
+
+# Every manifest against the official Kubernetes schemas (kubernetes-validate).
+manifest-tests: policy.wasm $(KWRUN)
+	scripts/validate-manifests.sh $(KWRUN) policy.wasm
 
 clean:
 	$(CARGO) clean

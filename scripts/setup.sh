@@ -20,6 +20,8 @@ missing=()
 command -v bats >/dev/null || missing+=(bats)
 command -v jq >/dev/null || missing+=(jq)
 command -v cc >/dev/null || missing+=(gcc libc6-dev)
+# Manifest validation runs kubernetes-validate from PyPI in a virtualenv.
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3 python3-venv)
 if ((${#missing[@]})); then
   sudo=()
   [ "$(id -u)" -eq 0 ] || sudo=(sudo)

@@ -1,6 +1,7 @@
 //! kwrun: evaluates a Kubewarden waPC policy locally, like `kwctl run`, on
 //! the engine kwctl and policy-server use (wasmtime through waPC).
 
+mod annotate;
 mod bench;
 mod host;
 mod request;
@@ -28,6 +29,25 @@ struct Cli {
 enum Command {
     /// Evaluate a policy against an admission request; prints the AdmissionResponse
     Run(RunArgs),
+    /// Embed policy metadata into the module, like `kwctl annotate`
+    Annotate {
+        /// The metadata file (YAML)
+        #[arg(short = 'm', long)]
+        metadata_path: PathBuf,
+        /// A file embedded as the policy's usage text (README)
+        #[arg(short = 'u', long)]
+        usage_path: Option<PathBuf>,
+        /// Where to write the annotated module
+        #[arg(short = 'o', long)]
+        output_path: PathBuf,
+        /// The policy module
+        wasm_path: PathBuf,
+    },
+    /// Print the metadata embedded in a module, as JSON
+    Inspect {
+        /// The policy module
+        wasm_path: PathBuf,
+    },
     /// Measure a policy's evaluation of one request
     Bench {
         #[command(flatten)]
@@ -98,10 +118,33 @@ fn run(args: &RunArgs) -> Result<()> {
     Ok(())
 }
 
+fn inspect(wasm_path: &std::path::Path) -> Result<()> {
+    let bytes = std::fs::read(wasm_path)
+        .map_err(|error| anyhow!("cannot read {}: {error}", wasm_path.display()))?;
+    match annotate::read_metadata_section(&bytes)? {
+        Some(metadata) => println!("{}", serde_json::to_string_pretty(&metadata)?),
+        None => {
+            return Err(anyhow!(
+                "{} carries no metadata: annotate it first",
+                wasm_path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match &cli.command {
         Command::Run(args) => run(args),
+        Command::Annotate {
+            metadata_path,
+            usage_path,
+            output_path,
+            wasm_path,
+        } => annotate::annotate(wasm_path, metadata_path, usage_path.as_deref(), output_path)
+            .map(drop),
+        Command::Inspect { wasm_path } => inspect(wasm_path),
         Command::Bench {
             run,
             warm_up_time,

@@ -1,0 +1,290 @@
+//! The packaging files agree with each other and with the code: versions,
+//! rules, mutation flag, title, the settings questions and the example
+//! ClusterAdmissionPolicy. Each file is read as the tool that consumes it
+//! would read it.
+
+use cache_buster::settings::{Settings, parse_settings};
+use kubewarden_policy_sdk::crd::policies::ClusterAdmissionPolicy;
+use kubewarden_policy_sdk::crd::policies::cluster_admission_policy::ClusterAdmissionPolicySpec;
+use kubewarden_policy_sdk::settings::Validatable;
+use serde_json::Value;
+use std::path::PathBuf;
+
+fn repository_file(path: &str) -> String {
+    let full = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path);
+    std::fs::read_to_string(&full).unwrap_or_else(|error| panic!("{}: {error}", full.display()))
+}
+
+fn yaml(path: &str) -> Value {
+    serde_yaml::from_str(&repository_file(path)).unwrap_or_else(|error| panic!("{path}: {error}"))
+}
+
+fn metadata() -> Value {
+    yaml("policy-metadata.yml")
+}
+
+fn annotation(name: &str) -> String {
+    metadata()["annotations"][name]
+        .as_str()
+        .unwrap_or_else(|| panic!("policy-metadata.yml has no annotation {name}"))
+        .to_owned()
+}
+
+fn crate_version() -> String {
+    let cargo: toml::Table = toml::from_str(&repository_file("Cargo.toml")).unwrap();
+    cargo["package"]["version"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn one_version_everywhere() {
+    let version = crate_version();
+    let artifacthub = yaml("artifacthub-pkg.yml");
+    assert_eq!(annotation("io.kubewarden.policy.version"), version);
+    assert_eq!(annotation("com.github.release.tag"), format!("v{version}"));
+    assert_eq!(artifacthub["version"], version.as_str());
+    assert_eq!(
+        artifacthub["containersImages"][0]["image"],
+        format!("{}:v{version}", annotation("io.kubewarden.policy.ociUrl")).as_str()
+    );
+    assert_eq!(
+        artifacthub["links"][0]["url"],
+        format!(
+            "{}/releases/download/v{version}/policy.wasm",
+            annotation("io.kubewarden.policy.source")
+        )
+        .as_str()
+    );
+    let policy = repository_file("deploy/policy.yaml");
+    assert!(policy.contains(&format!(
+        "registry://{}:v{version}",
+        annotation("io.kubewarden.policy.ociUrl")
+    )));
+}
+
+#[test]
+fn artifacthub_package_mirrors_the_metadata() {
+    let artifacthub = yaml("artifacthub-pkg.yml");
+    let metadata = metadata();
+    assert_eq!(
+        artifacthub["name"],
+        annotation("io.kubewarden.policy.title").as_str()
+    );
+    assert_eq!(
+        artifacthub["displayName"],
+        annotation("io.artifacthub.displayName").as_str()
+    );
+    assert_eq!(
+        artifacthub["description"],
+        annotation("io.kubewarden.policy.description").as_str()
+    );
+    assert_eq!(
+        artifacthub["license"],
+        annotation("io.kubewarden.policy.license").as_str()
+    );
+    assert_eq!(
+        artifacthub["homeURL"],
+        annotation("io.kubewarden.policy.url").as_str()
+    );
+    assert_eq!(
+        artifacthub["links"][1]["url"],
+        annotation("io.kubewarden.policy.source").as_str()
+    );
+    let keywords: Vec<String> = annotation("io.artifacthub.keywords")
+        .split(',')
+        .map(|k| k.trim().to_owned())
+        .collect();
+    assert_eq!(artifacthub["keywords"], serde_json::json!(keywords));
+    let author = annotation("io.kubewarden.policy.author");
+    let maintainer = &artifacthub["maintainers"][0];
+    assert_eq!(
+        author,
+        format!(
+            "{} <{}>",
+            maintainer["name"].as_str().unwrap(),
+            maintainer["email"].as_str().unwrap()
+        )
+    );
+
+    let annotations = &artifacthub["annotations"];
+    assert_eq!(
+        annotations["kubewarden/mutation"],
+        metadata["mutating"].to_string().as_str()
+    );
+    assert_eq!(
+        annotations["kubewarden/resources"],
+        annotation("io.artifacthub.resources").as_str()
+    );
+    let rules: Value =
+        serde_yaml::from_str(annotations["kubewarden/rules"].as_str().unwrap()).unwrap();
+    assert_eq!(rules, metadata["rules"]);
+    let questions: Value =
+        serde_yaml::from_str(annotations["kubewarden/questions-ui"].as_str().unwrap()).unwrap();
+    assert_eq!(questions, yaml("questions-ui.yml"));
+    let install = artifacthub["install"].as_str().unwrap();
+    assert!(install.contains(&format!(
+        "kwctl pull {}:v{}",
+        annotation("io.kubewarden.policy.ociUrl"),
+        crate_version()
+    )));
+}
+
+/// Every setting has a question, named as the setting, with its default.
+#[test]
+fn questions_cover_every_setting_with_its_default() {
+    let defaults = serde_json::to_value(Settings::default()).unwrap();
+    let mut expected: Vec<(String, Value)> = Vec::new();
+    for (key, value) in defaults.as_object().unwrap() {
+        if key == "resources" {
+            for (kind, pair) in value.as_object().unwrap() {
+                for (resource, quantity) in pair.as_object().unwrap() {
+                    expected.push((format!("resources.{kind}.{resource}"), quantity.clone()));
+                }
+            }
+        } else {
+            expected.push((key.clone(), value.clone()));
+        }
+    }
+    expected.push(("ttlSecondsAfterFinished".to_owned(), Value::Null));
+    expected.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let questions = yaml("questions-ui.yml");
+    let mut asked: Vec<(String, Value)> = questions["questions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| {
+            (
+                q["variable"].as_str().unwrap().to_owned(),
+                q.get("default").cloned().unwrap_or(Value::Null),
+            )
+        })
+        .collect();
+    asked.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(asked, expected);
+    let provider = questions["questions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["variable"] == "provider")
+        .unwrap();
+    assert_eq!(
+        provider["options"],
+        serde_json::json!(["cloudflare", "fastly", "webhook"])
+    );
+}
+
+fn cluster_admission_policy() -> ClusterAdmissionPolicy {
+    serde_yaml::from_str(&repository_file("deploy/policy.yaml")).unwrap()
+}
+
+fn spec() -> ClusterAdmissionPolicySpec {
+    cluster_admission_policy()
+        .spec
+        .expect("deploy/policy.yaml has a spec")
+}
+
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap()
+}
+
+#[test]
+fn the_cluster_admission_policy_is_a_valid_kubewarden_resource() {
+    // The SDK's typed CRD refuses unknown fields and wrong enum values.
+    let policy = cluster_admission_policy();
+    assert_eq!(policy.metadata.name.as_deref(), Some("cache-buster"));
+    let spec = spec();
+    assert!(spec.mutating);
+    assert_eq!(json(&spec.side_effects), "\"None\"");
+    assert_eq!(json(&spec.mode), "\"protect\"");
+    assert_eq!(json(&spec.failure_policy), "\"Ignore\"");
+}
+
+#[test]
+fn the_cluster_admission_policy_agrees_with_the_metadata() {
+    let policy = cluster_admission_policy();
+    let metadata = metadata();
+    let spec = spec();
+    assert_eq!(Value::Bool(spec.mutating), metadata["mutating"]);
+    assert_eq!(
+        serde_json::to_value(&spec.background_audit).unwrap(),
+        metadata["backgroundAudit"]
+    );
+    assert_eq!(
+        serde_json::to_value(&spec.rules).unwrap(),
+        metadata["rules"]
+    );
+    let annotations = policy.metadata.annotations.unwrap();
+    for key in [
+        "io.kubewarden.policy.severity",
+        "io.kubewarden.policy.category",
+    ] {
+        assert_eq!(
+            annotations.get(key).map(String::as_str),
+            Some(annotation(key).as_str()),
+            "{key}"
+        );
+    }
+    // Only Deployments carrying the site label reach the policy-server.
+    let selector = spec.object_selector.unwrap();
+    let expression = &selector.match_expressions.unwrap()[0];
+    assert_eq!(expression.key, Settings::default().site_label);
+    assert_eq!(expression.operator, "Exists");
+}
+
+#[test]
+fn the_example_settings_are_valid_and_spell_out_the_defaults() {
+    let settings_json = serde_json::to_vec(&spec().settings.0).unwrap();
+    let settings = parse_settings(&settings_json).unwrap();
+    settings.validate().unwrap();
+    assert_eq!(settings, Settings::default());
+    let spelled_out: Value = serde_json::from_slice(&settings_json).unwrap();
+    assert_eq!(
+        spelled_out,
+        serde_json::to_value(Settings::default()).unwrap()
+    );
+}
+
+#[test]
+fn every_provider_has_a_secret_example_with_its_keys() {
+    use cache_buster::providers::Provider;
+    for provider in Provider::ALL {
+        let secret = yaml(&format!("deploy/secrets/{}.yaml", provider.name()));
+        assert_eq!(secret["kind"], "Secret");
+        assert_eq!(
+            secret["metadata"]["name"],
+            Settings::default().credentials_secret.as_str()
+        );
+        let keys: Vec<&str> = secret["stringData"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut expected = provider.secret_keys().to_vec();
+        expected.sort_unstable();
+        assert_eq!(keys, expected, "{provider}");
+    }
+}
+
+#[test]
+fn the_job_role_grants_exactly_what_kubectl_wait_and_rollout_status_need() {
+    let text = repository_file("deploy/job-rbac.yaml");
+    let documents: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|document| serde::Deserialize::deserialize(document).unwrap())
+        .collect();
+    let role = documents.iter().find(|d| d["kind"] == "Role").unwrap();
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "watch"]}])
+    );
+    let account = documents
+        .iter()
+        .find(|d| d["kind"] == "ServiceAccount")
+        .unwrap();
+    assert_eq!(
+        account["metadata"]["name"],
+        Settings::default().service_account_name.as_str()
+    );
+}
