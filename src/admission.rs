@@ -77,17 +77,82 @@ struct GroupVersionKind {
 /// A JSON object read one level deep: each member stays raw JSON text.
 type Members<'a> = BTreeMap<String, &'a RawValue>;
 
-/// The metadata the decision reads.
-#[derive(Deserialize, Default)]
-struct MetadataView {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
-    #[serde(default)]
-    labels: Option<BTreeMap<String, String>>,
-    #[serde(default)]
+/// `request.object` split in one pass: its members stay raw JSON, except
+/// `metadata`, whose members stay raw except the annotations, read as strings
+/// (the decision compares them, and the mutation rewrites them).
+#[derive(Default)]
+struct ObjectParts<'a> {
+    members: Members<'a>,
+    metadata: Members<'a>,
     annotations: Option<BTreeMap<String, String>>,
+}
+
+impl<'de> Deserialize<'de> for ObjectParts<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+struct ObjectVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ObjectVisitor {
+    type Value = ObjectParts<'de>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a Kubernetes object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut parts = ObjectParts::default();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "metadata" {
+                let metadata: Option<MetadataParts<'de>> = map.next_value()?;
+                if let Some(metadata) = metadata {
+                    parts.metadata = metadata.members;
+                    parts.annotations = metadata.annotations;
+                }
+            } else {
+                parts.members.insert(key, map.next_value()?);
+            }
+        }
+        Ok(parts)
+    }
+}
+
+struct MetadataParts<'a> {
+    members: Members<'a>,
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+impl<'de> Deserialize<'de> for MetadataParts<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(MetadataVisitor)
+    }
+}
+
+struct MetadataVisitor;
+
+impl<'de> serde::de::Visitor<'de> for MetadataVisitor {
+    type Value = MetadataParts<'de>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("object metadata")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut parts = MetadataParts {
+            members: Members::new(),
+            annotations: None,
+        };
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "annotations" {
+                parts.annotations = map.next_value()?;
+            } else {
+                parts.members.insert(key, map.next_value()?);
+            }
+        }
+        Ok(parts)
+    }
 }
 
 /// The part of the Deployment spec the decision reads: container names and
@@ -172,12 +237,8 @@ fn evaluate_request(payload: &[u8]) -> Result<Outcome, PolicyError> {
         None => Settings::default(),
     };
 
-    let top: Members<'_> = read(object, "request.object")?;
-    let metadata_members: Members<'_> = match top.get("metadata") {
-        Some(raw) if raw.get() != "null" => read(raw, "metadata")?,
-        _ => Members::new(),
-    };
-    let metadata = object_meta(&metadata_members)?;
+    let parts: ObjectParts<'_> = read(object, "request.object")?;
+    let metadata = object_meta(&parts)?;
 
     match participation(&settings, &metadata) {
         Participation::NotTakingPart => Ok(accept),
@@ -187,13 +248,13 @@ fn evaluate_request(payload: &[u8]) -> Result<Outcome, PolicyError> {
                 annotations.remove(&key);
             }
             Ok(Outcome::Mutate {
-                object: splice_annotations(&top, &metadata_members, &annotations)?,
+                object: splice_annotations(&parts, &annotations)?,
                 warnings: Vec::new(),
             })
         }
         Participation::Site => {
-            check_type(&top)?;
-            let spec: SpecView = match top.get("spec") {
+            check_type(&parts.members)?;
+            let spec: SpecView = match parts.members.get("spec") {
                 Some(raw) if raw.get() != "null" => read(raw, "spec")?,
                 _ => SpecView::default(),
             };
@@ -214,7 +275,7 @@ fn evaluate_request(payload: &[u8]) -> Result<Outcome, PolicyError> {
                         annotations.insert(key, value.to_owned());
                     }
                     Ok(Outcome::Mutate {
-                        object: splice_annotations(&top, &metadata_members, &annotations)?,
+                        object: splice_annotations(&parts, &annotations)?,
                         warnings,
                     })
                 }
@@ -228,26 +289,26 @@ fn read<'a, T: Deserialize<'a>>(raw: &'a RawValue, field: &str) -> Result<T, Pol
         .map_err(|error| PolicyError::UnreadableDeployment(format!("{field}: {error}")))
 }
 
-fn object_meta(members: &Members<'_>) -> Result<ObjectMeta, PolicyError> {
-    let mut view = MetadataView::default();
-    let field = |name: &str| members.get(name).filter(|raw| raw.get() != "null");
-    if let Some(raw) = field("name") {
-        view.name = read(raw, "metadata.name")?;
-    }
-    if let Some(raw) = field("namespace") {
-        view.namespace = read(raw, "metadata.namespace")?;
-    }
-    if let Some(raw) = field("labels") {
-        view.labels = read(raw, "metadata.labels")?;
-    }
-    if let Some(raw) = field("annotations") {
-        view.annotations = read(raw, "metadata.annotations")?;
-    }
+fn object_meta(parts: &ObjectParts<'_>) -> Result<ObjectMeta, PolicyError> {
+    let field = |name: &str| {
+        parts
+            .metadata
+            .get(name)
+            .copied()
+            .filter(|raw| raw.get() != "null")
+    };
+    let text = |name: &str| -> Result<Option<String>, PolicyError> {
+        field(name)
+            .map(|raw| read(raw, &format!("metadata.{name}")))
+            .transpose()
+    };
     Ok(ObjectMeta {
-        name: view.name,
-        namespace: view.namespace,
-        labels: view.labels,
-        annotations: view.annotations,
+        name: text("name")?,
+        namespace: text("namespace")?,
+        labels: field("labels")
+            .map(|raw| read(raw, "metadata.labels"))
+            .transpose()?,
+        annotations: parts.annotations.clone(),
         ..ObjectMeta::default()
     })
 }
@@ -286,8 +347,7 @@ fn deployment_spec(view: SpecView) -> DeploymentSpec {
 /// The original object with `metadata.annotations` replaced; every other
 /// member is copied as it came.
 fn splice_annotations(
-    top: &Members<'_>,
-    metadata: &Members<'_>,
+    parts: &ObjectParts<'_>,
     annotations: &BTreeMap<String, String>,
 ) -> Result<Box<RawValue>, PolicyError> {
     let with = |members: &Members<'_>, name: &'static str, value: &RawValue| {
@@ -298,8 +358,8 @@ fn splice_annotations(
         spliced.insert(name, value);
         to_raw(&spliced)
     };
-    let metadata = with(metadata, "annotations", &*to_raw(annotations)?)?;
-    with(top, "metadata", &metadata)
+    let metadata = with(&parts.metadata, "annotations", &*to_raw(annotations)?)?;
+    with(&parts.members, "metadata", &metadata)
 }
 
 fn to_raw(value: &impl serde::Serialize) -> Result<Box<RawValue>, PolicyError> {
@@ -582,8 +642,8 @@ mod tests {
     }
 
     #[rstest]
-    #[case::object_not_object(json!([1]), "request.object is not a valid apps/v1 Deployment: request.object: invalid type: sequence, expected a map")]
-    #[case::metadata_not_object(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": 1}), "request.object is not a valid apps/v1 Deployment: metadata: invalid type: integer `1`, expected a map")]
+    #[case::object_not_object(json!([1]), "request.object is not a valid apps/v1 Deployment: request.object: invalid type: sequence, expected a Kubernetes object")]
+    #[case::metadata_not_object(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": 1}), "request.object is not a valid apps/v1 Deployment: request.object: invalid type: integer `1`, expected object metadata")]
     #[case::labels_not_strings(json!({"metadata": {"labels": {"cache-buster.io/site": 7}}}), "request.object is not a valid apps/v1 Deployment: metadata.labels: invalid type: integer `7`, expected a string")]
     #[case::labelled_bad_containers(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"labels": {"cache-buster.io/site": "s"}}, "spec": {"template": {"spec": {"containers": "web"}}}}), "request.object is not a valid apps/v1 Deployment: spec: invalid type: string \"web\", expected a sequence")]
     #[case::labelled_wrong_kind(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"labels": {"cache-buster.io/site": "s"}}}), "request.object is not a valid apps/v1 Deployment: its apiVersion is \"v1\" and its kind \"Pod\"; expected \"apps/v1\" and \"Deployment\"")]
