@@ -358,7 +358,7 @@ fn splice_annotations(
         spliced.insert(name, value);
         to_raw(&spliced)
     };
-    let metadata = with(&parts.metadata, "annotations", &*to_raw(annotations)?)?;
+    let metadata = with(&parts.metadata, "annotations", &to_raw(annotations)?)?;
     with(&parts.members, "metadata", &metadata)
 }
 
