@@ -36,7 +36,7 @@ done
 "$kwctl" run --request-path e2e-tests/fixtures/create-labelled.json --settings-path e2e-tests/settings/fastly.json "$policy" 2>/dev/null |
   jq -r '.patch | @base64d | fromjson | .[] | select(.path | endswith("~1job")) | .value' >"$generated/job-settings-fastly.json"
 
-manifests=(deploy/job-rbac.yaml deploy/secrets/*.yaml "$generated"/*.json)
+manifests=(deploy/job-rbac.yaml deploy/launcher.yaml deploy/secrets/*.yaml "$generated"/*.json)
 for version in "${kubernetes_versions[@]}"; do
   "$venv/bin/kubernetes-validate" --strict --quiet -k "$version" "${manifests[@]}"
 done

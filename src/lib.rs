@@ -17,7 +17,7 @@ pub mod settings;
 pub mod targets;
 
 use admission::Outcome;
-use kubewarden_policy_sdk::settings::{SettingsValidationResponse, Validatable};
+use kubewarden_policy_sdk::settings::SettingsValidationResponse;
 use kubewarden_policy_sdk::wapc_guest::{self as guest, CallResult};
 use kubewarden_policy_sdk::{logging, protocol_version_guest};
 use serde::Serialize;
@@ -89,7 +89,7 @@ impl Response {
 /// waPC `validate_settings`: unlike the SDK helper, a payload that does not
 /// decode is an invalid-settings answer naming the key, not a call error.
 pub fn validate_settings(payload: &[u8]) -> CallResult {
-    let outcome = settings::parse_settings(payload).and_then(|settings| settings.validate());
+    let outcome = settings::parse_and_validate(payload).map(drop);
     let response = SettingsValidationResponse {
         valid: outcome.is_ok(),
         message: outcome.err(),

@@ -120,6 +120,14 @@ pub fn parse_settings(json: &[u8]) -> Result<Settings, String> {
     })
 }
 
+/// Parses and checks settings: what `validate_settings` answers, and what
+/// the launcher requires of its settings file.
+pub fn parse_and_validate(json: &[u8]) -> Result<Settings, String> {
+    let settings = parse_settings(json)?;
+    settings.validate()?;
+    Ok(settings)
+}
+
 impl Settings {
     /// `P/<name>`.
     pub fn annotation(&self, name: &str) -> String {

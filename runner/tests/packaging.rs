@@ -288,3 +288,67 @@ fn the_job_role_grants_exactly_what_kubectl_wait_and_rollout_status_need() {
         Settings::default().service_account_name.as_str()
     );
 }
+
+fn documents(path: &str) -> Vec<Value> {
+    let text = repository_file(path);
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|document| serde::Deserialize::deserialize(document).unwrap())
+        .collect()
+}
+
+fn launcher_document(kind: &str) -> Value {
+    documents("deploy/launcher.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == kind)
+        .unwrap_or_else(|| panic!("deploy/launcher.yaml has no {kind}"))
+}
+
+#[test]
+fn the_launcher_uses_exactly_the_policy_settings() {
+    let config_map = launcher_document("ConfigMap");
+    let launcher: Value =
+        serde_yaml::from_str(config_map["data"]["settings.yaml"].as_str().unwrap()).unwrap();
+    assert_eq!(launcher, serde_json::to_value(&spec().settings.0).unwrap());
+}
+
+#[test]
+fn the_launcher_has_only_the_rights_it_needs() {
+    let role = launcher_document("ClusterRole");
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([
+            {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "watch"]},
+            {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "list", "delete"]},
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}
+        ])
+    );
+}
+
+#[test]
+fn the_launcher_runs_non_root_on_a_read_only_filesystem() {
+    let deployment = launcher_document("Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let container = &pod["containers"][0];
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
+    assert_eq!(
+        container["securityContext"]["capabilities"]["drop"],
+        serde_json::json!(["ALL"])
+    );
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(args.contains(&"--settings=/etc/cache-buster/settings.yaml"));
+}

@@ -1,0 +1,12 @@
+//! The cache-buster launcher: creates the companion Job the policy stamps on
+//! each site Deployment, exactly once (SPEC §8).
+
+pub mod cluster;
+pub mod metrics;
+pub mod plan;
+pub mod server;
+
+/// Shared with the API tests in tests/.
+#[cfg(test)]
+#[path = "../tests/support/mod.rs"]
+mod test_support;

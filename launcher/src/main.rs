@@ -1,0 +1,106 @@
+//! cache-buster-launcher: watches labelled Deployments and creates each
+//! stamped companion Job once. See README, "The launcher".
+
+use anyhow::{Context as _, Result, anyhow};
+use cache_buster::settings::{Settings, parse_and_validate};
+use cache_buster_launcher::cluster::{Context, error_policy, reconcile};
+use cache_buster_launcher::metrics::Metrics;
+use cache_buster_launcher::server::router;
+use clap::Parser;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tracing::{error, info};
+
+#[derive(Parser)]
+#[command(
+    name = "cache-buster-launcher",
+    version,
+    about = "Creates each stamped cache-buster Job exactly once"
+)]
+struct Args {
+    /// The policy's settings (the ClusterAdmissionPolicy's spec.settings), JSON or YAML
+    #[arg(long)]
+    settings: Option<PathBuf>,
+    /// Watch only these namespaces (repeatable); all namespaces by default
+    #[arg(long = "namespace")]
+    namespaces: Vec<String>,
+    /// Finished companion Jobs kept per Deployment
+    #[arg(long, default_value_t = 2)]
+    history_limit: usize,
+    /// Address of /healthz and /metrics
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+}
+
+fn load_settings(path: Option<&PathBuf>) -> Result<Settings> {
+    let Some(path) = path else {
+        return Ok(Settings::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read settings file {}", path.display()))?;
+    let value: serde_json::Value = serde_yaml::from_str(&text)
+        .with_context(|| format!("settings file {} is neither JSON nor YAML", path.display()))?;
+    parse_and_validate(value.to_string().as_bytes())
+        .map_err(|message| anyhow!("invalid settings in {}: {message}", path.display()))
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let settings = load_settings(args.settings.as_ref())?;
+    let client = Client::try_default()
+        .await
+        .context("cannot reach the Kubernetes API")?;
+    let metrics = Metrics::default();
+
+    let registry = Arc::new(metrics.registry());
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, router(registry)).await {
+            error!(%error, "the HTTP server stopped");
+        }
+    });
+
+    let selector = settings.site_label.clone();
+    let context = Arc::new(Context::new(
+        client.clone(),
+        settings,
+        args.history_limit,
+        metrics,
+    ));
+    let apis: Vec<Api<Deployment>> = if args.namespaces.is_empty() {
+        vec![Api::all(client)]
+    } else {
+        args.namespaces
+            .iter()
+            .map(|namespace| Api::namespaced(client.clone(), namespace))
+            .collect()
+    };
+    info!(namespaces = ?args.namespaces, label = %selector, "watching site Deployments");
+    let controllers = apis.into_iter().map(|api| {
+        Controller::new(api, watcher::Config::default().labels(&selector))
+            .shutdown_on_signal()
+            .run(reconcile, error_policy, Arc::clone(&context))
+            .for_each(|outcome| async move {
+                if let Err(error) = outcome {
+                    error!(%error, "controller error");
+                }
+            })
+    });
+    futures::future::join_all(controllers).await;
+    info!("stopped");
+    Ok(())
+}
