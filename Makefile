@@ -18,7 +18,7 @@ ANNOTATOR := $(if $(KWCTL_ON_PATH),$(KWCTL_ON_PATH),$(KWRUN))
 POLICY_SOURCES := $(wildcard src/*.rs) Cargo.toml Cargo.lock
 RUNNER_SOURCES := $(wildcard runner/src/*.rs) runner/Cargo.toml Cargo.lock
 
-.PHONY: all setup run test fmt lint unit-tests e2e-tests wasm-tests manifest-tests bench clean
+.PHONY: all setup run test fmt lint unit-tests e2e-tests wasm-tests manifest-tests bench fuzz clean
 
 all: policy.wasm
 
@@ -63,6 +63,16 @@ wasm-tests: policy.wasm annotated-policy.wasm
 # Every manifest against the official Kubernetes schemas (kubernetes-validate).
 manifest-tests: policy.wasm $(KWRUN)
 	scripts/validate-manifests.sh $(KWRUN) policy.wasm
+
+# Speed of the decision, native (criterion) and in Wasm (kwrun bench).
+bench: policy.wasm $(KWRUN)
+	scripts/bench.sh $(KWRUN) policy.wasm
+
+# Fuzzing (nightly toolchain, cargo-fuzz): FUZZ_SECONDS in all, default 1800.
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	rustup toolchain install nightly --profile minimal >/dev/null
+	fuzz/run.sh
 
 clean:
 	$(CARGO) clean

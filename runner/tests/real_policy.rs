@@ -95,3 +95,104 @@ fn annotating_changes_nothing_the_policy_does() {
     assert!(!unannotated.status.success());
     assert!(String::from_utf8_lossy(&unannotated.stderr).contains("carries no metadata"));
 }
+
+/// A labelled CREATE from the e2e fixture, reshaped by `change`, written to a
+/// temporary file for kwrun.
+fn request_file(dir: &Path, name: &str, change: impl FnOnce(&mut Value)) -> PathBuf {
+    let mut review: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("create-labelled.json")).unwrap())
+            .unwrap();
+    change(&mut review["request"]["object"]);
+    let path = dir.join(name);
+    std::fs::write(&path, serde_json::to_vec(&review).unwrap()).unwrap();
+    path
+}
+
+/// Evaluates under a 64 MiB memory cap and a 2 s deadline, as a
+/// policy-server with tight limits would.
+fn evaluate_limited(request: &Path) -> Value {
+    let policy = module("policy.wasm");
+    let started = std::time::Instant::now();
+    let output = kwrun(&[
+        "run",
+        "--max-memory-mib",
+        "64",
+        "--timeout-eval-seconds",
+        "2",
+        "-r",
+        text(request),
+        text(&policy),
+    ]);
+    let response = stdout_json(&output);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_ne!(
+        response["status"]["code"], 500,
+        "the policy failed: {response}"
+    );
+    response
+}
+
+#[test]
+#[ignore = "needs policy.wasm and annotated-policy.wasm: run `make wasm-tests`"]
+fn a_3_mib_deployment_is_answered_within_the_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    // The API server refuses requests over 3 MiB; fill the object up to that.
+    let request = request_file(dir.path(), "large.json", |object| {
+        object["metadata"]["annotations"]["example.com/blob"] =
+            "x".repeat(3 * 1024 * 1024 - 8 * 1024).into();
+    });
+    let size = std::fs::metadata(&request).unwrap().len();
+    assert!(
+        (3 * 1024 * 1024 - 8 * 1024..3 * 1024 * 1024).contains(&size),
+        "{size} bytes"
+    );
+    let response = evaluate_limited(&request);
+    assert_eq!(response["allowed"], true);
+    assert_eq!(response["patchType"], "JSONPatch");
+}
+
+#[test]
+#[ignore = "needs policy.wasm and annotated-policy.wasm: run `make wasm-tests`"]
+fn a_deployment_with_1000_containers_is_answered_within_the_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let request = request_file(dir.path(), "wide.json", |object| {
+        let containers: Vec<Value> = (0..1000)
+            .map(|i| serde_json::json!({"name": format!("c{i}"), "image": format!("ghcr.io/acme/part-{i}:1.0.{i}")}))
+            .collect();
+        object["spec"]["template"]["spec"]["containers"] = Value::Array(containers);
+    });
+    let response = evaluate_limited(&request);
+    assert_eq!(response["allowed"], true);
+    assert_eq!(response["patchType"], "JSONPatch");
+}
+
+#[test]
+#[ignore = "needs policy.wasm and annotated-policy.wasm: run `make wasm-tests`"]
+fn too_little_memory_is_an_internal_error_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let request = request_file(dir.path(), "large.json", |object| {
+        object["metadata"]["annotations"]["example.com/blob"] =
+            "x".repeat(3 * 1024 * 1024 - 16 * 1024).into();
+    });
+    let policy = module("policy.wasm");
+    let response = stdout_json(&kwrun(&[
+        "run",
+        "--max-memory-mib",
+        "4",
+        "-r",
+        text(&request),
+        text(&policy),
+    ]));
+    assert_eq!(response["allowed"], false);
+    assert_eq!(response["status"]["code"], 500);
+    assert!(
+        response["status"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("internal server error: ")
+    );
+}
