@@ -77,81 +77,75 @@ struct GroupVersionKind {
 /// A JSON object read one level deep: each member stays raw JSON text.
 type Members<'a> = BTreeMap<String, &'a RawValue>;
 
-/// `request.object` split in one pass: its members stay raw JSON, except
-/// `metadata`, whose members stay raw except the annotations, read as strings
-/// (the decision compares them, and the mutation rewrites them).
-#[derive(Default)]
-struct ObjectParts<'a> {
+/// A JSON object read one level deep in one pass: its members stay raw JSON
+/// text, except the member `M::NAME`, read as `M::Value`.
+struct Split<'a, M: Member<'a>> {
     members: Members<'a>,
-    metadata: Members<'a>,
-    annotations: Option<BTreeMap<String, String>>,
+    member: Option<M::Value>,
 }
 
-impl<'de> Deserialize<'de> for ObjectParts<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(ObjectVisitor)
-    }
+/// Which member a `Split` reads, and as what.
+trait Member<'de> {
+    /// What the split object is, for error messages.
+    const WITHIN: &'static str;
+    const NAME: &'static str;
+    type Value: Deserialize<'de>;
 }
 
-struct ObjectVisitor;
+/// `request.object`: its `metadata` is split in turn.
+type ObjectParts<'a> = Split<'a, MetadataMember>;
+/// `metadata`: its annotations are read as strings (the decision compares
+/// them, and the mutation rewrites them).
+type MetadataParts<'a> = Split<'a, AnnotationsMember>;
 
-impl<'de> serde::de::Visitor<'de> for ObjectVisitor {
-    type Value = ObjectParts<'de>;
-
-    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-        formatter.write_str("a Kubernetes object")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut parts = ObjectParts::default();
-        while let Some(key) = map.next_key::<String>()? {
-            if key == "metadata" {
-                let metadata: Option<MetadataParts<'de>> = map.next_value()?;
-                if let Some(metadata) = metadata {
-                    parts.metadata = metadata.members;
-                    parts.annotations = metadata.annotations;
-                }
-            } else {
-                parts.members.insert(key, map.next_value()?);
-            }
-        }
-        Ok(parts)
-    }
-}
-
-struct MetadataParts<'a> {
-    members: Members<'a>,
-    annotations: Option<BTreeMap<String, String>>,
-}
-
-impl<'de> Deserialize<'de> for MetadataParts<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(MetadataVisitor)
-    }
-}
-
-struct MetadataVisitor;
-
-impl<'de> serde::de::Visitor<'de> for MetadataVisitor {
+struct MetadataMember;
+impl<'de> Member<'de> for MetadataMember {
+    const WITHIN: &'static str = "a Kubernetes object";
+    const NAME: &'static str = "metadata";
     type Value = MetadataParts<'de>;
+}
+
+struct AnnotationsMember;
+impl<'de> Member<'de> for AnnotationsMember {
+    const WITHIN: &'static str = "object metadata";
+    const NAME: &'static str = "annotations";
+    type Value = BTreeMap<String, String>;
+}
+
+impl<'de, M: Member<'de>> Deserialize<'de> for Split<'de, M> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(SplitVisitor(std::marker::PhantomData::<M>))
+    }
+}
+
+struct SplitVisitor<M>(std::marker::PhantomData<M>);
+
+impl<'de, M: Member<'de>> serde::de::Visitor<'de> for SplitVisitor<M> {
+    type Value = Split<'de, M>;
 
     fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-        formatter.write_str("object metadata")
+        formatter.write_str(M::WITHIN)
     }
 
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut parts = MetadataParts {
+        let mut split = Split {
             members: Members::new(),
-            annotations: None,
+            member: None,
         };
         while let Some(key) = map.next_key::<String>()? {
-            if key == "annotations" {
-                parts.annotations = map.next_value()?;
+            if key == M::NAME {
+                split.member = map.next_value::<Option<M::Value>>()?;
             } else {
-                parts.members.insert(key, map.next_value()?);
+                split.members.insert(key, map.next_value()?);
             }
         }
-        Ok(parts)
+        Ok(split)
+    }
+}
+
+impl<'a> ObjectParts<'a> {
+    fn metadata(&self) -> Option<&MetadataParts<'a>> {
+        self.member.as_ref()
     }
 }
 
@@ -292,9 +286,8 @@ fn read<'a, T: Deserialize<'a>>(raw: &'a RawValue, field: &str) -> Result<T, Pol
 fn object_meta(parts: &ObjectParts<'_>) -> Result<ObjectMeta, PolicyError> {
     let field = |name: &str| {
         parts
-            .metadata
-            .get(name)
-            .copied()
+            .metadata()
+            .and_then(|metadata| metadata.members.get(name).copied())
             .filter(|raw| raw.get() != "null")
     };
     let text = |name: &str| -> Result<Option<String>, PolicyError> {
@@ -308,7 +301,9 @@ fn object_meta(parts: &ObjectParts<'_>) -> Result<ObjectMeta, PolicyError> {
         labels: field("labels")
             .map(|raw| read(raw, "metadata.labels"))
             .transpose()?,
-        annotations: parts.annotations.clone(),
+        annotations: parts
+            .metadata()
+            .and_then(|metadata| metadata.member.clone()),
         ..ObjectMeta::default()
     })
 }
@@ -358,7 +353,11 @@ fn splice_annotations(
         spliced.insert(name, value);
         to_raw(&spliced)
     };
-    let metadata = with(&parts.metadata, "annotations", &to_raw(annotations)?)?;
+    let empty = Members::new();
+    let metadata_members = parts
+        .metadata()
+        .map_or(&empty, |metadata| &metadata.members);
+    let metadata = with(metadata_members, "annotations", &to_raw(annotations)?)?;
     with(&parts.members, "metadata", &metadata)
 }
 
