@@ -20,7 +20,7 @@ declare -A requests=(
   [containers_1000]="$out/containers-1000.json"
 )
 
-cargo bench --locked --bench decision -- --noplot --warm-up-time 1 --measurement-time 3 >"$out/criterion.log"
+cargo bench --locked --bench decision -- --noplot --warm-up-time 2 --measurement-time 5 >"$out/criterion.log"
 
 # p99 from criterion's samples (time / iterations of each sample), in µs.
 native_stats() {
