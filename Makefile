@@ -58,7 +58,7 @@ e2e-tests: $(E2E_POLICY) $(if $(filter $(KWRUN),$(KWCTL)),$(KWRUN))
 
 # Tests of the built modules themselves (annotation, limits), through kwrun.
 wasm-tests: policy.wasm annotated-policy.wasm
-	$(CARGO) test --locked --profile tools -p kwrun --test real_policy -- --include-ignored
+	$(CARGO) test --locked --workspace --profile tools --test real_policy -- --include-ignored
 
 # Every manifest against the official Kubernetes schemas (kubernetes-validate).
 manifest-tests: policy.wasm $(KWRUN)
