@@ -2,18 +2,24 @@
 //! at (SPEC §1), in which order the object is read, and how the mutation is
 //! written.
 //!
-//! Every admitted Deployment passes through here, so the object is read once
-//! and only as deep as the decision needs: its top level and `metadata` are
-//! split into raw JSON members, the labels decide whether it takes part, and
-//! only then are the containers read. `oldObject` and `userInfo` are skipped
-//! unread.
+//! Every admitted Deployment passes through here, so the payload is read in
+//! one pass and only as deep as the decision needs: the object's top level
+//! and `metadata` are split into raw JSON members while the payload is read,
+//! the labels decide whether it takes part, and only then are the containers
+//! and the policy's own annotations read. `oldObject`, `userInfo` and every
+//! other annotation are skipped unread; the stamped Job (the longest string of
+//! the request, and full of escapes) is compared as JSON text, and unescaped
+//! only when that comparison is not conclusive.
 //!
 //! The mutation is written by splicing: every member of the original JSON is
-//! copied verbatim except `metadata.annotations`. Fields this build of
-//! k8s-openapi does not know (a newer cluster's) and explicit nulls survive,
-//! and the patch Kubewarden computes touches only `/metadata/annotations`.
+//! copied verbatim except `metadata.annotations`, and within it every
+//! annotation but the policy's. Fields this build of k8s-openapi does not know
+//! (a newer cluster's) and explicit nulls survive, and the patch Kubewarden
+//! computes touches only `/metadata/annotations`.
 
-use crate::deployment::{Decision, Participation, RequestContext, decide, participation};
+use crate::deployment::{
+    Participation, RequestContext, derive_stamp, participation_of, stamp_keys,
+};
 use crate::error::PolicyError;
 use crate::settings::{Settings, parse_settings};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
@@ -38,18 +44,19 @@ pub enum Outcome {
     Reject(PolicyError),
 }
 
+/// The `validate` payload, with `request.object` read as `O`.
 #[derive(Deserialize)]
-struct ValidatePayload<'a> {
-    #[serde(borrow)]
-    request: AdmissionRequest<'a>,
-    #[serde(default, borrow)]
+#[serde(bound(deserialize = "'de: 'a, O: Deserialize<'de>"))]
+struct ValidatePayload<'a, O> {
+    request: AdmissionRequest<O>,
+    #[serde(default)]
     settings: Option<&'a RawValue>,
 }
 
 /// The fields of admission/v1 AdmissionRequest the decision needs.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct AdmissionRequest<'a> {
+struct AdmissionRequest<O> {
     #[serde(default)]
     kind: GroupVersionKind,
     #[serde(default)]
@@ -60,8 +67,8 @@ struct AdmissionRequest<'a> {
     namespace: Option<String>,
     #[serde(default)]
     operation: String,
-    #[serde(default, borrow)]
-    object: Option<&'a RawValue>,
+    #[serde(default = "Option::default")]
+    object: Option<O>,
 }
 
 #[derive(Deserialize, Default)]
@@ -72,6 +79,35 @@ struct GroupVersionKind {
     version: String,
     #[serde(default)]
     kind: String,
+}
+
+impl<O> AdmissionRequest<O> {
+    /// SPEC §1: the object to evaluate, or `None` for a request the policy
+    /// lets pass without looking.
+    fn object_to_evaluate(&self) -> Result<Option<&O>, PolicyError> {
+        let is_deployment = self.kind.group == "apps"
+            && self.kind.version == "v1"
+            && self.kind.kind == "Deployment";
+        let is_write = matches!(self.operation.as_str(), "CREATE" | "UPDATE");
+        let is_subresource = self.sub_resource.as_deref().is_some_and(|s| !s.is_empty());
+        if !is_deployment || !is_write || is_subresource {
+            return Ok(None);
+        }
+        match &self.object {
+            Some(object) => Ok(Some(object)),
+            None => Err(PolicyError::UnreadableRequest(format!(
+                "request.object is missing from a {} request; expected the Deployment",
+                self.operation
+            ))),
+        }
+    }
+
+    fn context(&self) -> RequestContext<'_> {
+        RequestContext {
+            name: self.name.as_deref(),
+            namespace: self.namespace.as_deref(),
+        }
+    }
 }
 
 /// A JSON object read one level deep: each member stays raw JSON text.
@@ -94,8 +130,8 @@ trait Member<'de> {
 
 /// `request.object`: its `metadata` is split in turn.
 type ObjectParts<'a> = Split<'a, MetadataMember>;
-/// `metadata`: its annotations are read as strings (the decision compares
-/// them, and the mutation rewrites them).
+/// `metadata`: its annotations are split too, each value kept as JSON text
+/// until the decision needs it.
 type MetadataParts<'a> = Split<'a, AnnotationsMember>;
 
 struct MetadataMember;
@@ -109,7 +145,7 @@ struct AnnotationsMember;
 impl<'de> Member<'de> for AnnotationsMember {
     const WITHIN: &'static str = "object metadata";
     const NAME: &'static str = "annotations";
-    type Value = BTreeMap<String, String>;
+    type Value = Members<'de>;
 }
 
 impl<'de, M: Member<'de>> Deserialize<'de> for Split<'de, M> {
@@ -146,6 +182,19 @@ impl<'de, M: Member<'de>> serde::de::Visitor<'de> for SplitVisitor<M> {
 impl<'a> ObjectParts<'a> {
     fn metadata(&self) -> Option<&MetadataParts<'a>> {
         self.member.as_ref()
+    }
+
+    /// `metadata.name` and the like: a member of `metadata` that is not null.
+    fn metadata_field(&self, name: &str) -> Option<&'a RawValue> {
+        self.metadata()
+            .and_then(|metadata| metadata.members.get(name).copied())
+            .filter(|raw| raw.get() != "null")
+    }
+
+    /// The annotations, each value as JSON text.
+    fn annotations(&self) -> Option<&Members<'a>> {
+        self.metadata()
+            .and_then(|metadata| metadata.member.as_ref())
     }
 }
 
@@ -199,50 +248,62 @@ pub fn evaluate(payload: &[u8]) -> Outcome {
 }
 
 fn evaluate_request(payload: &[u8]) -> Result<Outcome, PolicyError> {
-    let payload: ValidatePayload<'_> = serde_json::from_slice(payload)
-        .map_err(|error| PolicyError::UnreadableRequest(error.to_string()))?;
-    let request = payload.request;
-    let accept = Outcome::Accept {
-        warnings: Vec::new(),
-    };
-
-    let is_deployment = request.kind.group == "apps"
-        && request.kind.version == "v1"
-        && request.kind.kind == "Deployment";
-    let is_write = matches!(request.operation.as_str(), "CREATE" | "UPDATE");
-    let is_subresource = request
-        .sub_resource
-        .as_deref()
-        .is_some_and(|s| !s.is_empty());
-    if !is_deployment || !is_write || is_subresource {
-        return Ok(accept);
+    // One pass: the object is split while the payload is read. A payload that
+    // does not read that way (an object that is no Kubernetes object, perhaps
+    // of a request the policy lets pass) is read again in two steps, which
+    // let such requests pass and word the error of the others precisely.
+    if let Ok(payload) = serde_json::from_slice::<ValidatePayload<'_, ObjectParts<'_>>>(payload) {
+        return match payload.request.object_to_evaluate()? {
+            Some(parts) => evaluate_object(&payload.request, parts, payload.settings),
+            None => Ok(accept()),
+        };
     }
-    let Some(object) = request.object else {
-        return Err(PolicyError::UnreadableRequest(format!(
-            "request.object is missing from a {} request; expected the Deployment",
-            request.operation
-        )));
-    };
+    let payload: ValidatePayload<'_, &RawValue> = serde_json::from_slice(payload)
+        .map_err(|error| PolicyError::UnreadableRequest(error.to_string()))?;
+    match payload.request.object_to_evaluate()? {
+        Some(object) => {
+            let parts: ObjectParts<'_> = read(object, "request.object")?;
+            evaluate_object(&payload.request, &parts, payload.settings)
+        }
+        None => Ok(accept()),
+    }
+}
 
-    let settings = match payload.settings {
+fn accept() -> Outcome {
+    Outcome::Accept {
+        warnings: Vec::new(),
+    }
+}
+
+fn evaluate_object<O>(
+    request: &AdmissionRequest<O>,
+    parts: &ObjectParts<'_>,
+    settings: Option<&RawValue>,
+) -> Result<Outcome, PolicyError> {
+    let settings = match settings {
         Some(raw) => {
             parse_settings(raw.get().as_bytes()).map_err(PolicyError::UnreadableSettings)?
         }
         None => Settings::default(),
     };
+    let empty = Members::new();
+    let annotations = parts.annotations().unwrap_or(&empty);
+    let labels: Option<BTreeMap<String, String>> = parts
+        .metadata_field("labels")
+        .map(|raw| read(raw, "metadata.labels"))
+        .transpose()?;
 
-    let parts: ObjectParts<'_> = read(object, "request.object")?;
-    let metadata = object_meta(&parts)?;
-
-    match participation(&settings, &metadata) {
-        Participation::NotTakingPart => Ok(accept),
+    match participation_of(&settings, labels.as_ref(), |key| {
+        annotations.contains_key(key)
+    }) {
+        Participation::NotTakingPart => Ok(accept()),
         Participation::LabelRemoved(keys) => {
-            let mut annotations = metadata.annotations.unwrap_or_default();
-            for key in keys {
-                annotations.remove(&key);
+            let mut kept = Piece::object(annotations);
+            for key in &keys {
+                kept.remove(key.as_str());
             }
             Ok(Outcome::Mutate {
-                object: splice_annotations(&parts, &annotations)?,
+                object: splice_annotations(parts, kept)?,
                 warnings: Vec::new(),
             })
         }
@@ -253,29 +314,42 @@ fn evaluate_request(payload: &[u8]) -> Result<Outcome, PolicyError> {
                 _ => SpecView::default(),
             };
             let deployment = Deployment {
-                metadata,
+                metadata: object_meta(parts, &settings, labels)?,
                 spec: Some(deployment_spec(spec)),
                 status: None,
             };
-            let context = RequestContext {
-                name: request.name.as_deref(),
-                namespace: request.namespace.as_deref(),
+            let (stamp, warnings) = derive_stamp(&settings, &deployment, request.context())?;
+            let carries = |key: &str, value: &str| {
+                annotations
+                    .get(key)
+                    .is_some_and(|raw| is_json_string(raw, value))
             };
-            match decide(&settings, &deployment, context)? {
-                Decision::UpToDate { warnings } => Ok(Outcome::Accept { warnings }),
-                Decision::Stamp { stamp, warnings } => {
-                    let mut annotations = deployment.metadata.annotations.unwrap_or_default();
-                    for (key, value) in stamp.annotations(&settings) {
-                        annotations.insert(key, value.to_owned());
-                    }
-                    Ok(Outcome::Mutate {
-                        object: splice_annotations(&parts, &annotations)?,
-                        warnings,
-                    })
-                }
+            if stamp.is_carried_by(&settings, carries) {
+                return Ok(Outcome::Accept { warnings });
             }
+            let stamped = stamp.annotations(&settings);
+            let mut written = Piece::object(annotations);
+            for (key, value) in &stamped {
+                written.insert(key, Piece::Text(value));
+            }
+            Ok(Outcome::Mutate {
+                object: splice_annotations(parts, written)?,
+                warnings,
+            })
         }
     }
+}
+
+/// Whether the JSON text `raw` is the string `value`. The policy's own
+/// escaping is tried first, as it is what the policy wrote; the API server
+/// may have escaped more (Go escapes `&`, `<` and `>`), so a mismatch is
+/// settled by unescaping.
+fn is_json_string(raw: &RawValue, value: &str) -> bool {
+    let text = raw.get();
+    let mut escaped = Vec::with_capacity(text.len());
+    let canonical =
+        serde_json::to_writer(&mut escaped, value).is_ok() && escaped == text.as_bytes();
+    canonical || serde_json::from_str::<String>(text).is_ok_and(|unescaped| unescaped == value)
 }
 
 fn read<'a, T: Deserialize<'a>>(raw: &'a RawValue, field: &str) -> Result<T, PolicyError> {
@@ -283,27 +357,44 @@ fn read<'a, T: Deserialize<'a>>(raw: &'a RawValue, field: &str) -> Result<T, Pol
         .map_err(|error| PolicyError::UnreadableDeployment(format!("{field}: {error}")))
 }
 
-fn object_meta(parts: &ObjectParts<'_>) -> Result<ObjectMeta, PolicyError> {
-    let field = |name: &str| {
-        parts
-            .metadata()
-            .and_then(|metadata| metadata.members.get(name).copied())
-            .filter(|raw| raw.get() != "null")
-    };
+/// The metadata the decision reads: name, namespace, labels, and the
+/// policy's own annotations (`P/…`) but the three it writes.
+fn object_meta(
+    parts: &ObjectParts<'_>,
+    settings: &Settings,
+    labels: Option<BTreeMap<String, String>>,
+) -> Result<ObjectMeta, PolicyError> {
     let text = |name: &str| -> Result<Option<String>, PolicyError> {
-        field(name)
+        parts
+            .metadata_field(name)
             .map(|raw| read(raw, &format!("metadata.{name}")))
             .transpose()
     };
+    let prefix = format!("{}/", settings.annotation_prefix);
+    let written = stamp_keys(settings);
+    let annotations = parts
+        .annotations()
+        .map(|annotations| {
+            annotations
+                .iter()
+                .filter(|(key, _)| key.starts_with(&prefix) && !written.contains(key))
+                .map(|(key, raw)| {
+                    serde_json::from_str::<String>(raw.get())
+                        .map(|value| (key.clone(), value))
+                        .map_err(|error| {
+                            PolicyError::UnreadableDeployment(format!(
+                                "metadata.annotations[{key:?}]: {error}"
+                            ))
+                        })
+                })
+                .collect::<Result<BTreeMap<_, _>, _>>()
+        })
+        .transpose()?;
     Ok(ObjectMeta {
         name: text("name")?,
         namespace: text("namespace")?,
-        labels: field("labels")
-            .map(|raw| read(raw, "metadata.labels"))
-            .transpose()?,
-        annotations: parts
-            .metadata()
-            .and_then(|metadata| metadata.member.clone()),
+        labels,
+        annotations,
         ..ObjectMeta::default()
     })
 }
@@ -339,26 +430,42 @@ fn deployment_spec(view: SpecView) -> DeploymentSpec {
     }
 }
 
-/// The original object with `metadata.annotations` replaced; every other
-/// member is copied as it came.
+/// A piece of the mutated object: JSON text copied as it came, a string
+/// the policy writes, or an object of such pieces.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Piece<'a> {
+    Raw(&'a RawValue),
+    Text(&'a str),
+    Object(BTreeMap<&'a str, Piece<'a>>),
+}
+
+impl<'a> Piece<'a> {
+    fn object(members: &'a Members<'_>) -> BTreeMap<&'a str, Piece<'a>> {
+        members
+            .iter()
+            .map(|(key, raw)| (key.as_str(), Piece::Raw(raw)))
+            .collect()
+    }
+}
+
+/// The original object with `metadata.annotations` replaced by `annotations`;
+/// every other member is copied as it came. Written in one go, so the Job is
+/// escaped straight into the result.
 fn splice_annotations(
     parts: &ObjectParts<'_>,
-    annotations: &BTreeMap<String, String>,
+    annotations: BTreeMap<&str, Piece<'_>>,
 ) -> Result<Box<RawValue>, PolicyError> {
-    let with = |members: &Members<'_>, name: &'static str, value: &RawValue| {
-        let mut spliced: BTreeMap<&str, &RawValue> = members
-            .iter()
-            .map(|(key, raw)| (key.as_str(), *raw))
-            .collect();
-        spliced.insert(name, value);
-        to_raw(&spliced)
-    };
     let empty = Members::new();
-    let metadata_members = parts
-        .metadata()
-        .map_or(&empty, |metadata| &metadata.members);
-    let metadata = with(metadata_members, "annotations", &to_raw(annotations)?)?;
-    with(&parts.members, "metadata", &metadata)
+    let mut metadata = Piece::object(
+        parts
+            .metadata()
+            .map_or(&empty, |metadata| &metadata.members),
+    );
+    metadata.insert("annotations", Piece::Object(annotations));
+    let mut object = Piece::object(&parts.members);
+    object.insert("metadata", Piece::Object(metadata));
+    to_raw(&Piece::Object(object))
 }
 
 fn to_raw(value: &impl serde::Serialize) -> Result<Box<RawValue>, PolicyError> {
@@ -693,6 +800,90 @@ mod tests {
             rejection(evaluate_deployment("CREATE", &object))
                 .starts_with("annotation cache-buster.io/provider: \"akamai\"")
         );
+    }
+
+    /// The payload as text, for tests about how the JSON is spelled.
+    fn payload_text(object: &Value) -> String {
+        String::from_utf8(payload(
+            "UPDATE",
+            ("apps", "v1", "Deployment"),
+            object,
+            json!({}),
+        ))
+        .unwrap()
+    }
+
+    fn mutated_text(outcome: Outcome) -> String {
+        match outcome {
+            Outcome::Mutate { object, .. } => object.get().to_owned(),
+            other => panic!("expected a mutation, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn other_annotations_are_copied_as_they_were_spelled() {
+        let mut object = site_deployment();
+        object["metadata"]["annotations"]["team"] = json!("web & ops");
+        let text = payload_text(&object).replace("web & ops", r"web \u0026 ops");
+        assert!(text.contains(r#""team":"web \u0026 ops""#));
+        let mutated = mutated_text(evaluate(text.as_bytes()));
+        assert!(mutated.contains(r#""team":"web \u0026 ops""#), "{mutated}");
+    }
+
+    #[test]
+    fn a_stamp_the_api_server_escaped_differently_is_still_up_to_date() {
+        let stamped = mutated(evaluate_deployment("CREATE", &site_deployment()));
+        // Go's encoding/json writes `&`, `<` and `>` as \u escapes; any
+        // escape of the same string is the same value.
+        let text = payload_text(&stamped).replace(r#"\"kind\""#, r#"\u0022kind\u0022"#);
+        assert!(text.contains(r#"\u0022kind\u0022"#));
+        assert!(accepted_without_mutation(evaluate(text.as_bytes())));
+    }
+
+    #[rstest]
+    #[case::canonical(r#""a\"b""#, "a\"b", true)]
+    #[case::escaped_otherwise(r#""a\u0022b\u0026""#, "a\"b&", true)]
+    #[case::other_value(r#""a\"c""#, "a\"b", false)]
+    #[case::not_a_string("7", "7", false)]
+    fn json_strings_compare_by_value(#[case] text: &str, #[case] value: &str, #[case] equal: bool) {
+        let raw: &RawValue = serde_json::from_str(text).unwrap();
+        assert_eq!(is_json_string(raw, value), equal);
+    }
+
+    #[test]
+    fn a_policy_annotation_that_is_no_string_is_rejected_by_name() {
+        let mut object = site_deployment();
+        object["metadata"]["annotations"]["cache-buster.io/urls"] = json!(7);
+        assert_eq!(
+            rejection(evaluate_deployment("CREATE", &object)),
+            "request.object is not a valid apps/v1 Deployment: metadata.annotations[\"cache-buster.io/urls\"]: invalid type: integer `7`, expected a string at line 1 column 1"
+        );
+    }
+
+    #[test]
+    fn other_annotations_are_not_read_at_all() {
+        let mut object = site_deployment();
+        object["metadata"]["annotations"]["team"] = json!({"not": "a string"});
+        let mutated = mutated(evaluate_deployment("CREATE", &object));
+        assert_eq!(
+            mutated["metadata"]["annotations"]["team"],
+            json!({"not": "a string"})
+        );
+        object["metadata"]["labels"]
+            .as_object_mut()
+            .unwrap()
+            .remove("cache-buster.io/site");
+        assert!(accepted_without_mutation(evaluate_deployment(
+            "CREATE", &object
+        )));
+    }
+
+    #[test]
+    fn a_malformed_object_of_a_request_let_pass_is_not_read() {
+        // The one-pass read fails on it; the request still passes (SPEC §1).
+        let object = json!({"metadata": 1});
+        let outcome = evaluate(&payload("CREATE", ("", "v1", "Pod"), &object, json!({})));
+        assert!(accepted_without_mutation(outcome));
     }
 
     #[test]

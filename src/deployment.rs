@@ -54,10 +54,14 @@ impl Stamp {
         ]
     }
 
-    fn is_carried_by(&self, settings: &Settings, annotations: &BTreeMap<String, String>) -> bool {
+    /// SPEC §3.5: whether the Deployment already carries exactly these three
+    /// values; `carries(key, value)` says whether it has that annotation with
+    /// that value. The hash is compared first, so a new image never costs a
+    /// comparison of the (long) Job.
+    pub fn is_carried_by(&self, settings: &Settings, carries: impl Fn(&str, &str) -> bool) -> bool {
         self.annotations(settings)
             .iter()
-            .all(|(key, value)| annotations.get(key).map(String::as_str) == Some(*value))
+            .all(|(key, value)| carries(key, value))
     }
 }
 
@@ -74,20 +78,26 @@ pub enum Participation {
 }
 
 pub fn participation(settings: &Settings, metadata: &ObjectMeta) -> Participation {
-    let labelled = metadata
-        .labels
-        .as_ref()
-        .is_some_and(|labels| labels.contains_key(&settings.site_label));
-    if labelled {
+    let annotations = metadata.annotations.as_ref();
+    participation_of(settings, metadata.labels.as_ref(), |key| {
+        annotations.is_some_and(|annotations| annotations.contains_key(key))
+    })
+}
+
+/// `participation` from the labels and which annotation keys are present,
+/// for a caller that has not read the annotation values.
+pub fn participation_of(
+    settings: &Settings,
+    labels: Option<&BTreeMap<String, String>>,
+    has_annotation: impl Fn(&str) -> bool,
+) -> Participation {
+    if labels.is_some_and(|labels| labels.contains_key(&settings.site_label)) {
         return Participation::Site;
     }
-    let stamped: Vec<String> = match &metadata.annotations {
-        Some(annotations) => stamp_keys(settings)
-            .into_iter()
-            .filter(|key| annotations.contains_key(key))
-            .collect(),
-        None => Vec::new(),
-    };
+    let stamped: Vec<String> = stamp_keys(settings)
+        .into_iter()
+        .filter(|key| has_annotation(key))
+        .collect();
     if stamped.is_empty() {
         Participation::NotTakingPart
     } else {
@@ -120,7 +130,9 @@ pub fn decide(
     let (stamp, warnings) = derive_stamp(settings, deployment, context)?;
     let empty = BTreeMap::new();
     let annotations = deployment.metadata.annotations.as_ref().unwrap_or(&empty);
-    if stamp.is_carried_by(settings, annotations) {
+    if stamp.is_carried_by(settings, |key, value| {
+        annotations.get(key).map(String::as_str) == Some(value)
+    }) {
         Ok(Decision::UpToDate { warnings })
     } else {
         Ok(Decision::Stamp { stamp, warnings })

@@ -58,7 +58,14 @@ pub fn validate(payload: &[u8]) -> CallResult {
             }
         }
     };
-    Ok(serde_json::to_vec(&response)?)
+    // Sized once: the mutated object is most of the answer.
+    let size = response
+        .mutated_object
+        .as_ref()
+        .map_or(0, |raw| raw.get().len());
+    let mut answer = Vec::with_capacity(size + 256);
+    serde_json::to_writer(&mut answer, &response)?;
+    Ok(answer)
 }
 
 /// The SDK's `ValidationResponse` on the wire, with the mutated object kept
