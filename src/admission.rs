@@ -465,7 +465,32 @@ fn splice_annotations(
     metadata.insert("annotations", Piece::Object(annotations));
     let mut object = Piece::object(&parts.members);
     object.insert("metadata", Piece::Object(metadata));
-    to_raw(&Piece::Object(object))
+    let spliced = to_raw(&Piece::Object(object))?;
+    check_unicode_escapes(spliced.get())?;
+    Ok(spliced)
+}
+
+/// Members are copied unread, and skipping a JSON string does not check its
+/// `\u` escapes: a lone UTF-16 surrogate (`"\udaaa"`) would pass into the
+/// answer, which the host could then not read (found by fuzzing). The API
+/// server writes such characters as UTF-8, so escapes of surrogates are rare:
+/// only when one may be there is the object read in full, strings and all.
+fn check_unicode_escapes(json: &str) -> Result<(), PolicyError> {
+    let may_hold_surrogate = memchr::memmem::find_iter(json.as_bytes(), b"\\u").any(|at| {
+        json.as_bytes().get(at + 2..at + 4).is_some_and(|hex| {
+            matches!(hex, [b'd' | b'D', b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F'])
+        })
+    });
+    if !may_hold_surrogate {
+        return Ok(());
+    }
+    serde_json::from_str::<serde_json::Value>(json)
+        .map(drop)
+        .map_err(|error| {
+            PolicyError::UnreadableDeployment(format!(
+                "a string holds a \\u escape that is not valid UTF-16 ({error} of the object); expected characters, or escapes of surrogate pairs"
+            ))
+        })
 }
 
 fn to_raw(value: &impl serde::Serialize) -> Result<Box<RawValue>, PolicyError> {
@@ -884,6 +909,41 @@ mod tests {
         let object = json!({"metadata": 1});
         let outcome = evaluate(&payload("CREATE", ("", "v1", "Pod"), &object, json!({})));
         assert!(accepted_without_mutation(outcome));
+    }
+
+    /// Regression (fuzz/artifacts/validate/crash-ea2f9f3f…): a lone
+    /// surrogate escape in a member copied unread made the answer unreadable.
+    #[rstest]
+    #[case::spec_of_a_site(true, r"termin\udAAAation")]
+    #[case::annotation_when_the_label_is_removed(false, r"web \udAAA")]
+    fn a_lone_surrogate_escape_is_rejected_not_copied(
+        #[case] labelled: bool,
+        #[case] spelled: &str,
+    ) {
+        let mut object = mutated(evaluate_deployment("CREATE", &site_deployment()));
+        object["spec"]["template"]["spec"]["futurePodField"] = json!("termination");
+        object["metadata"]["annotations"]["team"] = json!("web X");
+        if !labelled {
+            object["metadata"]["labels"]
+                .as_object_mut()
+                .unwrap()
+                .remove("cache-buster.io/site");
+        } else {
+            object["spec"]["template"]["spec"]["containers"][0]["image"] = json!("nginx:1.27");
+        }
+        let text = payload_text(&object)
+            .replace("termination", r"termin\udAAAation")
+            .replace("web X", r"web \udAAA");
+        assert!(text.contains(spelled));
+        let error = rejection(evaluate(text.as_bytes()));
+        assert!(
+            error.starts_with("request.object is not a valid apps/v1 Deployment: a string holds a \\u escape that is not valid UTF-16"),
+            "{error}"
+        );
+        // A valid pair of surrogates is a character, and is copied as it came.
+        let pair = payload_text(&object).replace("web X", r"web \ud83d\ude00");
+        let text = mutated_text(evaluate(pair.as_bytes()));
+        assert!(text.contains(r"web \ud83d\ude00"), "{text}");
     }
 
     #[test]
