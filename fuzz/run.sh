@@ -2,8 +2,8 @@
 # `make fuzz`: seeds the corpora and fuzzes each target for its share of
 # FUZZ_SECONDS (default 1800: 15 min structured, 10 min bytes, 5 min
 # settings). Needs the nightly toolchain and cargo-fuzz. Crashes land in
-# fuzz/artifacts/<target>/; each found so far is a regression test in
-# tests/fuzz_regressions.rs.
+# fuzz/artifacts/<target>/; each one found is to be kept as a regression
+# test next to the code it broke (none found so far).
 set -euo pipefail
 cd "$(dirname "$0")"
 total="${FUZZ_SECONDS:-1800}"
