@@ -41,6 +41,10 @@ pub struct Stamp {
     pub job_name: String,
     /// The complete batch/v1 Job as compact JSON.
     pub job_json: String,
+    /// The canonical image the hash is of (with several counted containers,
+    /// their `name=image` lines joined by ", "): what Events name.
+    pub image: String,
+    pub provider: Provider,
 }
 
 impl Stamp {
@@ -221,11 +225,14 @@ pub fn derive_stamp(
     let job_json = serde_json::to_string(&job)
         .map_err(|error| PolicyError::JobSerialization(error.to_string()))?;
 
+    let image = webhook.image;
     Ok((
         Stamp {
             image_hash,
             job_name,
             job_json,
+            image,
+            provider,
         },
         warnings,
     ))

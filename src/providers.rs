@@ -25,7 +25,10 @@ pub const FASTLY_SURROGATE_KEYS_PER_REQUEST: usize = 256;
 const REQUEST_OPTIONS: &[&str] = &[
     "--silent",
     "--show-error",
-    "--fail",
+    // Like --fail, and the CDN's answer is printed too: with the container's
+    // FallbackToLogsOnError it reaches the pod status, and the launcher's
+    // CacheBusterPurgeFailed Event quotes it.
+    "--fail-with-body",
     "--globoff",
     "--retry",
     "5",
