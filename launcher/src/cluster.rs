@@ -1,18 +1,21 @@
 //! The Kubernetes side of a reconciliation: list the companion Jobs, then do
 //! what `plan::decide` said, treating the API's answers as Kubernetes gives
-//! them (AlreadyExists on create and NotFound on delete are successes).
+//! them (AlreadyExists on create and NotFound on delete are successes), and
+//! record each outcome as an Event on the Deployment.
 
-use crate::metrics::Metrics;
-use crate::plan::{Decision, decide};
+use crate::metrics::{Metrics, NamespaceLabels, ProviderLabels, PurgeResult};
+use crate::plan::{Decision, JobResult, Outcome, Plan, StampedJob, decide, waiting};
 use cache_buster::job::{LABEL_VALUE, MANAGED_BY_LABEL};
 use cache_buster::settings::Settings;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{DeleteParams, ListParams, PostParams};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::{Api, Client, ResourceExt};
+use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,15 +25,25 @@ const COMPONENT: &str = "cache-buster-launcher";
 /// A refused Deployment is looked at again after this long (the policy may
 /// have restamped it meanwhile; watch events usually come first).
 const RECHECK: Duration = Duration::from_secs(300);
+/// The longest quote of a failed container's message in an Event.
+pub const REASON_CHARS: usize = 400;
+
+pub const REASON_CREATED: &str = "CacheBusterJobCreated";
+pub const REASON_PURGED: &str = "CacheBusterPurged";
+pub const REASON_PURGE_FAILED: &str = "CacheBusterPurgeFailed";
+pub const REASON_CANCELLED: &str = "CacheBusterJobCancelled";
+pub const REASON_REFUSED: &str = "CacheBusterJobRefused";
 
 pub struct Context {
     pub client: Client,
     pub settings: Settings,
     pub history_limit: usize,
     pub metrics: Metrics,
-    /// (Deployment uid, refused annotation) pairs already reported, so that
-    /// a forged annotation gives one Event, not one per resync.
-    reported: Mutex<HashSet<(String, String)>>,
+    /// Names of the Events already recorded (or found recorded), so that a
+    /// resync does not ask the API server again. Event names are derived
+    /// from what they report, so after a restart the API server's
+    /// AlreadyExists says the same.
+    reported: Mutex<HashSet<String>>,
 }
 
 impl Context {
@@ -41,6 +54,19 @@ impl Context {
             history_limit,
             metrics,
             reported: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn is_reported(&self, name: &str) -> bool {
+        self.reported
+            .lock()
+            .map(|reported| reported.contains(name))
+            .unwrap_or(false)
+    }
+
+    fn mark_reported(&self, name: String) {
+        if let Ok(mut reported) = self.reported.lock() {
+            reported.insert(name);
         }
     }
 }
@@ -66,6 +92,15 @@ fn is_status(error: &kube::Error, code: u16, reason: &str) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == code && status.reason == reason)
 }
 
+/// One Deployment's reconciliation: the API calls of one plan.
+struct Reconciliation<'a> {
+    context: &'a Context,
+    deployment: &'a Deployment,
+    name: String,
+    namespace: String,
+    jobs: Api<Job>,
+}
+
 /// One reconciliation of one Deployment.
 pub async fn reconcile(
     deployment: Arc<Deployment>,
@@ -81,88 +116,337 @@ pub async fn reconcile(
         .list(&ListParams::default().labels(&selector))
         .await
         .map_err(api_error(format!("listing the Jobs of {namespace}")))?;
+    context
+        .metrics
+        .jobs_waiting
+        .get_or_create(&NamespaceLabels {
+            namespace: namespace.clone(),
+        })
+        .set(i64::try_from(waiting(&existing.items)).unwrap_or(i64::MAX));
 
+    let run = Reconciliation {
+        context: &context,
+        deployment: &deployment,
+        name,
+        namespace,
+        jobs,
+    };
     match decide(
         &context.settings,
         &deployment,
         &existing.items,
         context.history_limit,
+        Timestamp::now(),
     ) {
         Decision::Skip(reason) => {
-            info!(deployment = %name, namespace = %namespace, ?reason, "nothing to do");
-        }
-        Decision::AlreadyPresent { job } => {
-            context.metrics.jobs_already_present.inc();
-            info!(deployment = %name, namespace = %namespace, job = %job, "companion Job already present");
-        }
-        Decision::Create { job, prune } => {
-            let job_name = job.name_any();
-            match jobs.create(&PostParams::default(), &job).await {
-                Ok(_) => {
-                    context.metrics.jobs_created.inc();
-                    info!(deployment = %name, namespace = %namespace, job = %job_name, "companion Job created");
-                }
-                Err(error) if is_status(&error, 409, "AlreadyExists") => {
-                    context.metrics.jobs_already_present.inc();
-                    info!(deployment = %name, namespace = %namespace, job = %job_name, "companion Job already present");
-                }
-                Err(error) => {
-                    return Err(api_error(format!("creating Job {namespace}/{job_name}"))(
-                        error,
-                    ));
-                }
-            }
-            for old in prune {
-                match jobs.delete(&old, &DeleteParams::background()).await {
-                    Ok(_) => {
-                        context.metrics.jobs_pruned.inc();
-                        info!(deployment = %name, namespace = %namespace, job = %old, "finished companion Job pruned");
-                    }
-                    Err(error) if is_status(&error, 404, "NotFound") => {}
-                    Err(error) => {
-                        return Err(api_error(format!("deleting Job {namespace}/{old}"))(error));
-                    }
-                }
-            }
+            info!(deployment = %run.name, namespace = %run.namespace, ?reason, "nothing to do");
+            Ok(Action::await_change())
         }
         Decision::Refuse { reason } => {
-            let uid = deployment.uid().unwrap_or_default();
-            let annotation = deployment
-                .annotations()
-                .get(&context.settings.annotation("job"))
-                .cloned()
-                .unwrap_or_default();
-            let first_time = context
-                .reported
-                .lock()
-                .map(|mut reported| reported.insert((uid, annotation)))
-                .unwrap_or(true);
-            if first_time {
-                context.metrics.jobs_refused.inc();
-                warn!(deployment = %name, namespace = %namespace, %reason, "stamped Job refused");
-                let events: Api<Event> = Api::namespaced(context.client.clone(), &namespace);
-                events
-                    .create(
-                        &PostParams::default(),
-                        &refusal_event(&deployment, &namespace, &reason),
-                    )
-                    .await
-                    .map_err(api_error(format!(
-                        "recording an Event on Deployment {namespace}/{name}"
-                    )))?;
-            }
-            return Ok(Action::requeue(RECHECK));
+            run.refuse(&reason).await?;
+            Ok(Action::requeue(RECHECK))
         }
+        Decision::Reconcile(plan) => run.carry_out(plan).await,
     }
-    Ok(Action::await_change())
 }
 
-/// A Warning Event on the Deployment, as `kubectl describe` shows it.
-pub fn refusal_event(deployment: &Deployment, namespace: &str, reason: &str) -> Event {
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
+impl Reconciliation<'_> {
+    /// In the plan's order: the stamped Job, the superseded ones, the
+    /// history, then the outcomes.
+    async fn carry_out(&self, plan: Plan) -> Result<Action, Error> {
+        let metrics = &self.context.metrics;
+        match &plan.stamped {
+            StampedJob::Keep => {
+                metrics.jobs_already_present.inc();
+                info!(deployment = %self.name, namespace = %self.namespace, job = %plan.job_name, "companion Job already present");
+            }
+            StampedJob::Create(job) => {
+                self.create(job, &plan, None).await?;
+            }
+            StampedJob::Rerun { job, replaces } => {
+                self.delete(&plan.job_name, Some(replaces)).await?;
+                metrics.jobs_rerun.inc();
+                info!(deployment = %self.name, namespace = %self.namespace, job = %plan.job_name,
+                      "the Deployment is back on an image purged before another one: running its Job again");
+                if !self.create(job, &plan, Some(replaces)).await? {
+                    // Still being deleted: the next reconciliation creates it.
+                    return Ok(Action::requeue(Duration::from_secs(1)));
+                }
+            }
+        }
+        for superseded in &plan.cancel {
+            if self.delete(superseded, None).await? {
+                metrics.jobs_cancelled.inc();
+                info!(deployment = %self.name, namespace = %self.namespace, job = %superseded, "superseded companion Job cancelled");
+                self.record(
+                    format!("{superseded}.cancelled"),
+                    "Normal",
+                    REASON_CANCELLED,
+                    format!(
+                        "Job {superseded} deleted before it purged: the Deployment moved on to image {} (Job {})",
+                        plan.image, plan.job_name
+                    ),
+                )
+                .await?;
+            }
+        }
+        for old in &plan.prune {
+            if self.delete(old, None).await? {
+                metrics.jobs_pruned.inc();
+                info!(deployment = %self.name, namespace = %self.namespace, job = %old, "finished companion Job pruned");
+            }
+        }
+        for outcome in &plan.outcomes {
+            self.report(outcome, &plan).await?;
+        }
+        Ok(Action::await_change())
+    }
+
+    /// Creates the stamped Job; false if a Job of that name is still there
+    /// although the one it replaces was deleted.
+    async fn create(
+        &self,
+        job: &Job,
+        plan: &Plan,
+        replaces: Option<&String>,
+    ) -> Result<bool, Error> {
+        let job_name = &plan.job_name;
+        match self.jobs.create(&PostParams::default(), job).await {
+            Ok(created) => {
+                self.context.metrics.jobs_created.inc();
+                info!(deployment = %self.name, namespace = %self.namespace, job = %job_name, "companion Job created");
+                let uid = created.metadata.uid.unwrap_or_default();
+                let message = match replaces {
+                    None => format!(
+                        "Created Job {job_name}: it purges the cache once image {} is rolled out",
+                        plan.image
+                    ),
+                    Some(_) => format!(
+                        "Created Job {job_name} again: the Deployment is back on image {} after another image was rolled out, so the cache is purged once it is rolled out",
+                        plan.image
+                    ),
+                };
+                self.record(
+                    format!("{job_name}.{uid}.created"),
+                    "Normal",
+                    REASON_CREATED,
+                    message,
+                )
+                .await?;
+                Ok(true)
+            }
+            Err(error) if is_status(&error, 409, "AlreadyExists") => {
+                self.context.metrics.jobs_already_present.inc();
+                info!(deployment = %self.name, namespace = %self.namespace, job = %job_name, "companion Job already present");
+                Ok(replaces.is_none())
+            }
+            Err(error) => Err(api_error(format!(
+                "creating Job {}/{job_name}",
+                self.namespace
+            ))(error)),
+        }
+    }
+
+    /// Deletes a Job (its pods in the background); false if it was gone.
+    async fn delete(&self, job: &str, uid: Option<&String>) -> Result<bool, Error> {
+        let params = DeleteParams {
+            preconditions: uid.map(|uid| Preconditions {
+                uid: Some(uid.clone()),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        match self.jobs.delete(job, &params).await {
+            Ok(_) => Ok(true),
+            Err(error) if is_status(&error, 404, "NotFound") => Ok(false),
+            Err(error) => Err(api_error(format!("deleting Job {}/{job}", self.namespace))(
+                error,
+            )),
+        }
+    }
+
+    /// One Event per finished Job: named after the Job's uid and result.
+    async fn report(&self, outcome: &Outcome, plan: &Plan) -> Result<(), Error> {
+        let image = if outcome.image_hash == plan.image_hash {
+            format!("image {}", plan.image)
+        } else {
+            format!("the image of hash {}", outcome.image_hash)
+        };
+        let provider = plan.provider.name();
+        let job = &outcome.job;
+        let (suffix, type_, reason, message) = match &outcome.result {
+            JobResult::Purged { seconds } => (
+                "purged",
+                "Normal",
+                REASON_PURGED,
+                format!(
+                    "Job {job} purged the {provider} cache for {image}{}",
+                    seconds
+                        .map(|seconds| format!(", {seconds}s after it was created"))
+                        .unwrap_or_default()
+                ),
+            ),
+            JobResult::Failed { reason } => {
+                let detail = self.failure_detail(&outcome.job_uid).await?;
+                (
+                    "purge-failed",
+                    "Warning",
+                    REASON_PURGE_FAILED,
+                    format!(
+                        "Job {job} failed to purge the {provider} cache for {image}: {reason}{}. \
+                         Fix the cause, then `kubectl delete job {job} -n {}` runs it again",
+                        detail
+                            .map(|detail| format!("; {detail}"))
+                            .unwrap_or_default(),
+                        self.namespace
+                    ),
+                )
+            }
+        };
+        let name = format!("{job}.{}.{suffix}", outcome.job_uid);
+        if self.record(name, type_, reason, message).await? {
+            let result = match outcome.result {
+                JobResult::Purged { seconds } => {
+                    if let Some(seconds) = seconds {
+                        self.context
+                            .metrics
+                            .purge_duration
+                            .get_or_create(&ProviderLabels {
+                                provider: provider.to_owned(),
+                            })
+                            .observe(seconds as f64);
+                    }
+                    PurgeResult::Succeeded
+                }
+                JobResult::Failed { .. } => PurgeResult::Failed,
+            };
+            self.context.metrics.purge(provider, result).inc();
+        }
+        Ok(())
+    }
+
+    /// What the failed container said (its termination message: with
+    /// FallbackToLogsOnError, the tail of its output: curl's error and the
+    /// CDN's answer), read from the pod status, never from logs.
+    async fn failure_detail(&self, job_uid: &str) -> Result<Option<String>, Error> {
+        let pods: Api<Pod> = Api::namespaced(self.context.client.clone(), &self.namespace);
+        let listed = pods
+            .list(&ListParams::default().labels(&format!("controller-uid={job_uid}")))
+            .await
+            .map_err(api_error(format!("listing the pods of Job {job_uid}")))?;
+        let mut failed: Vec<(Option<&Time>, String)> = listed
+            .items
+            .iter()
+            .filter_map(|pod| {
+                let status = pod.status.as_ref()?;
+                let statuses = status
+                    .init_container_statuses
+                    .iter()
+                    .flatten()
+                    .chain(status.container_statuses.iter().flatten());
+                let detail = statuses.filter_map(failed_container).next()?;
+                Some((pod.metadata.creation_timestamp.as_ref(), detail))
+            })
+            .collect();
+        failed.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(failed.into_iter().next().map(|(_, detail)| detail))
+    }
+
+    /// Records an Event on the Deployment unless one of that name exists;
+    /// true if it was recorded now.
+    async fn record(
+        &self,
+        name: String,
+        type_: &str,
+        reason: &str,
+        message: String,
+    ) -> Result<bool, Error> {
+        if self.context.is_reported(&name) {
+            return Ok(false);
+        }
+        let events: Api<Event> = Api::namespaced(self.context.client.clone(), &self.namespace);
+        let event = event(
+            self.deployment,
+            &self.namespace,
+            &name,
+            type_,
+            reason,
+            &message,
+        );
+        let recorded = match events.create(&PostParams::default(), &event).await {
+            Ok(_) => true,
+            Err(error) if is_status(&error, 409, "AlreadyExists") => false,
+            Err(error) => {
+                return Err(api_error(format!(
+                    "recording an Event on Deployment {}/{}",
+                    self.namespace, self.name
+                ))(error));
+            }
+        };
+        self.context.mark_reported(name);
+        Ok(recorded)
+    }
+
+    async fn refuse(&self, reason: &str) -> Result<(), Error> {
+        let annotation = self
+            .deployment
+            .annotations()
+            .get(&self.context.settings.annotation("job"))
+            .cloned()
+            .unwrap_or_default();
+        // One Event per refused value: named after a digest of it.
+        let digest = Sha256::digest(annotation.as_bytes());
+        let name = format!("{}.{:x}.refused", self.name, digest);
+        if !self.context.is_reported(&name) {
+            self.context.metrics.jobs_refused.inc();
+            warn!(deployment = %self.name, namespace = %self.namespace, %reason, "stamped Job refused");
+        }
+        self.record(name, "Warning", REASON_REFUSED, reason.to_owned())
+            .await?;
+        Ok(())
+    }
+}
+
+/// "container NAME exited with CODE: MESSAGE", whitespace folded and cut to
+/// REASON_CHARS (the end kept: curl's error comes last).
+pub fn failed_container(status: &ContainerStatus) -> Option<String> {
+    let terminated = status.state.as_ref()?.terminated.as_ref()?;
+    if terminated.exit_code == 0 {
+        return None;
+    }
+    let message = terminated
+        .message
+        .as_deref()
+        .or(terminated.reason.as_deref())
+        .unwrap_or_default();
+    let folded = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let count = folded.chars().count();
+    let quoted = if count > REASON_CHARS {
+        let tail: String = folded.chars().skip(count - REASON_CHARS).collect();
+        format!("…{tail}")
+    } else {
+        folded
+    };
+    Some(format!(
+        "container {} exited with {}: {quoted}",
+        status.name, terminated.exit_code
+    ))
+}
+
+/// An Event on the Deployment, as `kubectl describe` and `kubectl events`
+/// show it.
+pub fn event(
+    deployment: &Deployment,
+    namespace: &str,
+    name: &str,
+    type_: &str,
+    reason: &str,
+    message: &str,
+) -> Event {
+    let now = Time(Timestamp::now());
     Event {
         metadata: ObjectMeta {
-            generate_name: Some(format!("{}.", deployment.name_any())),
+            name: Some(name.to_owned()),
             namespace: Some(namespace.to_owned()),
             ..ObjectMeta::default()
         },
@@ -175,9 +459,9 @@ pub fn refusal_event(deployment: &Deployment, namespace: &str, reason: &str) -> 
             resource_version: deployment.metadata.resource_version.clone(),
             ..ObjectReference::default()
         },
-        reason: Some("CacheBusterJobRefused".to_owned()),
-        message: Some(reason.to_owned()),
-        type_: Some("Warning".to_owned()),
+        reason: Some(reason.to_owned()),
+        message: Some(message.to_owned()),
+        type_: Some(type_.to_owned()),
         source: Some(EventSource {
             component: Some(COMPONENT.to_owned()),
             host: None,
@@ -196,4 +480,53 @@ pub fn error_policy(deployment: Arc<Deployment>, error: &Error, context: Arc<Con
     context.metrics.errors.inc();
     warn!(deployment = %deployment.name_any(), %error, "reconciliation failed; retrying");
     Action::requeue(Duration::from_secs(30))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated};
+
+    fn terminated(exit_code: i32, message: Option<&str>) -> ContainerStatus {
+        ContainerStatus {
+            name: "purge".into(),
+            state: Some(ContainerState {
+                terminated: Some(ContainerStateTerminated {
+                    exit_code,
+                    message: message.map(str::to_owned),
+                    reason: Some("Error".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_failed_container_is_quoted_with_its_exit_code_and_message() {
+        assert_eq!(
+            failed_container(&terminated(
+                22,
+                Some("{\"success\":false}\ncurl: (22) The requested URL returned error: 403\n")
+            )),
+            Some(
+                "container purge exited with 22: {\"success\":false} curl: (22) The requested URL returned error: 403"
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            failed_container(&terminated(1, None)),
+            Some("container purge exited with 1: Error".to_owned())
+        );
+        assert_eq!(failed_container(&terminated(0, Some("ok"))), None);
+    }
+
+    #[test]
+    fn a_long_message_keeps_its_end() {
+        let long = format!("{} curl: (22) error: 503", "x".repeat(3000));
+        let quoted = failed_container(&terminated(22, Some(&long))).unwrap();
+        assert!(quoted.ends_with("curl: (22) error: 503"), "{quoted}");
+        assert!(quoted.chars().count() < REASON_CHARS + 40, "{quoted}");
+    }
 }

@@ -2,6 +2,7 @@
 //! stamped companion Job once. See README, "The launcher".
 
 use anyhow::{Context as _, Result, anyhow};
+use cache_buster::job::{LABEL_VALUE, MANAGED_BY_LABEL};
 use cache_buster::settings::{Settings, parse_and_validate};
 use cache_buster_launcher::cluster::{Context, error_policy, reconcile};
 use cache_buster_launcher::metrics::Metrics;
@@ -9,6 +10,7 @@ use cache_buster_launcher::server::router;
 use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client};
 use std::net::SocketAddr;
@@ -92,17 +94,26 @@ async fn run() -> Result<()> {
         args.history_limit,
         metrics,
     ));
-    let apis: Vec<Api<Deployment>> = if args.namespaces.is_empty() {
-        vec![Api::all(client)]
+    let apis: Vec<(Api<Deployment>, Api<Job>)> = if args.namespaces.is_empty() {
+        vec![(Api::all(client.clone()), Api::all(client))]
     } else {
         args.namespaces
             .iter()
-            .map(|namespace| Api::namespaced(client.clone(), namespace))
+            .map(|namespace| {
+                (
+                    Api::namespaced(client.clone(), namespace),
+                    Api::namespaced(client.clone(), namespace),
+                )
+            })
             .collect()
     };
+    // The companion Jobs wake their Deployment's reconciliation when they
+    // change (created, finished, deleted): outcomes are seen as they happen.
+    let companions = format!("{MANAGED_BY_LABEL}={LABEL_VALUE}");
     info!(namespaces = ?args.namespaces, label = %selector, "watching site Deployments");
-    let controllers = apis.into_iter().map(|api| {
-        Controller::new(api, watcher::Config::default().labels(&selector))
+    let controllers = apis.into_iter().map(|(deployments, jobs)| {
+        Controller::new(deployments, watcher::Config::default().labels(&selector))
+            .owns(jobs, watcher::Config::default().labels(&companions))
             .shutdown_on_signal()
             .run(reconcile, error_policy, Arc::clone(&context))
             .for_each(|outcome| async move {

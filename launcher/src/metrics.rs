@@ -1,29 +1,119 @@
-//! Prometheus counters of what the launcher did.
+//! Prometheus metrics of what the launcher did and what the purges did
+//! (README, "The launcher": each is listed there, and a test keeps the list
+//! true).
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::fmt::Write as _;
 
-#[derive(Default, Clone)]
+/// A purge's result, as a label value.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum PurgeResult {
+    Succeeded,
+    Failed,
+}
+
+impl EncodeLabelValue for PurgeResult {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        encoder.write_str(match self {
+            PurgeResult::Succeeded => "succeeded",
+            PurgeResult::Failed => "failed",
+        })
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PurgeLabels {
+    pub provider: String,
+    pub result: PurgeResult,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    pub provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabels {
+    pub namespace: String,
+}
+
+/// Seconds from a companion Job's creation to its completion: the two waits
+/// (image stamped, rollout done) and the purge itself.
+const PURGE_DURATION_BUCKETS: [f64; 11] = [
+    1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0,
+];
+
+fn purge_duration_histogram() -> Histogram {
+    Histogram::new(PURGE_DURATION_BUCKETS)
+}
+
+#[derive(Clone)]
 pub struct Metrics {
     pub jobs_created: Counter,
+    pub jobs_rerun: Counter,
+    pub jobs_cancelled: Counter,
     pub jobs_already_present: Counter,
     pub jobs_refused: Counter,
     pub jobs_pruned: Counter,
     pub errors: Counter,
+    pub purges: Family<PurgeLabels, Counter>,
+    pub purge_duration: Family<ProviderLabels, Histogram, fn() -> Histogram>,
+    pub jobs_waiting: Family<NamespaceLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            jobs_created: Counter::default(),
+            jobs_rerun: Counter::default(),
+            jobs_cancelled: Counter::default(),
+            jobs_already_present: Counter::default(),
+            jobs_refused: Counter::default(),
+            jobs_pruned: Counter::default(),
+            errors: Counter::default(),
+            purges: Family::default(),
+            purge_duration: Family::new_with_constructor(purge_duration_histogram),
+            jobs_waiting: Family::default(),
+        }
+    }
 }
 
 impl Metrics {
+    pub fn purge(&self, provider: &str, result: PurgeResult) -> Counter {
+        self.purges
+            .get_or_create(&PurgeLabels {
+                provider: provider.to_owned(),
+                result,
+            })
+            .clone()
+    }
+
     pub fn registry(&self) -> Registry {
         let mut registry = Registry::with_prefix("cache_buster_launcher");
         registry.register(
             "jobs_created",
-            "Companion Jobs created",
+            "Companion Jobs created (first runs and reruns)",
             self.jobs_created.clone(),
         );
         registry.register(
+            "jobs_rerun",
+            "Finished companion Jobs deleted and created again because the Deployment rolled back to their image",
+            self.jobs_rerun.clone(),
+        );
+        registry.register(
+            "jobs_cancelled",
+            "Waiting companion Jobs deleted because the Deployment moved on to another image",
+            self.jobs_cancelled.clone(),
+        );
+        registry.register(
             "jobs_already_present",
-            "Stamped Jobs found already created (running or finished)",
+            "Reconciliations that found the stamped Job already created (running or finished)",
             self.jobs_already_present.clone(),
         );
         registry.register(
@@ -41,6 +131,21 @@ impl Metrics {
             "Reconciliations that failed and will be retried",
             self.errors.clone(),
         );
+        registry.register(
+            "purges",
+            "Companion Jobs that finished, by provider and result (succeeded, failed)",
+            self.purges.clone(),
+        );
+        registry.register(
+            "purge_duration_seconds",
+            "Seconds from a companion Job's creation (the stamp) to its successful completion, by provider",
+            self.purge_duration.clone(),
+        );
+        registry.register(
+            "jobs_waiting",
+            "Companion Jobs not finished yet (waiting for their rollout, or purging), by namespace",
+            self.jobs_waiting.clone(),
+        );
         registry
     }
 }
@@ -57,27 +162,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counters_are_exposed_in_the_prometheus_text_format() {
+    fn metrics_are_exposed_in_the_prometheus_text_format() {
         let metrics = Metrics::default();
         metrics.jobs_created.inc();
         metrics.jobs_refused.inc_by(2);
+        metrics.purge("cloudflare", PurgeResult::Succeeded).inc();
+        metrics.purge("fastly", PurgeResult::Failed).inc();
+        metrics
+            .purge_duration
+            .get_or_create(&ProviderLabels {
+                provider: "cloudflare".into(),
+            })
+            .observe(42.0);
+        metrics
+            .jobs_waiting
+            .get_or_create(&NamespaceLabels {
+                namespace: "web".into(),
+            })
+            .set(3);
         let text = render(&metrics.registry());
-        assert!(
-            text.contains("# TYPE cache_buster_launcher_jobs_created counter"),
-            "{text}"
-        );
-        assert!(
-            text.contains("cache_buster_launcher_jobs_created_total 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("cache_buster_launcher_jobs_refused_total 2"),
-            "{text}"
-        );
-        assert!(
-            text.contains("cache_buster_launcher_errors_total 0"),
-            "{text}"
-        );
+        for line in [
+            "# TYPE cache_buster_launcher_jobs_created counter",
+            "cache_buster_launcher_jobs_created_total 1",
+            "cache_buster_launcher_jobs_refused_total 2",
+            "cache_buster_launcher_jobs_rerun_total 0",
+            "cache_buster_launcher_jobs_cancelled_total 0",
+            "cache_buster_launcher_errors_total 0",
+            "cache_buster_launcher_purges_total{provider=\"cloudflare\",result=\"succeeded\"} 1",
+            "cache_buster_launcher_purges_total{provider=\"fastly\",result=\"failed\"} 1",
+            "# TYPE cache_buster_launcher_purge_duration_seconds histogram",
+            "cache_buster_launcher_purge_duration_seconds_bucket{le=\"60.0\",provider=\"cloudflare\"} 1",
+            "cache_buster_launcher_purge_duration_seconds_bucket{le=\"30.0\",provider=\"cloudflare\"} 0",
+            "cache_buster_launcher_purge_duration_seconds_sum{provider=\"cloudflare\"} 42.0",
+            "cache_buster_launcher_jobs_waiting{namespace=\"web\"} 3",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
         assert!(text.ends_with("# EOF\n"));
     }
 }

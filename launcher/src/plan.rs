@@ -2,27 +2,25 @@
 //! Jobs that exist and the settings in; what to do out. No Kubernetes call
 //! happens here (see `cluster` for those).
 
-use cache_buster::deployment::{RequestContext, derive_stamp, stamp_keys};
+use cache_buster::deployment::{IMAGE_HASH, RequestContext, derive_stamp, stamp_keys};
 use cache_buster::job::{COMPONENT_LABEL, LABEL_VALUE, MANAGED_BY_LABEL};
+use cache_buster::providers::Provider;
 use cache_buster::settings::Settings;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use k8s_openapi::jiff::Timestamp;
 
 /// What the launcher does for one Deployment.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// Nothing to do.
     Skip(SkipReason),
-    /// A Job of the stamped name exists, running or finished: it is the record
-    /// that this image was (or is being) handled, so nothing is created.
-    AlreadyPresent { job: String },
-    /// Create this Job (owned by the Deployment), then delete these finished
-    /// companion Jobs beyond the history limit.
-    Create { job: Box<Job>, prune: Vec<String> },
     /// The stamped Job is not what the policy derives from this Deployment
     /// (written while the policy was off, or by hand): nothing is created.
     Refuse { reason: String },
+    /// The stamp is the policy's own: bring its companion Jobs in line.
+    Reconcile(Plan),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,11 +33,71 @@ pub enum SkipReason {
     NotStamped,
 }
 
+/// What to do with the Job the Deployment's stamp names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StampedJob {
+    /// No Job of that name exists: create it (owned by the Deployment).
+    Create(Box<Job>),
+    /// It exists and has finished, but a companion Job for another image was
+    /// created after it (a rollback, A→B→A): the cache holds that image's
+    /// content now, so delete the finished Job (the one of uid `replaces`,
+    /// a precondition of the delete) and create it again.
+    Rerun { job: Box<Job>, replaces: String },
+    /// It exists and is the newest of the Deployment's companion Jobs,
+    /// running or finished: it is the record that this rollout is handled.
+    Keep,
+}
+
+/// Everything one reconciliation does, in the order it does it: the stamped
+/// Job first, so that a launcher stopped half-way still finds, in the API
+/// server, every companion Job that says a purge is owed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub job_name: String,
+    /// The canonical image of the stamp, for Events.
+    pub image: String,
+    pub image_hash: String,
+    pub provider: Provider,
+    pub stamped: StampedJob,
+    /// Companion Jobs still waiting for a rollout the Deployment has moved
+    /// past: deleted, so they never purge for the wrong rollout.
+    pub cancel: Vec<String>,
+    /// Finished companion Jobs beyond the history limit.
+    pub prune: Vec<String>,
+    /// Finished companion Jobs whose outcome is recent enough to report.
+    pub outcomes: Vec<Outcome>,
+}
+
+/// How a companion Job ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub job: String,
+    pub job_uid: String,
+    pub image_hash: String,
+    pub result: JobResult,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobResult {
+    /// Complete, this many seconds after the Job was created.
+    Purged { seconds: Option<i64> },
+    /// Failed, with the Job controller's reason (BackoffLimitExceeded,
+    /// DeadlineExceeded) and message.
+    Failed { reason: String },
+}
+
+/// Outcomes older than this are not reported (again): the API server keeps
+/// Events for an hour by default (`--event-ttl`), so an older outcome was
+/// reported before and its Event has expired, and a restart must not
+/// announce it anew.
+pub const OUTCOME_WINDOW_SECONDS: i64 = 3600;
+
 pub fn decide(
     settings: &Settings,
     deployment: &Deployment,
     jobs: &[Job],
     history_limit: usize,
+    now: Timestamp,
 ) -> Decision {
     let metadata = &deployment.metadata;
     if metadata.deletion_timestamp.is_some() {
@@ -85,22 +143,49 @@ pub fn decide(
         };
     }
 
-    if jobs
+    let hash_label = settings.annotation(IMAGE_HASH);
+    let companions: Vec<&Job> = jobs
         .iter()
-        .any(|job| job.metadata.name.as_deref() == Some(stamp.job_name.as_str()))
-    {
-        return Decision::AlreadyPresent {
-            job: stamp.job_name,
-        };
-    }
-    let mut job: Job = match serde_json::from_str(&stamp.job_json) {
-        Ok(job) => job,
-        Err(error) => {
-            return Decision::Refuse {
-                reason: format!("the stamped Job does not decode: {error}"),
-            };
-        }
+        .filter(|job| is_companion_of(job, uid))
+        .collect();
+    let is_stamped = |job: &Job| job.metadata.name.as_deref() == Some(stamp.job_name.as_str());
+    let existing = jobs.iter().find(|job| is_stamped(job));
+    let stamped = match existing {
+        Some(job) if is_finished(job) && has_newer(job, &companions) => StampedJob::Rerun {
+            job: Box::new(owned_job(&stamp.job_json, name, uid)),
+            replaces: job.metadata.uid.clone().unwrap_or_default(),
+        },
+        Some(_) => StampedJob::Keep,
+        None => StampedJob::Create(Box::new(owned_job(&stamp.job_json, name, uid))),
     };
+    let cancel = companions
+        .iter()
+        .filter(|job| !is_stamped(job) && !is_finished(job))
+        .filter_map(|job| job.metadata.name.clone())
+        .collect();
+    let prune = prunable(uid, &stamp.job_name, jobs, history_limit);
+    let outcomes = companions
+        .iter()
+        .filter(|job| !matches!(stamped, StampedJob::Rerun { .. }) || !is_stamped(job))
+        .filter_map(|job| outcome(job, &hash_label, now))
+        .collect();
+    Decision::Reconcile(Plan {
+        job_name: stamp.job_name,
+        image: stamp.image,
+        image_hash: stamp.image_hash,
+        provider: stamp.provider,
+        stamped,
+        cancel,
+        prune,
+        outcomes,
+    })
+}
+
+/// The stamped Job, owned by the Deployment. The stamp was just compared
+/// with the policy's own derivation, so it decodes; should it not, the
+/// Job is created without it and the API server says why.
+fn owned_job(job_json: &str, name: &str, uid: &str) -> Job {
+    let mut job: Job = serde_json::from_str(job_json).unwrap_or_default();
     job.metadata.owner_references = Some(vec![OwnerReference {
         api_version: "apps/v1".to_owned(),
         kind: "Deployment".to_owned(),
@@ -111,11 +196,66 @@ pub fn decide(
         // finalizers): a plain owner, for garbage collection.
         ..OwnerReference::default()
     }]);
-    let prune = prunable(uid, &stamp.job_name, jobs, history_limit);
-    Decision::Create {
-        job: Box::new(job),
-        prune,
+    job
+}
+
+/// Whether another companion Job of the Deployment was created after `job`:
+/// its image was rolled out (or began to be) since `job` purged.
+fn has_newer(job: &Job, companions: &[&Job]) -> bool {
+    let created = job.metadata.creation_timestamp.as_ref();
+    companions.iter().any(|other| {
+        other.metadata.name != job.metadata.name
+            && other.metadata.creation_timestamp.as_ref() > created
+    })
+}
+
+/// A finished Job's outcome, if it finished within the reporting window.
+fn outcome(job: &Job, hash_label: &str, now: Timestamp) -> Option<Outcome> {
+    let status = job.status.as_ref()?;
+    let condition = status.conditions.iter().flatten().find(|condition| {
+        matches!(condition.type_.as_str(), "Complete" | "Failed") && condition.status == "True"
+    })?;
+    let finished = status
+        .completion_time
+        .as_ref()
+        .or(condition.last_transition_time.as_ref())?;
+    if now.as_second() - finished.0.as_second() > OUTCOME_WINDOW_SECONDS {
+        return None;
     }
+    let result = if condition.type_ == "Complete" {
+        let seconds = job
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|created| finished.0.as_second() - created.0.as_second());
+        JobResult::Purged { seconds }
+    } else {
+        let reason = [condition.reason.as_deref(), condition.message.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(": ");
+        JobResult::Failed { reason }
+    };
+    Some(Outcome {
+        job: job.metadata.name.clone()?,
+        job_uid: job.metadata.uid.clone()?,
+        image_hash: job
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(hash_label))
+            .cloned()
+            .unwrap_or_default(),
+        result,
+    })
+}
+
+/// Companion Jobs still waiting (not finished), for the gauge.
+pub fn waiting(jobs: &[Job]) -> usize {
+    jobs.iter()
+        .filter(|job| is_companion(job) && !is_finished(job))
+        .count()
 }
 
 /// Finished companion Jobs of the Deployment `uid` beyond the newest
@@ -139,16 +279,20 @@ pub fn prunable(uid: &str, current: &str, jobs: &[Job], history_limit: usize) ->
         .collect()
 }
 
-/// Labelled as this project's companion Job and owned by the Deployment.
-pub fn is_companion_of(job: &Job, uid: &str) -> bool {
+/// Labelled as this project's companion Job.
+fn is_companion(job: &Job) -> bool {
     let labels = job.metadata.labels.as_ref();
     let label = |key: &str| {
         labels
             .and_then(|labels| labels.get(key))
             .map(String::as_str)
     };
-    label(MANAGED_BY_LABEL) == Some(LABEL_VALUE)
-        && label(COMPONENT_LABEL) == Some(LABEL_VALUE)
+    label(MANAGED_BY_LABEL) == Some(LABEL_VALUE) && label(COMPONENT_LABEL) == Some(LABEL_VALUE)
+}
+
+/// Labelled as this project's companion Job and owned by the Deployment.
+pub fn is_companion_of(job: &Job, uid: &str) -> bool {
+    is_companion(job)
         && job
             .metadata
             .owner_references
@@ -170,7 +314,7 @@ pub fn is_finished(job: &Job) -> bool {
         })
 }
 
-fn finished_at(job: &Job) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time> {
+fn finished_at(job: &Job) -> Option<&Time> {
     job.status
         .as_ref()
         .and_then(|status| status.completion_time.as_ref())
@@ -182,51 +326,109 @@ mod tests {
     use super::*;
     use crate::test_support::{UID, stamped};
     use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use rstest::rstest;
     use serde_json::{Value, json};
+
+    /// The reconciliation runs at `T + NOW`; Jobs are created at `T + n`.
+    const T: i64 = 1_790_000_000;
+    const NOW: i64 = 10_000;
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(T + second).unwrap()
+    }
+
+    #[derive(Clone, Copy)]
+    enum State {
+        Waiting,
+        Complete(i64),
+        Failed(i64),
+    }
+    use State::*;
 
     fn stamped_job_name(deployment: &Deployment) -> String {
         deployment.metadata.annotations.as_ref().unwrap()["cache-buster.io/job-name"].clone()
     }
 
-    fn companion(name: &str, finished: Option<(&str, i64)>, owner: &str) -> Job {
+    /// The companion Job the launcher would have created for `deployment`,
+    /// created at second `created`, in `state`.
+    fn job_of(deployment: &Deployment, created: i64, state: State) -> Job {
+        companion(&stamped_job_name(deployment), created, state, UID)
+    }
+
+    fn companion(name: &str, created: i64, state: State, owner: &str) -> Job {
         let mut job: Job = serde_json::from_value(json!({
             "metadata": {
-                "name": name, "namespace": "web",
-                "labels": {"app.kubernetes.io/managed-by": "cache-buster", "app.kubernetes.io/component": "cache-buster"},
+                "name": name, "namespace": "web", "uid": format!("uid-{name}-{created}"),
+                "labels": {"app.kubernetes.io/managed-by": "cache-buster", "app.kubernetes.io/component": "cache-buster",
+                           "cache-buster.io/image-hash": name.rsplit('-').next().unwrap()},
                 "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "shop", "uid": owner}],
-                "creationTimestamp": "2026-11-01T00:00:00Z"
             }
         }))
         .unwrap();
-        if let Some((condition, second)) = finished {
-            job.status = Some(JobStatus {
+        job.metadata.creation_timestamp = Some(Time(at(created)));
+        let finished = |type_: &str, second: i64, reason: Option<&str>| {
+            Some(JobStatus {
                 conditions: Some(vec![JobCondition {
-                    type_: condition.to_owned(),
+                    type_: type_.to_owned(),
                     status: "True".to_owned(),
+                    reason: reason.map(str::to_owned),
+                    message: reason
+                        .map(|_| "Job has reached the specified backoff limit".to_owned()),
+                    last_transition_time: Some(Time(at(second))),
                     ..Default::default()
                 }]),
-                completion_time: Some(Time(
-                    k8s_openapi::jiff::Timestamp::from_second(1_790_000_000 + second).unwrap(),
-                )),
+                completion_time: (type_ == "Complete").then(|| Time(at(second))),
                 ..Default::default()
-            });
-        }
+            })
+        };
+        job.status = match state {
+            Waiting => Some(JobStatus {
+                active: Some(1),
+                ..Default::default()
+            }),
+            Complete(second) => finished("Complete", second, None),
+            Failed(second) => finished("Failed", second, Some("BackoffLimitExceeded")),
+        };
         job
     }
 
-    fn decide_default(deployment: &Deployment, jobs: &[Job]) -> Decision {
-        decide(&Settings::default(), deployment, jobs, 2)
+    fn decide_with(deployment: &Deployment, jobs: &[Job], history_limit: usize) -> Decision {
+        decide(
+            &Settings::default(),
+            deployment,
+            jobs,
+            history_limit,
+            at(NOW),
+        )
+    }
+
+    fn plan(deployment: &Deployment, jobs: &[Job]) -> Plan {
+        match decide_with(deployment, jobs, 2) {
+            Decision::Reconcile(plan) => plan,
+            other => panic!("expected a plan, got {other:?}"),
+        }
+    }
+
+    /// What happens to the stamped Job, in one word, for the tables.
+    fn verdict(plan: &Plan) -> &'static str {
+        match plan.stamped {
+            StampedJob::Create(_) => "create",
+            StampedJob::Rerun { .. } => "rerun",
+            StampedJob::Keep => "keep",
+        }
     }
 
     #[test]
     fn a_new_image_creates_its_job_owned_by_the_deployment() {
         let deployment = stamped("nginx:1.25");
-        let Decision::Create { job, prune } = decide_default(&deployment, &[]) else {
-            panic!()
+        let plan = plan(&deployment, &[]);
+        let StampedJob::Create(job) = plan.stamped else {
+            panic!("{plan:?}")
         };
         assert_eq!(job.metadata.name, Some(stamped_job_name(&deployment)));
+        assert_eq!(plan.job_name, stamped_job_name(&deployment));
+        assert_eq!(plan.image, "docker.io/library/nginx:1.25");
+        assert_eq!(plan.provider, Provider::Cloudflare);
         let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
         assert_eq!(
             (owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()),
@@ -234,7 +436,7 @@ mod tests {
         );
         assert_eq!(owner.controller, None);
         assert_eq!(owner.block_owner_deletion, None);
-        assert!(prune.is_empty());
+        assert!(plan.prune.is_empty() && plan.cancel.is_empty() && plan.outcomes.is_empty());
         // Apart from the owner, the Job is exactly the stamped one.
         let mut stamped_job: Value = serde_json::from_str(
             &deployment.metadata.annotations.as_ref().unwrap()["cache-buster.io/job"],
@@ -245,56 +447,192 @@ mod tests {
         assert_eq!(serde_json::to_value(&*job).unwrap(), stamped_job);
     }
 
+    /// Image A, then B, then A again (a `git revert` under Flux), and the
+    /// cases around it. Jobs are (image, created at, state); the stamp is the
+    /// last image of the history.
     #[rstest]
-    #[case::running(None)]
-    #[case::succeeded(Some(("Complete", 0)))]
-    #[case::failed(Some(("Failed", 0)))]
-    fn a_job_of_that_name_is_never_created_again(#[case] state: Option<(&str, i64)>) {
+    #[case::first_rollout(&[], "A", "create", &[])]
+    #[case::same_image_again_a_a(&[("A", 1, Complete(5))], "A", "keep", &[])]
+    #[case::still_waiting_is_kept(&[("A", 1, Waiting)], "A", "keep", &[])]
+    #[case::a_b_a_with_b_purged(&[("A", 1, Complete(5)), ("B", 10, Complete(15))], "A", "rerun", &[])]
+    #[case::a_b_a_with_b_still_waiting(&[("A", 1, Complete(5)), ("B", 10, Waiting)], "A", "rerun", &["B"])]
+    #[case::a_b_a_with_a_failed(&[("A", 1, Failed(5)), ("B", 10, Complete(15))], "A", "rerun", &[])]
+    #[case::a_b_a_b(&[("A", 20, Complete(25)), ("B", 10, Complete(15))], "B", "rerun", &[])]
+    #[case::resync_after_the_rerun(&[("A", 20, Complete(25)), ("B", 10, Complete(15))], "A", "keep", &[])]
+    #[case::restart_after_the_delete_of_a_rerun(&[("B", 10, Complete(15))], "A", "create", &[])]
+    #[case::restart_after_the_create_of_a_rerun(&[("A", 20, Waiting), ("B", 10, Waiting)], "A", "keep", &["B"])]
+    #[case::pruned_history(&[("B", 10, Complete(15))], "A", "create", &[])]
+    #[case::superseded_while_waiting(&[("A", 1, Waiting)], "B", "create", &["A"])]
+    #[case::finished_jobs_are_never_cancelled(&[("A", 1, Complete(5)), ("C", 2, Failed(6))], "B", "create", &[])]
+    #[case::a_deleted_failed_job_is_created_again(&[("B", 10, Complete(15))], "A", "create", &[])]
+    fn every_rollout_to_a_different_image_purges_once(
+        #[case] history: &[(&str, i64, State)],
+        #[case] stamp: &str,
+        #[case] expected: &str,
+        #[case] cancelled: &[&str],
+    ) {
+        let image = |letter: &str| match letter {
+            "A" => "nginx:1.25",
+            "B" => "nginx:1.26",
+            _ => "nginx:1.27",
+        };
+        let jobs: Vec<Job> = history
+            .iter()
+            .map(|(letter, created, state)| job_of(&stamped(image(letter)), *created, *state))
+            .collect();
+        let deployment = stamped(image(stamp));
+        let plan = plan(&deployment, &jobs);
+        assert_eq!(verdict(&plan), expected, "{plan:?}");
+        let cancelled: Vec<String> = cancelled
+            .iter()
+            .map(|letter| stamped_job_name(&stamped(image(letter))))
+            .collect();
+        assert_eq!(plan.cancel, cancelled);
+        if let StampedJob::Rerun { job, replaces } = &plan.stamped {
+            assert_eq!(job.metadata.name, Some(stamped_job_name(&deployment)));
+            assert!(job.metadata.owner_references.is_some());
+            let finished = jobs
+                .iter()
+                .find(|old| old.metadata.name == job.metadata.name);
+            assert_eq!(
+                Some(replaces),
+                finished.and_then(|old| old.metadata.uid.as_ref())
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_job_is_not_retried_by_a_resync_only_by_deleting_it() {
         let deployment = stamped("nginx:1.25");
-        let name = stamped_job_name(&deployment);
-        let existing = companion(&name, state, UID);
+        let failed = job_of(&deployment, 1, Failed(5));
+        assert_eq!(verdict(&plan(&deployment, &[failed])), "keep");
+        assert_eq!(verdict(&plan(&deployment, &[])), "create");
+    }
+
+    #[test]
+    fn companions_of_another_deployment_are_not_newer_and_not_cancelled() {
+        let deployment = stamped("nginx:1.25");
+        let other = companion("blog-cache-buster-0000000009", 50, Waiting, "another-uid");
+        let plan = plan(&deployment, &[job_of(&deployment, 1, Complete(5)), other]);
+        assert_eq!(verdict(&plan), "keep");
+        assert!(plan.cancel.is_empty());
+    }
+
+    #[test]
+    fn outcomes_are_reported_for_recently_finished_jobs() {
+        let a = stamped("nginx:1.25");
+        let b = stamped("nginx:1.26");
+        let c = stamped("nginx:1.27");
+        let jobs = [
+            job_of(&a, NOW - 100, Complete(NOW - 58)),
+            job_of(&b, NOW - 50, Failed(NOW - 10)),
+            // Finished longer ago than Events live: reported back then.
+            job_of(&c, 1, Complete(5)),
+        ];
+        let plan = plan(&b, &jobs);
+        let outcomes: Vec<(String, JobResult)> = plan
+            .outcomes
+            .iter()
+            .map(|outcome| (outcome.job.clone(), outcome.result.clone()))
+            .collect();
         assert_eq!(
-            decide_default(&deployment, &[existing]),
-            Decision::AlreadyPresent { job: name }
+            outcomes,
+            [
+                (
+                    stamped_job_name(&a),
+                    JobResult::Purged { seconds: Some(42) }
+                ),
+                (
+                    stamped_job_name(&b),
+                    JobResult::Failed {
+                        reason: "BackoffLimitExceeded: Job has reached the specified backoff limit"
+                            .to_owned()
+                    }
+                ),
+            ]
+        );
+        let first = &plan.outcomes[0];
+        assert_eq!(first.image_hash, plan_hash(&a));
+        assert_eq!(
+            first.job_uid,
+            format!("uid-{}-{}", stamped_job_name(&a), NOW - 100)
+        );
+    }
+
+    fn plan_hash(deployment: &Deployment) -> String {
+        deployment.metadata.annotations.as_ref().unwrap()["cache-buster.io/image-hash"].clone()
+    }
+
+    #[test]
+    fn a_job_about_to_be_rerun_is_not_reported_again() {
+        let a = stamped("nginx:1.25");
+        let b = stamped("nginx:1.26");
+        let jobs = [
+            job_of(&a, NOW - 100, Complete(NOW - 90)),
+            job_of(&b, NOW - 50, Complete(NOW - 40)),
+        ];
+        let plan = plan(&a, &jobs);
+        assert_eq!(verdict(&plan), "rerun");
+        assert_eq!(
+            plan.outcomes
+                .iter()
+                .map(|o| o.job.clone())
+                .collect::<Vec<_>>(),
+            [stamped_job_name(&b)]
         );
     }
 
     #[test]
-    fn the_same_image_again_is_already_present() {
-        let first = stamped("nginx:1.25");
-        let again = stamped("docker.io/library/nginx:1.25");
-        let existing = companion(&stamped_job_name(&first), Some(("Complete", 0)), UID);
-        assert!(matches!(
-            decide_default(&again, &[existing]),
-            Decision::AlreadyPresent { .. }
-        ));
+    fn waiting_counts_unfinished_companion_jobs() {
+        let a = stamped("nginx:1.25");
+        let mut foreign = companion("user-job", 1, Waiting, UID);
+        foreign.metadata.labels = None;
+        let jobs = [
+            job_of(&a, 1, Waiting),
+            job_of(&stamped("nginx:1.26"), 2, Complete(3)),
+            companion("blog-cache-buster-0000000009", 3, Waiting, "another-uid"),
+            foreign,
+        ];
+        assert_eq!(waiting(&jobs), 2);
     }
 
     #[test]
     fn finished_jobs_beyond_the_history_limit_are_pruned_newest_kept() {
         let deployment = stamped("nginx:1.26");
         let jobs = vec![
-            companion("shop-cache-buster-0000000001", Some(("Complete", 1)), UID),
-            companion("shop-cache-buster-0000000002", Some(("Failed", 2)), UID),
-            companion("shop-cache-buster-0000000003", Some(("Complete", 3)), UID),
-            companion("shop-cache-buster-0000000004", Some(("Complete", 4)), UID),
-            companion("shop-cache-buster-running", None, UID),
+            companion("shop-cache-buster-0000000001", 1, Complete(1), UID),
+            companion("shop-cache-buster-0000000002", 2, Failed(2), UID),
+            companion("shop-cache-buster-0000000003", 3, Complete(3), UID),
+            companion("shop-cache-buster-0000000004", 4, Complete(4), UID),
             companion(
                 "other-cache-buster-0000000000",
-                Some(("Complete", 0)),
+                0,
+                Complete(0),
                 "another-uid",
             ),
         ];
-        let Decision::Create { prune, .. } = decide_default(&deployment, &jobs) else {
-            panic!()
-        };
         assert_eq!(
-            prune,
+            plan(&deployment, &jobs).prune,
             [
                 "shop-cache-buster-0000000002",
                 "shop-cache-buster-0000000001"
             ]
         );
+    }
+
+    #[test]
+    fn the_stamped_job_is_never_pruned_and_a_waiting_one_is_cancelled_not_pruned() {
+        let deployment = stamped("nginx:1.26");
+        let jobs = vec![
+            job_of(&deployment, 1, Complete(2)),
+            companion("shop-cache-buster-running", 3, Waiting, UID),
+        ];
+        let plan = decide_with(&deployment, &jobs, 0);
+        let Decision::Reconcile(plan) = plan else {
+            panic!()
+        };
+        assert!(plan.prune.is_empty(), "{plan:?}");
+        assert_eq!(plan.cancel, ["shop-cache-buster-running"]);
     }
 
     #[rstest]
@@ -304,29 +642,43 @@ mod tests {
     fn the_history_limit_is_a_setting(#[case] limit: usize, #[case] pruned: usize) {
         let deployment = stamped("nginx:1.26");
         let jobs: Vec<Job> = (1..=3)
-            .map(|i| companion(&format!("old-{i}"), Some(("Complete", i)), UID))
+            .map(|i| companion(&format!("old-{i}"), i, Complete(i), UID))
             .collect();
-        let Decision::Create { prune, .. } =
-            decide(&Settings::default(), &deployment, &jobs, limit)
-        else {
+        let Decision::Reconcile(plan) = decide_with(&deployment, &jobs, limit) else {
             panic!()
         };
-        assert_eq!(prune.len(), pruned);
+        assert_eq!(plan.prune.len(), pruned);
     }
 
     #[test]
-    fn jobs_not_labelled_as_companions_are_never_pruned() {
-        let deployment = stamped("nginx:1.26");
-        let mut foreign = companion("user-job", Some(("Complete", 1)), UID);
-        foreign.metadata.labels = None;
-        let jobs: Vec<Job> = (2..=4)
-            .map(|i| companion(&format!("old-{i}"), Some(("Complete", i)), UID))
-            .chain([foreign])
-            .collect();
-        let Decision::Create { prune, .. } = decide_default(&deployment, &jobs) else {
+    fn a_rollback_to_a_pruned_image_creates_its_job_anew() {
+        // History limit 0: A's finished Job went when B's was created.
+        let a = stamped("nginx:1.25");
+        let b = stamped("nginx:1.26");
+        let Decision::Reconcile(first) = decide_with(&b, &[job_of(&a, 1, Complete(2))], 0) else {
             panic!()
         };
-        assert_eq!(prune, ["old-2"]);
+        assert_eq!(first.prune, [stamped_job_name(&a)]);
+        let Decision::Reconcile(back) = decide_with(&a, &[job_of(&b, 3, Complete(4))], 0) else {
+            panic!()
+        };
+        assert_eq!(verdict(&back), "create");
+    }
+
+    #[test]
+    fn jobs_not_labelled_as_companions_are_never_pruned_nor_cancelled() {
+        let deployment = stamped("nginx:1.26");
+        let mut foreign = companion("user-job", 1, Complete(1), UID);
+        foreign.metadata.labels = None;
+        let mut foreign_waiting = companion("user-job-2", 1, Waiting, UID);
+        foreign_waiting.metadata.labels = None;
+        let jobs: Vec<Job> = (2..=4)
+            .map(|i| companion(&format!("old-{i}"), i, Complete(i), UID))
+            .chain([foreign, foreign_waiting])
+            .collect();
+        let plan = plan(&deployment, &jobs);
+        assert_eq!(plan.prune, ["old-2"]);
+        assert!(plan.cancel.is_empty());
     }
 
     #[rstest]
@@ -337,7 +689,7 @@ mod tests {
         let mut deployment = stamped("nginx:1.25");
         let annotations = deployment.metadata.annotations.as_mut().unwrap();
         annotations.insert(key.to_owned(), r#"{"kind":"Job","spec":{"template":{"spec":{"containers":[{"name":"x","image":"evil"}]}}}}"#.to_owned());
-        let Decision::Refuse { reason } = decide_default(&deployment, &[]) else {
+        let Decision::Refuse { reason } = decide_with(&deployment, &[], 2) else {
             panic!()
         };
         assert!(
@@ -363,7 +715,7 @@ mod tests {
             .containers[0]
             .image = Some("nginx:1.26".into());
         assert!(matches!(
-            decide_default(&deployment, &[]),
+            decide_with(&deployment, &[], 2),
             Decision::Refuse { .. }
         ));
     }
@@ -377,7 +729,7 @@ mod tests {
             .as_mut()
             .unwrap()
             .insert("cache-buster.io/provider".into(), "akamai".into());
-        let Decision::Refuse { reason } = decide_default(&deployment, &[]) else {
+        let Decision::Refuse { reason } = decide_with(&deployment, &[], 2) else {
             panic!()
         };
         assert!(
@@ -398,7 +750,7 @@ mod tests {
             .unwrap()
             .remove("cache-buster.io/site");
         assert_eq!(
-            decide_default(&deployment, &[]),
+            decide_with(&deployment, &[], 2),
             Decision::Skip(SkipReason::NotLabelled)
         );
     }
@@ -406,10 +758,9 @@ mod tests {
     #[test]
     fn a_deployment_being_deleted_is_skipped() {
         let mut deployment = stamped("nginx:1.25");
-        deployment.metadata.deletion_timestamp =
-            Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        deployment.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
         assert_eq!(
-            decide_default(&deployment, &[]),
+            decide_with(&deployment, &[], 2),
             Decision::Skip(SkipReason::BeingDeleted)
         );
     }
@@ -424,7 +775,7 @@ mod tests {
             .unwrap()
             .remove("cache-buster.io/job");
         assert_eq!(
-            decide_default(&deployment, &[]),
+            decide_with(&deployment, &[], 2),
             Decision::Skip(SkipReason::NotStamped)
         );
     }
@@ -437,7 +788,7 @@ mod tests {
             ..Settings::default()
         };
         assert!(matches!(
-            decide(&other, &deployment, &[], 2),
+            decide(&other, &deployment, &[], 2, at(NOW)),
             Decision::Refuse { .. }
         ));
     }

@@ -318,7 +318,8 @@ fn the_launcher_has_only_the_rights_it_needs() {
         role["rules"],
         serde_json::json!([
             {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "watch"]},
-            {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "list", "delete"]},
+            {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "list", "watch", "delete"]},
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
             {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}
         ])
     );
