@@ -11,14 +11,17 @@ KWRUN := $(CURDIR)/target/tools/kwrun
 KWCTL ?= $(KWRUN)
 # The module the e2e suite evaluates: the annotated one, as released.
 E2E_POLICY ?= annotated-policy.wasm
-# Annotation is kwctl's job where kwctl is installed, kwrun's elsewhere.
+# Annotation is kwctl's job where kwctl is installed (on PATH, or unpacked
+# from the reference toolbox by `make toolbox`), kwrun's elsewhere.
 KWCTL_ON_PATH := $(shell command -v kwctl 2>/dev/null)
-ANNOTATOR := $(if $(KWCTL_ON_PATH),$(KWCTL_ON_PATH),$(KWRUN))
+ANNOTATOR = $(or $(KWCTL_ON_PATH),$(wildcard $(CURDIR)/target/toolbox/kwctl),$(KWRUN))
+LAUNCHER := $(CURDIR)/target/tools/cache-buster-launcher
 
 POLICY_SOURCES := $(wildcard src/*.rs) Cargo.toml Cargo.lock
 RUNNER_SOURCES := $(wildcard runner/src/*.rs) runner/Cargo.toml Cargo.lock
 
-.PHONY: all setup run test fmt lint unit-tests e2e-tests wasm-tests manifest-tests bench fuzz clean
+.PHONY: all setup toolbox run test fmt lint unit-tests e2e-tests e2e-tests-kwctl wasm-tests \
+	manifest-tests cluster-tests launcher bench fuzz clean
 
 all: policy.wasm
 
@@ -29,7 +32,7 @@ policy.wasm: $(POLICY_SOURCES)
 	$(CARGO) build --locked --target wasm32-wasip1 --release
 	cp target/wasm32-wasip1/release/cache_buster.wasm policy.wasm
 
-annotated-policy.wasm: policy.wasm policy-metadata.yml README.md $(if $(KWCTL_ON_PATH),,$(KWRUN))
+annotated-policy.wasm: policy.wasm policy-metadata.yml README.md $(KWRUN)
 	$(ANNOTATOR) annotate --metadata-path policy-metadata.yml --usage-path README.md --output-path $@ policy.wasm
 
 $(KWRUN): $(RUNNER_SOURCES)
@@ -40,7 +43,12 @@ kwrun: $(KWRUN)
 run: setup policy.wasm $(KWRUN)
 	@scripts/run-sample.sh $(KWRUN) policy.wasm
 
-test: setup fmt lint unit-tests e2e-tests wasm-tests manifest-tests
+test: setup toolbox fmt lint unit-tests e2e-tests e2e-tests-kwctl wasm-tests manifest-tests cluster-tests
+
+# The real programs (kwctl, policy-server, kube-apiserver, …) from their
+# variables or the reference toolbox; see scripts/toolbox.sh.
+toolbox:
+	@scripts/toolbox.sh kwctl >/dev/null
 
 fmt:
 	$(CARGO) fmt --all -- --check
@@ -51,10 +59,27 @@ lint:
 	$(CARGO) clippy --locked --workspace --all-targets --profile tools -- -D warnings
 
 unit-tests:
-	$(CARGO) test --locked --workspace --profile tools
+	$(CARGO) test --locked --workspace --profile tools --exclude cache-buster-e2e-cluster
 
 e2e-tests: $(E2E_POLICY) $(if $(filter $(KWRUN),$(KWCTL)),$(KWRUN))
 	KWCTL="$(KWCTL)" POLICY="$(abspath $(E2E_POLICY))" bats e2e-tests
+
+# The same suite with the real kwctl (KWCTL, else the toolbox's).
+e2e-tests-kwctl: $(E2E_POLICY)
+	kwctl="$$(scripts/toolbox.sh kwctl)"; \
+	if [ -n "$$kwctl" ]; then $(MAKE) --no-print-directory e2e-tests KWCTL="$$kwctl"; fi
+
+$(LAUNCHER): $(wildcard launcher/src/*.rs) launcher/Cargo.toml $(POLICY_SOURCES)
+	$(CARGO) build --locked --profile tools -p cache-buster-launcher
+
+launcher: $(LAUNCHER)
+
+# The product on a real control plane (e2e-cluster/): etcd, kube-apiserver,
+# kube-controller-manager, an OCI registry, kwctl push, policy-server and the
+# launcher. The programs come from scripts/toolbox.sh's variables.
+cluster-tests: annotated-policy.wasm $(LAUNCHER)
+	LAUNCHER="$(LAUNCHER)" POLICY="$(abspath annotated-policy.wasm)" \
+	  $(CARGO) test --locked --workspace --profile tools --test scenarios
 
 # Tests of the built modules themselves (annotation, limits), through kwrun.
 wasm-tests: policy.wasm annotated-policy.wasm
