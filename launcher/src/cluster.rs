@@ -529,4 +529,31 @@ mod tests {
         assert!(quoted.ends_with("curl: (22) error: 503"), "{quoted}");
         assert!(quoted.chars().count() < REASON_CHARS + 40, "{quoted}");
     }
+
+    /// The README's Event table lists exactly the reasons recorded.
+    #[test]
+    fn the_readme_documents_every_event_reason() {
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split("| reason | type | message |")
+            .nth(1)
+            .and_then(|rest| rest.split("\n\n").next())
+            .expect("the README's Event table");
+        let documented: Vec<&str> = table
+            .lines()
+            .skip(2)
+            .filter_map(|row| row.split('|').nth(1))
+            .map(|cell| cell.trim().trim_matches('`'))
+            .collect();
+        assert_eq!(
+            documented,
+            [
+                REASON_CREATED,
+                REASON_PURGED,
+                REASON_PURGE_FAILED,
+                REASON_CANCELLED,
+                REASON_REFUSED
+            ]
+        );
+    }
 }

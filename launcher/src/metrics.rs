@@ -200,4 +200,51 @@ mod tests {
         }
         assert!(text.ends_with("# EOF\n"));
     }
+
+    /// The README's metrics table lists exactly what /metrics exposes.
+    #[test]
+    fn the_readme_documents_every_metric() {
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split("Metrics (`/metrics`")
+            .nth(1)
+            .and_then(|rest| rest.split("\n\n").nth(1))
+            .expect("the README's metrics table");
+        let documented: Vec<(String, String)> = table
+            .lines()
+            .skip(2)
+            .filter_map(|row| {
+                let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+                let name = cells.get(1)?.trim_matches('`');
+                Some((name.to_owned(), (*cells.get(2)?).to_owned()))
+            })
+            .collect();
+        // A labelled family shows once it has a member.
+        let metrics = Metrics::default();
+        metrics.purge("webhook", PurgeResult::Succeeded);
+        metrics.purge_duration.get_or_create(&ProviderLabels {
+            provider: "webhook".into(),
+        });
+        metrics.jobs_waiting.get_or_create(&NamespaceLabels {
+            namespace: "web".into(),
+        });
+        let text = render(&metrics.registry());
+        let exposed: Vec<(String, String)> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE cache_buster_launcher_"))
+            .filter_map(|rest| rest.split_once(' '))
+            .map(|(name, kind)| (name.to_owned(), kind.to_owned()))
+            .collect();
+        let mut documented_names: Vec<(String, String)> = documented
+            .iter()
+            .map(|(name, kind)| {
+                let base = name.strip_suffix("_total").unwrap_or(name);
+                (base.to_owned(), kind.clone())
+            })
+            .collect();
+        documented_names.sort();
+        let mut exposed = exposed;
+        exposed.sort();
+        assert_eq!(documented_names, exposed);
+    }
 }
