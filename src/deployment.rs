@@ -18,12 +18,7 @@ use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
 
-pub const IMAGE_HASH: &str = "image-hash";
-pub const JOB_NAME: &str = "job-name";
-pub const JOB: &str = "job";
-const PROVIDER: &str = "provider";
-const SECRET: &str = "secret";
-const CONTAINER: &str = "container";
+use crate::keys::{CONTAINER, IMAGE_HASH, JOB, JOB_NAME, PROVIDER, SECRET};
 
 /// The three annotations the policy owns, in the order it writes them.
 pub fn stamp_keys(settings: &Settings) -> [String; 3] {
@@ -109,11 +104,11 @@ pub fn participation_of(
     }
 }
 
-/// The outcome for a labelled Deployment.
+/// The outcome for a labelled Deployment (SPEC §3.5).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Already carries exactly this stamp: no mutation (SPEC §3.5).
-    UpToDate { warnings: Vec<String> },
+    /// Already carries exactly this stamp: no mutation.
+    UpToDate { stamp: Stamp, warnings: Vec<String> },
     /// Missing, stale or tampered stamp: write this one.
     Stamp { stamp: Stamp, warnings: Vec<String> },
 }
@@ -126,20 +121,32 @@ pub struct RequestContext<'a> {
     pub namespace: Option<&'a str>,
 }
 
+/// SPEC §3: the stamp a labelled Deployment must carry, and whether it
+/// carries it already. `carries(key, value)` says whether the Deployment has
+/// that annotation with that value: the admission compares the JSON text it
+/// received, the launcher the typed object it watches (`carried_in`).
 pub fn decide(
     settings: &Settings,
     deployment: &Deployment,
     context: RequestContext<'_>,
+    carries: impl Fn(&str, &str) -> bool,
 ) -> PolicyResult<Decision> {
     let (stamp, warnings) = derive_stamp(settings, deployment, context)?;
-    let empty = BTreeMap::new();
-    let annotations = deployment.metadata.annotations.as_ref().unwrap_or(&empty);
-    if stamp.is_carried_by(settings, |key, value| {
-        annotations.get(key).map(String::as_str) == Some(value)
-    }) {
-        Ok(Decision::UpToDate { warnings })
+    if stamp.is_carried_by(settings, carries) {
+        Ok(Decision::UpToDate { stamp, warnings })
     } else {
         Ok(Decision::Stamp { stamp, warnings })
+    }
+}
+
+/// `carries` for a typed Deployment's annotations.
+pub fn carried_in(
+    annotations: Option<&BTreeMap<String, String>>,
+) -> impl Fn(&str, &str) -> bool + '_ {
+    move |key, value| {
+        annotations
+            .and_then(|annotations| annotations.get(key))
+            .is_some_and(|carried| carried == value)
     }
 }
 
@@ -497,8 +504,13 @@ mod tests {
     #[test]
     fn a_new_site_deployment_gets_the_three_annotations() {
         let deployment = site(urls(), web("nginx:1.25"));
-        let decision =
-            decide(&Settings::default(), &deployment, RequestContext::default()).unwrap();
+        let decision = decide(
+            &Settings::default(),
+            &deployment,
+            RequestContext::default(),
+            carried_in(deployment.metadata.annotations.as_ref()),
+        )
+        .unwrap();
         let Decision::Stamp { stamp, warnings } = decision else {
             panic!("expected a stamp")
         };
@@ -532,8 +544,16 @@ mod tests {
         let (stamp, _) = stamp_of(&deployment);
         let stamped = with_stamp(&deployment, &stamp);
         assert_eq!(
-            decide(&Settings::default(), &stamped, RequestContext::default()),
-            Ok(Decision::UpToDate { warnings: vec![] })
+            decide(
+                &Settings::default(),
+                &stamped,
+                RequestContext::default(),
+                carried_in(stamped.metadata.annotations.as_ref()),
+            ),
+            Ok(Decision::UpToDate {
+                stamp,
+                warnings: vec![]
+            })
         );
     }
 
@@ -553,7 +573,12 @@ mod tests {
             .unwrap()
             .insert(key, r#"{"smuggled":true}"#.into());
         assert_eq!(
-            decide(&Settings::default(), &stamped, RequestContext::default()),
+            decide(
+                &Settings::default(),
+                &stamped,
+                RequestContext::default(),
+                carried_in(stamped.metadata.annotations.as_ref()),
+            ),
             Ok(Decision::Stamp {
                 stamp,
                 warnings: vec![]
@@ -566,9 +591,12 @@ mod tests {
         let old = site(urls(), web("nginx:1.25"));
         let (old_stamp, _) = stamp_of(&old);
         let new = with_stamp(&site(urls(), web("nginx:1.26")), &old_stamp);
-        let Ok(Decision::Stamp { stamp, .. }) =
-            decide(&Settings::default(), &new, RequestContext::default())
-        else {
+        let Ok(Decision::Stamp { stamp, .. }) = decide(
+            &Settings::default(),
+            &new,
+            RequestContext::default(),
+            carried_in(new.metadata.annotations.as_ref()),
+        ) else {
             panic!("expected a new stamp")
         };
         assert_ne!(stamp.image_hash, old_stamp.image_hash);
@@ -698,12 +726,14 @@ mod tests {
     fn the_warning_also_comes_when_up_to_date() {
         let deployment = site(urls(), web("nginx"));
         let (stamp, warnings) = stamp_of(&deployment);
+        let stamped = with_stamp(&deployment, &stamp);
         let decision = decide(
             &Settings::default(),
-            &with_stamp(&deployment, &stamp),
+            &stamped,
             RequestContext::default(),
+            carried_in(stamped.metadata.annotations.as_ref()),
         );
-        assert_eq!(decision, Ok(Decision::UpToDate { warnings }));
+        assert_eq!(decision, Ok(Decision::UpToDate { stamp, warnings }));
     }
 
     #[rstest]

@@ -20,9 +20,7 @@ use std::collections::BTreeMap;
 pub const WAIT_IMAGE_CONTAINER: &str = "wait-image";
 pub const WAIT_ROLLOUT_CONTAINER: &str = "wait-rollout";
 pub const PURGE_CONTAINER: &str = "purge";
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
-pub const LABEL_VALUE: &str = "cache-buster";
+use crate::keys::{COMPONENT_LABEL, IMAGE_HASH, LABEL_VALUE, MANAGED_BY_LABEL, SITE};
 
 /// Where Kubernetes itself mounts a service-account token; kubectl finds it there.
 const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -52,7 +50,7 @@ pub fn build_job(input: JobInput<'_>) -> Job {
     let timeout = format!("--timeout={}s", settings.rollout_timeout_seconds);
     let cache_dir = format!("--cache-dir={KUBECTL_CACHE_DIR}");
     // `kubectl wait --for=jsonpath=` reads dots as path separators: escape them.
-    let hash_annotation = settings.annotation("image-hash").replace('.', "\\.");
+    let hash_annotation = settings.annotation(IMAGE_HASH).replace('.', "\\.");
 
     let wait_image = Container {
         name: WAIT_IMAGE_CONTAINER.to_owned(),
@@ -161,8 +159,8 @@ pub fn build_job(input: JobInput<'_>) -> Job {
 /// SPEC §4 labels, on the Job and on its pods.
 pub fn job_labels(settings: &Settings, site: &str, image_hash: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (settings.annotation("site"), site.to_owned()),
-        (settings.annotation("image-hash"), image_hash.to_owned()),
+        (settings.annotation(SITE), site.to_owned()),
+        (settings.annotation(IMAGE_HASH), image_hash.to_owned()),
         (MANAGED_BY_LABEL.to_owned(), LABEL_VALUE.to_owned()),
         (COMPONENT_LABEL.to_owned(), LABEL_VALUE.to_owned()),
     ])

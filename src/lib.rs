@@ -10,6 +10,7 @@ pub mod deployment;
 pub mod error;
 pub mod image;
 pub mod job;
+pub mod keys;
 pub mod names;
 pub mod providers;
 pub mod quantity;

@@ -7,7 +7,8 @@
 //! secret value is ever part of the Job, an annotation or a command line.
 
 use crate::error::{PolicyError, PolicyResult};
-use crate::targets::{self, PurgeTargets};
+use crate::keys;
+use crate::targets::PurgeTargets;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -78,13 +79,10 @@ impl Provider {
     /// The target lists this provider can purge (besides `everything`).
     fn supported_lists(self) -> &'static [&'static str] {
         match self {
-            Provider::Cloudflare | Provider::Webhook => &[
-                targets::URLS,
-                targets::PREFIXES,
-                targets::HOSTS,
-                targets::TAGS,
-            ],
-            Provider::Fastly => &[targets::URLS, targets::TAGS],
+            Provider::Cloudflare | Provider::Webhook => {
+                &[keys::URLS, keys::PREFIXES, keys::HOSTS, keys::TAGS]
+            }
+            Provider::Fastly => &[keys::URLS, keys::TAGS],
         }
     }
 
@@ -100,7 +98,7 @@ impl Provider {
         let supported = self.supported_lists();
         let expected = || {
             let mut names: Vec<String> = supported.iter().map(|name| key(name)).collect();
-            names.push(format!("{} (\"true\")", key(targets::EVERYTHING)));
+            names.push(format!("{} (\"true\")", key(keys::EVERYTHING)));
             names.join(", ")
         };
         if let Some(unsupported) = purge
@@ -127,7 +125,7 @@ impl Provider {
         if purge.everything && !redundant.is_empty() && self != Provider::Webhook {
             warnings.push(format!(
                 "{} is \"true\": the whole cache is purged, so {} need no purge of their own",
-                key(targets::EVERYTHING),
+                key(keys::EVERYTHING),
                 redundant
                     .iter()
                     .map(|name| key(name))
@@ -157,9 +155,9 @@ impl fmt::Display for Provider {
 
 fn target_noun(list: &str) -> &'static str {
     match list {
-        targets::PREFIXES => "URL prefix",
-        targets::HOSTS => "host name",
-        targets::TAGS => "cache tag",
+        keys::PREFIXES => "URL prefix",
+        keys::HOSTS => "host name",
+        keys::TAGS => "cache tag",
         _ => "URL",
     }
 }

@@ -2,6 +2,7 @@
 //! by `Validatable::validate`, and unknown keys are refused.
 
 use crate::image::ImageReference;
+use crate::keys;
 use crate::names::{is_dns1123_subdomain, is_qualified_name};
 use crate::providers::Provider;
 use crate::quantity::parse_quantity;
@@ -47,8 +48,8 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            site_label: "cache-buster.io/site".to_owned(),
-            annotation_prefix: "cache-buster.io".to_owned(),
+            site_label: keys::default_site_label(),
+            annotation_prefix: keys::DEFAULT_PREFIX.to_owned(),
             provider: Provider::Cloudflare,
             credentials_secret: "cache-buster-credentials".to_owned(),
             service_account_name: "cache-buster".to_owned(),
@@ -129,9 +130,9 @@ pub fn parse_and_validate(json: &[u8]) -> Result<Settings, String> {
 }
 
 impl Settings {
-    /// `P/<name>`.
+    /// `P/<name>`, for a name of `keys`.
     pub fn annotation(&self, name: &str) -> String {
-        format!("{}/{name}", self.annotation_prefix)
+        keys::prefixed(&self.annotation_prefix, name)
     }
 }
 

@@ -16,12 +16,7 @@ pub struct PurgeTargets {
     pub everything: bool,
 }
 
-/// The annotation names under the prefix, and the kind of value each holds.
-pub const URLS: &str = "urls";
-pub const PREFIXES: &str = "prefixes";
-pub const HOSTS: &str = "hosts";
-pub const TAGS: &str = "tags";
-pub const EVERYTHING: &str = "everything";
+use crate::keys::{EVERYTHING, HOSTS, PREFIXES, TAGS, URLS};
 
 impl PurgeTargets {
     /// Reads the purge annotations; `key` turns a name (`urls`) into the full

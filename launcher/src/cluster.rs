@@ -5,7 +5,7 @@
 
 use crate::metrics::{Metrics, NamespaceLabels, ProviderLabels, PurgeResult};
 use crate::plan::{Decision, JobResult, Outcome, Plan, StampedJob, decide, waiting};
-use cache_buster::job::{LABEL_VALUE, MANAGED_BY_LABEL};
+use cache_buster::keys;
 use cache_buster::settings::Settings;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
@@ -111,7 +111,7 @@ pub async fn reconcile(
         .namespace()
         .ok_or_else(|| Error::NoNamespace(name.clone()))?;
     let jobs: Api<Job> = Api::namespaced(context.client.clone(), &namespace);
-    let selector = format!("{MANAGED_BY_LABEL}={LABEL_VALUE}");
+    let selector = keys::companion_selector();
     let existing = jobs
         .list(&ListParams::default().labels(&selector))
         .await
@@ -391,7 +391,7 @@ impl Reconciliation<'_> {
         let annotation = self
             .deployment
             .annotations()
-            .get(&self.context.settings.annotation("job"))
+            .get(&self.context.settings.annotation(keys::JOB))
             .cloned()
             .unwrap_or_default();
         // One Event per refused value: named after a digest of it.

@@ -2,7 +2,7 @@
 //! stamped companion Job once. See README, "The launcher".
 
 use anyhow::{Context as _, Result, anyhow};
-use cache_buster::job::{LABEL_VALUE, MANAGED_BY_LABEL};
+use cache_buster::keys;
 use cache_buster::settings::{Settings, parse_and_validate};
 use cache_buster_launcher::cluster::{Context, error_policy, reconcile};
 use cache_buster_launcher::metrics::Metrics;
@@ -109,7 +109,7 @@ async fn run() -> Result<()> {
     };
     // The companion Jobs wake their Deployment's reconciliation when they
     // change (created, finished, deleted): outcomes are seen as they happen.
-    let companions = format!("{MANAGED_BY_LABEL}={LABEL_VALUE}");
+    let companions = keys::companion_selector();
     info!(namespaces = ?args.namespaces, label = %selector, "watching site Deployments");
     let controllers = apis.into_iter().map(|(deployments, jobs)| {
         Controller::new(deployments, watcher::Config::default().labels(&selector))

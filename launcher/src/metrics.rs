@@ -222,12 +222,12 @@ mod tests {
         // A labelled family shows once it has a member.
         let metrics = Metrics::default();
         metrics.purge("webhook", PurgeResult::Succeeded);
-        metrics.purge_duration.get_or_create(&ProviderLabels {
+        drop(metrics.purge_duration.get_or_create(&ProviderLabels {
             provider: "webhook".into(),
-        });
-        metrics.jobs_waiting.get_or_create(&NamespaceLabels {
+        }));
+        drop(metrics.jobs_waiting.get_or_create(&NamespaceLabels {
             namespace: "web".into(),
-        });
+        }));
         let text = render(&metrics.registry());
         let exposed: Vec<(String, String)> = text
             .lines()

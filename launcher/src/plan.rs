@@ -2,8 +2,10 @@
 //! Jobs that exist and the settings in; what to do out. No Kubernetes call
 //! happens here (see `cluster` for those).
 
-use cache_buster::deployment::{IMAGE_HASH, RequestContext, derive_stamp, stamp_keys};
-use cache_buster::job::{COMPONENT_LABEL, LABEL_VALUE, MANAGED_BY_LABEL};
+use cache_buster::deployment::{
+    self as policy, Participation, RequestContext, carried_in, participation, stamp_keys,
+};
+use cache_buster::keys::{COMPONENT_LABEL, IMAGE_HASH, LABEL_VALUE, MANAGED_BY_LABEL};
 use cache_buster::providers::Provider;
 use cache_buster::settings::Settings;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -103,16 +105,12 @@ pub fn decide(
     if metadata.deletion_timestamp.is_some() {
         return Decision::Skip(SkipReason::BeingDeleted);
     }
-    if !metadata
-        .labels
-        .as_ref()
-        .is_some_and(|labels| labels.contains_key(&settings.site_label))
-    {
+    if participation(settings, metadata) != Participation::Site {
         return Decision::Skip(SkipReason::NotLabelled);
     }
     let [_, _, job_key] = stamp_keys(settings);
-    let annotations = metadata.annotations.clone().unwrap_or_default();
-    if !annotations.contains_key(&job_key) {
+    let annotations = metadata.annotations.as_ref();
+    if !annotations.is_some_and(|annotations| annotations.contains_key(&job_key)) {
         return Decision::Skip(SkipReason::NotStamped);
     }
     let (Some(name), Some(uid)) = (metadata.name.as_deref(), metadata.uid.as_deref()) else {
@@ -121,27 +119,31 @@ pub fn decide(
         };
     };
 
-    // The same code as the policy: what it would stamp on this Deployment now.
-    let stamp = match derive_stamp(settings, deployment, RequestContext::default()) {
-        Ok((stamp, _warnings)) => stamp,
+    // The policy's own decision: the launcher goes on only where the policy
+    // would leave the Deployment as it is.
+    let carries = carried_in(annotations);
+    let stamp = match policy::decide(settings, deployment, RequestContext::default(), &carries) {
+        Ok(policy::Decision::UpToDate { stamp, .. }) => stamp,
+        Ok(policy::Decision::Stamp { stamp, .. }) => {
+            let key = stamp
+                .annotations(settings)
+                .into_iter()
+                .find(|(key, value)| !carries(key, value))
+                .map(|(key, _)| key)
+                .unwrap_or(job_key);
+            return Decision::Refuse {
+                reason: format!(
+                    "annotation {key} is not what the cache-buster policy derives from this Deployment; \
+                     no Job is created from it (was it written while the policy was not running?)"
+                ),
+            };
+        }
         Err(error) => {
             return Decision::Refuse {
                 reason: format!("the policy would reject this Deployment: {error}"),
             };
         }
     };
-    if let Some((key, _)) = stamp
-        .annotations(settings)
-        .into_iter()
-        .find(|(key, value)| annotations.get(key).map(String::as_str) != Some(*value))
-    {
-        return Decision::Refuse {
-            reason: format!(
-                "annotation {key} is not what the cache-buster policy derives from this Deployment; \
-                 no Job is created from it (was it written while the policy was not running?)"
-            ),
-        };
-    }
 
     let hash_label = settings.annotation(IMAGE_HASH);
     let companions: Vec<&Job> = jobs

@@ -1,33 +1,18 @@
-//! From the waPC `validate` payload to an outcome: which requests are looked
-//! at (SPEC §1), in which order the object is read, and how the mutation is
-//! written.
-//!
-//! Every admitted Deployment passes through here, so the payload is read in
-//! one pass and only as deep as the decision needs: the object's top level
-//! and `metadata` are split into raw JSON members while the payload is read,
-//! the labels decide whether it takes part, and only then are the containers
-//! and the policy's own annotations read. `oldObject`, `userInfo` and every
-//! other annotation are skipped unread; the stamped Job (the longest string of
-//! the request, and full of escapes) is compared as JSON text, and unescaped
-//! only when that comparison is not conclusive.
-//!
-//! The mutation is written by splicing: every member of the original JSON is
-//! copied verbatim except `metadata.annotations`, and within it every
-//! annotation but the policy's. Fields this build of k8s-openapi does not know
-//! (a newer cluster's) and explicit nulls survive, and the patch Kubewarden
-//! computes touches only `/metadata/annotations`.
+//! From the waPC `validate` payload to an outcome: read the request
+//! (`request`, SPEC §1; `object`, the reading layer), ask the decision
+//! (`deployment::participation_of` and `deployment::decide`, SPEC §1 and §3),
+//! write the mutation (`splice`). Nothing is decided here.
 
-use crate::deployment::{
-    Participation, RequestContext, derive_stamp, participation_of, stamp_keys,
-};
+mod object;
+mod request;
+mod splice;
+
+use crate::deployment::{Decision, Participation, decide, participation_of};
 use crate::error::PolicyError;
 use crate::settings::{Settings, parse_settings};
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::Deserialize;
+use object::{Members, is_json_string};
 use serde_json::value::RawValue;
-use std::collections::BTreeMap;
+use splice::{Piece, splice_annotations};
 
 /// What to answer the API server.
 #[derive(Debug)]
@@ -44,201 +29,6 @@ pub enum Outcome {
     Reject(PolicyError),
 }
 
-/// The `validate` payload, with `request.object` read as `O`.
-#[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a, O: Deserialize<'de>"))]
-struct ValidatePayload<'a, O> {
-    request: AdmissionRequest<O>,
-    #[serde(default)]
-    settings: Option<&'a RawValue>,
-}
-
-/// The fields of admission/v1 AdmissionRequest the decision needs.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AdmissionRequest<O> {
-    #[serde(default)]
-    kind: GroupVersionKind,
-    #[serde(default)]
-    sub_resource: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
-    #[serde(default)]
-    operation: String,
-    #[serde(default = "Option::default")]
-    object: Option<O>,
-}
-
-#[derive(Deserialize, Default)]
-struct GroupVersionKind {
-    #[serde(default)]
-    group: String,
-    #[serde(default)]
-    version: String,
-    #[serde(default)]
-    kind: String,
-}
-
-impl<O> AdmissionRequest<O> {
-    /// SPEC §1: the object to evaluate, or `None` for a request the policy
-    /// lets pass without looking.
-    fn object_to_evaluate(&self) -> Result<Option<&O>, PolicyError> {
-        let is_deployment = self.kind.group == "apps"
-            && self.kind.version == "v1"
-            && self.kind.kind == "Deployment";
-        let is_write = matches!(self.operation.as_str(), "CREATE" | "UPDATE");
-        let is_subresource = self.sub_resource.as_deref().is_some_and(|s| !s.is_empty());
-        if !is_deployment || !is_write || is_subresource {
-            return Ok(None);
-        }
-        match &self.object {
-            Some(object) => Ok(Some(object)),
-            None => Err(PolicyError::UnreadableRequest(format!(
-                "request.object is missing from a {} request; expected the Deployment",
-                self.operation
-            ))),
-        }
-    }
-
-    fn context(&self) -> RequestContext<'_> {
-        RequestContext {
-            name: self.name.as_deref(),
-            namespace: self.namespace.as_deref(),
-        }
-    }
-}
-
-/// A JSON object read one level deep: each member stays raw JSON text.
-type Members<'a> = BTreeMap<String, &'a RawValue>;
-
-/// A JSON object read one level deep in one pass: its members stay raw JSON
-/// text, except the member `M::NAME`, read as `M::Value`.
-struct Split<'a, M: Member<'a>> {
-    members: Members<'a>,
-    member: Option<M::Value>,
-}
-
-/// Which member a `Split` reads, and as what.
-trait Member<'de> {
-    /// What the split object is, for error messages.
-    const WITHIN: &'static str;
-    const NAME: &'static str;
-    type Value: Deserialize<'de>;
-}
-
-/// `request.object`: its `metadata` is split in turn.
-type ObjectParts<'a> = Split<'a, MetadataMember>;
-/// `metadata`: its annotations are split too, each value kept as JSON text
-/// until the decision needs it.
-type MetadataParts<'a> = Split<'a, AnnotationsMember>;
-
-struct MetadataMember;
-impl<'de> Member<'de> for MetadataMember {
-    const WITHIN: &'static str = "a Kubernetes object";
-    const NAME: &'static str = "metadata";
-    type Value = MetadataParts<'de>;
-}
-
-struct AnnotationsMember;
-impl<'de> Member<'de> for AnnotationsMember {
-    const WITHIN: &'static str = "object metadata";
-    const NAME: &'static str = "annotations";
-    type Value = Members<'de>;
-}
-
-impl<'de, M: Member<'de>> Deserialize<'de> for Split<'de, M> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(SplitVisitor(std::marker::PhantomData::<M>))
-    }
-}
-
-struct SplitVisitor<M>(std::marker::PhantomData<M>);
-
-impl<'de, M: Member<'de>> serde::de::Visitor<'de> for SplitVisitor<M> {
-    type Value = Split<'de, M>;
-
-    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-        formatter.write_str(M::WITHIN)
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut split = Split {
-            members: Members::new(),
-            member: None,
-        };
-        while let Some(key) = map.next_key::<String>()? {
-            if key == M::NAME {
-                split.member = map.next_value::<Option<M::Value>>()?;
-            } else {
-                split.members.insert(key, map.next_value()?);
-            }
-        }
-        Ok(split)
-    }
-}
-
-impl<'a> ObjectParts<'a> {
-    fn metadata(&self) -> Option<&MetadataParts<'a>> {
-        self.member.as_ref()
-    }
-
-    /// `metadata.name` and the like: a member of `metadata` that is not null.
-    fn metadata_field(&self, name: &str) -> Option<&'a RawValue> {
-        self.metadata()
-            .and_then(|metadata| metadata.members.get(name).copied())
-            .filter(|raw| raw.get() != "null")
-    }
-
-    /// The annotations, each value as JSON text.
-    fn annotations(&self) -> Option<&Members<'a>> {
-        self.metadata()
-            .and_then(|metadata| metadata.member.as_ref())
-    }
-}
-
-/// The part of the Deployment spec the decision reads: container names and
-/// images. Everything else is the API server's to validate.
-#[derive(Deserialize, Default)]
-struct SpecView {
-    #[serde(default)]
-    template: TemplateView,
-}
-
-#[derive(Deserialize, Default)]
-struct TemplateView {
-    #[serde(default)]
-    spec: Option<PodView>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct PodView {
-    #[serde(default)]
-    containers: Option<Vec<ContainerView>>,
-    #[serde(default)]
-    init_containers: Option<Vec<ContainerView>>,
-}
-
-#[derive(Deserialize)]
-struct ContainerView {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    image: Option<String>,
-}
-
-impl From<ContainerView> for Container {
-    fn from(view: ContainerView) -> Self {
-        Container {
-            name: view.name,
-            image: view.image,
-            ..Container::default()
-        }
-    }
-}
-
 /// Evaluates one `validate` call payload (`{"request": …, "settings": …}`).
 pub fn evaluate(payload: &[u8]) -> Outcome {
     match evaluate_request(payload) {
@@ -248,50 +38,19 @@ pub fn evaluate(payload: &[u8]) -> Outcome {
 }
 
 fn evaluate_request(payload: &[u8]) -> Result<Outcome, PolicyError> {
-    // One pass: the object is split while the payload is read. A payload that
-    // does not read that way (an object that is no Kubernetes object, perhaps
-    // of a request the policy lets pass) is read again in two steps, which
-    // let such requests pass and word the error of the others precisely.
-    if let Ok(payload) = serde_json::from_slice::<ValidatePayload<'_, ObjectParts<'_>>>(payload) {
-        return match payload.request.object_to_evaluate()? {
-            Some(parts) => evaluate_object(&payload.request, parts, payload.settings),
-            None => Ok(accept()),
-        };
-    }
-    let payload: ValidatePayload<'_, &RawValue> = serde_json::from_slice(payload)
-        .map_err(|error| PolicyError::UnreadableRequest(error.to_string()))?;
-    match payload.request.object_to_evaluate()? {
-        Some(object) => {
-            let parts: ObjectParts<'_> = read(object, "request.object")?;
-            evaluate_object(&payload.request, &parts, payload.settings)
-        }
-        None => Ok(accept()),
-    }
-}
-
-fn accept() -> Outcome {
-    Outcome::Accept {
-        warnings: Vec::new(),
-    }
-}
-
-fn evaluate_object<O>(
-    request: &AdmissionRequest<O>,
-    parts: &ObjectParts<'_>,
-    settings: Option<&RawValue>,
-) -> Result<Outcome, PolicyError> {
-    let settings = match settings {
+    let Some(request) = request::read_request(payload)? else {
+        return Ok(accept());
+    };
+    let settings = match request.settings {
         Some(raw) => {
             parse_settings(raw.get().as_bytes()).map_err(PolicyError::UnreadableSettings)?
         }
         None => Settings::default(),
     };
+    let parts = &request.object;
     let empty = Members::new();
     let annotations = parts.annotations().unwrap_or(&empty);
-    let labels: Option<BTreeMap<String, String>> = parts
-        .metadata_field("labels")
-        .map(|raw| read(raw, "metadata.labels"))
-        .transpose()?;
+    let labels = object::labels(parts)?;
 
     match participation_of(&settings, labels.as_ref(), |key| {
         annotations.contains_key(key)
@@ -308,194 +67,34 @@ fn evaluate_object<O>(
             })
         }
         Participation::Site => {
-            check_type(&parts.members)?;
-            let spec: SpecView = match parts.members.get("spec") {
-                Some(raw) if raw.get() != "null" => read(raw, "spec")?,
-                _ => SpecView::default(),
-            };
-            let deployment = Deployment {
-                metadata: object_meta(parts, &settings, labels)?,
-                spec: Some(deployment_spec(spec)),
-                status: None,
-            };
-            let (stamp, warnings) = derive_stamp(&settings, &deployment, request.context())?;
+            let deployment = object::deployment(parts, &settings, labels)?;
             let carries = |key: &str, value: &str| {
                 annotations
                     .get(key)
                     .is_some_and(|raw| is_json_string(raw, value))
             };
-            if stamp.is_carried_by(&settings, carries) {
-                return Ok(Outcome::Accept { warnings });
+            match decide(&settings, &deployment, request.context(), carries)? {
+                Decision::UpToDate { warnings, .. } => Ok(Outcome::Accept { warnings }),
+                Decision::Stamp { stamp, warnings } => {
+                    let stamped = stamp.annotations(&settings);
+                    let mut written = Piece::object(annotations);
+                    for (key, value) in &stamped {
+                        written.insert(key, Piece::Text(value));
+                    }
+                    Ok(Outcome::Mutate {
+                        object: splice_annotations(parts, written)?,
+                        warnings,
+                    })
+                }
             }
-            let stamped = stamp.annotations(&settings);
-            let mut written = Piece::object(annotations);
-            for (key, value) in &stamped {
-                written.insert(key, Piece::Text(value));
-            }
-            Ok(Outcome::Mutate {
-                object: splice_annotations(parts, written)?,
-                warnings,
-            })
         }
     }
 }
 
-/// Whether the JSON text `raw` is the string `value`. The policy's own
-/// escaping is tried first, as it is what the policy wrote; the API server
-/// may have escaped more (Go escapes `&`, `<` and `>`), so a mismatch is
-/// settled by unescaping.
-fn is_json_string(raw: &RawValue, value: &str) -> bool {
-    let text = raw.get();
-    let mut escaped = Vec::with_capacity(text.len());
-    let canonical =
-        serde_json::to_writer(&mut escaped, value).is_ok() && escaped == text.as_bytes();
-    canonical || serde_json::from_str::<String>(text).is_ok_and(|unescaped| unescaped == value)
-}
-
-fn read<'a, T: Deserialize<'a>>(raw: &'a RawValue, field: &str) -> Result<T, PolicyError> {
-    serde_json::from_str(raw.get())
-        .map_err(|error| PolicyError::UnreadableDeployment(format!("{field}: {error}")))
-}
-
-/// The metadata the decision reads: name, namespace, labels, and the
-/// policy's own annotations (`P/…`) but the three it writes.
-fn object_meta(
-    parts: &ObjectParts<'_>,
-    settings: &Settings,
-    labels: Option<BTreeMap<String, String>>,
-) -> Result<ObjectMeta, PolicyError> {
-    let text = |name: &str| -> Result<Option<String>, PolicyError> {
-        parts
-            .metadata_field(name)
-            .map(|raw| read(raw, &format!("metadata.{name}")))
-            .transpose()
-    };
-    let prefix = format!("{}/", settings.annotation_prefix);
-    let written = stamp_keys(settings);
-    let annotations = parts
-        .annotations()
-        .map(|annotations| {
-            annotations
-                .iter()
-                .filter(|(key, _)| key.starts_with(&prefix) && !written.contains(key))
-                .map(|(key, raw)| {
-                    serde_json::from_str::<String>(raw.get())
-                        .map(|value| (key.clone(), value))
-                        .map_err(|error| {
-                            PolicyError::UnreadableDeployment(format!(
-                                "metadata.annotations[{key:?}]: {error}"
-                            ))
-                        })
-                })
-                .collect::<Result<BTreeMap<_, _>, _>>()
-        })
-        .transpose()?;
-    Ok(ObjectMeta {
-        name: text("name")?,
-        namespace: text("namespace")?,
-        labels,
-        annotations,
-        ..ObjectMeta::default()
-    })
-}
-
-/// The request says it is an apps/v1 Deployment; so must the object.
-fn check_type(top: &Members<'_>) -> Result<(), PolicyError> {
-    let member = |name: &str| top.get(name).map(|raw| raw.get()).unwrap_or("null");
-    let (api_version, kind) = (member("apiVersion"), member("kind"));
-    if api_version == "\"apps/v1\"" && kind == "\"Deployment\"" {
-        Ok(())
-    } else {
-        Err(PolicyError::UnreadableDeployment(format!(
-            "its apiVersion is {api_version} and its kind {kind}; expected \"apps/v1\" and \"Deployment\""
-        )))
+fn accept() -> Outcome {
+    Outcome::Accept {
+        warnings: Vec::new(),
     }
-}
-
-fn deployment_spec(view: SpecView) -> DeploymentSpec {
-    let pod = view.template.spec.unwrap_or_default();
-    let containers = |list: Option<Vec<ContainerView>>| {
-        list.map(|list| list.into_iter().map(Container::from).collect::<Vec<_>>())
-    };
-    DeploymentSpec {
-        template: PodTemplateSpec {
-            metadata: None,
-            spec: Some(PodSpec {
-                containers: containers(pod.containers).unwrap_or_default(),
-                init_containers: containers(pod.init_containers),
-                ..PodSpec::default()
-            }),
-        },
-        ..DeploymentSpec::default()
-    }
-}
-
-/// A piece of the mutated object: JSON text copied as it came, a string
-/// the policy writes, or an object of such pieces.
-#[derive(serde::Serialize)]
-#[serde(untagged)]
-enum Piece<'a> {
-    Raw(&'a RawValue),
-    Text(&'a str),
-    Object(BTreeMap<&'a str, Piece<'a>>),
-}
-
-impl<'a> Piece<'a> {
-    fn object(members: &'a Members<'_>) -> BTreeMap<&'a str, Piece<'a>> {
-        members
-            .iter()
-            .map(|(key, raw)| (key.as_str(), Piece::Raw(raw)))
-            .collect()
-    }
-}
-
-/// The original object with `metadata.annotations` replaced by `annotations`;
-/// every other member is copied as it came. Written in one go, so the Job is
-/// escaped straight into the result.
-fn splice_annotations(
-    parts: &ObjectParts<'_>,
-    annotations: BTreeMap<&str, Piece<'_>>,
-) -> Result<Box<RawValue>, PolicyError> {
-    let empty = Members::new();
-    let mut metadata = Piece::object(
-        parts
-            .metadata()
-            .map_or(&empty, |metadata| &metadata.members),
-    );
-    metadata.insert("annotations", Piece::Object(annotations));
-    let mut object = Piece::object(&parts.members);
-    object.insert("metadata", Piece::Object(metadata));
-    let spliced = to_raw(&Piece::Object(object))?;
-    check_unicode_escapes(spliced.get())?;
-    Ok(spliced)
-}
-
-/// Members are copied unread, and skipping a JSON string does not check its
-/// `\u` escapes: a lone UTF-16 surrogate (`"\udaaa"`) would pass into the
-/// answer, which the host could then not read (found by fuzzing). The API
-/// server writes such characters as UTF-8, so escapes of surrogates are rare:
-/// only when one may be there is the object read in full, strings and all.
-fn check_unicode_escapes(json: &str) -> Result<(), PolicyError> {
-    let may_hold_surrogate = memchr::memmem::find_iter(json.as_bytes(), b"\\u").any(|at| {
-        json.as_bytes().get(at + 2..at + 4).is_some_and(|hex| {
-            matches!(hex, [b'd' | b'D', b'8'..=b'9' | b'a'..=b'f' | b'A'..=b'F'])
-        })
-    });
-    if !may_hold_surrogate {
-        return Ok(());
-    }
-    serde_json::from_str::<serde_json::Value>(json)
-        .map(drop)
-        .map_err(|error| {
-            PolicyError::UnreadableDeployment(format!(
-                "a string holds a \\u escape that is not valid UTF-16 ({error} of the object); expected characters, or escapes of surrogate pairs"
-            ))
-        })
-}
-
-fn to_raw(value: &impl serde::Serialize) -> Result<Box<RawValue>, PolicyError> {
-    serde_json::value::to_raw_value(value)
-        .map_err(|error| PolicyError::JobSerialization(error.to_string()))
 }
 
 #[cfg(test)]
