@@ -350,20 +350,11 @@ impl Cluster {
             http_ok(readiness, "/readiness")
         })
         .await?;
-        *self.policy_server.lock().map_err(|_| anyhow!("poisoned"))? = Some(server);
-        Ok(())
+        keep(&self.policy_server, server)
     }
 
     pub fn stop_policy_server(&self) -> Result<()> {
-        if let Some(mut server) = self
-            .policy_server
-            .lock()
-            .map_err(|_| anyhow!("poisoned"))?
-            .take()
-        {
-            server.stop();
-        }
-        Ok(())
+        stop(&self.policy_server)
     }
 
     /// The MutatingWebhookConfiguration Kubewarden's controller makes of the
@@ -533,20 +524,11 @@ impl Cluster {
             http_ok(port, "/healthz")
         })
         .await?;
-        *self.launcher.lock().map_err(|_| anyhow!("poisoned"))? = Some(launcher);
-        Ok(())
+        keep(&self.launcher, launcher)
     }
 
     pub fn stop_launcher(&self) -> Result<()> {
-        if let Some(mut launcher) = self
-            .launcher
-            .lock()
-            .map_err(|_| anyhow!("poisoned"))?
-            .take()
-        {
-            launcher.stop();
-        }
-        Ok(())
+        stop(&self.launcher)
     }
 
     /// The launcher's /metrics text.
@@ -594,6 +576,20 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Keeps a started process in its slot (a component the scenarios restart).
+fn keep(slot: &Mutex<Option<Process>>, process: Process) -> Result<()> {
+    *slot.lock().map_err(|_| anyhow!("poisoned"))? = Some(process);
+    Ok(())
+}
+
+/// Stops the process in the slot, if any.
+fn stop(slot: &Mutex<Option<Process>>) -> Result<()> {
+    if let Some(mut process) = slot.lock().map_err(|_| anyhow!("poisoned"))?.take() {
+        process.stop();
+    }
+    Ok(())
 }
 
 /// The policy module the tests deploy: `$POLICY`, else the repository's

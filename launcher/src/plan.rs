@@ -152,13 +152,26 @@ pub fn decide(
         .collect();
     let is_stamped = |job: &Job| job.metadata.name.as_deref() == Some(stamp.job_name.as_str());
     let existing = jobs.iter().find(|job| is_stamped(job));
-    let stamped = match existing {
-        Some(job) if is_finished(job) && has_newer(job, &companions) => StampedJob::Rerun {
-            job: Box::new(owned_job(&stamp.job_json, name, uid)),
-            replaces: job.metadata.uid.clone().unwrap_or_default(),
-        },
-        Some(_) => StampedJob::Keep,
-        None => StampedJob::Create(Box::new(owned_job(&stamp.job_json, name, uid))),
+    let rerun = existing.filter(|job| is_finished(job) && has_newer(job, &companions));
+    let stamped = match (existing, rerun) {
+        (Some(_), None) => StampedJob::Keep,
+        (_, rerun) => {
+            let job = match owned_job(&stamp.job_json, name, uid) {
+                Ok(job) => Box::new(job),
+                Err(error) => {
+                    return Decision::Refuse {
+                        reason: format!("the stamped Job does not decode: {error}"),
+                    };
+                }
+            };
+            match rerun {
+                Some(finished) => StampedJob::Rerun {
+                    job,
+                    replaces: finished.metadata.uid.clone().unwrap_or_default(),
+                },
+                None => StampedJob::Create(job),
+            }
+        }
     };
     let cancel = companions
         .iter()
@@ -183,11 +196,9 @@ pub fn decide(
     })
 }
 
-/// The stamped Job, owned by the Deployment. The stamp was just compared
-/// with the policy's own derivation, so it decodes; should it not, the
-/// Job is created without it and the API server says why.
-fn owned_job(job_json: &str, name: &str, uid: &str) -> Job {
-    let mut job: Job = serde_json::from_str(job_json).unwrap_or_default();
+/// The stamped Job, owned by the Deployment.
+fn owned_job(job_json: &str, name: &str, uid: &str) -> serde_json::Result<Job> {
+    let mut job: Job = serde_json::from_str(job_json)?;
     job.metadata.owner_references = Some(vec![OwnerReference {
         api_version: "apps/v1".to_owned(),
         kind: "Deployment".to_owned(),
@@ -198,7 +209,7 @@ fn owned_job(job_json: &str, name: &str, uid: &str) -> Job {
         // finalizers): a plain owner, for garbage collection.
         ..OwnerReference::default()
     }]);
-    job
+    Ok(job)
 }
 
 /// Whether another companion Job of the Deployment was created after `job`:
