@@ -36,7 +36,7 @@ annotated-policy.wasm: policy.wasm policy-metadata.yml README.md $(KWRUN)
 	$(ANNOTATOR) annotate --metadata-path policy-metadata.yml --usage-path README.md --output-path $@ policy.wasm
 
 $(KWRUN): $(RUNNER_SOURCES)
-	$(CARGO) build --locked --profile tools -p kwrun
+	$(CARGO) build --locked --workspace --profile tools --bin kwrun
 
 kwrun: $(KWRUN)
 
@@ -53,13 +53,14 @@ toolbox:
 fmt:
 	$(CARGO) fmt --all -- --check
 
-# Lints, unit tests and the runner share the `tools` profile, so the large
-# dependencies (wasmtime) are compiled once.
+# Lints, unit tests, the runner, the launcher and the cluster tests share the
+# `tools` profile and the workspace's features (`--workspace` everywhere), so
+# the large dependencies (wasmtime, kube) are compiled once.
 lint:
 	$(CARGO) clippy --locked --workspace --all-targets --profile tools -- -D warnings
 
 unit-tests:
-	$(CARGO) test --locked --workspace --profile tools --exclude cache-buster-e2e-cluster
+	$(CARGO) test --locked --workspace --profile tools
 
 e2e-tests: $(E2E_POLICY) $(if $(filter $(KWRUN),$(KWCTL)),$(KWRUN))
 	KWCTL="$(KWCTL)" POLICY="$(abspath $(E2E_POLICY))" bats e2e-tests
@@ -70,7 +71,7 @@ e2e-tests-kwctl: $(E2E_POLICY)
 	if [ -n "$$kwctl" ]; then $(MAKE) --no-print-directory e2e-tests KWCTL="$$kwctl"; fi
 
 $(LAUNCHER): $(wildcard launcher/src/*.rs) launcher/Cargo.toml $(POLICY_SOURCES)
-	$(CARGO) build --locked --profile tools -p cache-buster-launcher
+	$(CARGO) build --locked --workspace --profile tools --bin cache-buster-launcher
 
 launcher: $(LAUNCHER)
 
