@@ -76,6 +76,9 @@ const CONCURRENT: &[(&str, Scenario)] = &[
     ("kwctl_inspect_reads_the_annotated_policy", |c| {
         kwctl_inspect(c).boxed_local()
     }),
+    ("site_namespaces_enforce_pod_security_restricted", |c| {
+        pod_security_enforced(c).boxed_local()
+    }),
     (
         "the_purge_argv_run_by_real_curl_reports_the_cdn_answer_when_it_fails",
         |c| purge_failure_reported(c).boxed_local(),
@@ -508,13 +511,25 @@ async fn job_created_once(cluster: &Cluster) -> Result<()> {
     let stamp: Value =
         serde_json::from_str(&annotation(&stored, JOB_ANNOTATION).unwrap_or_default())?;
     is_subset(&stamp, &serde_json::to_value(&job)?, "job")?;
-    // The Job controller's pod passes Pod Security "restricted".
+    // The Job controller's pod passes Pod Security "restricted": it is
+    // created, and the Job controller reports no FailedCreate.
     let uid = job.uid().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
+    let namespace_events: Api<Event> = Api::namespaced(cluster.client.clone(), ns);
     eventually("the Job's pod created", SOON, || {
         let pods = pods.clone();
+        let namespace_events = namespace_events.clone();
         let selector = format!("controller-uid={uid}");
         async move {
+            let failed_create: Vec<String> = namespace_events
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .filter(|event| event.reason.as_deref() == Some("FailedCreate"))
+                .map(|event| event.message.unwrap_or_default())
+                .collect();
+            ensure!(failed_create.is_empty(), "FailedCreate: {failed_create:?}");
             Ok(pods
                 .list(&ListParams::default().labels(&selector))
                 .await?
@@ -524,16 +539,6 @@ async fn job_created_once(cluster: &Cluster) -> Result<()> {
         }
     })
     .await?;
-    let job_events: Api<Event> = Api::namespaced(cluster.client.clone(), ns);
-    let failed_create = job_events
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|event| event.reason.as_deref() == Some("FailedCreate"))
-        .map(|event| event.message.unwrap_or_default())
-        .collect::<Vec<_>>();
-    ensure!(failed_create.is_empty(), "FailedCreate: {failed_create:?}");
     let created = wait_for_events(cluster, ns, "shop", "CacheBusterJobCreated", 1).await?;
     ensure!(
         created[0]
@@ -1154,4 +1159,24 @@ fn resolve_symlinks(path: &str) -> std::path::PathBuf {
         }
     }
     path.to_path_buf()
+}
+
+/// The harness's own premise: a site namespace refuses a pod that breaks
+/// Pod Security "restricted", so an admitted companion pod means something.
+async fn pod_security_enforced(cluster: &Cluster) -> Result<()> {
+    let ns = "pod-security";
+    cluster.site_namespace(ns).await?;
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "root"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}
+    }))?;
+    let error = pods
+        .create(&Default::default(), &pod)
+        .await
+        .err()
+        .ok_or_else(|| anyhow!("a pod without any restriction was admitted"))?;
+    let text = error.to_string();
+    ensure!(text.contains("violates PodSecurity \"restricted"), "{text}");
+    Ok(())
 }
