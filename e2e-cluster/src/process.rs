@@ -4,7 +4,6 @@
 
 use anyhow::{Context as _, Result, bail};
 use std::ffi::OsStr;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,7 +28,12 @@ impl Process {
         S: AsRef<OsStr>,
     {
         let log = logs.join(format!("{name}.log"));
-        let out = File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        // Appended to: a restarted process keeps its earlier log.
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("opening {}", log.display()))?;
         let err = out.try_clone()?;
         let mut command = Command::new("setpriv");
         command

@@ -700,6 +700,12 @@ async fn rollback_purges(cluster: &Cluster) -> Result<()> {
         .iter()
         .enumerate()
     {
+        // Creation times have a resolution of one second, and here a Job
+        // finishes at once: the next image's Job must be created in a later
+        // second to be told apart (README, "Every rollout purges").
+        if round > 0 {
+            stable_for(Duration::from_millis(1100)).await;
+        }
         let stored = flux_apply(cluster, &site("shop", ns, image), false).await?;
         let name = stamped_job_name(&stored)?;
         // The Job of this rollout: for the rollback, a new one of A's name.
@@ -843,6 +849,11 @@ async fn history_pruned(cluster: &Cluster) -> Result<()> {
         "nginx:1.27.3",
         "nginx:1.27.4",
     ] {
+        // The history is ordered by completion time, to the second: one
+        // rollout per second at most, as in rollback_purges.
+        if !names.is_empty() {
+            stable_for(Duration::from_millis(1100)).await;
+        }
         let stored = flux_apply(cluster, &site("shop", ns, image), false).await?;
         let name = stamped_job_name(&stored)?;
         wait_for_job(cluster, ns, &name).await?;

@@ -468,6 +468,7 @@ mod tests {
     #[case::same_image_again_a_a(&[("A", 1, Complete(5))], "A", "keep", &[])]
     #[case::still_waiting_is_kept(&[("A", 1, Waiting)], "A", "keep", &[])]
     #[case::a_b_a_with_b_purged(&[("A", 1, Complete(5)), ("B", 10, Complete(15))], "A", "rerun", &[])]
+    #[case::created_in_the_same_second_is_not_newer(&[("A", 1, Complete(1)), ("B", 1, Complete(1))], "A", "keep", &[])]
     #[case::a_b_a_with_b_still_waiting(&[("A", 1, Complete(5)), ("B", 10, Waiting)], "A", "rerun", &["B"])]
     #[case::a_b_a_with_a_failed(&[("A", 1, Failed(5)), ("B", 10, Complete(15))], "A", "rerun", &[])]
     #[case::a_b_a_b(&[("A", 20, Complete(25)), ("B", 10, Complete(15))], "B", "rerun", &[])]
