@@ -6,6 +6,8 @@
 //! that Kubewarden's controller makes of deploy/policy.yaml, and the launcher
 //! running as its ServiceAccount with the RBAC of deploy/launcher.yaml.
 
+use crate::cdn::CdnDouble;
+use crate::node::{NodeSetup, TestNode};
 use crate::pki::Pki;
 use crate::process::{Process, free_port, http_ok, run, wait_until};
 use crate::tools::{Tools, repository};
@@ -53,6 +55,10 @@ pub struct Cluster {
     pub module: String,
     policy_server_port: u16,
     policy_server_readiness: u16,
+    /// The node that binds and runs the pods of the namespaces it serves.
+    pub node: TestNode,
+    /// The CDN the companion Jobs' purges reach.
+    pub cdn: CdnDouble,
     // Dropped last to first: the launcher and policy-server before the
     // control plane they talk to.
     launcher: Mutex<Option<Process>>,
@@ -266,6 +272,34 @@ impl Cluster {
         let launcher_settings = root.join("launcher-settings.yaml");
         std::fs::write(&launcher_settings, launcher_configmap_settings()?)?;
 
+        // The images of the Job, as the policy's settings name them, played
+        // by the real programs.
+        let settings: cache_buster::settings::Settings =
+            serde_json::from_value(policy["spec"]["settings"].clone())
+                .context("the settings of deploy/policy.yaml")?;
+        let images = [
+            (&settings.kubectl_image, &tools.kubectl),
+            (&settings.curl_image, &tools.curl),
+        ]
+        .into_iter()
+        .map(|(image, program)| {
+            (
+                crate::node::repository_of(image).to_owned(),
+                program.clone(),
+            )
+        })
+        .collect();
+        let cdn = CdnDouble::start(&pki, 443).await?;
+        let node = TestNode::start(NodeSetup {
+            client: client.clone(),
+            api_port,
+            bwrap: tools.bwrap.clone(),
+            images,
+            ca_bundle: pki.ca_pem.clone(),
+            dir: root.join("node"),
+        })
+        .await?;
+
         let cluster = Cluster {
             tools,
             pki,
@@ -278,6 +312,8 @@ impl Cluster {
             module,
             policy_server_port: free_port()?,
             policy_server_readiness: free_port()?,
+            node,
+            cdn,
             launcher: Mutex::new(None),
             policy_server: Mutex::new(None),
             control_plane,

@@ -3,7 +3,9 @@
 //! released behind Kubewarden's policy-server, and the launcher, on loopback
 //! in a temporary directory. `tests/scenarios.rs` runs the scenarios on it.
 
+pub mod cdn;
 pub mod cluster;
+pub mod node;
 pub mod pki;
 pub mod process;
 pub mod tools;

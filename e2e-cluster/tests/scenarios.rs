@@ -24,6 +24,9 @@ use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+#[path = "scenarios/running.rs"]
+mod running;
+
 const JOB_ANNOTATION: &str = "cache-buster.io/job";
 const JOB_NAME_ANNOTATION: &str = "cache-buster.io/job-name";
 const HASH_ANNOTATION: &str = "cache-buster.io/image-hash";
@@ -82,6 +85,10 @@ const CONCURRENT: &[(&str, Scenario)] = &[
     (
         "the_purge_argv_run_by_real_curl_reports_the_cdn_answer_when_it_fails",
         |c| purge_failure_reported(c).boxed_local(),
+    ),
+    (
+        "the_job_purges_once_per_image_and_only_after_the_rollout_is_available",
+        |c| running::purge_after_rollout(c).boxed_local(),
     ),
 ];
 

@@ -1,0 +1,323 @@
+//! A CDN double: one TLS server on loopback that answers as Cloudflare's
+//! `purge_cache`, Fastly's `purge`, `purge_all` and URL `PURGE`, and a purge
+//! webhook do, records every request it is sent, and fails on demand.
+//!
+//! It serves the real host names (`api.cloudflare.com`, `api.fastly.com`, the
+//! sites' own hosts) with a certificate of the test CA; the test node's
+//! sandboxes trust that CA through their CA bundle and reach the double
+//! through their `/etc/hosts`. Nothing in the Job's command is rewritten.
+
+use crate::pki::Pki;
+use anyhow::{Context as _, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// The loopback address the double listens on (port 443, as the real CDNs).
+pub const CDN_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+/// The host names the double answers for; the test node maps each of them
+/// to [`CDN_ADDRESS`] in its sandboxes' `/etc/hosts`.
+pub const CDN_HOSTS: &[&str] = &[
+    "api.cloudflare.com",
+    "api.fastly.com",
+    "hooks.example.test",
+    "shop.example.com",
+    "blog.example.com",
+    "docs.example.com",
+    "news.example.com",
+    "www.example.com",
+];
+
+/// One request as it reached the double.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub at: Instant,
+    pub method: String,
+    pub host: String,
+    /// Path and query.
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Recorded {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The request as one text, for assertions and for searching a secret.
+    pub fn dump(&self) -> String {
+        let headers: String = self
+            .headers
+            .iter()
+            .map(|(key, value)| format!("{key}: {value}\n"))
+            .collect();
+        format!(
+            "{} https://{}{}\n{headers}\n{}",
+            self.method, self.host, self.path, self.body
+        )
+    }
+}
+
+/// How the double answers the requests a rule matches.
+#[derive(Clone, Debug)]
+pub enum Failure {
+    /// 503 Service Unavailable, for the next `times` requests.
+    Unavailable { times: usize },
+    /// 429 Too Many Requests with `Retry-After: seconds`, `times` times.
+    RateLimited { times: usize, retry_after: u64 },
+    /// This 5xx status for every request, with `Retry-After: 1` so a test
+    /// does not sit through curl's whole back-off.
+    Permanent { status: u16 },
+    /// No answer for this long (past curl's `--max-time`).
+    Hang { duration: Duration },
+}
+
+struct Rule {
+    /// Matches requests whose `host + path` contains this text.
+    matching: String,
+    failure: Failure,
+}
+
+#[derive(Default)]
+struct State {
+    requests: Vec<Recorded>,
+    rules: Vec<Rule>,
+}
+
+pub struct CdnDouble {
+    state: Arc<Mutex<State>>,
+    server: tokio::task::JoinHandle<()>,
+    pub address: SocketAddr,
+}
+
+impl CdnDouble {
+    /// Listens on [`CDN_ADDRESS`]:`port` (443 as root; a free port otherwise
+    /// makes a double the sandboxes cannot reach by URL, fine for its own tests).
+    pub async fn start(pki: &Pki, port: u16) -> Result<CdnDouble> {
+        let served = pki.serving("cdn", CDN_HOSTS)?;
+        let certs = CertificateDer::pem_file_iter(&served.cert)
+            .context("the CDN double's certificate")?
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = PrivateKeyDer::from_pem_file(&served.key).context("the CDN double's key")?;
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind(SocketAddr::new(CDN_ADDRESS, port))
+            .await
+            .with_context(|| format!("the CDN double cannot listen on {CDN_ADDRESS}:{port}"))?;
+        let address = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = state.clone();
+        let server = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service = service_fn(move |request| answer(state.clone(), request));
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        Ok(CdnDouble {
+            state,
+            server,
+            address,
+        })
+    }
+
+    /// Requests whose `host + path` contains `matching` answer with `failure`.
+    pub fn fail(&self, matching: &str, failure: Failure) {
+        if let Ok(mut state) = self.state.lock() {
+            state.rules.push(Rule {
+                matching: matching.to_owned(),
+                failure,
+            });
+        }
+    }
+
+    /// Every request so far whose `host + path` contains `matching`, in the
+    /// order they arrived.
+    pub fn requests(&self, matching: &str) -> Vec<Recorded> {
+        self.state
+            .lock()
+            .map(|state| {
+                state
+                    .requests
+                    .iter()
+                    .filter(|request| {
+                        format!("{}{}", request.host, request.path).contains(matching)
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for CdnDouble {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+async fn answer(
+    state: Arc<Mutex<State>>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let at = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let host = request
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|host| host.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_default();
+    let headers = request
+        .headers()
+        .iter()
+        .map(|(key, value)| {
+            (
+                key.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = request.into_body().collect().await?.to_bytes();
+    let recorded = Recorded {
+        at,
+        method,
+        host,
+        path,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+    let target = format!("{}{}", recorded.host, recorded.path);
+    let failure = state.lock().ok().and_then(|mut state| {
+        state.requests.push(recorded.clone());
+        let rule = state
+            .rules
+            .iter_mut()
+            .find(|rule| target.contains(&rule.matching))?;
+        match &mut rule.failure {
+            Failure::Unavailable { times } | Failure::RateLimited { times, .. } if *times == 0 => {
+                None
+            }
+            Failure::Unavailable { times } | Failure::RateLimited { times, .. } => {
+                *times -= 1;
+                Some(rule.failure.clone())
+            }
+            other => Some(other.clone()),
+        }
+    });
+    Ok(match failure {
+        None => success(&recorded),
+        Some(Failure::Unavailable { .. }) => respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &[],
+            r#"{"success":false,"errors":[{"code":503,"message":"Service Unavailable"}]}"#,
+        ),
+        Some(Failure::RateLimited { retry_after, .. }) => respond(
+            StatusCode::TOO_MANY_REQUESTS,
+            &[("retry-after", &retry_after.to_string())],
+            r#"{"success":false,"errors":[{"code":971,"message":"Please wait and consider throttling your request speed"}]}"#,
+        ),
+        Some(Failure::Permanent { status }) => respond(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            &[("retry-after", "1")],
+            &format!(
+                r#"{{"success":false,"errors":[{{"code":{status},"message":"origin is down for maintenance"}}]}}"#
+            ),
+        ),
+        Some(Failure::Hang { duration }) => {
+            tokio::time::sleep(duration).await;
+            respond(StatusCode::GATEWAY_TIMEOUT, &[], "")
+        }
+    })
+}
+
+/// What each API answers when the purge is accepted.
+fn success(request: &Recorded) -> Response<Full<Bytes>> {
+    match (request.host.as_str(), request.method.as_str()) {
+        ("api.cloudflare.com", _) => {
+            let zone = request
+                .path
+                .split('/')
+                .nth(4)
+                .unwrap_or_default()
+                .to_owned();
+            respond(
+                StatusCode::OK,
+                &[],
+                &format!(
+                    r#"{{"success":true,"errors":[],"messages":[],"result":{{"id":"{zone}"}}}}"#
+                ),
+            )
+        }
+        ("api.fastly.com", _) if request.path.ends_with("/purge_all") => {
+            respond(StatusCode::OK, &[], r#"{"status":"ok"}"#)
+        }
+        ("api.fastly.com", _) => {
+            let keys = request.header("surrogate-key").unwrap_or_default();
+            let ids: Vec<String> = keys
+                .split_whitespace()
+                .map(|key| format!(r#""{key}":"108-1391560174-974124""#))
+                .collect();
+            respond(StatusCode::OK, &[], &format!("{{{}}}", ids.join(",")))
+        }
+        (_, "PURGE") => respond(
+            StatusCode::OK,
+            &[],
+            r#"{"status":"ok","id":"108-1391560174-974124"}"#,
+        ),
+        _ => respond(StatusCode::ACCEPTED, &[], r#"{"accepted":true}"#),
+    }
+}
+
+fn respond(status: StatusCode, headers: &[(&str, &str)], body: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_owned())));
+    *response.status_mut() = status;
+    for (key, value) in headers {
+        if let (Ok(key), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(key.as_bytes()),
+            hyper::header::HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().insert(key, value);
+        }
+    }
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
