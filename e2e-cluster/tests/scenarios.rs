@@ -90,6 +90,27 @@ const CONCURRENT: &[(&str, Scenario)] = &[
         "the_job_purges_once_per_image_and_only_after_the_rollout_is_available",
         |c| running::purge_after_rollout(c).boxed_local(),
     ),
+    (
+        "cloudflare_purges_files_in_batches_then_prefixes_hosts_tags",
+        |c| running::cloudflare_requests(c).boxed_local(),
+    ),
+    ("fastly_purges_surrogate_keys_urls_and_everything", |c| {
+        running::fastly_requests(c).boxed_local()
+    }),
+    (
+        "the_webhook_gets_the_rollouts_facts_and_the_bearer_token",
+        |c| running::webhook_request(c).boxed_local(),
+    ),
+    ("in_quick_succession_the_stale_job_never_purges", |c| {
+        running::quick_succession(c).boxed_local()
+    }),
+    (
+        "a_flaky_cdn_is_retried_and_a_permanent_503_fails_the_job_visibly",
+        |c| running::cdn_failures(c).boxed_local(),
+    ),
+    ("missing_credentials_are_named_where_the_user_looks", |c| {
+        running::missing_credentials(c).boxed_local()
+    }),
 ];
 
 /// Scenarios that stop or change a shared component: one at a time, after

@@ -242,3 +242,537 @@ pub async fn purge_after_rollout(cluster: &Cluster) -> Result<()> {
     );
     Ok(())
 }
+
+/// Everything the API server holds about the namespace's site and its Jobs,
+/// and every argv (and, `with_env`, environment) the node ran there: none of
+/// it may carry `token`.
+async fn assert_token_hidden(
+    cluster: &Cluster,
+    ns: &str,
+    token: &str,
+    with_env: bool,
+) -> Result<()> {
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
+    let objects = [
+        serde_json::to_string(
+            &deployments(cluster, ns)
+                .list(&ListParams::default())
+                .await?
+                .items,
+        )?,
+        serde_json::to_string(&jobs(cluster, ns).list(&ListParams::default()).await?.items)?,
+        serde_json::to_string(&pods.list(&ListParams::default()).await?.items)?,
+    ];
+    for (what, text) in ["Deployments", "Jobs", "Pods"].iter().zip(&objects) {
+        ensure!(!text.contains(token), "the token is in the {what} of {ns}");
+    }
+    for run in cluster.node.executed(ns) {
+        ensure!(
+            !run.argv.iter().any(|arg| arg.contains(token)),
+            "the token is on the argv of {} in {}",
+            run.container,
+            run.pod
+        );
+        if with_env {
+            ensure!(
+                !run.env.iter().any(|(_, value)| value.contains(token)),
+                "the token is in the environment of {} in {}",
+                run.container,
+                run.pod
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Applies `manifest`, waits for its Job to complete; the Job's name.
+async fn purged_site(cluster: &Cluster, ns: &str, manifest: &Value) -> Result<String> {
+    let stored = flux_apply(cluster, manifest, false).await?;
+    let job = stamped_job_name(&stored)?;
+    wait_for_job(cluster, ns, &job).await?;
+    job_ends(cluster, ns, &job, "Complete", Duration::from_secs(90)).await?;
+    Ok(job)
+}
+
+fn bodies(requests: &[Recorded]) -> Result<Vec<Value>> {
+    requests
+        .iter()
+        .map(|request| Ok(serde_json::from_str(&request.body)?))
+        .collect()
+}
+
+// 2a. Cloudflare: files in batches of cloudflareBatchSize (30), then
+//     prefixes, hosts and tags; everything alone.
+pub async fn cloudflare_requests(cluster: &Cluster) -> Result<()> {
+    let ns = "node-cloudflare";
+    node_namespace(cluster, ns, Readiness::After(Duration::ZERO)).await?;
+    let token = "cf-token-3b1f9";
+    secret(
+        cluster,
+        ns,
+        "cache-buster-credentials",
+        &[
+            ("CLOUDFLARE_ZONE_ID", "zone-cf\n"),
+            ("CLOUDFLARE_API_TOKEN", &format!("{token}\n")),
+        ],
+    )
+    .await?;
+    let urls: Vec<String> = (0..31)
+        .map(|n| format!("https://shop.example.com/page/{n}"))
+        .collect();
+    let targets = annotated_site(
+        "shop",
+        ns,
+        "nginx:1.27.1",
+        &[
+            ("urls", &urls.join(",\n")),
+            ("prefixes", "shop.example.com/blog/ shop.example.com/news/"),
+            ("hosts", "static.example.com"),
+            ("tags", "product-list home"),
+        ],
+    );
+    let job = purged_site(cluster, ns, &targets).await?;
+    let seen = cluster.cdn.requests("/zones/zone-cf/");
+    ensure!(seen.len() == 5, "{} requests: {seen:?}", seen.len());
+    for request in &seen {
+        ensure!(
+            request.method == "POST"
+                && request.host == "api.cloudflare.com"
+                && request.path == "/client/v4/zones/zone-cf/purge_cache",
+            "{}",
+            request.dump()
+        );
+        ensure!(
+            request.header("authorization") == Some(&*format!("Bearer {token}")),
+            "{}",
+            request.dump()
+        );
+        ensure!(
+            request.header("content-type") == Some("application/json"),
+            "{}",
+            request.dump()
+        );
+    }
+    let expected = vec![
+        json!({"files": urls[..30]}),
+        json!({"files": urls[30..]}),
+        json!({"prefixes": ["shop.example.com/blog/", "shop.example.com/news/"]}),
+        json!({"hosts": ["static.example.com"]}),
+        json!({"tags": ["product-list", "home"]}),
+    ];
+    ensure!(bodies(&seen)? == expected, "{:#?}", bodies(&seen)?);
+    wait_for_events(cluster, ns, "shop", "CacheBusterPurged", 1).await?;
+
+    let everything = annotated_site("all", ns, "nginx:1.27.1", &[("everything", "true")]);
+    let everything_job = purged_site(cluster, ns, &everything).await?;
+    ensure!(everything_job != job, "two sites, one Job name");
+    let seen = cluster.cdn.requests("/zones/zone-cf/");
+    ensure!(seen.len() == 6, "{} requests: {seen:?}", seen.len());
+    ensure!(
+        bodies(&seen[5..])? == vec![json!({"purge_everything": true})],
+        "{}",
+        seen[5].dump()
+    );
+    assert_token_hidden(cluster, ns, token, true).await
+}
+
+// 2b. Fastly: surrogate keys, then URL PURGE to the site's own host;
+//     everything is purge_all.
+pub async fn fastly_requests(cluster: &Cluster) -> Result<()> {
+    let ns = "node-fastly";
+    node_namespace(cluster, ns, Readiness::After(Duration::ZERO)).await?;
+    let token = "fastly-token-77a0";
+    secret(
+        cluster,
+        ns,
+        "fastly",
+        &[
+            ("FASTLY_SERVICE_ID", "svc-fastly"),
+            ("FASTLY_API_TOKEN", &format!("{token}\n")),
+        ],
+    )
+    .await?;
+    let keyed = annotated_site(
+        "blog",
+        ns,
+        "nginx:1.27.1",
+        &[
+            ("provider", "fastly"),
+            ("secret", "fastly"),
+            ("tags", "posts home"),
+            (
+                "urls",
+                "https://blog.example.com/ https://blog.example.com/feed.xml",
+            ),
+        ],
+    );
+    purged_site(cluster, ns, &keyed).await?;
+    let keys = cluster
+        .cdn
+        .requests("api.fastly.com/service/svc-fastly/purge");
+    ensure!(keys.len() == 1, "{keys:?}");
+    let request = &keys[0];
+    ensure!(
+        request.method == "POST" && request.header("surrogate-key") == Some("posts home"),
+        "{}",
+        request.dump()
+    );
+    ensure!(
+        request.header("fastly-key") == Some(token),
+        "{}",
+        request.dump()
+    );
+    let pages = cluster.cdn.requests("blog.example.com/");
+    let purged: Vec<(String, String)> = pages
+        .iter()
+        .map(|r| (r.method.clone(), r.path.clone()))
+        .collect();
+    ensure!(
+        purged
+            == [
+                ("PURGE".to_owned(), "/".to_owned()),
+                ("PURGE".to_owned(), "/feed.xml".to_owned())
+            ],
+        "{purged:?}"
+    );
+    ensure!(
+        pages.iter().all(|r| r.header("fastly-key") == Some(token)),
+        "{pages:?}"
+    );
+
+    let everything = annotated_site(
+        "docs",
+        ns,
+        "nginx:1.27.1",
+        &[
+            ("provider", "fastly"),
+            ("secret", "fastly"),
+            ("everything", "true"),
+        ],
+    );
+    purged_site(cluster, ns, &everything).await?;
+    let all = cluster
+        .cdn
+        .requests("api.fastly.com/service/svc-fastly/purge_all");
+    ensure!(
+        all.len() == 1 && all[0].method == "POST" && all[0].header("fastly-key") == Some(token),
+        "{all:?}"
+    );
+    ensure!(
+        cluster.cdn.requests("docs.example.com").is_empty(),
+        "a URL purge for a site with only everything"
+    );
+    assert_token_hidden(cluster, ns, token, true).await
+}
+
+// 2c. Webhook: one POST with the rollout's facts, the bearer token.
+pub async fn webhook_request(cluster: &Cluster) -> Result<()> {
+    let ns = "node-webhook";
+    node_namespace(cluster, ns, Readiness::After(Duration::ZERO)).await?;
+    let token = "hook-token-5c2e";
+    secret(
+        cluster,
+        ns,
+        "hook",
+        &[
+            (
+                "WEBHOOK_URL",
+                "https://hooks.example.test/node-webhook/purge\n",
+            ),
+            ("WEBHOOK_TOKEN", token),
+        ],
+    )
+    .await?;
+    let manifest = annotated_site(
+        "news",
+        ns,
+        "ghcr.io/acme/news:2.0.1",
+        &[
+            ("provider", "webhook"),
+            ("secret", "hook"),
+            ("urls", "https://news.example.com/"),
+            ("tags", "front"),
+        ],
+    );
+    let job = purged_site(cluster, ns, &manifest).await?;
+    let stored = deployments(cluster, ns).get("news").await?;
+    let seen = cluster.cdn.requests("hooks.example.test/node-webhook/");
+    ensure!(seen.len() == 1, "{seen:?}");
+    let request = &seen[0];
+    ensure!(
+        request.method == "POST" && request.path == "/node-webhook/purge",
+        "{}",
+        request.dump()
+    );
+    ensure!(
+        request.header("authorization") == Some(&*format!("Bearer {token}")),
+        "{}",
+        request.dump()
+    );
+    ensure!(
+        request.header("content-type") == Some("application/json"),
+        "{}",
+        request.dump()
+    );
+    let body: Value = serde_json::from_str(&request.body)?;
+    let expected = json!({
+        "site": "news.example.com", "namespace": ns, "deployment": "news",
+        "image": "ghcr.io/acme/news:2.0.1", "imageHash": annotation(&stored, HASH_ANNOTATION),
+        "jobName": job, "urls": ["https://news.example.com/"], "prefixes": [], "hosts": [],
+        "tags": ["front"], "everything": false
+    });
+    ensure!(body == expected, "{body:#}");
+    // The optional token reaches curl through the environment (a missing
+    // key must not stop the purge), never through an object or the argv.
+    assert_token_hidden(cluster, ns, token, false).await
+}
+
+// 3. Two image changes in quick succession: the stale Job never purges; the
+//    newest image is purged after its rollout.
+pub async fn quick_succession(cluster: &Cluster) -> Result<()> {
+    let ns = "node-succession";
+    node_namespace(cluster, ns, Readiness::After(Duration::ZERO)).await?;
+    secret(
+        cluster,
+        ns,
+        "cache-buster-credentials",
+        &[("WEBHOOK_URL", "https://hooks.example.test/node-succession")],
+    )
+    .await?;
+    let manifest = |image: &str| annotated_site("www", ns, image, &[("provider", "webhook")]);
+    let first = purged_site(cluster, ns, &manifest("nginx:1.27.1")).await?;
+    purges(cluster, "hooks.example.test/node-succession", 1, SOON).await?;
+
+    cluster.node.serve(ns, Readiness::Held);
+    let middle = stamped_job_name(&flux_apply(cluster, &manifest("nginx:1.27.2"), false).await?)?;
+    container_ran(cluster, ns, &middle, "wait-image").await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let newest = flux_apply(cluster, &manifest("nginx:1.27.3"), false).await?;
+    let last = stamped_job_name(&newest)?;
+    // The middle Job, waiting in rollout status, is cancelled.
+    eventually("the middle Job cancelled", SOON, || {
+        let middle = middle.clone();
+        async move {
+            Ok(jobs(cluster, ns)
+                .get_opt(&middle)
+                .await?
+                .is_none()
+                .then_some(()))
+        }
+    })
+    .await?;
+    wait_for_events(cluster, ns, "www", "CacheBusterJobCancelled", 1).await?;
+    cluster.node.serve(ns, Readiness::After(START_DELAY));
+    job_ends(cluster, ns, &last, "Complete", Duration::from_secs(60)).await?;
+    let ready = ready_moment(cluster, ns, "www", "nginx:1.27.3").await?;
+    stable_for(QUIET).await;
+
+    let seen = cluster.cdn.requests("hooks.example.test/node-succession");
+    let jobs_purged: Vec<String> = bodies(&seen)?
+        .iter()
+        .map(|body| body["jobName"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    ensure!(
+        jobs_purged == [first, last.clone()],
+        "purges by {jobs_purged:?}; the middle Job was {middle}"
+    );
+    let newest_purge = seen.last().ok_or_else(|| anyhow!("no purge"))?;
+    ensure!(
+        newest_purge.at >= ready,
+        "the newest image was purged before its rollout"
+    );
+    let body: Value = serde_json::from_str(&newest_purge.body)?;
+    ensure!(
+        body["image"] == "docker.io/library/nginx:1.27.3"
+            && body["imageHash"] == json!(annotation(&newest, HASH_ANNOTATION)),
+        "{body}"
+    );
+    Ok(())
+}
+
+// 4. The CDN answers 503 twice, then 200: one Job, one successful pod. A
+//    permanent 503: the Job fails after its retries, visibly.
+pub async fn cdn_failures(cluster: &Cluster) -> Result<()> {
+    let ns = "node-cdn-failures";
+    node_namespace(cluster, ns, Readiness::After(Duration::ZERO)).await?;
+    secret(
+        cluster,
+        ns,
+        "flaky",
+        &[
+            ("CLOUDFLARE_ZONE_ID", "zone-flaky"),
+            ("CLOUDFLARE_API_TOKEN", "t"),
+        ],
+    )
+    .await?;
+    secret(
+        cluster,
+        ns,
+        "down",
+        &[
+            ("CLOUDFLARE_ZONE_ID", "zone-down"),
+            ("CLOUDFLARE_API_TOKEN", "t"),
+        ],
+    )
+    .await?;
+    cluster
+        .cdn
+        .fail("/zones/zone-flaky/", Failure::Unavailable { times: 2 });
+    cluster
+        .cdn
+        .fail("/zones/zone-down/", Failure::Permanent { status: 503 });
+
+    let flaky = annotated_site(
+        "docs",
+        ns,
+        "nginx:1.27.1",
+        &[("secret", "flaky"), ("everything", "true")],
+    );
+    let job = purged_site(cluster, ns, &flaky).await?;
+    let seen = cluster.cdn.requests("/zones/zone-flaky/");
+    ensure!(
+        seen.len() == 3,
+        "{} requests for 503, 503, 200: {seen:?}",
+        seen.len()
+    );
+    let status = jobs(cluster, ns)
+        .get(&job)
+        .await?
+        .status
+        .unwrap_or_default();
+    ensure!(
+        status.succeeded == Some(1) && status.failed.unwrap_or(0) == 0,
+        "{status:?}"
+    );
+    let purge_runs = container_runs(&cluster.node.executed(ns), "purge")
+        .into_iter()
+        .filter(|run| run.pod.contains(&job))
+        .count();
+    ensure!(purge_runs == 1, "{purge_runs} purge containers for one Job");
+
+    let down = annotated_site(
+        "shop",
+        ns,
+        "nginx:1.27.1",
+        &[("secret", "down"), ("everything", "true")],
+    );
+    let stored = flux_apply(cluster, &down, false).await?;
+    let failed = stamped_job_name(&stored)?;
+    let job = job_ends(cluster, ns, &failed, "Failed", Duration::from_secs(200)).await?;
+    let status = job.status.unwrap_or_default();
+    // backoffLimit 3: four pods, each with curl's first try and 5 retries.
+    ensure!(status.failed == Some(4), "{status:?}");
+    let seen = cluster.cdn.requests("/zones/zone-down/");
+    ensure!(
+        seen.len() == 24,
+        "{} requests: four pods of six tries expected",
+        seen.len()
+    );
+    let reason = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|condition| condition.type_ == "Failed")
+        .and_then(|condition| condition.reason.clone());
+    ensure!(
+        reason.as_deref() == Some("BackoffLimitExceeded"),
+        "{reason:?}"
+    );
+    let event = wait_for_events(cluster, ns, "shop", "CacheBusterPurgeFailed", 1).await?;
+    let message = event[0].message.clone().unwrap_or_default();
+    ensure!(
+        message.contains("origin is down for maintenance") && message.contains("503"),
+        "{message}"
+    );
+    Ok(())
+}
+
+// 5. Credentials missing: a key the Secret lacks fails the pod with a message
+//    naming the key and the Secret; a missing Secret keeps the pod from
+//    starting, with the kubelet's message naming it.
+pub async fn missing_credentials(cluster: &Cluster) -> Result<()> {
+    let ns = "node-credentials";
+    node_namespace(cluster, ns, Readiness::After(Duration::ZERO)).await?;
+    secret(cluster, ns, "half", &[("CLOUDFLARE_ZONE_ID", "zone-half")]).await?;
+    let lacking = annotated_site(
+        "shop",
+        ns,
+        "nginx:1.27.1",
+        &[("secret", "half"), ("everything", "true")],
+    );
+    let stored = flux_apply(cluster, &lacking, false).await?;
+    let job = stamped_job_name(&stored)?;
+    let run = container_ran(cluster, ns, &job, "purge").await?;
+    ensure!(run.exit_code != 0, "curl without its token exited 0");
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
+    let message = eventually("the failed pod's termination message", SOON, || {
+        let pods = pods.clone();
+        let job = job.clone();
+        async move {
+            Ok(pods
+                .list(&ListParams::default().labels(&format!("job-name={job}")))
+                .await?
+                .items
+                .into_iter()
+                .filter(|pod| {
+                    pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")
+                })
+                .find_map(|pod| {
+                    pod.status?
+                        .container_statuses?
+                        .into_iter()
+                        .find_map(|status| status.state?.terminated?.message)
+                }))
+        }
+    })
+    .await?;
+    ensure!(
+        message.contains("/var/run/secrets/cache-buster/CLOUDFLARE_API_TOKEN"),
+        "{message}"
+    );
+    ensure!(
+        cluster.cdn.requests("zone-half").is_empty(),
+        "a purge without a token was sent"
+    );
+
+    let nowhere = annotated_site(
+        "blog",
+        ns,
+        "nginx:1.27.1",
+        &[("secret", "nowhere"), ("everything", "true")],
+    );
+    let stored = flux_apply(cluster, &nowhere, false).await?;
+    let job = stamped_job_name(&stored)?;
+    let events: Api<Event> = Api::namespaced(cluster.client.clone(), ns);
+    let mount = eventually("a FailedMount Event", SOON, || {
+        let events = events.clone();
+        let job = job.clone();
+        async move {
+            Ok(events
+                .list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .find(|event| {
+                    event.reason.as_deref() == Some("FailedMount")
+                        && event
+                            .involved_object
+                            .name
+                            .as_deref()
+                            .is_some_and(|pod| pod.starts_with(&job))
+                }))
+        }
+    })
+    .await?;
+    let text = mount.message.unwrap_or_default();
+    ensure!(text.contains("secret \"nowhere\" not found"), "{text}");
+    ensure!(
+        cluster
+            .node
+            .executed(ns)
+            .iter()
+            .all(|run| !run.pod.contains(&job)),
+        "a container ran without its Secret"
+    );
+    Ok(())
+}
