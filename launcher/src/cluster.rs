@@ -344,7 +344,10 @@ impl Reconciliation<'_> {
                     .iter()
                     .flatten()
                     .chain(status.container_statuses.iter().flatten());
-                let detail = statuses.filter_map(failed_container).next()?;
+                let mut detail = statuses.filter_map(failed_container).next()?;
+                if let Some(hint) = missing_secret_key(pod, &detail) {
+                    detail = format!("{detail} ({hint})");
+                }
                 Some((pod.metadata.creation_timestamp.as_ref(), detail))
             })
             .collect();
@@ -433,6 +436,45 @@ pub fn failed_container(status: &ContainerStatus) -> Option<String> {
     ))
 }
 
+/// curl names only the file it could not read; a user needs the Secret and
+/// the key: "the Secret NS/NAME has no key KEY", when `detail` says a file
+/// of a Secret volume of `pod` could not be opened.
+pub fn missing_secret_key(pod: &Pod, detail: &str) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let mounts = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .flat_map(|container| container.volume_mounts.iter().flatten());
+    for mount in mounts {
+        let Some(secret) = spec
+            .volumes
+            .iter()
+            .flatten()
+            .find(|volume| volume.name == mount.name)
+            .and_then(|volume| volume.secret.as_ref())
+        else {
+            continue;
+        };
+        let opening = format!("Failed to open {}/", mount.mount_path.trim_end_matches('/'));
+        let Some(at) = detail.find(&opening) else {
+            continue;
+        };
+        let key: String = detail[at + opening.len()..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .collect();
+        if key.is_empty() {
+            continue;
+        }
+        let name = secret.secret_name.as_deref().unwrap_or_default();
+        return Some(format!("the Secret {namespace}/{name} has no key {key}"));
+    }
+    None
+}
+
 /// An Event on the Deployment, as `kubectl describe` and `kubectl events`
 /// show it.
 pub fn event(
@@ -501,6 +543,33 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_file_missing_from_a_secret_volume_names_the_secret_and_the_key() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "shop-cache-buster-1-x", "namespace": "web"},
+            "spec": {
+                "containers": [{"name": "purge", "volumeMounts": [
+                    {"name": "credentials", "mountPath": "/var/run/secrets/cache-buster", "readOnly": true}]}],
+                "volumes": [{"name": "credentials", "secret": {"secretName": "half"}}]
+            }
+        }))
+        .unwrap();
+        let detail = "container purge exited with 26: curl: Failed to open \
+                      /var/run/secrets/cache-buster/CLOUDFLARE_API_TOKEN: No such file or directory";
+        assert_eq!(
+            missing_secret_key(&pod, detail).as_deref(),
+            Some("the Secret web/half has no key CLOUDFLARE_API_TOKEN")
+        );
+        assert_eq!(
+            missing_secret_key(&pod, "curl: (22) The requested URL returned error: 503"),
+            None
+        );
+        assert_eq!(
+            missing_secret_key(&pod, "curl: Failed to open /etc/other/KEY"),
+            None
+        );
     }
 
     #[test]

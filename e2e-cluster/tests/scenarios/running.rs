@@ -734,6 +734,14 @@ pub async fn missing_credentials(cluster: &Cluster) -> Result<()> {
         cluster.cdn.requests("zone-half").is_empty(),
         "a purge without a token was sent"
     );
+    // Once the Job has failed (backoffLimit 3), the Deployment's Event names both.
+    job_ends(cluster, ns, &job, "Failed", Duration::from_secs(150)).await?;
+    let event = wait_for_events(cluster, ns, "shop", "CacheBusterPurgeFailed", 1).await?;
+    let text = event[0].message.clone().unwrap_or_default();
+    ensure!(
+        text.contains("(the Secret node-credentials/half has no key CLOUDFLARE_API_TOKEN)"),
+        "{text}"
+    );
 
     let nowhere = annotated_site(
         "blog",
