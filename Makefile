@@ -20,7 +20,7 @@ LAUNCHER := $(CURDIR)/target/tools/cache-buster-launcher
 POLICY_SOURCES := $(wildcard src/*.rs) Cargo.toml Cargo.lock
 RUNNER_SOURCES := $(wildcard runner/src/*.rs) runner/Cargo.toml Cargo.lock
 
-.PHONY: all setup toolbox run test fmt lint unit-tests e2e-tests e2e-tests-kwctl wasm-tests \
+.PHONY: bench-cluster all setup toolbox run test fmt lint unit-tests e2e-tests e2e-tests-kwctl wasm-tests \
 	manifest-tests cluster-tests launcher bench fuzz clean
 
 all: policy.wasm
@@ -81,6 +81,13 @@ launcher: $(LAUNCHER)
 cluster-tests: annotated-policy.wasm $(LAUNCHER)
 	LAUNCHER="$(LAUNCHER)" POLICY="$(abspath annotated-policy.wasm)" \
 	  $(CARGO) test --locked --workspace --profile tools --test scenarios
+
+# The chain measured on the test cluster (README, "The chain, measured"):
+# ReplicaSet available → purge, apply → Job, the launcher with 1,000 sites.
+# Prints figures, asserts nothing. ROLLOUTS=10 SITES=1000 by default.
+bench-cluster: annotated-policy.wasm $(LAUNCHER)
+	LAUNCHER="$(LAUNCHER)" POLICY="$(abspath annotated-policy.wasm)" \
+	  $(CARGO) bench --locked --workspace --profile tools --bench chain
 
 # Tests of the built modules themselves (annotation, limits), through kwrun.
 wasm-tests: policy.wasm annotated-policy.wasm

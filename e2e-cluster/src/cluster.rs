@@ -567,6 +567,11 @@ impl Cluster {
         stop(&self.launcher)
     }
 
+    /// The running launcher's process id.
+    pub fn launcher_pid(&self) -> Option<u32> {
+        self.launcher.lock().ok()?.as_ref().map(Process::pid)
+    }
+
     /// The launcher's /metrics text.
     pub async fn launcher_metrics(&self) -> Result<String> {
         http_get(self.launcher_port, "/metrics").await

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod node;
 pub mod pki;
 pub mod process;
+pub mod sites;
 pub mod tools;
 
 use std::future::Future;

@@ -56,6 +56,11 @@ impl Process {
         })
     }
 
+    /// The process id (setpriv execs the program, so it is the program's).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether it is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

@@ -10,6 +10,7 @@
 use anyhow::{Context as _, Result, anyhow, ensure};
 use cache_buster_e2e_cluster::cluster::Cluster;
 use cache_buster_e2e_cluster::eventually;
+use cache_buster_e2e_cluster::sites::{deployments, flux_apply, ready_moment, site};
 use cache_buster_e2e_cluster::tools::Tools;
 use futures::FutureExt as _;
 use futures::future::{LocalBoxFuture, join_all};
@@ -253,51 +254,8 @@ async fn run(cluster: &Cluster, name: &str, scenario: Scenario) -> Option<String
 
 // ----- a site, as a user's repository holds it -----
 
-fn site(name: &str, namespace: &str, image: &str) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {
-            "name": name, "namespace": namespace,
-            "labels": {"app": name, "cache-buster.io/site": format!("{name}.example.com")},
-            "annotations": {"cache-buster.io/urls": format!("https://{name}.example.com/")}
-        },
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "securityContext": {"runAsNonRoot": true, "runAsUser": 101, "seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [{
-                        "name": "web", "image": image,
-                        "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}
-                    }]
-                }
-            }
-        }
-    })
-}
-
-fn deployments(cluster: &Cluster, namespace: &str) -> Api<Deployment> {
-    Api::namespaced(cluster.client.clone(), namespace)
-}
-
 fn jobs(cluster: &Cluster, namespace: &str) -> Api<Job> {
     Api::namespaced(cluster.client.clone(), namespace)
-}
-
-/// What Flux's kustomize-controller does: server-side apply under its field
-/// manager.
-async fn flux_apply(cluster: &Cluster, manifest: &Value, dry_run: bool) -> Result<Deployment> {
-    let name = manifest["metadata"]["name"].as_str().unwrap_or_default();
-    let namespace = manifest["metadata"]["namespace"]
-        .as_str()
-        .unwrap_or_default();
-    let mut params = PatchParams::apply("kustomize-controller").force();
-    params.dry_run = dry_run;
-    Ok(deployments(cluster, namespace)
-        .patch(name, &params, &Patch::Apply(manifest))
-        .await?)
 }
 
 fn annotation(deployment: &Deployment, key: &str) -> Option<String> {

@@ -4,7 +4,9 @@
 //! record each outcome as an Event on the Deployment.
 
 use crate::metrics::{Metrics, NamespaceLabels, ProviderLabels, PurgeResult};
-use crate::plan::{Decision, JobResult, Outcome, Plan, StampedJob, decide, waiting};
+use crate::plan::{
+    Decision, JobResult, Outcome, Plan, StampedJob, decide, is_companion_of, waiting,
+};
 use cache_buster::keys;
 use cache_buster::settings::Settings;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -14,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -39,6 +42,11 @@ pub struct Context {
     pub settings: Settings,
     pub history_limit: usize,
     pub metrics: Metrics,
+    /// The companion Jobs, as the launcher's watch last saw them: one cache
+    /// per watched scope. A reconciliation reads them here instead of
+    /// listing a namespace's Jobs each time (with 1,000 sites in one
+    /// namespace that was 1,000 Jobs decoded per reconciliation).
+    pub jobs: Vec<Store<Job>>,
     /// Names of the Events already recorded (or found recorded), so that a
     /// resync does not ask the API server again. Event names are derived
     /// from what they report, so after a restart the API server's
@@ -47,12 +55,19 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: Client, settings: Settings, history_limit: usize, metrics: Metrics) -> Self {
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        history_limit: usize,
+        metrics: Metrics,
+        jobs: Vec<Store<Job>>,
+    ) -> Self {
         Context {
             client,
             settings,
             history_limit,
             metrics,
+            jobs,
             reported: Mutex::new(HashSet::new()),
         }
     }
@@ -111,18 +126,32 @@ pub async fn reconcile(
         .namespace()
         .ok_or_else(|| Error::NoNamespace(name.clone()))?;
     let jobs: Api<Job> = Api::namespaced(context.client.clone(), &namespace);
-    let selector = keys::companion_selector();
-    let existing = jobs
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .map_err(api_error(format!("listing the Jobs of {namespace}")))?;
+    let in_namespace: Vec<Arc<Job>> = context
+        .jobs
+        .iter()
+        .flat_map(|store| {
+            store.state_filter(|job| job.metadata.namespace.as_deref() == Some(&namespace))
+        })
+        .collect();
     context
         .metrics
         .jobs_waiting
         .get_or_create(&NamespaceLabels {
             namespace: namespace.clone(),
         })
-        .set(i64::try_from(waiting(&existing.items)).unwrap_or(i64::MAX));
+        .set(i64::try_from(waiting(in_namespace.iter().map(AsRef::as_ref))).unwrap_or(i64::MAX));
+    // Only this Deployment's Jobs (and any Job of the stamped name) matter
+    // to its plan: the others are not copied.
+    let uid = deployment.uid().unwrap_or_default();
+    let stamped_name = deployment
+        .annotations()
+        .get(&context.settings.annotation(keys::JOB_NAME))
+        .cloned();
+    let existing: Vec<Job> = in_namespace
+        .iter()
+        .filter(|job| is_companion_of(job, &uid) || job.metadata.name == stamped_name)
+        .map(|job| Job::clone(job))
+        .collect();
 
     let run = Reconciliation {
         context: &context,
@@ -134,7 +163,7 @@ pub async fn reconcile(
     match decide(
         &context.settings,
         &deployment,
-        &existing.items,
+        &existing,
         context.history_limit,
         Timestamp::now(),
     ) {
@@ -165,13 +194,14 @@ impl Reconciliation<'_> {
             }
             StampedJob::Rerun { job, replaces } => {
                 self.delete(&plan.job_name, Some(replaces)).await?;
+                if !self.create(job, &plan, Some(replaces)).await? {
+                    // Still being deleted, or already run again (a plan made
+                    // before the cache saw the new Job): look again soon.
+                    return Ok(Action::requeue(Duration::from_secs(1)));
+                }
                 metrics.jobs_rerun.inc();
                 info!(deployment = %self.name, namespace = %self.namespace, job = %plan.job_name,
                       "the Deployment is back on an image purged before another one: running its Job again");
-                if !self.create(job, &plan, Some(replaces)).await? {
-                    // Still being deleted: the next reconciliation creates it.
-                    return Ok(Action::requeue(Duration::from_secs(1)));
-                }
             }
         }
         for superseded in &plan.cancel {
@@ -247,7 +277,8 @@ impl Reconciliation<'_> {
         }
     }
 
-    /// Deletes a Job (its pods in the background); false if it was gone.
+    /// Deletes a Job (its pods in the background); false if it was gone, or
+    /// (with a uid) already replaced.
     async fn delete(&self, job: &str, uid: Option<&String>) -> Result<bool, Error> {
         let params = DeleteParams {
             preconditions: uid.map(|uid| Preconditions {
@@ -259,6 +290,8 @@ impl Reconciliation<'_> {
         match self.jobs.delete(job, &params).await {
             Ok(_) => Ok(true),
             Err(error) if is_status(&error, 404, "NotFound") => Ok(false),
+            // The uid precondition failed: that Job was already replaced.
+            Err(error) if uid.is_some() && is_status(&error, 409, "Conflict") => Ok(false),
             Err(error) => Err(api_error(format!("deleting Job {}/{job}", self.namespace))(
                 error,
             )),

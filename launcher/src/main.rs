@@ -11,12 +11,16 @@ use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::{Controller, WatchStreamExt as _, controller, reflector, watcher};
 use kube::{Api, Client};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tracing::{error, info};
+
+/// Reconciliations at a time: each makes a few API calls; more in flight
+/// only queue at the API server's rate limits and hold memory.
+const RECONCILE_CONCURRENCY: u16 = 8;
 
 #[derive(Parser)]
 #[command(
@@ -88,14 +92,8 @@ async fn run() -> Result<()> {
     });
 
     let selector = settings.site_label.clone();
-    let context = Arc::new(Context::new(
-        client.clone(),
-        settings,
-        args.history_limit,
-        metrics,
-    ));
     let apis: Vec<(Api<Deployment>, Api<Job>)> = if args.namespaces.is_empty() {
-        vec![(Api::all(client.clone()), Api::all(client))]
+        vec![(Api::all(client.clone()), Api::all(client.clone()))]
     } else {
         args.namespaces
             .iter()
@@ -107,21 +105,49 @@ async fn run() -> Result<()> {
             })
             .collect()
     };
-    // The companion Jobs wake their Deployment's reconciliation when they
-    // change (created, finished, deleted): outcomes are seen as they happen.
+    // The companion Jobs are watched once, into a cache that reconciliations
+    // read, and each change wakes the owning Deployment's reconciliation.
+    // The cache is written before the wake-up is sent (kube's reflector),
+    // so a reconciliation sees at least the change that woke it. Until the
+    // first list is in, a plan may miss a Job: then it creates one that
+    // exists (AlreadyExists), and never deletes one it has not seen.
     let companions = keys::companion_selector();
+    let mut stores = Vec::new();
+    let mut triggers = Vec::new();
+    for (_, jobs) in &apis {
+        let (store, writer) = reflector::store();
+        let trigger = reflector::reflector(
+            writer,
+            watcher(jobs.clone(), watcher::Config::default().labels(&companions)),
+        )
+        .default_backoff()
+        .touched_objects();
+        stores.push(store);
+        triggers.push(trigger);
+    }
+    let context = Arc::new(Context::new(
+        client,
+        settings,
+        args.history_limit,
+        metrics,
+        stores,
+    ));
     info!(namespaces = ?args.namespaces, label = %selector, "watching site Deployments");
-    let controllers = apis.into_iter().map(|(deployments, jobs)| {
-        Controller::new(deployments, watcher::Config::default().labels(&selector))
-            .owns(jobs, watcher::Config::default().labels(&companions))
-            .shutdown_on_signal()
-            .run(reconcile, error_policy, Arc::clone(&context))
-            .for_each(|outcome| async move {
-                if let Err(error) = outcome {
-                    error!(%error, "controller error");
-                }
-            })
-    });
+    let controllers = apis
+        .into_iter()
+        .zip(triggers)
+        .map(|((deployments, _), trigger)| {
+            Controller::new(deployments, watcher::Config::default().labels(&selector))
+                .owns_stream(trigger)
+                .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
+                .shutdown_on_signal()
+                .run(reconcile, error_policy, Arc::clone(&context))
+                .for_each(|outcome| async move {
+                    if let Err(error) = outcome {
+                        error!(%error, "controller error");
+                    }
+                })
+        });
     futures::future::join_all(controllers).await;
     info!("stopped");
     Ok(())

@@ -265,8 +265,8 @@ fn outcome(job: &Job, hash_label: &str, now: Timestamp) -> Option<Outcome> {
 }
 
 /// Companion Jobs still waiting (not finished), for the gauge.
-pub fn waiting(jobs: &[Job]) -> usize {
-    jobs.iter()
+pub fn waiting<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> usize {
+    jobs.into_iter()
         .filter(|job| is_companion(job) && !is_finished(job))
         .count()
 }

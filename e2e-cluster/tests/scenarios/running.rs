@@ -87,63 +87,6 @@ async fn job_ends(
     .await
 }
 
-/// The moment the rollout of `image` counted as done: its pods all Ready
-/// (the node records when it made each Ready).
-async fn ready_moment(
-    cluster: &Cluster,
-    ns: &str,
-    deployment: &str,
-    image: &str,
-) -> Result<Instant> {
-    let replica_sets: Api<ReplicaSet> = Api::namespaced(cluster.client.clone(), ns);
-    let set = eventually(
-        &format!("the ReplicaSet of {image} available"),
-        SOON,
-        || {
-            let replica_sets = replica_sets.clone();
-            async move {
-                Ok(replica_sets
-                    .list(&ListParams::default().labels(&format!("app={deployment}")))
-                    .await?
-                    .items
-                    .into_iter()
-                    .find(|set| {
-                        let runs_image = set
-                            .spec
-                            .as_ref()
-                            .and_then(|spec| spec.template.as_ref())
-                            .and_then(|template| template.spec.as_ref())
-                            .is_some_and(|pod| {
-                                pod.containers
-                                    .iter()
-                                    .any(|c| c.image.as_deref() == Some(image))
-                            });
-                        let available = set
-                            .status
-                            .as_ref()
-                            .and_then(|status| status.available_replicas)
-                            .unwrap_or(0);
-                        runs_image && available >= 1
-                    }))
-            }
-        },
-    )
-    .await?;
-    let hash = set
-        .labels()
-        .get("pod-template-hash")
-        .cloned()
-        .unwrap_or_default();
-    cluster
-        .node
-        .ready_moments(ns)
-        .into_iter()
-        .filter(|(pod, _)| pod.contains(&hash))
-        .map(|(_, at)| at)
-        .max()
-        .ok_or_else(|| anyhow!("no pod of {image} was made Ready by the node"))
-}
-
 /// Waits until a pod of Job `job` ran `container`; that run.
 async fn container_ran(
     cluster: &Cluster,
