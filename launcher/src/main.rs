@@ -67,6 +67,15 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+/// A plan reads a Job's metadata and status, never its pod template (which
+/// is most of its size) nor its managedFields: the cache keeps neither.
+fn keep_what_plans_read(job: &mut Job) {
+    job.metadata.managed_fields = None;
+    if let Some(spec) = job.spec.as_mut() {
+        spec.template = Default::default();
+    }
+}
+
 async fn run() -> Result<()> {
     tracing_subscriber::fmt()
         .json()
@@ -118,7 +127,8 @@ async fn run() -> Result<()> {
         let (store, writer) = reflector::store();
         let trigger = reflector::reflector(
             writer,
-            watcher(jobs.clone(), watcher::Config::default().labels(&companions)),
+            watcher(jobs.clone(), watcher::Config::default().labels(&companions))
+                .modify(keep_what_plans_read),
         )
         .default_backoff()
         .touched_objects();
@@ -137,7 +147,17 @@ async fn run() -> Result<()> {
         .into_iter()
         .zip(triggers)
         .map(|((deployments, _), trigger)| {
-            Controller::new(deployments, watcher::Config::default().labels(&selector))
+            // The Deployments' cache too, without their managedFields.
+            let (store, writer) = reflector::store();
+            let sites = reflector::reflector(
+                writer,
+                watcher(deployments, watcher::Config::default().labels(&selector)).modify(
+                    |deployment: &mut Deployment| deployment.metadata.managed_fields = None,
+                ),
+            )
+            .default_backoff()
+            .applied_objects();
+            Controller::for_stream(sites, store)
                 .owns_stream(trigger)
                 .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
                 .shutdown_on_signal()
