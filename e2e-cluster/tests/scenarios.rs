@@ -10,6 +10,7 @@
 use anyhow::{Context as _, Result, anyhow, ensure};
 use cache_buster_e2e_cluster::cluster::Cluster;
 use cache_buster_e2e_cluster::eventually;
+use cache_buster_e2e_cluster::node::resolve_symlinks;
 use cache_buster_e2e_cluster::sites::{deployments, flux_apply, ready_moment, site};
 use cache_buster_e2e_cluster::tools::Tools;
 use futures::FutureExt as _;
@@ -1140,22 +1141,6 @@ async fn purge_failure_reported(cluster: &Cluster) -> Result<()> {
         "{quoted}"
     );
     Ok(())
-}
-
-/// `path` with the symbolic links of its existing ancestors resolved (the
-/// sandbox's root is the host's, where /var/run links to /run; bubblewrap
-/// does not follow links when it makes a mount point).
-fn resolve_symlinks(path: &str) -> std::path::PathBuf {
-    let path = std::path::Path::new(path);
-    for ancestor in path.ancestors() {
-        if let Ok(real) = ancestor.canonicalize() {
-            let rest = path
-                .strip_prefix(ancestor)
-                .unwrap_or(std::path::Path::new(""));
-            return real.join(rest);
-        }
-    }
-    path.to_path_buf()
 }
 
 /// The harness's own premise: a site namespace refuses a pod that breaks
