@@ -110,6 +110,9 @@ const CONCURRENT: &[(&str, Scenario)] = &[
         "a_flaky_cdn_is_retried_and_a_permanent_503_fails_the_job_visibly",
         |c| running::cdn_failures(c).boxed_local(),
     ),
+    ("a_hanging_cdn_runs_into_curls_time_out", |c| {
+        running::cdn_hang(c).boxed_local()
+    }),
     ("missing_credentials_are_named_where_the_user_looks", |c| {
         running::missing_credentials(c).boxed_local()
     }),

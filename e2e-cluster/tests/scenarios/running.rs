@@ -593,6 +593,43 @@ pub async fn cdn_failures(cluster: &Cluster) -> Result<()> {
         .count();
     ensure!(purge_runs == 1, "{purge_runs} purge containers for one Job");
 
+    // 429 with Retry-After: curl waits as told, then succeeds.
+    secret(
+        cluster,
+        ns,
+        "throttled",
+        &[
+            ("CLOUDFLARE_ZONE_ID", "zone-throttled"),
+            ("CLOUDFLARE_API_TOKEN", "t"),
+        ],
+    )
+    .await?;
+    cluster.cdn.fail(
+        "/zones/zone-throttled/",
+        Failure::RateLimited {
+            times: 1,
+            retry_after: 3,
+        },
+    );
+    let throttled = annotated_site(
+        "blog",
+        ns,
+        "nginx:1.27.1",
+        &[("secret", "throttled"), ("everything", "true")],
+    );
+    purged_site(cluster, ns, &throttled).await?;
+    let seen = cluster.cdn.requests("/zones/zone-throttled/");
+    ensure!(
+        seen.len() == 2,
+        "{} requests for 429, 200: {seen:?}",
+        seen.len()
+    );
+    let waited = seen[1].at - seen[0].at;
+    ensure!(
+        waited >= Duration::from_secs(3),
+        "curl retried after {waited:?}, not the 3 s of Retry-After"
+    );
+
     let down = annotated_site(
         "shop",
         ns,
@@ -724,6 +761,48 @@ pub async fn missing_credentials(cluster: &Cluster) -> Result<()> {
             .iter()
             .all(|run| !run.pod.contains(&job)),
         "a container ran without its Secret"
+    );
+    Ok(())
+}
+
+/// The double's hang: a request it never answers runs into curl's time-out
+/// (the purge's own is 60 s; here 2 s), and is still recorded.
+pub async fn cdn_hang(cluster: &Cluster) -> Result<()> {
+    cluster.cdn.fail(
+        "hooks.example.test/hang",
+        Failure::Hang {
+            duration: Duration::from_secs(30),
+        },
+    );
+    let ca = cluster.pki.ca_file();
+    let address = format!("hooks.example.test:443:{}", cluster.cdn.address.ip());
+    let mut curl = tokio::process::Command::new(&cluster.tools.curl);
+    curl.args([
+        "--silent",
+        "--show-error",
+        "--fail",
+        "--max-time",
+        "2",
+        "--cacert",
+    ])
+    .arg(&ca)
+    .args(["--resolve", &address, "https://hooks.example.test/hang"]);
+    let started = Instant::now();
+    let output = curl.output().await?;
+    ensure!(
+        output.status.code() == Some(28),
+        "curl: {:?} {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    ensure!(
+        started.elapsed() < Duration::from_secs(10),
+        "curl waited {:?}",
+        started.elapsed()
+    );
+    ensure!(
+        cluster.cdn.requests("hooks.example.test/hang").len() == 1,
+        "the hanging request was not recorded"
     );
     Ok(())
 }
