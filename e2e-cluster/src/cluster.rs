@@ -537,7 +537,13 @@ impl Cluster {
         Ok(path)
     }
 
+    /// Starts the launcher and waits until it is ready (`/readyz`).
     pub async fn start_launcher(&self) -> Result<()> {
+        self.spawn_launcher(true).await
+    }
+
+    /// Starts the launcher; with `wait_ready`, waits until `/readyz` says ok.
+    pub async fn spawn_launcher(&self, wait_ready: bool) -> Result<()> {
         let kubeconfig = self
             .kubeconfig_for(LAUNCHER_NAMESPACE, LAUNCHER_ACCOUNT)
             .await?;
@@ -556,10 +562,15 @@ impl Cluster {
             &self.logs(),
         )?;
         let port = self.launcher_port;
-        wait_until(&mut launcher, Duration::from_secs(30), move || {
-            http_ok(port, "/healthz")
-        })
-        .await?;
+        let started = move || async move {
+            if wait_ready {
+                http_ok(port, "/readyz").await
+            } else {
+                // Answering at all (/healthz) is enough.
+                http_ok(port, "/healthz").await
+            }
+        };
+        wait_until(&mut launcher, Duration::from_secs(30), started).await?;
         keep(&self.launcher, launcher)
     }
 
@@ -665,6 +676,11 @@ fn http_request(path: &str) -> http::Request<Vec<u8>> {
 
 /// A plain-HTTP GET on loopback, the body.
 pub async fn http_get(port: u16, path: &str) -> Result<String> {
+    Ok(http_get_with_status(port, path).await?.1)
+}
+
+/// GET http://127.0.0.1:PORT/PATH: the status code and the body.
+pub async fn http_get_with_status(port: u16, path: &str) -> Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     stream
@@ -672,10 +688,16 @@ pub async fn http_get(port: u16, path: &str) -> Result<String> {
         .await?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await?;
-    Ok(response
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
         .split_once("\r\n\r\n")
         .map(|(_, body)| body.to_owned())
-        .unwrap_or_default())
+        .unwrap_or_default();
+    Ok((status, body))
 }
 
 /// Server-side apply of every document in `yaml` but those of `skip_kinds`,

@@ -130,6 +130,10 @@ const EXCLUSIVE: &[(&str, Scenario)] = &[
         |c| forged_stamp_refused(c).boxed_local(),
     ),
     (
+        "a_forbidden_watch_makes_the_launcher_unready_says_why_and_is_counted",
+        |c| forbidden_watch(c).boxed_local(),
+    ),
+    (
         "with_policy_server_down_failure_policy_ignore_lets_the_rollout_through_unstamped",
         |c| policy_server_down(c).boxed_local(),
     ),
@@ -1164,4 +1168,75 @@ async fn pod_security_enforced(cluster: &Cluster) -> Result<()> {
     let text = error.to_string();
     ensure!(text.contains("violates PodSecurity \"restricted"), "{text}");
     Ok(())
+}
+
+/// RBAC without list and watch on Jobs (a common mistake when copying the
+/// ClusterRole): the launcher runs, but /readyz says which watch fails and
+/// why, the failures are counted, and it recovers once RBAC is fixed.
+async fn forbidden_watch(cluster: &Cluster) -> Result<()> {
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    let roles: Api<ClusterRole> = Api::all(cluster.client.clone());
+    let original = roles.get("cache-buster-launcher").await?;
+    let mut narrowed = original.clone();
+    for rule in narrowed.rules.iter_mut().flatten() {
+        if rule
+            .resources
+            .iter()
+            .flatten()
+            .any(|resource| resource == "jobs")
+        {
+            rule.verbs = vec!["create".into(), "delete".into()];
+        }
+    }
+    cluster.stop_launcher()?;
+    roles
+        .replace("cache-buster-launcher", &Default::default(), &narrowed)
+        .await?;
+    let outcome = async {
+        cluster.spawn_launcher(false).await?;
+        let port = cluster.launcher_port;
+        let body = eventually("/readyz failing on the jobs watch", SOON, || async move {
+            let (status, body) =
+                cache_buster_e2e_cluster::cluster::http_get_with_status(port, "/readyz").await?;
+            Ok((status == 503 && body.contains("failing")).then_some(body))
+        })
+        .await?;
+        ensure!(
+            body.contains("watch of jobs in all namespaces failing (retried with back-off): ")
+                && body.contains("jobs.batch is forbidden"),
+            "{body}"
+        );
+        ensure!(
+            !body.contains("deployments in all namespaces failing"),
+            "{body}"
+        );
+        let metrics = cluster.launcher_metrics().await?;
+        let errors = metrics
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("cache_buster_launcher_watch_errors_total{resource=\"jobs\"} ")
+            })
+            .and_then(|count| count.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        ensure!(errors >= 1, "no watch error counted:\n{metrics}");
+        Ok(())
+    }
+    .await;
+    let mut restored = original.clone();
+    restored.metadata.resource_version = None;
+    roles
+        .replace("cache-buster-launcher", &Default::default(), &restored)
+        .await?;
+    outcome?;
+    let port = cluster.launcher_port;
+    eventually(
+        "/readyz ok once RBAC is fixed",
+        Duration::from_secs(90),
+        || async move {
+            let (status, _) =
+                cache_buster_e2e_cluster::cluster::http_get_with_status(port, "/readyz").await?;
+            Ok((status == 200).then_some(()))
+        },
+    )
+    .await
 }

@@ -5,6 +5,7 @@ use anyhow::{Context as _, Result, anyhow};
 use cache_buster::keys;
 use cache_buster::settings::{Settings, parse_and_validate};
 use cache_buster_launcher::cluster::{Context, error_policy, reconcile};
+use cache_buster_launcher::health::Watches;
 use cache_buster_launcher::metrics::Metrics;
 use cache_buster_launcher::server::router;
 use clap::Parser;
@@ -38,7 +39,7 @@ struct Args {
     /// Finished companion Jobs kept per Deployment
     #[arg(long, default_value_t = 2)]
     history_limit: usize,
-    /// Address of /healthz and /metrics
+    /// Address of /healthz, /readyz and /metrics
     #[arg(long, default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
 }
@@ -91,18 +92,25 @@ async fn run() -> Result<()> {
     let metrics = Metrics::default();
 
     let registry = Arc::new(metrics.registry());
+    let watches = Arc::new(Watches::new(metrics.watch_errors.clone()));
+    let served = Arc::clone(&watches);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, router(registry)).await {
+        if let Err(error) = axum::serve(listener, router(registry, served)).await {
             error!(%error, "the HTTP server stopped");
         }
     });
 
     let selector = settings.site_label.clone();
-    let apis: Vec<(Api<Deployment>, Api<Job>)> = if args.namespaces.is_empty() {
-        vec![(Api::all(client.clone()), Api::all(client.clone()))]
+    // (Deployments, Jobs, where): one pair of watches per scope.
+    let apis: Vec<(Api<Deployment>, Api<Job>, String)> = if args.namespaces.is_empty() {
+        vec![(
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            "all namespaces".to_owned(),
+        )]
     } else {
         args.namespaces
             .iter()
@@ -110,6 +118,7 @@ async fn run() -> Result<()> {
                 (
                     Api::namespaced(client.clone(), namespace),
                     Api::namespaced(client.clone(), namespace),
+                    format!("namespace {namespace}"),
                 )
             })
             .collect()
@@ -123,12 +132,16 @@ async fn run() -> Result<()> {
     let companions = keys::companion_selector();
     let mut stores = Vec::new();
     let mut triggers = Vec::new();
-    for (_, jobs) in &apis {
+    for (_, jobs, scope) in &apis {
         let (store, writer) = reflector::store();
+        let watch = format!("jobs in {scope}");
+        watches.register(&watch);
+        let health = Arc::clone(&watches);
         let trigger = reflector::reflector(
             writer,
             watcher(jobs.clone(), watcher::Config::default().labels(&companions))
-                .modify(keep_what_plans_read),
+                .modify(keep_what_plans_read)
+                .inspect(move |event| health.observe(&watch, "jobs", event)),
         )
         .default_backoff()
         .touched_objects();
@@ -146,14 +159,17 @@ async fn run() -> Result<()> {
     let controllers = apis
         .into_iter()
         .zip(triggers)
-        .map(|((deployments, _), trigger)| {
+        .map(|((deployments, _, scope), trigger)| {
             // The Deployments' cache too, without their managedFields.
             let (store, writer) = reflector::store();
+            let watch = format!("deployments in {scope}");
+            watches.register(&watch);
+            let health = Arc::clone(&watches);
             let sites = reflector::reflector(
                 writer,
-                watcher(deployments, watcher::Config::default().labels(&selector)).modify(
-                    |deployment: &mut Deployment| deployment.metadata.managed_fields = None,
-                ),
+                watcher(deployments, watcher::Config::default().labels(&selector))
+                    .modify(|deployment: &mut Deployment| deployment.metadata.managed_fields = None)
+                    .inspect(move |event| health.observe(&watch, "deployments", event)),
             )
             .default_backoff()
             .applied_objects();

@@ -39,6 +39,11 @@ pub struct ProviderLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WatchLabels {
+    pub resource: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NamespaceLabels {
     pub namespace: String,
 }
@@ -62,6 +67,7 @@ pub struct Metrics {
     pub jobs_refused: Counter,
     pub jobs_pruned: Counter,
     pub errors: Counter,
+    pub watch_errors: Family<WatchLabels, Counter>,
     pub purges: Family<PurgeLabels, Counter>,
     pub purge_duration: Family<ProviderLabels, Histogram, fn() -> Histogram>,
     pub jobs_waiting: Family<NamespaceLabels, Gauge>,
@@ -77,6 +83,7 @@ impl Default for Metrics {
             jobs_refused: Counter::default(),
             jobs_pruned: Counter::default(),
             errors: Counter::default(),
+            watch_errors: Family::default(),
             purges: Family::default(),
             purge_duration: Family::new_with_constructor(purge_duration_histogram),
             jobs_waiting: Family::default(),
@@ -130,6 +137,11 @@ impl Metrics {
             "errors",
             "Reconciliations that failed and will be retried",
             self.errors.clone(),
+        );
+        registry.register(
+            "watch_errors",
+            "Failed list and watch calls, by watched resource (retried with back-off; /readyz says which)",
+            self.watch_errors.clone(),
         );
         registry.register(
             "purges",
@@ -227,6 +239,9 @@ mod tests {
         }));
         drop(metrics.jobs_waiting.get_or_create(&NamespaceLabels {
             namespace: "web".into(),
+        }));
+        drop(metrics.watch_errors.get_or_create(&WatchLabels {
+            resource: "jobs".into(),
         }));
         let text = render(&metrics.registry());
         let exposed: Vec<(String, String)> = text

@@ -345,6 +345,8 @@ fn the_launcher_runs_non_root_on_a_read_only_filesystem() {
         serde_json::json!(["ALL"])
     );
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    // Ready only while its watches run (a Forbidden watch makes it unready).
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
     let args: Vec<&str> = container["args"]
         .as_array()
         .unwrap()
