@@ -174,7 +174,7 @@ pub fn derive_stamp(
                 key: annotation(PROVIDER),
                 value: value.clone(),
                 problem: "is not a known provider".to_owned(),
-                expected: "one of cloudflare, fastly, webhook".to_owned(),
+                expected: Provider::expected_for(value),
             })?
         }
         None => settings.provider,
@@ -319,6 +319,19 @@ fn selected_images(
                 .enumerate()
                 .filter(|(_, container)| container.name == wanted_name)
                 .collect();
+            if found.is_empty() && wanted_name.contains([',', ' ', '\t', '\n']) {
+                let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
+                return Err(PolicyError::InvalidAnnotation {
+                    key: settings.annotation(CONTAINER),
+                    value: wanted.clone(),
+                    problem: "is a list, and the annotation takes a single container name"
+                        .to_owned(),
+                    expected: format!(
+                        "one of the containers: {} (without the annotation, every container counts)",
+                        names.join(", ")
+                    ),
+                });
+            }
             if found.is_empty() {
                 let is_init = pod
                     .and_then(|pod| pod.init_containers.as_ref())
@@ -662,6 +675,10 @@ mod tests {
         "cache",
         "annotation cache-buster.io/container: \"cache\" names no container of the Deployment; expected one of the containers: web"
     )]
+    #[case::a_list(
+        "web, proxy",
+        "annotation cache-buster.io/container: \"web, proxy\" is a list, and the annotation takes a single container name; expected one of the containers: web (without the annotation, every container counts)"
+    )]
     #[case::init(
         "migrate",
         "annotation cache-buster.io/container: \"migrate\" names an init container, and init containers never count; expected one of the containers: web"
@@ -751,6 +768,16 @@ mod tests {
         "cache-buster.io/provider",
         "akamai",
         "annotation cache-buster.io/provider: \"akamai\" is not a known provider; expected one of cloudflare, fastly, webhook"
+    )]
+    #[case::provider_in_capitals(
+        "cache-buster.io/provider",
+        "Cloudflare",
+        "annotation cache-buster.io/provider: \"Cloudflare\" is not a known provider; expected one of cloudflare, fastly, webhook (provider names are lowercase: did you mean \"cloudflare\"?)"
+    )]
+    #[case::provider_misspelt(
+        "cache-buster.io/provider",
+        "fasty",
+        "annotation cache-buster.io/provider: \"fasty\" is not a known provider; expected one of cloudflare, fastly, webhook (did you mean \"fastly\"?)"
     )]
     #[case::secret(
         "cache-buster.io/secret",

@@ -67,6 +67,34 @@ impl Provider {
             .find(|provider| provider.name() == name)
     }
 
+    /// For a name that is not a provider, the provider it most likely means,
+    /// as a hint to add to the message: the same name in another case, or
+    /// one within two edits (`fasty`, `web-hook`).
+    pub fn did_you_mean(name: &str) -> Option<String> {
+        let lowercase = name.trim().to_lowercase();
+        if let Some(provider) = Provider::from_name(&lowercase) {
+            return Some(format!(
+                "provider names are lowercase: did you mean {:?}?",
+                provider.name()
+            ));
+        }
+        Provider::ALL
+            .into_iter()
+            .map(|provider| (strsim::levenshtein(&lowercase, provider.name()), provider))
+            .filter(|(distance, _)| *distance <= 2)
+            .min_by_key(|(distance, _)| *distance)
+            .map(|(_, provider)| format!("did you mean {:?}?", provider.name()))
+    }
+
+    /// "one of cloudflare, fastly, webhook", with the hint for `name`.
+    pub fn expected_for(name: &str) -> String {
+        let mut expected = "one of cloudflare, fastly, webhook".to_owned();
+        if let Some(hint) = Provider::did_you_mean(name) {
+            expected.push_str(&format!(" ({hint})"));
+        }
+        expected
+    }
+
     /// The keys the credentials Secret must (or, for `WEBHOOK_TOKEN`, may) hold.
     pub fn secret_keys(self) -> &'static [&'static str] {
         match self {
@@ -142,7 +170,10 @@ impl TryFrom<String> for Provider {
 
     fn try_from(name: String) -> Result<Self, Self::Error> {
         Provider::from_name(&name).ok_or_else(|| {
-            format!("unknown provider {name:?}, expected one of cloudflare, fastly, webhook")
+            format!(
+                "unknown provider {name:?}, expected {}",
+                Provider::expected_for(&name)
+            )
         })
     }
 }
