@@ -8,6 +8,7 @@ use crate::providers::Provider;
 use crate::quantity::parse_quantity;
 use kubewarden_policy_sdk::settings::Validatable;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 pub const DEFAULT_KUBECTL_IMAGE: &str = "registry.k8s.io/kubectl:v1.34.2";
 pub const DEFAULT_CURL_IMAGE: &str = "curlimages/curl:8.17.0";
@@ -66,9 +67,11 @@ impl Default for Settings {
     }
 }
 
-/// Requests and limits given to each container of the Job.
+/// Requests and limits given to each container of the Job. Settings may
+/// give only some of them (`limits.memory` alone): the rest keep their
+/// defaults.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[serde(from = "ResourcesOverride")]
 pub struct ContainerResources {
     pub requests: CpuMemory,
     pub limits: CpuMemory,
@@ -96,6 +99,40 @@ pub struct CpuMemory {
     pub memory: String,
 }
 
+/// `resources` as written in the settings: any part may be left out.
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct ResourcesOverride {
+    requests: CpuMemoryOverride,
+    limits: CpuMemoryOverride,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct CpuMemoryOverride {
+    cpu: Option<String>,
+    memory: Option<String>,
+}
+
+impl CpuMemoryOverride {
+    fn over(self, default: CpuMemory) -> CpuMemory {
+        CpuMemory {
+            cpu: self.cpu.unwrap_or(default.cpu),
+            memory: self.memory.unwrap_or(default.memory),
+        }
+    }
+}
+
+impl From<ResourcesOverride> for ContainerResources {
+    fn from(given: ResourcesOverride) -> Self {
+        let default = ContainerResources::default();
+        ContainerResources {
+            requests: given.requests.over(default.requests),
+            limits: given.limits.over(default.limits),
+        }
+    }
+}
+
 /// Parses settings JSON, naming the offending key on error
 /// (`settings.backoffLimit: invalid type: …`).
 pub fn parse_settings(json: &[u8]) -> Result<Settings, String> {
@@ -109,8 +146,18 @@ pub fn parse_settings(json: &[u8]) -> Result<Settings, String> {
                 .to_owned(),
         );
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(json);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+    let (settings, problems) = decode(json);
+    if problems.is_empty() {
+        Ok(settings)
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+/// The settings from the keys that decode, and a problem for each key that
+/// does not: every one at once, not only the first.
+fn decode(json: &[u8]) -> (Settings, Vec<String>) {
+    let named = |error: serde_path_to_error::Error<serde_json::Error>| {
         let path = error.path().to_string();
         let inner = error.into_inner();
         if path == "." {
@@ -118,15 +165,51 @@ pub fn parse_settings(json: &[u8]) -> Result<Settings, String> {
         } else {
             format!("settings.{path}: {inner}")
         }
-    })
+    };
+    let mut whole = serde_json::Deserializer::from_slice(json);
+    let first_try: Result<Settings, _> = serde_path_to_error::deserialize(&mut whole);
+    let first_error = match first_try {
+        Ok(settings) => return (settings, Vec::new()),
+        Err(error) => named(error),
+    };
+    // Not an object of keys (a syntax error): that one problem is all.
+    let Ok(object) = serde_json::from_slice::<serde_json::Map<String, Value>>(json) else {
+        return (Settings::default(), vec![first_error]);
+    };
+    let mut problems = Vec::new();
+    let mut decodable = serde_json::Map::new();
+    for (key, value) in object {
+        let single = Value::Object(std::iter::once((key.clone(), value.clone())).collect());
+        match serde_path_to_error::deserialize::<_, Settings>(single) {
+            Ok(_) => {
+                decodable.insert(key, value);
+            }
+            Err(error) => problems.push(named(error)),
+        }
+    }
+    let settings = serde_json::from_value(Value::Object(decodable)).unwrap_or_default();
+    (settings, problems)
 }
 
 /// Parses and checks settings: what `validate_settings` answers, and what
-/// the launcher requires of its settings file.
+/// the launcher requires of its settings file. Every problem is reported,
+/// those of keys that do not decode first.
 pub fn parse_and_validate(json: &[u8]) -> Result<Settings, String> {
-    let settings = parse_settings(json)?;
-    settings.validate()?;
-    Ok(settings)
+    let trimmed = json.trim_ascii();
+    if trimmed.is_empty() || trimmed == b"null" || !trimmed.starts_with(b"{") {
+        let settings = parse_settings(json)?;
+        settings.validate()?;
+        return Ok(settings);
+    }
+    let (settings, mut problems) = decode(json);
+    if let Err(invalid) = settings.validate() {
+        problems.push(invalid);
+    }
+    if problems.is_empty() {
+        Ok(settings)
+    } else {
+        Err(problems.join("; "))
+    }
 }
 
 impl Settings {
@@ -411,6 +494,39 @@ mod tests {
     ) {
         let error = validation_error(input);
         assert!(error.contains(message), "{error}");
+    }
+
+    #[test]
+    fn type_errors_and_invalid_values_are_all_reported_at_once() {
+        let error = parse_and_validate(
+            json!({"backoffLimit": "three", "provider": "Fastly", "runAsUser": 0})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            error,
+            "settings.backoffLimit: invalid type: string \"three\", expected i64; \
+             settings.provider: unknown provider \"Fastly\", expected one of cloudflare, fastly, webhook (provider names are lowercase: did you mean \"fastly\"?); \
+             runAsUser: 0 is out of range; expected 1 to 2147483647"
+        );
+    }
+
+    #[test]
+    fn a_partial_resources_override_keeps_the_defaults_it_leaves_out() {
+        let parsed = settings(json!({"resources": {"limits": {"memory": "256Mi"}}})).unwrap();
+        let defaults = ContainerResources::default();
+        assert_eq!(
+            parsed.resources,
+            ContainerResources {
+                requests: defaults.requests,
+                limits: CpuMemory {
+                    cpu: defaults.limits.cpu,
+                    memory: "256Mi".to_owned()
+                },
+            }
+        );
+        assert_eq!(parsed.validate(), Ok(()));
     }
 
     #[test]
