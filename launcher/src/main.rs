@@ -188,3 +188,29 @@ async fn run() -> Result<()> {
     info!("stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// YAML settings are named by key, never by a position in the JSON the
+    /// launcher converts them to, and every problem is listed (in key order).
+    #[test]
+    fn invalid_yaml_settings_are_named_by_key_all_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.yaml");
+        std::fs::write(
+            &path,
+            "provider: Cloudflare\nbackoffLimit: three\nresources:\n  limits:\n    memory: 256Mi\n",
+        )
+        .unwrap();
+        let error = load_settings(Some(&path)).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            format!(
+                "invalid settings in {}: settings.backoffLimit: invalid type: string \"three\", expected i64; settings.provider: unknown provider \"Cloudflare\", expected one of cloudflare, fastly, webhook (provider names are lowercase: did you mean \"cloudflare\"?)",
+                path.display()
+            )
+        );
+    }
+}
