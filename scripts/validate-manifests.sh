@@ -2,7 +2,7 @@
 # Validates every Kubernetes manifest of the project against the official
 # schemas with kubernetes-validate (PyPI), strictly (unknown fields fail), for
 # the oldest and the newest Kubernetes this project supports:
-#   - deploy/*.yaml and deploy/secrets/*.yaml;
+#   - deploy/*.yaml, deploy/site/job-rbac.yaml and deploy/secrets/*.yaml;
 #   - the Job the policy generates for each provider, taken from what the
 #     real policy.wasm stamps (through KWCTL, kwrun or kwctl).
 # CRDs (the ClusterAdmissionPolicy) have no schema there: they are checked by
@@ -36,7 +36,7 @@ done
 "$kwctl" run --request-path e2e-tests/fixtures/create-labelled.json --settings-path e2e-tests/settings/fastly.json "$policy" 2>/dev/null |
   jq -r '.patch | @base64d | fromjson | .[] | select(.path | endswith("~1job")) | .value' >"$generated/job-settings-fastly.json"
 
-manifests=(deploy/job-rbac.yaml deploy/launcher.yaml deploy/secrets/*.yaml "$generated"/*.json)
+manifests=(deploy/site/job-rbac.yaml deploy/launcher.yaml deploy/secrets/*.yaml "$generated"/*.json)
 for version in "${kubernetes_versions[@]}"; do
   "$venv/bin/kubernetes-validate" --strict --quiet -k "$version" "${manifests[@]}"
 done

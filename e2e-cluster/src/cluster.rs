@@ -589,7 +589,7 @@ impl Cluster {
     }
 
     /// A site namespace as a user sets one up: Pod Security "restricted"
-    /// enforced, deploy/job-rbac.yaml applied in it.
+    /// enforced, deploy/site/job-rbac.yaml applied in it.
     pub async fn site_namespace(&self, name: &str) -> Result<()> {
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
         let namespace: Namespace = serde_json::from_value(json!({
@@ -598,7 +598,7 @@ impl Cluster {
         namespaces
             .create(&PostParams::default(), &namespace)
             .await?;
-        let text = std::fs::read_to_string(repository().join("deploy/job-rbac.yaml"))?;
+        let text = std::fs::read_to_string(repository().join("deploy/site/job-rbac.yaml"))?;
         apply_yaml(&self.client, &text, Some(name), &[]).await?;
         Ok(())
     }

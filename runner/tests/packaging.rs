@@ -270,7 +270,7 @@ fn every_provider_has_a_secret_example_with_its_keys() {
 
 #[test]
 fn the_job_role_grants_exactly_what_kubectl_wait_and_rollout_status_need() {
-    let text = repository_file("deploy/job-rbac.yaml");
+    let text = repository_file("deploy/site/job-rbac.yaml");
     let documents: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
         .map(|document| serde::Deserialize::deserialize(document).unwrap())
         .collect();
