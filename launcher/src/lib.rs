@@ -2,6 +2,7 @@
 //! each site Deployment, exactly once (SPEC §8).
 
 pub mod cluster;
+pub mod difference;
 pub mod health;
 pub mod metrics;
 pub mod plan;

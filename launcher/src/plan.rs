@@ -2,6 +2,7 @@
 //! Jobs that exist and the settings in; what to do out. No Kubernetes call
 //! happens here (see `cluster` for those).
 
+use crate::difference;
 use cache_buster::deployment::{
     self as policy, Participation, RequestContext, carried_in, participation, stamp_keys,
 };
@@ -125,16 +126,27 @@ pub fn decide(
     let stamp = match policy::decide(settings, deployment, RequestContext::default(), &carries) {
         Ok(policy::Decision::UpToDate { stamp, .. }) => stamp,
         Ok(policy::Decision::Stamp { stamp, .. }) => {
-            let key = stamp
+            let (key, derived) = stamp
                 .annotations(settings)
                 .into_iter()
                 .find(|(key, value)| !carries(key, value))
-                .map(|(key, _)| key)
-                .unwrap_or(job_key);
+                .map(|(key, value)| (key, value.to_owned()))
+                .unwrap_or_else(|| (job_key, stamp.job_json.clone()));
+            let carried = annotations
+                .and_then(|annotations| annotations.get(&key))
+                .cloned()
+                .unwrap_or_default();
+            let why = if key == stamp_keys(settings)[2] {
+                difference::explain(&carried, &derived)
+            } else {
+                format!(
+                    "it is {carried:?} where the policy derives {derived:?}, so the stamp was written while the policy was not running, or by another version of it"
+                )
+            };
             return Decision::Refuse {
                 reason: format!(
                     "annotation {key} is not what the cache-buster policy derives from this Deployment; \
-                     no Job is created from it (was it written while the policy was not running?)"
+                     no Job is created from it: {why}"
                 ),
             };
         }
@@ -711,6 +723,37 @@ mod tests {
                 "annotation {key} is not what the cache-buster policy derives"
             )),
             "{reason}"
+        );
+    }
+
+    /// Stamped by a policy with backoffLimit 4, read by a launcher with the
+    /// default 3: the Event says it is the settings, and which.
+    #[test]
+    fn a_stamp_made_with_other_settings_is_refused_naming_the_setting() {
+        let deployment = stamped("nginx:1.25");
+        let policy_settings = Settings {
+            backoff_limit: 4,
+            ..Settings::default()
+        };
+        let mut restamped = deployment.clone();
+        let (stamp, _) = cache_buster::deployment::derive_stamp(
+            &policy_settings,
+            &restamped,
+            Default::default(),
+        )
+        .unwrap();
+        let annotations = restamped.metadata.annotations.as_mut().unwrap();
+        for (key, value) in stamp.annotations(&policy_settings) {
+            annotations.insert(key, value.to_owned());
+        }
+        let Decision::Refuse { reason } = decide_with(&restamped, &[], 2) else {
+            panic!()
+        };
+        assert_eq!(
+            reason,
+            "annotation cache-buster.io/job is not what the cache-buster policy derives from this Deployment; \
+             no Job is created from it: it differs only where settings decide: spec.backoffLimit (4 in the stamp, 3 here). \
+             The policy and the launcher run with different settings (backoffLimit): give both the same"
         );
     }
 
