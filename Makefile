@@ -82,7 +82,7 @@ cluster-tests: annotated-policy.wasm $(LAUNCHER)
 	LAUNCHER="$(LAUNCHER)" POLICY="$(abspath annotated-policy.wasm)" \
 	  $(CARGO) test --locked --workspace --profile tools --test scenarios
 
-# The chain measured on the test cluster (README, "The chain, measured"):
+# The chain measured on the test cluster (docs/development.md, "The chain, measured"):
 # ReplicaSet available → purge, apply → Job, the launcher with 1,000 sites.
 # Prints figures, asserts nothing. ROLLOUTS=10 SITES=1000 by default.
 bench-cluster: annotated-policy.wasm $(LAUNCHER)

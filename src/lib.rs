@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 
 // Every evaluation allocates the Job's many small strings: talc does that
-// faster than dlmalloc, wasm's default (see the README's benchmarks).
+// faster than dlmalloc, wasm's default (see docs/development.md, "Speed and size").
 #[cfg(all(target_family = "wasm", not(target_feature = "atomics")))]
 #[global_allocator]
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();

@@ -1,4 +1,4 @@
-//! The cache-buster's real-cluster test harness (README, "Development"): a
+//! The cache-buster's real-cluster test harness (docs/development.md): a
 //! control plane started from the real programs (see `tools`), the policy as
 //! released behind Kubewarden's policy-server, and the launcher, on loopback
 //! in a temporary directory. `tests/scenarios.rs` runs the scenarios on it.
