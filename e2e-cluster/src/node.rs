@@ -104,18 +104,6 @@ impl TestNode {
             setup.dir.join("etc/certs/ca-certificates.crt"),
             &setup.ca_bundle,
         )?;
-        for (image, program) in &setup.images {
-            let bin = image_bin(&setup.dir, image);
-            std::fs::create_dir_all(&bin)?;
-            let name = program
-                .file_name()
-                .ok_or_else(|| anyhow!("{} has no file name", program.display()))?;
-            let link = bin.join(name);
-            if !link.exists() {
-                std::os::unix::fs::symlink(program, link)?;
-            }
-        }
-
         let nodes: Api<Node> = Api::all(setup.client.clone());
         let node: Node = serde_json::from_value(json!({
             "metadata": {"name": NODE_NAME, "labels": {"kubernetes.io/hostname": NODE_NAME}}
@@ -728,12 +716,6 @@ pub fn expand(text: &str, defined: &HashMap<String, String>) -> String {
 /// Where a sandbox finds its image's programs.
 const IMAGE_BIN: &str = "/opt/image/bin";
 
-fn image_bin(dir: &Path, repository: &str) -> PathBuf {
-    dir.join("images")
-        .join(repository.replace('/', "_"))
-        .join("bin")
-}
-
 /// `registry.k8s.io/kubectl:v1.34.2` → `registry.k8s.io/kubectl`.
 pub fn repository_of(image: &str) -> &str {
     let without_digest = image.split('@').next().unwrap_or(image);
@@ -755,12 +737,15 @@ async fn run_container(
     let namespace = pod.namespace().unwrap_or_default();
     let image = container.image.clone().unwrap_or_default();
     let repository = repository_of(&image);
-    if !shared.setup.images.contains_key(repository) {
+    let Some(program) = shared.setup.images.get(repository) else {
         return Ok((
             128,
             format!("the test node has no program for image {image}"),
         ));
-    }
+    };
+    let program_name = program
+        .file_name()
+        .ok_or_else(|| anyhow!("{} has no file name", program.display()))?;
     let env = loop {
         match environment(shared, &namespace, pod, container).await? {
             Ok(env) => break env,
@@ -834,9 +819,11 @@ async fn run_container(
         .arg("--ro-bind")
         .arg(etc.join("certs"))
         .arg("/etc/ssl/certs")
+        // The image's program itself, not a link to it: the host path may
+        // be under /tmp, which the sandbox has its own of.
         .arg("--ro-bind")
-        .arg(image_bin(&shared.setup.dir, repository))
-        .arg(IMAGE_BIN)
+        .arg(program.canonicalize()?)
+        .arg(Path::new(IMAGE_BIN).join(program_name))
         .arg("--bind")
         .arg(&termination_log)
         .arg(
