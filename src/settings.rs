@@ -496,6 +496,55 @@ mod tests {
         assert!(error.contains(message), "{error}");
     }
 
+    /// The README's settings table names every setting, with its default.
+    #[test]
+    fn the_readme_documents_every_setting_and_its_default() {
+        let readme = include_str!("../README.md");
+        let table = readme
+            .split("| setting | default | allowed | meaning |")
+            .nth(1)
+            .and_then(|rest| rest.split("\n\n").next())
+            .expect("the README's settings table");
+        let documented: Vec<(String, String)> = table
+            .lines()
+            .skip(2)
+            .filter_map(|row| {
+                let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+                Some((
+                    cells.get(1)?.trim_matches('`').to_owned(),
+                    (*cells.get(2)?).to_owned(),
+                ))
+            })
+            .collect();
+        let defaults = serde_json::to_value(Settings::default()).unwrap();
+        let mut keys: Vec<&String> = defaults.as_object().unwrap().keys().collect();
+        // ttlSecondsAfterFinished is left out when unset.
+        let ttl = "ttlSecondsAfterFinished".to_owned();
+        keys.push(&ttl);
+        keys.sort();
+        let mut names: Vec<&String> = documented.iter().map(|(name, _)| name).collect();
+        names.sort();
+        assert_eq!(names, keys);
+        for (name, cell) in &documented {
+            let expected = match defaults.get(name) {
+                None => "unset".to_owned(),
+                Some(Value::String(text)) => format!("`{text}`"),
+                Some(Value::Object(_)) => {
+                    let resources = ContainerResources::default();
+                    format!(
+                        "requests `{}`/`{}`, limits `{}`/`{}`",
+                        resources.requests.cpu,
+                        resources.requests.memory,
+                        resources.limits.cpu,
+                        resources.limits.memory
+                    )
+                }
+                Some(other) => format!("`{other}`"),
+            };
+            assert_eq!(cell, &expected, "the README's default of {name}");
+        }
+    }
+
     #[test]
     fn type_errors_and_invalid_values_are_all_reported_at_once() {
         let error = parse_and_validate(

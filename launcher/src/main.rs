@@ -193,6 +193,53 @@ async fn run() -> Result<()> {
 mod tests {
     use super::*;
 
+    /// The README's flag table lists exactly the launcher's flags, with
+    /// their defaults where they have one.
+    #[test]
+    fn the_readme_documents_every_flag_and_its_default() {
+        use clap::CommandFactory as _;
+        let readme = include_str!("../../README.md");
+        let table = readme
+            .split("| flag | default | |")
+            .nth(1)
+            .and_then(|rest| rest.split("\n\n").next())
+            .expect("the README's flag table");
+        let mut documented: Vec<(String, String)> = table
+            .lines()
+            .skip(2)
+            .filter_map(|row| {
+                let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+                let flag = cells.get(1)?.trim_matches('`');
+                let name = flag.strip_prefix("--")?.split(' ').next()?;
+                Some((name.to_owned(), cells.get(2)?.trim_matches('`').to_owned()))
+            })
+            .collect();
+        documented.sort();
+        let mut flags: Vec<(String, String)> = Args::command()
+            .get_arguments()
+            .filter_map(|argument| {
+                let name = argument.get_long()?;
+                let default = argument
+                    .get_default_values()
+                    .first()
+                    .map(|value| value.to_string_lossy().into_owned());
+                Some((name.to_owned(), default))
+            })
+            .filter(|(name, _)| name != "help" && name != "version")
+            .map(|(name, default)| {
+                let documented_default = documented
+                    .iter()
+                    .find(|(documented, _)| *documented == name)
+                    .map(|(_, text)| text.clone())
+                    .unwrap_or_default();
+                // A flag without a default is documented in words.
+                (name, default.unwrap_or(documented_default))
+            })
+            .collect();
+        flags.sort();
+        assert_eq!(documented, flags);
+    }
+
     /// YAML settings are named by key, never by a position in the JSON the
     /// launcher converts them to, and every problem is listed (in key order).
     #[test]
