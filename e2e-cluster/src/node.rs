@@ -373,7 +373,6 @@ async fn report(
 /// `restartPolicy: Never`.
 async fn execute(shared: &Shared, pods: &Api<Pod>, pod: Pod) -> Result<()> {
     let name = pod.name_any();
-    let namespace = pod.namespace().unwrap_or_default();
     let uid = pod.uid().unwrap_or_default();
     let spec = pod
         .spec
@@ -443,7 +442,6 @@ async fn execute(shared: &Shared, pods: &Api<Pod>, pod: Pod) -> Result<()> {
         }
     }
     let phase = if failed { "Failed" } else { "Succeeded" };
-    let _ = namespace;
     report(pods, &name, phase, &init_statuses, &main_statuses).await
 }
 

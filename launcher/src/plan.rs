@@ -131,12 +131,12 @@ pub fn decide(
                 .into_iter()
                 .find(|(key, value)| !carries(key, value))
                 .map(|(key, value)| (key, value.to_owned()))
-                .unwrap_or_else(|| (job_key, stamp.job_json.clone()));
+                .unwrap_or_else(|| (job_key.clone(), stamp.job_json.clone()));
             let carried = annotations
                 .and_then(|annotations| annotations.get(&key))
                 .cloned()
                 .unwrap_or_default();
-            let why = if key == stamp_keys(settings)[2] {
+            let why = if key == job_key {
                 difference::explain(&carried, &derived)
             } else {
                 format!(
