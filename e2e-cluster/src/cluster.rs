@@ -17,7 +17,7 @@ use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, WebhookClientConfig,
 };
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -49,8 +49,6 @@ pub struct Cluster {
     pub client: Client,
     /// deploy/policy.yaml, as Kubewarden reads it.
     pub policy: Value,
-    /// The launcher's settings file (from deploy/launcher.yaml's ConfigMap).
-    pub launcher_settings: PathBuf,
     pub launcher_port: u16,
     pub module: String,
     policy_server_port: u16,
@@ -269,8 +267,24 @@ impl Cluster {
             &std::fs::read_to_string(repository.join("deploy/policy.yaml"))
                 .context("reading deploy/policy.yaml")?,
         )?;
-        let launcher_settings = root.join("launcher-settings.yaml");
-        std::fs::write(&launcher_settings, launcher_configmap_settings()?)?;
+        // The ClusterAdmissionPolicy of deploy/policy.yaml, stored as
+        // Kubewarden stores it: the policy-server is configured from it, and
+        // the launcher reads its settings from it.
+        let crd = std::fs::read_to_string(
+            repository.join("e2e-cluster/crds/clusteradmissionpolicies.yaml"),
+        )?;
+        apply_yaml(&client, &crd, None, &[]).await?;
+        {
+            let text = std::fs::read_to_string(repository.join("deploy/policy.yaml"))?;
+            let client = client.clone();
+            // Until the new CRD is served.
+            wait_until(&mut control_plane[1], Duration::from_secs(30), move || {
+                let client = client.clone();
+                let text = text.clone();
+                async move { apply_yaml(&client, &text, None, &[]).await.is_ok() }
+            })
+            .await?;
+        }
 
         // The images of the Job, as the policy's settings name them, played
         // by the real programs.
@@ -307,7 +321,6 @@ impl Cluster {
             api_port,
             client,
             policy,
-            launcher_settings,
             launcher_port: free_port()?,
             module,
             policy_server_port: free_port()?,
@@ -337,9 +350,45 @@ impl Cluster {
         self.root().join("admin.kubeconfig")
     }
 
+    /// The ClusterAdmissionPolicy of deploy/policy.yaml, as stored.
+    fn policies(&self) -> Api<DynamicObject> {
+        let resource = kube::api::ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("policies.kubewarden.io", "v1", "ClusterAdmissionPolicy"),
+            "clusteradmissionpolicies",
+        );
+        Api::all_with(self.client.clone(), &resource)
+    }
+
+    fn policy_name(&self) -> Result<&str> {
+        self.policy["metadata"]["name"]
+            .as_str()
+            .ok_or_else(|| anyhow!("deploy/policy.yaml has no metadata.name"))
+    }
+
+    /// The stored ClusterAdmissionPolicy's `spec.settings`.
+    pub async fn policy_settings(&self) -> Result<Value> {
+        let stored = self.policies().get(self.policy_name()?).await?;
+        Ok(stored.data["spec"]["settings"].clone())
+    }
+
+    /// Replaces the stored ClusterAdmissionPolicy's `spec.settings`, as a
+    /// user's edit (or Flux) does. The policy-server keeps its settings
+    /// until it is restarted, as until Kubewarden's controller reloads it.
+    pub async fn set_policy_settings(&self, settings: Value) -> Result<()> {
+        let policies = self.policies();
+        let mut stored = policies.get(self.policy_name()?).await?;
+        stored.data["spec"]["settings"] = settings;
+        policies
+            .replace(self.policy_name()?, &PostParams::default(), &stored)
+            .await?;
+        Ok(())
+    }
+
     /// policy-server with TLS, loading the pushed module with the settings
-    /// of deploy/policy.yaml, as Kubewarden's controller configures it.
+    /// of the stored ClusterAdmissionPolicy, as Kubewarden's controller
+    /// configures it.
     pub async fn start_policy_server(&self) -> Result<()> {
+        let settings = self.policy_settings().await?;
         let root = self.root();
         let serving = self
             .pki
@@ -350,7 +399,7 @@ impl Cluster {
                 "module": self.module,
                 "policyMode": spec["mode"].as_str().unwrap_or("protect"),
                 "allowedToMutate": spec["mutating"].as_bool().unwrap_or(false),
-                "settings": spec["settings"],
+                "settings": settings,
             }
         });
         let policies_file = root.join("policies.yml");
@@ -551,7 +600,7 @@ impl Cluster {
             "launcher",
             &self.tools.launcher,
             [
-                format!("--settings={}", self.launcher_settings.display()),
+                format!("--policy={}", self.policy_name()?),
                 "--history-limit=2".to_owned(),
                 format!("--listen=127.0.0.1:{}", self.launcher_port),
             ],
@@ -650,22 +699,6 @@ pub fn policy_module() -> PathBuf {
     std::env::var_os("POLICY")
         .map(PathBuf::from)
         .unwrap_or_else(|| repository().join("annotated-policy.wasm"))
-}
-
-/// The settings file of the launcher's ConfigMap in deploy/launcher.yaml.
-fn launcher_configmap_settings() -> Result<String> {
-    let text = std::fs::read_to_string(repository().join("deploy/launcher.yaml"))?;
-    for document in serde_yaml::Deserializer::from_str(&text) {
-        let value = Value::deserialize(document)?;
-        if value["kind"] == "ConfigMap" {
-            let config_map: ConfigMap = serde_json::from_value(value)?;
-            return config_map
-                .data
-                .and_then(|data| data.get("settings.yaml").cloned())
-                .ok_or_else(|| anyhow!("the launcher's ConfigMap has no settings.yaml"));
-        }
-    }
-    bail!("deploy/launcher.yaml has no ConfigMap")
 }
 
 fn http_request(path: &str) -> http::Request<Vec<u8>> {

@@ -142,6 +142,10 @@ const EXCLUSIVE: &[(&str, Scenario)] = &[
         "with_policy_server_down_failure_policy_ignore_lets_the_rollout_through_unstamped",
         |c| policy_server_down(c).boxed_local(),
     ),
+    (
+        "the_launcher_follows_the_cluster_admission_policys_settings_without_a_restart",
+        |c| settings_followed(c).boxed_local(),
+    ),
 ];
 
 fn main() -> ExitCode {
@@ -1292,7 +1296,6 @@ async fn kustomize_renders(cluster: &Cluster) -> Result<()> {
                 launcher("ClusterAdmissionPolicy", "", "cache-buster"),
                 launcher("ClusterRole", "", "cache-buster-launcher"),
                 launcher("ClusterRoleBinding", "", "cache-buster-launcher"),
-                launcher("ConfigMap", "cache-buster-system", "cache-buster-settings"),
                 launcher("Deployment", "cache-buster-system", "cache-buster-launcher"),
                 launcher("Namespace", "", "cache-buster-system"),
                 launcher(
@@ -1353,4 +1356,91 @@ async fn kustomize_renders(cluster: &Cluster) -> Result<()> {
         .unwrap_or_default();
     ensure!(account == "cache-buster", "the pod runs as {account:?}");
     Ok(())
+}
+
+/// One source of settings: the launcher reads the ClusterAdmissionPolicy's
+/// `spec.settings` through a watch. An edit of them reaches it while it
+/// runs; the stamps the policy-server makes before it reloads are still
+/// accepted; an invalid edit is named on /readyz and changes nothing.
+async fn settings_followed(cluster: &Cluster) -> Result<()> {
+    let ns = "settings-change";
+    cluster.site_namespace(ns).await?;
+    let original = cluster.policy_settings().await?;
+    let launcher = cluster.launcher_pid();
+    let port = cluster.launcher_port;
+    let backoff_limit = |job: &Job| job.spec.as_ref().and_then(|spec| spec.backoff_limit);
+    let outcome = async {
+        let mut changed = original.clone();
+        changed["backoffLimit"] = json!(5);
+        cluster.set_policy_settings(changed.clone()).await?;
+
+        // The policy-server has not reloaded yet: it stamps with the
+        // settings before the edit, and the launcher creates that Job.
+        let stored = flux_apply(cluster, &site("before", ns, "nginx:1.27.1"), false).await?;
+        let job = wait_for_job(cluster, ns, &stamped_job_name(&stored)?).await?;
+        ensure!(backoff_limit(&job) == Some(3), "{:?}", job.spec);
+
+        // Reloaded (as Kubewarden's controller restarts it on an edit), the
+        // policy stamps with backoffLimit 5, and the launcher, still the
+        // same process, derives the same Job: it creates it.
+        cluster.stop_policy_server()?;
+        cluster.start_policy_server().await?;
+        let stored = flux_apply(cluster, &site("after", ns, "nginx:1.27.1"), false).await?;
+        let job = wait_for_job(cluster, ns, &stamped_job_name(&stored)?).await?;
+        ensure!(backoff_limit(&job) == Some(5), "{:?}", job.spec);
+        ensure!(
+            events(cluster, ns, "after", "CacheBusterJobRefused")
+                .await?
+                .is_empty(),
+            "the stamp of the edited settings was refused"
+        );
+        ensure!(
+            cluster.launcher_pid() == launcher,
+            "the launcher was restarted"
+        );
+
+        // An invalid edit: /readyz names it, and the launcher goes on with
+        // the last valid settings.
+        let mut invalid = changed.clone();
+        invalid["backoffLimit"] = json!(-1);
+        cluster.set_policy_settings(invalid).await?;
+        let body = eventually("/readyz naming the invalid settings", SOON, || async move {
+            let (status, body) =
+                cache_buster_e2e_cluster::cluster::http_get_with_status(port, "/readyz").await?;
+            Ok((status == 503).then_some(body))
+        })
+        .await?;
+        ensure!(
+            body.trim()
+                == "ClusterAdmissionPolicy cache-buster: invalid settings in ClusterAdmissionPolicy cache-buster: \
+                    backoffLimit: -1 is out of range; expected 0 to 20; \
+                    the launcher keeps deriving with the last valid settings",
+            "{body}"
+        );
+        let stored = flux_apply(cluster, &site("meanwhile", ns, "nginx:1.27.1"), false).await?;
+        let job = wait_for_job(cluster, ns, &stamped_job_name(&stored)?).await?;
+        ensure!(backoff_limit(&job) == Some(5), "{:?}", job.spec);
+        Ok(())
+    }
+    .await;
+    cluster
+        .set_policy_settings(original)
+        .await
+        .context("restoring the policy's settings")?;
+    cluster.stop_policy_server()?;
+    cluster
+        .start_policy_server()
+        .await
+        .context("starting policy-server again")?;
+    outcome?;
+    eventually(
+        "/readyz ok once the settings are valid",
+        SOON,
+        || async move {
+            let (status, _) =
+                cache_buster_e2e_cluster::cluster::http_get_with_status(port, "/readyz").await?;
+            Ok((status == 200).then_some(()))
+        },
+    )
+    .await
 }

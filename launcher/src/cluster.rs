@@ -5,8 +5,9 @@
 
 use crate::metrics::{Metrics, NamespaceLabels, ProviderLabels, PurgeResult};
 use crate::plan::{
-    Decision, JobResult, Outcome, Plan, StampedJob, decide, is_companion_of, waiting,
+    Decision, JobResult, Outcome, Plan, StampedJob, decide_any, is_companion_of, waiting,
 };
+use crate::settings_source::{Accepted, SettingsState};
 use cache_buster::keys;
 use cache_buster::settings::Settings;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -39,7 +40,9 @@ pub const REASON_REFUSED: &str = "CacheBusterJobRefused";
 
 pub struct Context {
     pub client: Client,
-    pub settings: Settings,
+    /// The settings, as their source last gave them (a watch of the
+    /// ClusterAdmissionPolicy, or a file).
+    pub settings: tokio::sync::watch::Receiver<SettingsState>,
     pub history_limit: usize,
     pub metrics: Metrics,
     /// The companion Jobs, as the launcher's watch last saw them: one cache
@@ -57,7 +60,7 @@ pub struct Context {
 impl Context {
     pub fn new(
         client: Client,
-        settings: Settings,
+        settings: tokio::sync::watch::Receiver<SettingsState>,
         history_limit: usize,
         metrics: Metrics,
         jobs: Vec<Store<Job>>,
@@ -69,6 +72,15 @@ impl Context {
             metrics,
             jobs,
             reported: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The settings to derive with; none before the first valid ones (the
+    /// controllers start after them).
+    fn accepted(&self) -> Option<Accepted> {
+        match &*self.settings.borrow() {
+            SettingsState::Ready(accepted) => Some(accepted.clone()),
+            SettingsState::Waiting | SettingsState::Invalid(_) => None,
         }
     }
 
@@ -110,6 +122,7 @@ fn is_status(error: &kube::Error, code: u16, reason: &str) -> bool {
 /// One Deployment's reconciliation: the API calls of one plan.
 struct Reconciliation<'a> {
     context: &'a Context,
+    settings: &'a Settings,
     deployment: &'a Deployment,
     name: String,
     namespace: String,
@@ -121,6 +134,10 @@ pub async fn reconcile(
     deployment: Arc<Deployment>,
     context: Arc<Context>,
 ) -> Result<Action, Error> {
+    let Some(accepted) = context.accepted() else {
+        return Ok(Action::requeue(Duration::from_secs(5)));
+    };
+    let settings = accepted.current.as_ref();
     let name = deployment.name_any();
     let namespace = deployment
         .namespace()
@@ -145,7 +162,7 @@ pub async fn reconcile(
     let uid = deployment.uid().unwrap_or_default();
     let stamped_name = deployment
         .annotations()
-        .get(&context.settings.annotation(keys::JOB_NAME))
+        .get(&settings.annotation(keys::JOB_NAME))
         .cloned();
     let existing: Vec<Job> = in_namespace
         .iter()
@@ -155,13 +172,14 @@ pub async fn reconcile(
 
     let run = Reconciliation {
         context: &context,
+        settings,
         deployment: &deployment,
         name,
         namespace,
         jobs,
     };
-    match decide(
-        &context.settings,
+    match decide_any(
+        &accepted.candidates(),
         &deployment,
         &existing,
         context.history_limit,
@@ -427,7 +445,7 @@ impl Reconciliation<'_> {
         let annotation = self
             .deployment
             .annotations()
-            .get(&self.context.settings.annotation(keys::JOB))
+            .get(&self.settings.annotation(keys::JOB))
             .cloned()
             .unwrap_or_default();
         // One Event per refused value: named after a digest of it.

@@ -1,5 +1,5 @@
 //! Why a stamped Job is not the launcher's own derivation, in words an
-//! operator can act on: the settings differ (make them equal), the policy's
+//! operator can act on: the settings differ (a change, or two sources), the policy's
 //! version differs (upgrade policy and launcher together), or the stamp was
 //! written while the policy was not running. Pure: two JSON texts in, one
 //! sentence out.
@@ -58,7 +58,9 @@ pub fn explain(stamped: &str, derived: &str) -> String {
         keys.sort_unstable();
         keys.dedup();
         format!(
-            "it differs only where settings decide: {}{more}. The policy and the launcher run with different settings ({}): give both the same",
+            "it differs only where settings decide: {}{more}. The stamp was made with other settings ({}) than the launcher's: \
+             it predates a change of the settings (the next rollout is stamped anew), or the policy and the launcher read \
+             different settings (see the launcher's --policy and --settings)",
             named.join(", "),
             keys.join(", ")
         )
@@ -159,7 +161,9 @@ mod tests {
             explain(&stamped, &derived),
             "it differs only where settings decide: spec.backoffLimit (4 in the stamp, 3 here), \
              spec.template.spec.containers[0].image (\"curlimages/curl:8.17.0\" in the stamp, \"curlimages/curl:8.18.0\" here). \
-             The policy and the launcher run with different settings (backoffLimit, kubectlImage, curlImage): give both the same"
+             The stamp was made with other settings (backoffLimit, kubectlImage, curlImage) than the launcher's: \
+             it predates a change of the settings (the next rollout is stamped anew), or the policy and the launcher read \
+             different settings (see the launcher's --policy and --settings)"
         );
     }
 

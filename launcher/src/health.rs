@@ -18,6 +18,9 @@ enum State {
     Running,
     /// The last attempt failed with this error; retried with back-off.
     Failing(String),
+    /// The watch runs, but what it shows cannot be used (an invalid or
+    /// missing ClusterAdmissionPolicy): the operator must act.
+    Unusable(String),
 }
 
 /// The state of each watch, by name (`jobs in all namespaces`, …).
@@ -70,6 +73,17 @@ impl Watches {
         }
     }
 
+    /// The watch runs and what it shows can be used (`Ok`), or cannot, and why.
+    pub fn settle(&self, watch: &str, usable: Result<(), String>) {
+        let state = match usable {
+            Ok(()) => State::Running,
+            Err(problem) => State::Unusable(problem),
+        };
+        if let Ok(mut states) = self.states.lock() {
+            states.insert(watch.to_owned(), state);
+        }
+    }
+
     /// Ready when every watch runs; otherwise what is not, one watch a line.
     pub fn readiness(&self) -> Result<(), String> {
         let states = self
@@ -84,6 +98,7 @@ impl Watches {
                 State::Failing(error) => Some(format!(
                     "watch of {watch} failing (retried with back-off): {error}"
                 )),
+                State::Unusable(problem) => Some(format!("{watch}: {problem}")),
             })
             .collect();
         if problems.is_empty() {
@@ -157,6 +172,25 @@ mod tests {
         watches.observe::<Job>("jobs in web", "jobs", &Ok(watcher::Event::Init));
         assert!(watches.readiness().is_err());
         watches.observe::<Job>("jobs in web", "jobs", &Ok(watcher::Event::InitDone));
+        assert_eq!(watches.readiness(), Ok(()));
+    }
+
+    #[test]
+    fn an_unusable_watched_object_is_named_until_it_is_mended() {
+        let watches = Watches::new(Family::default());
+        watches.register("ClusterAdmissionPolicy cache-buster");
+        watches.settle(
+            "ClusterAdmissionPolicy cache-buster",
+            Err("not found: no Job is created until it exists".to_owned()),
+        );
+        assert_eq!(
+            watches.readiness(),
+            Err(
+                "ClusterAdmissionPolicy cache-buster: not found: no Job is created until it exists"
+                    .to_owned()
+            )
+        );
+        watches.settle("ClusterAdmissionPolicy cache-buster", Ok(()));
         assert_eq!(watches.readiness(), Ok(()));
     }
 }

@@ -7,6 +7,7 @@ pub mod health;
 pub mod metrics;
 pub mod plan;
 pub mod server;
+pub mod settings_source;
 
 /// Shared with the API tests in tests/.
 #[cfg(test)]

@@ -1,23 +1,27 @@
 //! cache-buster-launcher: watches labelled Deployments and creates each
 //! stamped companion Job once. See README, "The launcher".
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result, anyhow, bail};
 use cache_buster::keys;
 use cache_buster::settings::{Settings, parse_and_validate};
 use cache_buster_launcher::cluster::{Context, error_policy, reconcile};
 use cache_buster_launcher::health::Watches;
 use cache_buster_launcher::metrics::Metrics;
 use cache_buster_launcher::server::router;
+use cache_buster_launcher::settings_source::{
+    Accepted, Follower, POLICY_KIND, POLICY_PLURAL, SettingsState, policy_resource,
+};
 use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
+use kube::api::DynamicObject;
 use kube::runtime::{Controller, WatchStreamExt as _, controller, reflector, watcher};
 use kube::{Api, Client};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 /// Reconciliations at a time: each makes a few API calls; more in flight
 /// only queue at the API server's rate limits and hold memory.
@@ -30,8 +34,13 @@ const RECONCILE_CONCURRENCY: u16 = 8;
     about = "Creates each stamped cache-buster Job exactly once"
 )]
 struct Args {
-    /// The policy's settings (the ClusterAdmissionPolicy's spec.settings), JSON or YAML
-    #[arg(long)]
+    /// The ClusterAdmissionPolicy whose spec.settings the launcher derives
+    /// with, watched: a change applies without a restart
+    #[arg(long, default_value = "cache-buster")]
+    policy: String,
+    /// A file (JSON or YAML) with the policy's settings, instead of the
+    /// ClusterAdmissionPolicy's, for setups without one; read once at start
+    #[arg(long, conflicts_with = "policy")]
     settings: Option<PathBuf>,
     /// Watch only these namespaces (repeatable); all namespaces by default
     #[arg(long = "namespace")]
@@ -44,10 +53,7 @@ struct Args {
     listen: SocketAddr,
 }
 
-fn load_settings(path: Option<&PathBuf>) -> Result<Settings> {
-    let Some(path) = path else {
-        return Ok(Settings::default());
-    };
+fn load_settings(path: &PathBuf) -> Result<Settings> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read settings file {}", path.display()))?;
     let value: serde_json::Value = serde_yaml::from_str(&text)
@@ -85,7 +91,9 @@ async fn run() -> Result<()> {
         )
         .init();
     let args = Args::parse();
-    let settings = load_settings(args.settings.as_ref())?;
+    // A settings file is checked before anything else: invalid, the
+    // launcher does not start.
+    let file_settings = args.settings.as_ref().map(load_settings).transpose()?;
     let client = Client::try_default()
         .await
         .context("cannot reach the Kubernetes API")?;
@@ -103,7 +111,125 @@ async fn run() -> Result<()> {
         }
     });
 
-    let selector = settings.site_label.clone();
+    let (sender, mut settings) = tokio::sync::watch::channel(SettingsState::Waiting);
+    let _kept_open = match file_settings {
+        Some(from_file) => {
+            sender.send_replace(SettingsState::Ready(Accepted::new(from_file)));
+            Some(sender)
+        }
+        None => {
+            let policies = Api::<DynamicObject>::all_with(client.clone(), &policy_resource());
+            tokio::spawn(follow_policy(
+                policies,
+                args.policy.clone(),
+                sender,
+                Arc::clone(&watches),
+            ));
+            None
+        }
+    };
+    info!(source = %args.settings.as_ref().map_or_else(
+        || format!("{POLICY_KIND} {}", args.policy),
+        |path| path.display().to_string(),
+    ), "reading the policy's settings");
+    let first = settings
+        .wait_for(|state| *state != SettingsState::Waiting)
+        .await
+        .map(|state| state.clone())
+        .map_err(|_| anyhow!("the settings' watch stopped before it read any"))?;
+    if let SettingsState::Invalid(problem) = first {
+        bail!(problem);
+    }
+
+    // The site label selects the watched Deployments: when it changes, the
+    // watches start again with the new one. Any other change of the
+    // settings reconciles every site again.
+    loop {
+        let Some(selector) = site_label(&settings.borrow_and_update()) else {
+            bail!("the settings are gone");
+        };
+        let controllers = controllers(
+            &client,
+            &args,
+            &selector,
+            settings.clone(),
+            &metrics,
+            &watches,
+        );
+        let mut changes = settings.clone();
+        let relabelled = async move {
+            let watched = Some(selector);
+            if changes
+                .wait_for(|state| site_label(state) != watched)
+                .await
+                .is_err()
+            {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            _ = futures::future::join_all(controllers) => break,
+            () = relabelled => info!("the site label changed: watching Deployments with the new one"),
+        }
+    }
+    info!("stopped");
+    Ok(())
+}
+
+fn site_label(state: &SettingsState) -> Option<String> {
+    match state {
+        SettingsState::Ready(accepted) => Some(accepted.current.site_label.clone()),
+        SettingsState::Waiting | SettingsState::Invalid(_) => None,
+    }
+}
+
+/// Follows the ClusterAdmissionPolicy named `name`: its settings into
+/// `sender`, what is wrong with it into the readiness.
+async fn follow_policy(
+    policies: Api<DynamicObject>,
+    name: String,
+    sender: tokio::sync::watch::Sender<SettingsState>,
+    watches: Arc<Watches>,
+) {
+    let watch = format!("{POLICY_KIND} {name}");
+    watches.register(&watch);
+    let mut follower = Follower::default();
+    // Read access to this one object only: a name field selector, which
+    // RBAC's resourceNames allows for list and watch.
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut events = watcher(policies, config).default_backoff().boxed();
+    while let Some(event) = events.next().await {
+        let event = match event {
+            Ok(event) => event,
+            Err(error) => {
+                watches.observe::<DynamicObject>(&watch, POLICY_PLURAL, &Err(error));
+                continue;
+            }
+        };
+        let step = follower.step(&sender.borrow(), &event);
+        if let Some(usable) = step.usable {
+            if let Err(problem) = &usable {
+                warn!(policy = %name, %problem, "the policy's settings cannot be used");
+            }
+            watches.settle(&watch, usable);
+        }
+        if let Some(next) = step.next {
+            info!(policy = %name, "the policy's settings changed: every site is reconciled again");
+            sender.send_replace(next);
+        }
+    }
+}
+
+/// One controller per watched scope, over the Deployments carrying
+/// `selector`, woken by their companion Jobs and by a change of settings.
+fn controllers(
+    client: &Client,
+    args: &Args,
+    selector: &str,
+    settings: tokio::sync::watch::Receiver<SettingsState>,
+    metrics: &Metrics,
+    watches: &Arc<Watches>,
+) -> Vec<impl std::future::Future<Output = ()> + use<>> {
     // (Deployments, Jobs, where): one pair of watches per scope.
     let apis: Vec<(Api<Deployment>, Api<Job>, String)> = if args.namespaces.is_empty() {
         vec![(
@@ -136,7 +262,7 @@ async fn run() -> Result<()> {
         let (store, writer) = reflector::store();
         let watch = format!("jobs in {scope}");
         watches.register(&watch);
-        let health = Arc::clone(&watches);
+        let health = Arc::clone(watches);
         let trigger = reflector::reflector(
             writer,
             watcher(jobs.clone(), watcher::Config::default().labels(&companions))
@@ -148,33 +274,40 @@ async fn run() -> Result<()> {
         stores.push(store);
         triggers.push(trigger);
     }
+    let changes = futures::stream::unfold(settings.clone(), |mut settings| async move {
+        settings.changed().await.ok().map(|()| ((), settings))
+    });
     let context = Arc::new(Context::new(
-        client,
+        client.clone(),
         settings,
         args.history_limit,
-        metrics,
+        metrics.clone(),
         stores,
     ));
     info!(namespaces = ?args.namespaces, label = %selector, "watching site Deployments");
-    let controllers = apis
-        .into_iter()
+    let mut changes = Some(changes);
+    apis.into_iter()
         .zip(triggers)
         .map(|((deployments, _, scope), trigger)| {
             // The Deployments' cache too, without their managedFields.
             let (store, writer) = reflector::store();
             let watch = format!("deployments in {scope}");
             watches.register(&watch);
-            let health = Arc::clone(&watches);
+            let health = Arc::clone(watches);
             let sites = reflector::reflector(
                 writer,
-                watcher(deployments, watcher::Config::default().labels(&selector))
+                watcher(deployments, watcher::Config::default().labels(selector))
                     .modify(|deployment: &mut Deployment| deployment.metadata.managed_fields = None)
                     .inspect(move |event| health.observe(&watch, "deployments", event)),
             )
             .default_backoff()
             .applied_objects();
-            Controller::for_stream(sites, store)
-                .owns_stream(trigger)
+            let controller = Controller::for_stream(sites, store).owns_stream(trigger);
+            let controller = match changes.take() {
+                Some(changes) => controller.reconcile_all_on(changes),
+                None => controller,
+            };
+            controller
                 .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
                 .shutdown_on_signal()
                 .run(reconcile, error_policy, Arc::clone(&context))
@@ -183,10 +316,8 @@ async fn run() -> Result<()> {
                         error!(%error, "controller error");
                     }
                 })
-        });
-    futures::future::join_all(controllers).await;
-    info!("stopped");
-    Ok(())
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -251,7 +382,7 @@ mod tests {
             "provider: Cloudflare\nbackoffLimit: three\nresources:\n  limits:\n    memory: 256Mi\n",
         )
         .unwrap();
-        let error = load_settings(Some(&path)).unwrap_err().to_string();
+        let error = load_settings(&path).unwrap_err().to_string();
         assert_eq!(
             error,
             format!(

@@ -34,6 +34,9 @@ pub enum SkipReason {
     NotLabelled,
     /// Labelled but not stamped (the policy has not seen it yet).
     NotStamped,
+    /// Stamped under other settings, for the image it runs, and the Job
+    /// that stamp names exists: nothing would be created from it.
+    JobOfOtherSettingsExists,
 }
 
 /// What to do with the Job the Deployment's stamp names.
@@ -95,6 +98,28 @@ pub enum JobResult {
 /// announce it anew.
 pub const OUTCOME_WINDOW_SECONDS: i64 = 3600;
 
+/// `decide` with each of the settings a stamp may have been made with,
+/// newest first (see `settings_source::Accepted`): the first under which the
+/// stamp is the policy's own wins; otherwise what the newest decides.
+pub fn decide_any(
+    candidates: &[&Settings],
+    deployment: &Deployment,
+    jobs: &[Job],
+    history_limit: usize,
+    now: Timestamp,
+) -> Decision {
+    let mut newest = None;
+    for settings in candidates {
+        match decide(settings, deployment, jobs, history_limit, now) {
+            reconcile @ Decision::Reconcile(_) => return reconcile,
+            other => {
+                newest.get_or_insert(other);
+            }
+        }
+    }
+    newest.unwrap_or(Decision::Skip(SkipReason::NotLabelled))
+}
+
 pub fn decide(
     settings: &Settings,
     deployment: &Deployment,
@@ -109,7 +134,7 @@ pub fn decide(
     if participation(settings, metadata) != Participation::Site {
         return Decision::Skip(SkipReason::NotLabelled);
     }
-    let [_, _, job_key] = stamp_keys(settings);
+    let [_, name_key, job_key] = stamp_keys(settings);
     let annotations = metadata.annotations.as_ref();
     if !annotations.is_some_and(|annotations| annotations.contains_key(&job_key)) {
         return Decision::Skip(SkipReason::NotStamped);
@@ -126,6 +151,20 @@ pub fn decide(
     let stamp = match policy::decide(settings, deployment, RequestContext::default(), &carries) {
         Ok(policy::Decision::UpToDate { stamp, .. }) => stamp,
         Ok(policy::Decision::Stamp { stamp, .. }) => {
+            // A stamp of the settings before an edit, for this very image,
+            // whose Job was created then: no Warning, since nothing is
+            // created from it (a Job is only ever created from a stamp
+            // that is exactly the derivation).
+            let names_its_job = annotations
+                .and_then(|annotations| annotations.get(&name_key))
+                .is_some_and(|name| *name == stamp.job_name);
+            let job_exists = jobs.iter().any(|job| {
+                job.metadata.name.as_deref() == Some(stamp.job_name.as_str())
+                    && is_companion_of(job, uid)
+            });
+            if names_its_job && job_exists {
+                return Decision::Skip(SkipReason::JobOfOtherSettingsExists);
+            }
             let (key, derived) = stamp
                 .annotations(settings)
                 .into_iter()
@@ -753,8 +792,70 @@ mod tests {
             reason,
             "annotation cache-buster.io/job is not what the cache-buster policy derives from this Deployment; \
              no Job is created from it: it differs only where settings decide: spec.backoffLimit (4 in the stamp, 3 here). \
-             The policy and the launcher run with different settings (backoffLimit): give both the same"
+             The stamp was made with other settings (backoffLimit) than the launcher's: it predates a change of \
+             the settings (the next rollout is stamped anew), or the policy and the launcher read different settings \
+             (see the launcher's --policy and --settings)"
         );
+    }
+
+    /// Right after a settings change the policy-server may still stamp with
+    /// the settings before it: such a stamp is the policy's own, and its Job
+    /// is created. Two changes back it is not.
+    #[test]
+    fn a_stamp_of_the_settings_before_a_change_is_still_the_policys() {
+        let before = Settings::default();
+        let after = Settings {
+            backoff_limit: 5,
+            ..Settings::default()
+        };
+        let deployment = stamped("nginx:1.25");
+        let decision = decide_any(&[&after, &before], &deployment, &[], 2, at(NOW));
+        let Decision::Reconcile(plan) = decision else {
+            panic!("{decision:?}")
+        };
+        assert_eq!(plan.job_name, stamped_job_name(&deployment));
+        let StampedJob::Create(job) = plan.stamped else {
+            panic!("{:?}", plan.stamped)
+        };
+        assert_eq!(job.spec.unwrap().backoff_limit, Some(3));
+
+        let Decision::Refuse { reason } = decide_any(&[&after], &deployment, &[], 2, at(NOW))
+        else {
+            panic!()
+        };
+        assert!(
+            reason.contains("spec.backoffLimit (3 in the stamp, 5 here)"),
+            "{reason}"
+        );
+        // Its Job was created when the stamp was the derivation: after
+        // later edits, nothing is created from it, and nothing is said.
+        let created = job_of(&deployment, 1, Complete(2));
+        assert_eq!(
+            decide_any(
+                &[&after],
+                &deployment,
+                std::slice::from_ref(&created),
+                2,
+                at(NOW)
+            ),
+            Decision::Skip(SkipReason::JobOfOtherSettingsExists)
+        );
+        // A stamp for another image than the one it runs is refused even so.
+        let mut stale = deployment.clone();
+        stale
+            .spec
+            .as_mut()
+            .unwrap()
+            .template
+            .spec
+            .as_mut()
+            .unwrap()
+            .containers[0]
+            .image = Some("nginx:1.26".into());
+        assert!(matches!(
+            decide_any(&[&after, &before], &stale, &[created], 2, at(NOW)),
+            Decision::Refuse { .. }
+        ));
     }
 
     #[test]

@@ -303,12 +303,38 @@ fn launcher_document(kind: &str) -> Value {
         .unwrap_or_else(|| panic!("deploy/launcher.yaml has no {kind}"))
 }
 
+/// One source of settings: the launcher reads the ClusterAdmissionPolicy of
+/// deploy/policy.yaml, by its name, and no copy of its settings exists.
 #[test]
-fn the_launcher_uses_exactly_the_policy_settings() {
-    let config_map = launcher_document("ConfigMap");
-    let launcher: Value =
-        serde_yaml::from_str(config_map["data"]["settings.yaml"].as_str().unwrap()).unwrap();
-    assert_eq!(launcher, serde_json::to_value(&spec().settings.0).unwrap());
+fn the_launcher_reads_the_settings_of_the_policy_itself() {
+    let policy = documents("deploy/policy.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "ClusterAdmissionPolicy")
+        .expect("deploy/policy.yaml has a ClusterAdmissionPolicy");
+    let name = policy["metadata"]["name"].as_str().unwrap();
+    let deployment = launcher_document("Deployment");
+    let args = &deployment["spec"]["template"]["spec"]["containers"][0]["args"];
+    assert!(
+        args.as_array()
+            .unwrap()
+            .contains(&Value::from(format!("--policy={name}"))),
+        "{args}"
+    );
+    assert!(!args.to_string().contains("--settings"), "{args}");
+    assert!(
+        documents("deploy/launcher.yaml")
+            .iter()
+            .all(|d| d["kind"] != "ConfigMap"),
+        "a copy of the settings in a ConfigMap"
+    );
+    let role = launcher_document("ClusterRole");
+    let rule = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|rule| rule["resources"][0] == "clusteradmissionpolicies")
+        .expect("a rule for the policy");
+    assert_eq!(rule["resourceNames"], serde_json::json!([name]));
 }
 
 #[test]
@@ -320,7 +346,9 @@ fn the_launcher_has_only_the_rights_it_needs() {
             {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["list", "watch"]},
             {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "list", "watch", "delete"]},
             {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},
-            {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]}
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+            {"apiGroups": ["policies.kubewarden.io"], "resources": ["clusteradmissionpolicies"],
+             "resourceNames": ["cache-buster"], "verbs": ["list", "watch"]}
         ])
     );
 }
@@ -347,11 +375,4 @@ fn the_launcher_runs_non_root_on_a_read_only_filesystem() {
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     // Ready only while its watches run (a Forbidden watch makes it unready).
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
-    let args: Vec<&str> = container["args"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
-    assert!(args.contains(&"--settings=/etc/cache-buster/settings.yaml"));
 }
