@@ -245,7 +245,7 @@ apply_patch_to() {
   evaluate create-labelled.json
   job="$(stamped_job)"
   [ "$(jq -c '[.spec.template.spec.initContainers[].name]' <<<"$job")" = '["wait-image","wait-rollout"]' ]
-  [ "$(jq -c '.spec.template.spec.initContainers[0].args' <<<"$job")" = '["wait","deployment/shop","--namespace","web","--for=jsonpath={.metadata.annotations.cache-buster\\.io/image-hash}=b82cce53ec","--timeout=600s","--cache-dir=/tmp/kubectl-cache"]' ]
+  [ "$(jq -c '.spec.template.spec.initContainers[0].args' <<<"$job")" = '["wait","deployment/shop","--namespace","web","--for=jsonpath={.metadata.annotations.cache-buster\\.io/image-hash}=b82cce53ec","--timeout=60s","--cache-dir=/tmp/kubectl-cache"]' ]
   [ "$(jq -c '.spec.template.spec.initContainers[1].args' <<<"$job")" = '["rollout","status","deployment/shop","--namespace","web","--timeout=600s","--cache-dir=/tmp/kubectl-cache"]' ]
 }
 

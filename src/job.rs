@@ -44,10 +44,35 @@ pub struct JobInput<'a> {
     pub purge: PurgeCommand,
 }
 
+/// How long `wait-image` waits at most for the Deployment to carry this
+/// Job's hash. The launcher creates a Job from the stamp it finds on the
+/// Deployment, so this wait passes at once; it guards a Job created some
+/// other way, and stays short so that the rollout and the purge keep their
+/// time within the Job's deadline.
+pub const WAIT_IMAGE_SECONDS: i64 = 60;
+
+/// `wait-image`'s bound: the rollout timeout, at most `WAIT_IMAGE_SECONDS`.
+pub fn wait_image_seconds(rollout_timeout_seconds: i64) -> i64 {
+    rollout_timeout_seconds.min(WAIT_IMAGE_SECONDS)
+}
+
+/// The shortest `activeDeadlineSeconds` that leaves the Job time for all it
+/// may have to do: wait for its stamp, wait for the rollout as long as the
+/// rollout timeout, then send a purge request through all its retries.
+pub fn shortest_deadline_seconds(rollout_timeout_seconds: i64) -> i64 {
+    wait_image_seconds(rollout_timeout_seconds)
+        .saturating_add(rollout_timeout_seconds)
+        .saturating_add(crate::providers::PURGE_REQUEST_SECONDS)
+}
+
 pub fn build_job(input: JobInput<'_>) -> Job {
     let settings = input.settings;
     let labels = job_labels(settings, input.site, input.image_hash);
     let timeout = format!("--timeout={}s", settings.rollout_timeout_seconds);
+    let image_timeout = format!(
+        "--timeout={}s",
+        wait_image_seconds(settings.rollout_timeout_seconds)
+    );
     let cache_dir = format!("--cache-dir={KUBECTL_CACHE_DIR}");
     // `kubectl wait --for=jsonpath=` reads dots as path separators: escape them.
     let hash_annotation = settings.annotation(IMAGE_HASH).replace('.', "\\.");
@@ -63,7 +88,7 @@ pub fn build_job(input: JobInput<'_>) -> Job {
                 "--for=jsonpath={{.metadata.annotations.{hash_annotation}}}={}",
                 input.image_hash
             ),
-            &timeout,
+            &image_timeout,
             &cache_dir,
         ])),
         ..kubectl_container(settings)
@@ -491,7 +516,7 @@ mod tests {
                 "--namespace",
                 "web",
                 "--for=jsonpath={.metadata.annotations.cache-buster\\.io/image-hash}=d568c927cb",
-                "--timeout=600s",
+                "--timeout=60s",
                 "--cache-dir=/tmp/kubectl-cache",
             ]
         );
@@ -614,8 +639,17 @@ mod tests {
         assert!(wait_image.args.as_ref().unwrap().contains(
             &"--for=jsonpath={.metadata.annotations.purge\\.example\\.com/image-hash}=d568c927cb".to_owned()
         ));
+        // wait-image waits at most a minute of it; wait-rollout all of it.
         assert!(
             wait_image
+                .args
+                .as_ref()
+                .unwrap()
+                .contains(&"--timeout=60s".to_owned())
+        );
+        let wait_rollout = &pod.init_containers.as_ref().unwrap()[1];
+        assert!(
+            wait_rollout
                 .args
                 .as_ref()
                 .unwrap()
@@ -640,5 +674,22 @@ mod tests {
         );
         let back: Job = serde_json::from_value(value).unwrap();
         assert_eq!(back, job());
+    }
+
+    /// With the default settings (rollout 600 s, deadline 900 s) the Job
+    /// waits at most 60 + 600 s, and a purge request with its retries at
+    /// most 180 s more: 840 s, within the deadline.
+    #[test]
+    fn the_default_deadline_leaves_time_to_purge_after_the_waits() {
+        let defaults = Settings::default();
+        assert_eq!(wait_image_seconds(defaults.rollout_timeout_seconds), 60);
+        assert_eq!(
+            shortest_deadline_seconds(defaults.rollout_timeout_seconds),
+            840
+        );
+        assert!(defaults.active_deadline_seconds >= 840);
+        // A rollout timeout under a minute bounds the image wait too.
+        assert_eq!(wait_image_seconds(30), 30);
+        assert_eq!(shortest_deadline_seconds(30), 240);
     }
 }

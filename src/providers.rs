@@ -19,6 +19,14 @@ const FASTLY_API: &str = "https://api.fastly.com";
 /// Fastly accepts at most 256 surrogate keys in one purge request.
 pub const FASTLY_SURROGATE_KEYS_PER_REQUEST: usize = 256;
 
+/// The longest one request may take (`--max-time`).
+const REQUEST_MAX_SECONDS: i64 = 60;
+/// How long curl starts retries of a request (`--retry-max-time`).
+const RETRY_MAX_SECONDS: i64 = 120;
+/// The longest one purge request takes with all its retries: the last retry
+/// starts within the retry window and lasts at most one request's time.
+pub const PURGE_REQUEST_SECONDS: i64 = RETRY_MAX_SECONDS + REQUEST_MAX_SECONDS;
+
 /// Options every request repeats: curl resets per-request options at `--next`.
 /// `--globoff`: URLs are purged as written, `[]{}` are not curl globs.
 /// `--retry` covers time-outs, 408, 429 (honouring Retry-After) and 5xx with
@@ -35,7 +43,7 @@ const REQUEST_OPTIONS: &[&str] = &[
     "5",
     "--retry-connrefused",
     "--retry-max-time",
-    "300",
+    "120",
     "--connect-timeout",
     "10",
     "--max-time",
@@ -392,6 +400,23 @@ impl CommandLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The figures the deadline check counts on are the ones curl is given.
+    #[test]
+    fn the_request_options_are_the_counted_time_limits() {
+        let value_of = |flag: &str| {
+            let at = REQUEST_OPTIONS.iter().position(|option| *option == flag);
+            at.and_then(|at| REQUEST_OPTIONS.get(at + 1)).copied()
+        };
+        assert_eq!(
+            value_of("--max-time"),
+            Some(REQUEST_MAX_SECONDS.to_string().as_str())
+        );
+        assert_eq!(
+            value_of("--retry-max-time"),
+            Some(RETRY_MAX_SECONDS.to_string().as_str())
+        );
+    }
     use rstest::rstest;
 
     fn key(name: &str) -> String {

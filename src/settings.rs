@@ -295,13 +295,19 @@ impl Validatable for Settings {
                 out_of_range("ttlSecondsAfterFinished", ttl, TTL_RANGE),
             );
         }
-        // Both waits (image annotation, then rollout) may each take the rollout
-        // timeout; a deadline shorter than one wait kills every slow rollout.
+        // The deadline covers the whole Job: the two waits, then the purge.
+        // Shorter, a slow rollout that ends in time still leaves no purge.
+        let shortest = crate::job::shortest_deadline_seconds(self.rollout_timeout_seconds);
         check(
-            self.active_deadline_seconds > self.rollout_timeout_seconds,
+            self.active_deadline_seconds >= shortest,
             format!(
-                "activeDeadlineSeconds: {} must be greater than rolloutTimeoutSeconds ({}), or the Job is killed while it waits for the rollout",
-                self.active_deadline_seconds, self.rollout_timeout_seconds
+                "activeDeadlineSeconds: {} leaves the Job no time to purge: it may wait {}s for its stamp and {}s \
+                 (rolloutTimeoutSeconds) for the rollout, then {}s for a purge request with its retries; \
+                 set activeDeadlineSeconds to at least {shortest}, or lower rolloutTimeoutSeconds",
+                self.active_deadline_seconds,
+                crate::job::wait_image_seconds(self.rollout_timeout_seconds),
+                self.rollout_timeout_seconds,
+                crate::providers::PURGE_REQUEST_SECONDS,
             ),
         );
 
@@ -446,7 +452,7 @@ mod tests {
             "curlImage": "curlimages/curl:8.3.0",
             "rolloutTimeoutSeconds": 300,
             "backoffLimit": 0,
-            "activeDeadlineSeconds": 301,
+            "activeDeadlineSeconds": 540,
             "ttlSecondsAfterFinished": 3600,
             "cloudflareBatchSize": 500,
             "runAsUser": 1000,
@@ -481,7 +487,8 @@ mod tests {
     #[case::rollout_timeout(json!({"rolloutTimeoutSeconds": 0}), "rolloutTimeoutSeconds: 0 is out of range; expected 1 to 86400")]
     #[case::backoff(json!({"backoffLimit": -1}), "backoffLimit: -1 is out of range; expected 0 to 20")]
     #[case::deadline(json!({"activeDeadlineSeconds": 0}), "activeDeadlineSeconds: 0 is out of range; expected 1 to 604800")]
-    #[case::deadline_below_rollout(json!({"activeDeadlineSeconds": 600}), "activeDeadlineSeconds: 600 must be greater than rolloutTimeoutSeconds (600)")]
+    #[case::deadline_below_rollout(json!({"activeDeadlineSeconds": 600}), "activeDeadlineSeconds: 600 leaves the Job no time to purge: it may wait 60s for its stamp and 600s (rolloutTimeoutSeconds) for the rollout, then 180s for a purge request with its retries; set activeDeadlineSeconds to at least 840, or lower rolloutTimeoutSeconds")]
+    #[case::deadline_below_waits_and_purge(json!({"rolloutTimeoutSeconds": 800}), "activeDeadlineSeconds: 900 leaves the Job no time to purge: it may wait 60s for its stamp and 800s (rolloutTimeoutSeconds) for the rollout, then 180s for a purge request with its retries; set activeDeadlineSeconds to at least 1040, or lower rolloutTimeoutSeconds")]
     #[case::ttl(json!({"ttlSecondsAfterFinished": -5}), "ttlSecondsAfterFinished: -5 is out of range; expected 0 to 2147483647")]
     #[case::batch_zero(json!({"cloudflareBatchSize": 0}), "cloudflareBatchSize: 0 is out of range; expected 1 to 500")]
     #[case::batch_too_big(json!({"cloudflareBatchSize": 501}), "cloudflareBatchSize: 501 is out of range; expected 1 to 500")]
