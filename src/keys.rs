@@ -64,4 +64,24 @@ mod tests {
             "app.kubernetes.io/managed-by=cache-buster"
         );
     }
+
+    fn documented(header: &str) -> Vec<String> {
+        crate::readme::table(header)
+            .iter()
+            .map(|row| crate::readme::unquoted(row[0].trim_start_matches("label ")).to_owned())
+            .collect()
+    }
+
+    /// The README's two annotation tables name exactly the keys the policy
+    /// reads and the three it writes, with the default prefix.
+    #[test]
+    fn the_readme_names_every_annotation() {
+        let read = [
+            SITE, URLS, PREFIXES, HOSTS, TAGS, EVERYTHING, PROVIDER, SECRET, CONTAINER,
+        ]
+        .map(|name| prefixed(DEFAULT_PREFIX, name));
+        assert_eq!(documented("| annotation | meaning |"), read);
+        let written = [IMAGE_HASH, JOB_NAME, JOB].map(|name| prefixed(DEFAULT_PREFIX, name));
+        assert_eq!(documented("| annotation | value |"), written);
+    }
 }

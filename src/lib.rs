@@ -14,6 +14,8 @@ pub mod keys;
 pub mod names;
 pub mod providers;
 pub mod quantity;
+#[cfg(test)]
+mod readme;
 pub mod settings;
 pub mod targets;
 

@@ -112,6 +112,14 @@ impl Provider {
         }
     }
 
+    /// Those of `secret_keys` the Secret may leave out.
+    pub fn optional_secret_keys(self) -> &'static [&'static str] {
+        match self {
+            Provider::Cloudflare | Provider::Fastly => &[],
+            Provider::Webhook => &["WEBHOOK_TOKEN"],
+        }
+    }
+
     /// The target lists this provider can purge (besides `everything`).
     fn supported_lists(self) -> &'static [&'static str] {
         match self {
@@ -277,8 +285,10 @@ pub fn purge_command(
             command.read_secret_file("WEBHOOK_URL");
             // A missing file stops curl, a missing optional variable does not:
             // the optional token comes through the environment, empty if unset.
-            command.import_environment_or_empty("WEBHOOK_TOKEN");
-            optional_secret_env.push(("WEBHOOK_TOKEN", "WEBHOOK_TOKEN"));
+            for &key in provider.optional_secret_keys() {
+                command.import_environment_or_empty(key);
+                optional_secret_env.push((key, key));
+            }
             let body = to_json(webhook)?;
             command.request(
                 "POST",
@@ -400,6 +410,35 @@ impl CommandLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The README's provider table: every provider, with its Secret keys
+    /// (the optional ones marked so).
+    #[test]
+    fn the_readme_names_every_provider_and_its_secret_keys() {
+        let documented: Vec<(String, String)> =
+            crate::readme::table("| provider | Secret keys | requests |")
+                .iter()
+                .map(|row| (crate::readme::unquoted(&row[0]).to_owned(), row[1].clone()))
+                .collect();
+        let expected: Vec<(String, String)> = Provider::ALL
+            .iter()
+            .map(|provider| {
+                let keys: Vec<String> = provider
+                    .secret_keys()
+                    .iter()
+                    .map(|key| {
+                        if provider.optional_secret_keys().contains(key) {
+                            format!("optional `{key}`")
+                        } else {
+                            format!("`{key}`")
+                        }
+                    })
+                    .collect();
+                (provider.name().to_owned(), keys.join(", "))
+            })
+            .collect();
+        assert_eq!(documented, expected);
+    }
 
     /// The figures the deadline check counts on are the ones curl is given.
     #[test]

@@ -506,23 +506,11 @@ mod tests {
     /// The README's settings table names every setting, with its default.
     #[test]
     fn the_readme_documents_every_setting_and_its_default() {
-        let readme = include_str!("../README.md");
-        let table = readme
-            .split("| setting | default | allowed | meaning |")
-            .nth(1)
-            .and_then(|rest| rest.split("\n\n").next())
-            .expect("the README's settings table");
-        let documented: Vec<(String, String)> = table
-            .lines()
-            .skip(2)
-            .filter_map(|row| {
-                let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-                Some((
-                    cells.get(1)?.trim_matches('`').to_owned(),
-                    (*cells.get(2)?).to_owned(),
-                ))
-            })
-            .collect();
+        let documented: Vec<(String, String)> =
+            crate::readme::table("| setting | default | allowed | meaning |")
+                .iter()
+                .map(|row| (crate::readme::unquoted(&row[0]).to_owned(), row[1].clone()))
+                .collect();
         let defaults = serde_json::to_value(Settings::default()).unwrap();
         let mut keys: Vec<&String> = defaults.as_object().unwrap().keys().collect();
         // ttlSecondsAfterFinished is left out when unset.

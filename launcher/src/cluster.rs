@@ -653,17 +653,10 @@ mod tests {
     /// The README's Event table lists exactly the reasons recorded.
     #[test]
     fn the_readme_documents_every_event_reason() {
-        let readme = include_str!("../../README.md");
-        let table = readme
-            .split("| reason | type | message |")
-            .nth(1)
-            .and_then(|rest| rest.split("\n\n").next())
-            .expect("the README's Event table");
-        let documented: Vec<&str> = table
-            .lines()
-            .skip(2)
-            .filter_map(|row| row.split('|').nth(1))
-            .map(|cell| cell.trim().trim_matches('`'))
+        let rows = crate::readme::table("| reason | type | message |");
+        let documented: Vec<&str> = rows
+            .iter()
+            .map(|row| crate::readme::unquoted(&row[0]))
             .collect();
         assert_eq!(
             documented,
@@ -675,5 +668,56 @@ mod tests {
                 REASON_REFUSED
             ]
         );
+    }
+
+    /// The README's least-privilege table is the ClusterRole of
+    /// deploy/launcher.yaml: every resource, with exactly its verbs.
+    #[test]
+    fn the_readme_lists_the_launchers_rights_as_deployed() {
+        use k8s_openapi::serde::Deserialize as _;
+        let manifests = include_str!("../../deploy/launcher.yaml");
+        let role = serde_yaml::Deserializer::from_str(manifests)
+            .filter_map(|document| serde_json::Value::deserialize(document).ok())
+            .find(|document| document["kind"] == "ClusterRole")
+            .expect("deploy/launcher.yaml has a ClusterRole");
+        let names = |value: &serde_json::Value| -> Vec<String> {
+            value
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|item| item.as_str().map(str::to_owned))
+                .collect()
+        };
+        let deployed: Vec<(String, Vec<String>, Vec<String>)> = role["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .map(|rule| {
+                (
+                    names(&rule["resources"]).join(","),
+                    names(&rule["resourceNames"]),
+                    names(&rule["verbs"]),
+                )
+            })
+            .collect();
+        let documented: Vec<(String, Vec<String>, Vec<String>)> =
+            crate::readme::table("| resource | verbs | why |")
+                .iter()
+                .map(|row| {
+                    // `clusteradmissionpolicies (`cache-buster` only)`
+                    let (resource, only) = row[0]
+                        .split_once(" (")
+                        .map_or((row[0].as_str(), ""), |(resource, only)| (resource, only));
+                    let only: Vec<String> = only
+                        .split('`')
+                        .nth(1)
+                        .map(str::to_owned)
+                        .into_iter()
+                        .collect();
+                    let verbs = row[1].split(", ").map(str::to_owned).collect();
+                    (resource.to_owned(), only, verbs)
+                })
+                .collect();
+        assert_eq!(documented, deployed);
     }
 }

@@ -6,6 +6,8 @@ pub mod difference;
 pub mod health;
 pub mod metrics;
 pub mod plan;
+#[cfg(test)]
+mod readme;
 pub mod server;
 pub mod settings_source;
 

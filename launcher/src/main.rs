@@ -321,6 +321,10 @@ fn controllers(
 }
 
 #[cfg(test)]
+#[path = "readme.rs"]
+mod readme;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -329,20 +333,12 @@ mod tests {
     #[test]
     fn the_readme_documents_every_flag_and_its_default() {
         use clap::CommandFactory as _;
-        let readme = include_str!("../../README.md");
-        let table = readme
-            .split("| flag | default | |")
-            .nth(1)
-            .and_then(|rest| rest.split("\n\n").next())
-            .expect("the README's flag table");
-        let mut documented: Vec<(String, String)> = table
-            .lines()
-            .skip(2)
+        let mut documented: Vec<(String, String)> = readme::table("| flag | default | |")
+            .iter()
             .filter_map(|row| {
-                let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-                let flag = cells.get(1)?.trim_matches('`');
+                let flag = readme::unquoted(&row[0]);
                 let name = flag.strip_prefix("--")?.split(' ').next()?;
-                Some((name.to_owned(), cells.get(2)?.trim_matches('`').to_owned()))
+                Some((name.to_owned(), readme::unquoted(&row[1]).to_owned()))
             })
             .collect();
         documented.sort();

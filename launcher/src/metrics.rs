@@ -216,21 +216,11 @@ mod tests {
     /// The README's metrics table lists exactly what /metrics exposes.
     #[test]
     fn the_readme_documents_every_metric() {
-        let readme = include_str!("../../README.md");
-        let table = readme
-            .split("Metrics (`/metrics`")
-            .nth(1)
-            .and_then(|rest| rest.split("\n\n").nth(1))
-            .expect("the README's metrics table");
-        let documented: Vec<(String, String)> = table
-            .lines()
-            .skip(2)
-            .filter_map(|row| {
-                let cells: Vec<&str> = row.split('|').map(str::trim).collect();
-                let name = cells.get(1)?.trim_matches('`');
-                Some((name.to_owned(), (*cells.get(2)?).to_owned()))
-            })
-            .collect();
+        let documented: Vec<(String, String)> =
+            crate::readme::table("| metric | type | labels | meaning |")
+                .iter()
+                .map(|row| (crate::readme::unquoted(&row[0]).to_owned(), row[1].clone()))
+                .collect();
         // A labelled family shows once it has a member.
         let metrics = Metrics::default();
         metrics.purge("webhook", PurgeResult::Succeeded);
