@@ -1,4 +1,5 @@
-//! The README's tables, read by the tests that keep them true to the code.
+//! The README's tables, read by the tests that keep them true to the code
+//! (the policy's and, through `#[path]`, the launcher's).
 
 const README: &str = include_str!("../README.md");
 

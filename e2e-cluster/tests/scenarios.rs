@@ -1203,12 +1203,12 @@ async fn forbidden_watch(cluster: &Cluster) -> Result<()> {
         .await?;
     let outcome = async {
         cluster.spawn_launcher(false).await?;
-        let port = cluster.launcher_port;
-        let body = eventually("/readyz failing on the jobs watch", SOON, || async move {
-            let (status, body) =
-                cache_buster_e2e_cluster::cluster::http_get_with_status(port, "/readyz").await?;
-            Ok((status == 503 && body.contains("failing")).then_some(body))
-        })
+        let body = readyz_until(
+            cluster,
+            "/readyz failing on the jobs watch",
+            SOON,
+            |status, body| status == 503 && body.contains("failing"),
+        )
         .await?;
         ensure!(
             body.contains("watch of jobs in all namespaces failing (retried with back-off): ")
@@ -1237,16 +1237,29 @@ async fn forbidden_watch(cluster: &Cluster) -> Result<()> {
         .replace("cache-buster-launcher", &Default::default(), &restored)
         .await?;
     outcome?;
-    let port = cluster.launcher_port;
-    eventually(
+    readyz_until(
+        cluster,
         "/readyz ok once RBAC is fixed",
         Duration::from_secs(90),
-        || async move {
-            let (status, _) =
-                cache_buster_e2e_cluster::cluster::http_get_with_status(port, "/readyz").await?;
-            Ok((status == 200).then_some(()))
-        },
+        |status, _| status == 200,
     )
+    .await
+    .map(drop)
+}
+
+/// The launcher's /readyz answer, once `wanted(status, body)` holds.
+async fn readyz_until(
+    cluster: &Cluster,
+    what: &str,
+    within: Duration,
+    wanted: fn(u16, &str) -> bool,
+) -> Result<String> {
+    let port = cluster.launcher_port;
+    eventually(what, within, || async move {
+        let (status, body) =
+            cache_buster_e2e_cluster::cluster::http_get_with_status(port, "/readyz").await?;
+        Ok(wanted(status, &body).then_some(body))
+    })
     .await
 }
 
@@ -1367,7 +1380,6 @@ async fn settings_followed(cluster: &Cluster) -> Result<()> {
     cluster.site_namespace(ns).await?;
     let original = cluster.policy_settings().await?;
     let launcher = cluster.launcher_pid();
-    let port = cluster.launcher_port;
     let backoff_limit = |job: &Job| job.spec.as_ref().and_then(|spec| spec.backoff_limit);
     let outcome = async {
         let mut changed = original.clone();
@@ -1404,10 +1416,8 @@ async fn settings_followed(cluster: &Cluster) -> Result<()> {
         let mut invalid = changed.clone();
         invalid["backoffLimit"] = json!(-1);
         cluster.set_policy_settings(invalid).await?;
-        let body = eventually("/readyz naming the invalid settings", SOON, || async move {
-            let (status, body) =
-                cache_buster_e2e_cluster::cluster::http_get_with_status(port, "/readyz").await?;
-            Ok((status == 503).then_some(body))
+        let body = readyz_until(cluster, "/readyz naming the invalid settings", SOON, |status, _| {
+            status == 503
         })
         .await?;
         ensure!(
@@ -1433,14 +1443,12 @@ async fn settings_followed(cluster: &Cluster) -> Result<()> {
         .await
         .context("starting policy-server again")?;
     outcome?;
-    eventually(
+    readyz_until(
+        cluster,
         "/readyz ok once the settings are valid",
         SOON,
-        || async move {
-            let (status, _) =
-                cache_buster_e2e_cluster::cluster::http_get_with_status(port, "/readyz").await?;
-            Ok((status == 200).then_some(()))
-        },
+        |status, _| status == 200,
     )
     .await
+    .map(drop)
 }

@@ -7,6 +7,7 @@ pub mod health;
 pub mod metrics;
 pub mod plan;
 #[cfg(test)]
+#[path = "../../src/readme.rs"]
 mod readme;
 pub mod server;
 pub mod settings_source;

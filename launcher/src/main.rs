@@ -321,7 +321,7 @@ fn controllers(
 }
 
 #[cfg(test)]
-#[path = "readme.rs"]
+#[path = "../../src/readme.rs"]
 mod readme;
 
 #[cfg(test)]

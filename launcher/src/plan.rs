@@ -409,6 +409,19 @@ mod tests {
     }
     use State::*;
 
+    /// `deployment` with its container's image changed (and its stamp not).
+    fn running(mut deployment: Deployment, image: &str) -> Deployment {
+        if let Some(container) = deployment
+            .spec
+            .as_mut()
+            .and_then(|spec| spec.template.spec.as_mut())
+            .and_then(|pod| pod.containers.first_mut())
+        {
+            container.image = Some(image.into());
+        }
+        deployment
+    }
+
     fn stamped_job_name(deployment: &Deployment) -> String {
         deployment.metadata.annotations.as_ref().unwrap()["cache-buster.io/job-name"].clone()
     }
@@ -841,17 +854,7 @@ mod tests {
             Decision::Skip(SkipReason::JobOfOtherSettingsExists)
         );
         // A stamp for another image than the one it runs is refused even so.
-        let mut stale = deployment.clone();
-        stale
-            .spec
-            .as_mut()
-            .unwrap()
-            .template
-            .spec
-            .as_mut()
-            .unwrap()
-            .containers[0]
-            .image = Some("nginx:1.26".into());
+        let stale = running(deployment.clone(), "nginx:1.26");
         assert!(matches!(
             decide_any(&[&after, &before], &stale, &[created], 2, at(NOW)),
             Decision::Refuse { .. }
@@ -861,17 +864,7 @@ mod tests {
     #[test]
     fn a_stamp_left_from_an_older_image_is_refused() {
         // The image changed while the policy was not running: the stamp is stale.
-        let mut deployment = stamped("nginx:1.25");
-        deployment
-            .spec
-            .as_mut()
-            .unwrap()
-            .template
-            .spec
-            .as_mut()
-            .unwrap()
-            .containers[0]
-            .image = Some("nginx:1.26".into());
+        let deployment = running(stamped("nginx:1.25"), "nginx:1.26");
         assert!(matches!(
             decide_with(&deployment, &[], 2),
             Decision::Refuse { .. }
