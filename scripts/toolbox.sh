@@ -1,39 +1,36 @@
 #!/usr/bin/env bash
-# Finds the real programs the cluster tests and the kwctl e2e run need, and
-# prints the kwctl to use. Each comes from its variable (KWCTL, POLICY_SERVER,
-# KUBEBUILDER_ASSETS as envtest sets it, CURL, …); where one is unset, from the
-# reference toolbox (TOOLBOX, default ../shared/toolbox), unpacked and checked
-# into target/toolbox by its own install.sh. Nothing is downloaded.
-#   scripts/toolbox.sh kwctl     print the real kwctl's path
-# Under CI=true a missing program is an error; elsewhere it says what is
-# missing and how to get it, and prints nothing.
+# Finds a real program that a suite needs, the way a user has it: from its
+# variable, else on PATH (after `make tools`, the Makefile sets the variables
+# from target/tools.mk). Nothing is downloaded here, nothing is read from
+# outside the repository.
+#   scripts/toolbox.sh kwctl   print the real kwctl's absolute path
+# A missing program prints one `skipped:` line naming the program, its
+# variable and the official way to get it, and nothing on stdout; with
+# REQUIRE_REAL_TOOLS=1 (the GitHub workflow) it is a failure instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-toolbox="${TOOLBOX:-../shared/toolbox}"
-if [ -x "$toolbox/install.sh" ] || [ -f "$toolbox/install.sh" ]; then
-  bash "$toolbox/install.sh" target/toolbox >/dev/null
-fi
+. scripts/tools.versions
 
-case "${1:-kwctl}" in
+case "${1:-}" in
   kwctl)
-    # KWCTL is the e2e suite's evaluator: kwrun unless it names a real kwctl.
+    # KWCTL may name kwrun, the e2e suite's default evaluator: not kwctl.
     given="${KWCTL:-}"
     [ "$(basename "${given:-x}")" = kwrun ] && given=
-    for candidate in "$given" target/toolbox/kwctl "$(command -v kwctl || true)"; do
+    for candidate in "$given" "$(command -v kwctl || true)"; do
       if [ -n "$candidate" ] && [ -x "$candidate" ]; then
         echo "$(cd "$(dirname "$candidate")" && pwd)/$(basename "$candidate")"
         exit 0
       fi
     done
-    message="kwctl not found (KWCTL, $toolbox, PATH): download it from the kubewarden/kubewarden-controller release v1.35.0, or unpack ../shared/toolbox with its install.sh"
+    message="kwctl not found (\$KWCTL, PATH): set KWCTL to the kwctl of the kubewarden/adm-controller release $KUBEWARDEN_VERSION (kwctl-linux-<arch>.zip), or run make tools"
     ;;
   *)
     echo "usage: scripts/toolbox.sh kwctl" >&2
     exit 2
     ;;
 esac
-if [ "${CI:-}" = true ]; then
-  echo "toolbox: $message (CI=true: a missing program is a failure)" >&2
+if [ "${REQUIRE_REAL_TOOLS:-}" = 1 ]; then
+  echo "toolbox: $message (REQUIRE_REAL_TOOLS=1: a missing program is a failure)" >&2
   exit 1
 fi
-echo "toolbox: $message; skipped" >&2
+echo "skipped: $message" >&2

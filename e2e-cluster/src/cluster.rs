@@ -7,7 +7,7 @@
 //! running as its ServiceAccount with the RBAC of deploy/launcher.yaml.
 
 use crate::cdn::CdnDouble;
-use crate::node::{NodeSetup, TestNode};
+use crate::node::{ImageProgram, NodeSetup, TestNode};
 use crate::pki::Pki;
 use crate::process::{Process, free_port, http_ok, run, wait_until};
 use crate::tools::{Tools, repository};
@@ -292,14 +292,17 @@ impl Cluster {
             serde_json::from_value(policy["spec"]["settings"].clone())
                 .context("the settings of deploy/policy.yaml")?;
         let images = [
-            (&settings.kubectl_image, &tools.kubectl),
-            (&settings.curl_image, &tools.curl),
+            (&settings.kubectl_image, &tools.kubectl, "kubectl"),
+            (&settings.curl_image, &tools.curl, "curl"),
         ]
         .into_iter()
-        .map(|(image, program)| {
+        .map(|(image, program, command)| {
             (
                 crate::node::repository_of(image).to_owned(),
-                program.clone(),
+                ImageProgram {
+                    path: program.clone(),
+                    command: command.to_owned(),
+                },
             )
         })
         .collect();

@@ -60,6 +60,14 @@ pub struct Executed {
     pub finished: Instant,
 }
 
+/// A host program that plays an image: the file, and the name the image's
+/// commands run it by (`curl`), whatever the file is called (`curl-8.21`).
+#[derive(Debug, Clone)]
+pub struct ImageProgram {
+    pub path: PathBuf,
+    pub command: String,
+}
+
 /// What the node needs from the cluster.
 #[derive(Clone)]
 pub struct NodeSetup {
@@ -67,7 +75,7 @@ pub struct NodeSetup {
     pub api_port: u16,
     pub bwrap: PathBuf,
     /// Image repository (without tag) → the program that plays it.
-    pub images: BTreeMap<String, PathBuf>,
+    pub images: BTreeMap<String, ImageProgram>,
     /// The CA bundle the sandboxes trust (the test CA).
     pub ca_bundle: String,
     /// Where the node keeps its pods' files.
@@ -711,8 +719,8 @@ pub fn expand(text: &str, defined: &HashMap<String, String>) -> String {
     out
 }
 
-/// Where a sandbox finds its image's programs.
-const IMAGE_BIN: &str = "/opt/image/bin";
+/// Where a sandbox finds its image's programs (first on its PATH).
+pub const IMAGE_BIN: &str = "/opt/image/bin";
 
 /// `registry.k8s.io/kubectl:v1.34.2` → `registry.k8s.io/kubectl`.
 pub fn repository_of(image: &str) -> &str {
@@ -741,9 +749,6 @@ async fn run_container(
             format!("the test node has no program for image {image}"),
         ));
     };
-    let program_name = program
-        .file_name()
-        .ok_or_else(|| anyhow!("{} has no file name", program.display()))?;
     let env = loop {
         match environment(shared, &namespace, pod, container).await? {
             Ok(env) => break env,
@@ -820,8 +825,8 @@ async fn run_container(
         // The image's program itself, not a link to it: the host path may
         // be under /tmp, which the sandbox has its own of.
         .arg("--ro-bind")
-        .arg(program.canonicalize()?)
-        .arg(Path::new(IMAGE_BIN).join(program_name))
+        .arg(program.path.canonicalize()?)
+        .arg(Path::new(IMAGE_BIN).join(&program.command))
         .arg("--bind")
         .arg(&termination_log)
         .arg(
