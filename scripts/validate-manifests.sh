@@ -1,30 +1,31 @@
 #!/usr/bin/env bash
 # Validates every Kubernetes manifest of the project against the official
-# schemas with kubernetes-validate (PyPI), strictly (unknown fields fail), for
-# the oldest and the newest Kubernetes this project supports:
+# schemas with kubernetes-validate, strictly (unknown fields fail), for the
+# oldest and the newest Kubernetes this project supports
+# (scripts/tools.versions):
 #   - deploy/*.yaml, deploy/site/job-rbac.yaml and deploy/secrets/*.yaml;
+#   - deploy/ (the kustomize base) and docs/examples/site (a site with the
+#     deploy/site component) as the real kubectl's kustomize renders them,
+#     which is what Flux applies;
 #   - the Job the policy generates for each provider, taken from what the
 #     real policy.wasm stamps (through KWCTL, kwrun or kwctl).
 # CRDs (the ClusterAdmissionPolicy) have no schema there: they are checked by
-# runner/tests/packaging.rs against the SDK's typed CRDs.
+# runner/tests/packaging.rs against the SDK's typed CRDs, so the rendered
+# ClusterAdmissionPolicy is left out here.
+# kubernetes-validate and kubectl come from PyPI, pinned in
+# scripts/requirements.txt, in .venv (scripts/setup.sh --tests).
 # Usage: scripts/validate-manifests.sh KWCTL POLICY
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kwctl="$1"
 policy="$2"
-kubernetes_versions=(1.32.0 1.37.0)
-validator_version=1.37.0
-
+. scripts/tools.versions
+kubernetes_versions=("$KUBERNETES_OLDEST" "$KUBERNETES_NEWEST")
 venv=.venv
-if ! "$venv/bin/kubernetes-validate" --version 2>/dev/null | grep -q "$validator_version"; then
-  python3 -m venv "$venv" 2>/dev/null || {
-    # Debian ships venv separately.
-    sudo=(); [ "$(id -u)" -eq 0 ] || sudo=(sudo)
-    "${sudo[@]}" apt-get install -y -qq python3-venv >/dev/null
-    python3 -m venv "$venv"
-  }
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$validator_version"
-fi
+[ -x "$venv/bin/kubernetes-validate" ] && [ -x "$venv/bin/kubectl" ] || {
+  echo "validate-manifests: $venv has no kubernetes-validate or kubectl: run scripts/setup.sh --tests" >&2
+  exit 1
+}
 
 generated="$(mktemp -d)"
 trap 'rm -rf "$generated"' EXIT
@@ -35,6 +36,23 @@ for fixture in create-labelled create-fastly create-webhook create-cloudflare-ba
 done
 "$kwctl" run --request-path e2e-tests/fixtures/create-labelled.json --settings-path e2e-tests/settings/fastly.json "$policy" 2>/dev/null |
   jq -r '.patch | @base64d | fromjson | .[] | select(.path | endswith("~1job")) | .value' >"$generated/job-settings-fastly.json"
+
+# The kustomizations as rendered, one file per object, the CRD's objects aside.
+for kustomization in deploy docs/examples/site; do
+  name="rendered-${kustomization//\//-}"
+  "$venv/bin/kubectl" kustomize "$kustomization" >"$generated/$name.yaml"
+  "$venv/bin/python" - "$generated/$name.yaml" "$generated/$name" <<'PY'
+import sys, yaml, json
+documents = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+assert documents, f"{sys.argv[1]}: kustomize rendered nothing"
+for index, document in enumerate(documents):
+    if document.get("apiVersion", "").startswith("policies.kubewarden.io/"):
+        continue
+    with open(f"{sys.argv[2]}-{index}-{document['kind']}.json", "w") as out:
+        json.dump(document, out)
+PY
+  rm "$generated/$name.yaml"
+done
 
 manifests=(deploy/site/job-rbac.yaml deploy/launcher.yaml deploy/secrets/*.yaml "$generated"/*.json)
 for version in "${kubernetes_versions[@]}"; do

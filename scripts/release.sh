@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The release workflow's steps (.github/workflows/release.yml), one
+# subcommand each, so that a maintainer can run any of them by hand:
+#   check          the tag (VERSION) is the version of Cargo.toml, and so of
+#                  policy-metadata.yml, artifacthub-pkg.yml and deploy/
+#                  (runner/tests/packaging.rs keeps those in step)
+#   policy         kwctl push annotated-policy.wasm to $POLICY_REPOSITORY:$VERSION,
+#                  cosign sign (keyless) the pushed digest, an SPDX SBOM (syft)
+#                  signed with cosign sign-blob
+#   image PLATFORM build the image for one platform (native runner), with SBOM
+#                  and provenance, push it by digest, sign it, keep the digest
+#   image-merge    one multi-arch manifest $IMAGE:$VERSION from the digests, signed
+#   github         the GitHub release $VERSION with policy.wasm and the SBOM
+# Variables: VERSION (default v<Cargo.toml's version>), POLICY_REPOSITORY,
+# IMAGE (default ghcr.io/cache-buster/...), and the credentials the programs
+# read (docker login, cosign's OIDC token, GH_TOKEN).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+crate_version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)"
+version="${VERSION:-v$crate_version}"
+policy_repository="${POLICY_REPOSITORY:-ghcr.io/cache-buster/policies/cache-buster}"
+image="${IMAGE:-ghcr.io/cache-buster/launcher}"
+out=target/release-artifacts
+mkdir -p "$out/digests"
+
+need() {
+  for program in "$@"; do
+    command -v "$program" >/dev/null || {
+      echo "release: $program is needed for this step" >&2
+      exit 1
+    }
+  done
+}
+
+case "${1:-}" in
+  check)
+    [ "$version" = "v$crate_version" ] || {
+      echo "release: the tag $version is not Cargo.toml's version v$crate_version (bump it everywhere first)" >&2
+      exit 1
+    }
+    grep -q "image: .*/launcher:$version\$" deploy/launcher.yaml || {
+      echo "release: deploy/launcher.yaml does not run the launcher image $version" >&2
+      exit 1
+    }
+    echo "release: $version is the version of the crate, the metadata and deploy/"
+    ;;
+  policy)
+    need kwctl cosign syft jq
+    [ -f annotated-policy.wasm ] || { echo "release: make annotated-policy.wasm first" >&2; exit 1; }
+    reference="$(kwctl push -o json annotated-policy.wasm "$policy_repository:$version" | jq -r .immutable_ref)"
+    cosign sign --yes "$reference"
+    echo "$reference" >"$out/policy-reference"
+    syft scan --output "spdx-json=$out/policy-sbom.spdx.json" \
+      --source-name "cache-buster-$version" --source-version "$version" dir:.
+    cosign sign-blob --yes --bundle "$out/policy-sbom.spdx.json.bundle.sigstore" "$out/policy-sbom.spdx.json"
+    cp policy.wasm "$out/policy.wasm"
+    echo "release: pushed and signed $reference"
+    ;;
+  image)
+    platform="${2:?usage: scripts/release.sh image linux/<arch>}"
+    arch="${platform#linux/}"
+    need docker cosign
+    docker buildx build --file launcher/Dockerfile --platform "$platform" \
+      --sbom=true --provenance=mode=max \
+      --label "org.opencontainers.image.version=$version" \
+      --label "org.opencontainers.image.source=https://github.com/${GITHUB_REPOSITORY:-cache-buster/cache-buster-policy}" \
+      --output "type=image,name=$image,push-by-digest=true,name-canonical=true,push=true" \
+      --metadata-file "$out/image-$arch.json" .
+    digest="$(jq -r '."containerimage.digest"' "$out/image-$arch.json")"
+    cosign sign --yes "$image@$digest"
+    echo "$digest" >"$out/digests/$arch"
+    echo "release: pushed and signed $image@$digest ($platform)"
+    ;;
+  image-merge)
+    need docker cosign
+    sources=()
+    for file in "$out"/digests/*; do sources+=("$image@$(cat "$file")"); done
+    ((${#sources[@]} == 2)) || { echo "release: expected the amd64 and arm64 digests in $out/digests" >&2; exit 1; }
+    docker buildx imagetools create --tag "$image:$version" "${sources[@]}"
+    digest="$(docker buildx imagetools inspect "$image:$version" --format '{{json .Manifest}}' | jq -r .digest)"
+    cosign sign --yes "$image@$digest"
+    echo "release: $image:$version is $digest, signed"
+    ;;
+  github)
+    need gh
+    gh release create "$version" --verify-tag --title "$version" --generate-notes \
+      "$out/policy.wasm" "$out/policy-sbom.spdx.json" "$out/policy-sbom.spdx.json.bundle.sigstore"
+    ;;
+  *)
+    sed -n '2,17p' "$0" >&2
+    exit 2
+    ;;
+esac
