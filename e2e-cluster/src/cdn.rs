@@ -85,8 +85,11 @@ pub enum Failure {
     /// This 5xx status for every request, with `Retry-After: 1` so a test
     /// does not sit through curl's whole back-off.
     Permanent { status: u16 },
-    /// No answer for this long (past curl's `--max-time`).
+    /// No answer for this long (past the purge's per-request time-out).
     Hang { duration: Duration },
+    /// The credential (`Authorization` or `Fastly-Key`) is not this one:
+    /// the provider's own answer to a wrong or missing credential.
+    Credential { expected: String },
 }
 
 struct Rule {
@@ -233,6 +236,14 @@ async fn answer(
             Failure::Unavailable { times } | Failure::RateLimited { times, .. } if *times == 0 => {
                 None
             }
+            Failure::Credential { expected } => {
+                let given = recorded
+                    .header("authorization")
+                    .or_else(|| recorded.header("fastly-key"))
+                    .unwrap_or_default();
+                let token = given.strip_prefix("Bearer ").unwrap_or(given);
+                (token != expected.as_str()).then(|| rule.failure.clone())
+            }
             Failure::Unavailable { times } | Failure::RateLimited { times, .. } => {
                 *times -= 1;
                 Some(rule.failure.clone())
@@ -263,30 +274,49 @@ async fn answer(
             tokio::time::sleep(duration).await;
             respond(StatusCode::GATEWAY_TIMEOUT, &[], "")
         }
+        Some(Failure::Credential { .. }) => refused(&recorded),
     })
+}
+
+/// What each API answers to a wrong or missing credential.
+fn refused(request: &Recorded) -> Response<Full<Bytes>> {
+    match request.host.as_str() {
+        "api.cloudflare.com" => respond(
+            StatusCode::FORBIDDEN,
+            &[],
+            r#"{"success":false,"errors":[{"code":10000,"message":"Authentication error"}],"messages":[],"result":null}"#,
+        ),
+        "api.fastly.com" => respond(
+            StatusCode::UNAUTHORIZED,
+            &[],
+            r#"{"msg":"Provided credentials are missing or invalid"}"#,
+        ),
+        _ => respond(StatusCode::UNAUTHORIZED, &[], r#"{"error":"unauthorized"}"#),
+    }
 }
 
 /// What each API answers when the purge is accepted.
 fn success(request: &Recorded) -> Response<Full<Bytes>> {
     match (request.host.as_str(), request.method.as_str()) {
-        ("api.cloudflare.com", _) => {
-            let zone = request
-                .path
-                .split('/')
-                .nth(4)
-                .unwrap_or_default()
-                .to_owned();
-            respond(
-                StatusCode::OK,
-                &[],
-                &format!(
-                    r#"{{"success":true,"errors":[],"messages":[],"result":{{"id":"{zone}"}}}}"#
-                ),
-            )
-        }
+        // Cloudflare answers with the purge's id: the double derives one
+        // from the request, so each batch has its own.
+        ("api.cloudflare.com", _) => respond(
+            StatusCode::OK,
+            &[],
+            &format!(
+                r#"{{"success":true,"errors":[],"messages":[],"result":{{"id":"{:016x}"}}}}"#,
+                fnv(&request.body)
+            ),
+        ),
         ("api.fastly.com", _) if request.path.ends_with("/purge_all") => {
             respond(StatusCode::OK, &[], r#"{"status":"ok"}"#)
         }
+        // A URL purge through the API host: /purge/<host>/<path>.
+        ("api.fastly.com", _) if request.path.starts_with("/purge/") => respond(
+            StatusCode::OK,
+            &[],
+            r#"{"status":"ok","id":"108-1391560174-974124"}"#,
+        ),
         ("api.fastly.com", _) => {
             let keys = request.header("surrogate-key").unwrap_or_default();
             let ids: Vec<String> = keys
@@ -302,6 +332,13 @@ fn success(request: &Recorded) -> Response<Full<Bytes>> {
         ),
         _ => respond(StatusCode::ACCEPTED, &[], r#"{"accepted":true}"#),
     }
+}
+
+/// FNV-1a: a stable id from a request body.
+fn fnv(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 fn respond(status: StatusCode, headers: &[(&str, &str)], body: &str) -> Response<Full<Bytes>> {

@@ -2,13 +2,16 @@
 //! each site Deployment, exactly once (SPEC §8).
 
 pub mod cluster;
+pub mod commands;
 pub mod difference;
 pub mod health;
 pub mod metrics;
 pub mod plan;
+pub mod purge;
 #[cfg(test)]
 #[path = "../../src/readme.rs"]
 mod readme;
+pub mod rollout;
 pub mod server;
 pub mod settings_source;
 

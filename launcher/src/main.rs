@@ -5,6 +5,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use cache_buster::keys;
 use cache_buster::settings::{Settings, parse_and_validate};
 use cache_buster_launcher::cluster::{Context, error_policy, reconcile};
+use cache_buster_launcher::commands;
 use cache_buster_launcher::health::Watches;
 use cache_buster_launcher::metrics::Metrics;
 use cache_buster_launcher::server::router;
@@ -27,12 +28,31 @@ use tracing::{error, info, warn};
 /// only queue at the API server's rate limits and hold memory.
 const RECONCILE_CONCURRENCY: u16 = 8;
 
+/// The project's one program: the launcher by default, and the companion
+/// Job's two commands.
 #[derive(Parser)]
 #[command(
     name = "cache-buster-launcher",
     version,
-    about = "Creates each stamped cache-buster Job exactly once"
+    about = "Creates each stamped cache-buster Job exactly once; runs the Job's commands",
+    args_conflicts_with_subcommands = true
 )]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    launcher: Args,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// The Job's init container: wait until this image hash is rolled out
+    WaitRollout(commands::WaitRolloutArgs),
+    /// The Job's container: purge the CDN, write the outcome
+    Purge(Box<commands::PurgeArgs>),
+}
+
+#[derive(clap::Args)]
 struct Args {
     /// The ClusterAdmissionPolicy whose spec.settings the launcher derives
     /// with, watched: a change applies without a restart
@@ -64,7 +84,13 @@ fn load_settings(path: &PathBuf) -> Result<Settings> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run().await {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::WaitRollout(args)) => return commands::wait_rollout(args).await,
+        Some(Command::Purge(args)) => return commands::purge(*args).await,
+        None => {}
+    }
+    match run(cli.launcher).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             // One line an operator can act on, not a backtrace.
@@ -83,14 +109,13 @@ fn keep_what_plans_read(job: &mut Job) {
     }
 }
 
-async fn run() -> Result<()> {
+async fn run(args: Args) -> Result<()> {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let args = Args::parse();
     // A settings file is checked before anything else: invalid, the
     // launcher does not start.
     let file_settings = args.settings.as_ref().map(load_settings).transpose()?;
@@ -342,7 +367,7 @@ mod tests {
             })
             .collect();
         documented.sort();
-        let mut flags: Vec<(String, String)> = Args::command()
+        let mut flags: Vec<(String, String)> = Cli::command()
             .get_arguments()
             .filter_map(|argument| {
                 let name = argument.get_long()?;

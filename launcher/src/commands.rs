@@ -1,0 +1,177 @@
+//! The companion Job's two commands, as the image runs them: their argv
+//! (which a person can read in the Job) and what each prints and writes.
+
+use crate::purge::http::{Limits, Network};
+use crate::purge::plan::WebhookContext;
+use crate::purge::{PurgeJob, run};
+use crate::rollout::{WaitFor, wait};
+use cache_buster::providers::{CREDENTIALS_DIR, Provider};
+use cache_buster::targets::PurgeTargets;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Test-only: trust these PEM certificates too (the CDN double's CA).
+pub const TEST_CA_VARIABLE: &str = "CACHE_BUSTER_TEST_CA_FILE";
+/// Test-only: connect to this address whatever the host (the CDN double).
+pub const TEST_CONNECT_TO_VARIABLE: &str = "CACHE_BUSTER_TEST_CONNECT_TO";
+
+#[derive(clap::Args, Debug)]
+pub struct WaitRolloutArgs {
+    #[arg(long)]
+    pub namespace: String,
+    #[arg(long)]
+    pub deployment: String,
+    /// The image hash this Job purges for
+    #[arg(long)]
+    pub image_hash: String,
+    /// The annotation that carries the stamped image hash
+    #[arg(long, default_value = "cache-buster.io/image-hash")]
+    pub annotation: String,
+    #[arg(long, default_value_t = 600)]
+    pub timeout_seconds: u64,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PurgeArgs {
+    #[arg(long, value_parser = provider)]
+    pub provider: Provider,
+    /// The Secret with the provider's credentials (named in messages)
+    #[arg(long)]
+    pub secret: String,
+    /// Where that Secret is mounted
+    #[arg(long, default_value = CREDENTIALS_DIR)]
+    pub credentials: PathBuf,
+    #[arg(long = "url")]
+    pub urls: Vec<String>,
+    #[arg(long = "prefix")]
+    pub prefixes: Vec<String>,
+    #[arg(long = "host")]
+    pub hosts: Vec<String>,
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    #[arg(long)]
+    pub everything: bool,
+    #[arg(long, default_value_t = 30)]
+    pub cloudflare_batch_size: usize,
+    /// The webhook's payload (SPEC §5)
+    #[arg(long, default_value = "")]
+    pub site: String,
+    #[arg(long, default_value = "")]
+    pub namespace: String,
+    #[arg(long, default_value = "")]
+    pub deployment: String,
+    #[arg(long, default_value = "")]
+    pub image: String,
+    #[arg(long, default_value = "")]
+    pub image_hash: String,
+    #[arg(long, default_value = "")]
+    pub job_name: String,
+    /// Every request with its retries ends within this
+    #[arg(long, default_value_t = 180)]
+    pub budget_seconds: u64,
+    /// Where the outcome is written (the container's terminationMessagePath)
+    #[arg(long, default_value = "/dev/termination-log")]
+    pub termination_log: PathBuf,
+}
+
+fn provider(name: &str) -> Result<Provider, String> {
+    Provider::from_name(name).ok_or_else(|| format!("expected {}", Provider::expected_for(name)))
+}
+
+impl PurgeArgs {
+    /// The job, with the test-only network settings read from `env`.
+    pub fn job(self, env: impl Fn(&str) -> Option<String>) -> Result<PurgeJob, String> {
+        let extra_roots_pem = env(TEST_CA_VARIABLE)
+            .map(|file| {
+                std::fs::read(&file).map_err(|error| format!("{TEST_CA_VARIABLE}={file}: {error}"))
+            })
+            .transpose()?;
+        let connect_to = env(TEST_CONNECT_TO_VARIABLE)
+            .map(|address| {
+                address
+                    .parse::<SocketAddr>()
+                    .map_err(|error| format!("{TEST_CONNECT_TO_VARIABLE}={address}: {error}"))
+            })
+            .transpose()?;
+        Ok(PurgeJob {
+            provider: self.provider,
+            targets: PurgeTargets {
+                urls: self.urls,
+                prefixes: self.prefixes,
+                hosts: self.hosts,
+                tags: self.tags,
+                everything: self.everything,
+            },
+            cloudflare_batch_size: self.cloudflare_batch_size,
+            webhook: WebhookContext {
+                site: self.site,
+                namespace: self.namespace,
+                deployment: self.deployment,
+                image: self.image,
+                image_hash: self.image_hash,
+                job_name: self.job_name,
+            },
+            credentials_dir: self.credentials,
+            secret: self.secret,
+            limits: Limits {
+                budget: Duration::from_secs(self.budget_seconds),
+                ..Limits::default()
+            },
+            network: Network {
+                extra_roots_pem,
+                connect_to,
+            },
+        })
+    }
+}
+
+/// Purges, prints the outcome and writes it as the termination message.
+pub async fn purge(args: PurgeArgs) -> ExitCode {
+    let termination_log = args.termination_log.clone();
+    let job = match args.job(|name| std::env::var(name).ok()) {
+        Ok(job) => job,
+        Err(error) => {
+            eprintln!("Error: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = run(&job).await;
+    let message = outcome.to_message();
+    println!("{message}");
+    if let Err(error) = std::fs::write(&termination_log, &message) {
+        eprintln!(
+            "cannot write the outcome to {}: {error}",
+            termination_log.display()
+        );
+    }
+    if outcome.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+pub async fn wait_rollout(args: WaitRolloutArgs) -> ExitCode {
+    let wait_for = WaitFor {
+        namespace: args.namespace,
+        deployment: args.deployment,
+        hash_annotation: args.annotation,
+        hash: args.image_hash,
+        timeout: Duration::from_secs(args.timeout_seconds),
+    };
+    let result = match kube::Client::try_default().await {
+        Ok(client) => wait(client, &wait_for).await,
+        Err(error) => Err(format!("cannot reach the Kubernetes API: {error}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("Error: {message}");
+            // The kubelet shows it as the init container's termination message.
+            let _ = std::fs::write("/dev/termination-log", &message);
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! The provider's credentials, from the Secret mounted as files (values
+//! trimmed: a Secret made from a file keeps its newline). The Secret is
+//! mounted `optional`, so that a missing Secret or key fails the purge at
+//! once with a message naming them, instead of a pod left Pending.
+
+use cache_buster::providers::Provider;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Credentials {
+    values: BTreeMap<String, String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CredentialsError {
+    #[error(
+        "the Secret {secret} is missing or empty (nothing is mounted at {dir}): \
+         create it in the Deployment's namespace with the keys {keys}"
+    )]
+    NoSecret {
+        secret: String,
+        dir: String,
+        keys: String,
+    },
+    #[error("the Secret {secret} has no key {key} ({provider} needs {keys})")]
+    NoKey {
+        secret: String,
+        key: String,
+        provider: &'static str,
+        keys: String,
+    },
+    #[error("the Secret {secret}'s key {key} cannot be read: {error}")]
+    Unreadable {
+        secret: String,
+        key: String,
+        error: String,
+    },
+}
+
+impl Credentials {
+    /// Reads `provider`'s keys from `dir`, where the Secret `secret` is mounted.
+    pub fn read(
+        provider: Provider,
+        dir: &Path,
+        secret: &str,
+    ) -> Result<Credentials, CredentialsError> {
+        let required: Vec<&str> = provider
+            .secret_keys()
+            .iter()
+            .copied()
+            .filter(|key| !provider.optional_secret_keys().contains(key))
+            .collect();
+        let keys = provider.secret_keys().join(", ");
+        let mounted = std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .any(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
+            })
+            .unwrap_or(false);
+        if !mounted {
+            return Err(CredentialsError::NoSecret {
+                secret: secret.to_owned(),
+                dir: dir.display().to_string(),
+                keys,
+            });
+        }
+        let mut values = BTreeMap::new();
+        for &key in provider.secret_keys() {
+            match std::fs::read_to_string(dir.join(key)) {
+                Ok(text) => {
+                    let value = text.trim();
+                    if !value.is_empty() {
+                        values.insert(key.to_owned(), value.to_owned());
+                    }
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    return Err(CredentialsError::Unreadable {
+                        secret: secret.to_owned(),
+                        key: key.to_owned(),
+                        error: error.to_string(),
+                    });
+                }
+            }
+        }
+        if let Some(key) = required.iter().find(|key| !values.contains_key(**key)) {
+            return Err(CredentialsError::NoKey {
+                secret: secret.to_owned(),
+                key: (*key).to_owned(),
+                provider: provider.name(),
+                keys,
+            });
+        }
+        Ok(Credentials { values })
+    }
+
+    /// For the tests.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Credentials {
+        Credentials {
+            values: pairs
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+                .collect(),
+        }
+    }
+
+    /// A required key (present after [`Credentials::read`]).
+    pub fn value(&self, key: &str) -> &str {
+        self.values.get(key).map_or("", String::as_str)
+    }
+
+    pub fn optional(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    /// Every secret value, for redaction: longest first, so a value that
+    /// contains another is hidden whole.
+    pub fn secrets(&self) -> Vec<&str> {
+        let mut secrets: Vec<&str> = self.values.values().map(String::as_str).collect();
+        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+        secrets
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (key, value) in files {
+            std::fs::write(dir.path().join(key), value).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn values_are_trimmed() {
+        let dir = secret_dir(&[
+            ("CLOUDFLARE_ZONE_ID", "zone\n"),
+            ("CLOUDFLARE_API_TOKEN", "  token \n"),
+        ]);
+        let credentials = Credentials::read(Provider::Cloudflare, dir.path(), "cdn").unwrap();
+        assert_eq!(credentials.value("CLOUDFLARE_ZONE_ID"), "zone");
+        assert_eq!(credentials.value("CLOUDFLARE_API_TOKEN"), "token");
+    }
+
+    #[test]
+    fn a_missing_key_names_the_secret_and_the_key() {
+        let dir = secret_dir(&[("CLOUDFLARE_ZONE_ID", "zone")]);
+        assert_eq!(
+            Credentials::read(Provider::Cloudflare, dir.path(), "cdn")
+                .unwrap_err()
+                .to_string(),
+            "the Secret cdn has no key CLOUDFLARE_API_TOKEN (cloudflare needs CLOUDFLARE_ZONE_ID, CLOUDFLARE_API_TOKEN)"
+        );
+        // An empty value is as good as none.
+        let dir = secret_dir(&[
+            ("CLOUDFLARE_ZONE_ID", "zone"),
+            ("CLOUDFLARE_API_TOKEN", "\n"),
+        ]);
+        assert!(matches!(
+            Credentials::read(Provider::Cloudflare, dir.path(), "cdn"),
+            Err(CredentialsError::NoKey { .. })
+        ));
+    }
+
+    #[test]
+    fn a_missing_secret_is_named_with_the_keys_it_needs() {
+        // An optional Secret volume whose Secret does not exist is an empty directory.
+        let dir = secret_dir(&[]);
+        let message = Credentials::read(Provider::Fastly, dir.path(), "cache-buster-credentials")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("the Secret cache-buster-credentials is missing or empty"),
+            "{message}"
+        );
+        assert!(
+            message.ends_with("with the keys FASTLY_SERVICE_ID, FASTLY_API_TOKEN"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_webhook_token_is_optional() {
+        let dir = secret_dir(&[("WEBHOOK_URL", "https://hooks.example.test/x\n")]);
+        let credentials = Credentials::read(Provider::Webhook, dir.path(), "hook").unwrap();
+        assert_eq!(credentials.optional("WEBHOOK_TOKEN"), None);
+        assert_eq!(credentials.secrets(), ["https://hooks.example.test/x"]);
+    }
+}

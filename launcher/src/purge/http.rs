@@ -1,0 +1,282 @@
+//! The purge's HTTP client: rustls with the public roots compiled in, a
+//! connect and a per-request time-out, and retries with exponential back-off
+//! and jitter that honour `Retry-After` on 429 and 503, all within a total
+//! budget that ends before the Job's deadline.
+
+use super::plan::PlannedRequest;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// The limits of one purge. The policy counts on `request` and `budget`
+/// when it checks `activeDeadlineSeconds` (SPEC §6).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub connect: Duration,
+    pub request: Duration,
+    /// Every request with its retries ends within this, from the start.
+    pub budget: Duration,
+    /// The first back-off; it doubles up to `max_backoff`.
+    pub first_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connect: Duration::from_secs(10),
+            request: Duration::from_secs(60),
+            budget: Duration::from_secs(180),
+            first_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How the client reaches the CDNs. The defaults are the real Internet;
+/// the tests (only) point every host at the CDN double and trust its CA.
+#[derive(Debug, Clone, Default)]
+pub struct Network {
+    /// PEM certificates trusted besides the public roots.
+    pub extra_roots_pem: Option<Vec<u8>>,
+    /// Connect to this address whatever the host (TLS and `Host` unchanged).
+    pub connect_to: Option<SocketAddr>,
+}
+
+/// What the CDN answered to one request, after its retries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: Option<u16>,
+    pub body: String,
+    pub attempts: u32,
+    /// Why it failed: a status that is not 2xx, a time-out, a refused
+    /// connection, the budget spent. None when it succeeded.
+    pub error: Option<String>,
+}
+
+impl Answer {
+    pub fn succeeded(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    limits: Limits,
+    started: Instant,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("the extra CA certificates are not PEM: {0}")]
+    Roots(String),
+    #[error("the HTTP client cannot be built: {0}")]
+    Build(String),
+}
+
+impl Client {
+    pub fn new(limits: Limits, network: &Network, hosts: &[String]) -> Result<Client, ClientError> {
+        let mut roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        if let Some(pem) = &network.extra_roots_pem {
+            use rustls::pki_types::CertificateDer;
+            use rustls::pki_types::pem::PemObject as _;
+            for certificate in CertificateDer::pem_slice_iter(pem) {
+                let certificate =
+                    certificate.map_err(|error| ClientError::Roots(error.to_string()))?;
+                roots
+                    .add(certificate)
+                    .map_err(|error| ClientError::Roots(error.to_string()))?;
+            }
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| ClientError::Build(error.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let mut builder = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .connect_timeout(limits.connect)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("cache-buster/", env!("CARGO_PKG_VERSION")));
+        if let Some(address) = network.connect_to {
+            for host in hosts {
+                builder = builder.resolve(host, address);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|error| ClientError::Build(error.to_string()))?;
+        Ok(Client {
+            http,
+            limits,
+            started: Instant::now(),
+        })
+    }
+
+    fn remaining(&self) -> Duration {
+        self.limits.budget.saturating_sub(self.started.elapsed())
+    }
+
+    /// Sends `request`, retrying what may succeed later, until it succeeds,
+    /// fails for good, or the budget is spent.
+    pub async fn send(&self, request: &PlannedRequest) -> Answer {
+        let mut attempts = 0;
+        let mut backoff = self.limits.first_backoff;
+        loop {
+            attempts += 1;
+            let remaining = self.remaining();
+            let timeout = self.limits.request.min(remaining);
+            let (status, body, error, retry_after) = match self.attempt(request, timeout).await {
+                Ok((status, _, body)) if (200..300).contains(&status) => {
+                    return Answer {
+                        status: Some(status),
+                        body,
+                        attempts,
+                        error: None,
+                    };
+                }
+                Ok((status, retry_after, body)) => {
+                    let retryable = matches!(status, 429 | 500 | 502 | 503 | 504);
+                    let error = format!("HTTP {status}");
+                    if !retryable {
+                        return Answer {
+                            status: Some(status),
+                            body,
+                            attempts,
+                            error: Some(error),
+                        };
+                    }
+                    // Retry-After counts on 429 and 503 only (RFC 9110).
+                    let honoured = matches!(status, 429 | 503).then_some(retry_after).flatten();
+                    (Some(status), body, error, honoured)
+                }
+                Err(error) => (None, String::new(), error, None),
+            };
+            let wait = retry_after.unwrap_or_else(|| jittered(backoff));
+            backoff = (backoff * 2).min(self.limits.max_backoff);
+            if wait >= self.remaining() {
+                let why = match retry_after {
+                    Some(asked) => format!(
+                        "{error}; the CDN asked to retry after {}s, past the purge's budget of {}s",
+                        asked.as_secs(),
+                        self.limits.budget.as_secs()
+                    ),
+                    None => format!(
+                        "{error}; no time left to retry within the purge's budget of {}s",
+                        self.limits.budget.as_secs()
+                    ),
+                };
+                return Answer {
+                    status,
+                    body,
+                    attempts,
+                    error: Some(why),
+                };
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One try: (status, Retry-After, body), or why there is no answer.
+    async fn attempt(
+        &self,
+        request: &PlannedRequest,
+        timeout: Duration,
+    ) -> Result<(u16, Option<Duration>, String), String> {
+        let method = reqwest::Method::from_bytes(request.method.as_bytes())
+            .map_err(|error| error.to_string())?;
+        let mut builder = self.http.request(method, &request.url).timeout(timeout);
+        for (name, value) in &request.headers {
+            builder = builder.header(*name, value);
+        }
+        if let Some(body) = &request.body {
+            builder = builder.body(body.clone());
+        }
+        let response = builder
+            .send()
+            .await
+            .map_err(|error| describe(error, timeout))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| retry_after(value, SystemTime::now()));
+        let body = response
+            .text()
+            .await
+            .map_err(|error| describe(error, timeout))?;
+        Ok((status, retry_after, body))
+    }
+}
+
+/// A transport error in words, without the URL (which may hold a secret;
+/// the caller names the request).
+fn describe(error: reqwest::Error, timeout: Duration) -> String {
+    if error.is_timeout() {
+        format!("no answer within {}s", timeout.as_secs())
+    } else if error.is_connect() {
+        let mut source: Option<&dyn std::error::Error> = std::error::Error::source(&error);
+        let mut cause = String::new();
+        while let Some(inner) = source {
+            cause = inner.to_string();
+            source = inner.source();
+        }
+        format!("cannot connect ({cause})")
+    } else {
+        error.without_url().to_string()
+    }
+}
+
+/// `Retry-After` as seconds or as an HTTP date (RFC 9110 §10.2.3).
+pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or_default())
+}
+
+/// Between half and all of `backoff`, so that Jobs failing together do not
+/// retry together.
+fn jittered(backoff: Duration) -> Duration {
+    backoff.mul_f64(0.5 + fastrand::f64() / 2.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_a_date() {
+        let now = httpdate::parse_http_date("Fri, 04 Dec 2026 07:00:00 GMT").unwrap();
+        assert_eq!(retry_after("3", now), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            retry_after("Fri, 04 Dec 2026 07:00:05 GMT", now),
+            Some(Duration::from_secs(5))
+        );
+        // A date already past: retry now.
+        assert_eq!(
+            retry_after("Fri, 04 Dec 2026 06:59:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn the_jitter_stays_between_half_and_all_of_the_back_off() {
+        for _ in 0..1000 {
+            let wait = jittered(Duration::from_secs(8));
+            assert!(
+                wait >= Duration::from_secs(4) && wait <= Duration::from_secs(8),
+                "{wait:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! `purge`, the companion Job's container (SPEC §4, §5): reads the
+//! credentials, sends the provider's requests one after the other, stops at
+//! the first that fails for good, and reports the outcome.
+
+pub mod credentials;
+pub mod http;
+pub mod outcome;
+pub mod plan;
+
+use cache_buster::providers::Provider;
+use cache_buster::targets::PurgeTargets;
+use credentials::Credentials;
+use http::{Client, Limits, Network};
+use outcome::{Failure, Outcome, answer_excerpt, ids_in, redact};
+use plan::WebhookContext;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Everything one purge needs, from the container's argv.
+#[derive(Debug, Clone)]
+pub struct PurgeJob {
+    pub provider: Provider,
+    pub targets: PurgeTargets,
+    pub cloudflare_batch_size: usize,
+    pub webhook: WebhookContext,
+    /// Where the Secret is mounted, and its name (for the messages).
+    pub credentials_dir: PathBuf,
+    pub secret: String,
+    pub limits: Limits,
+    pub network: Network,
+}
+
+fn failed(job: &PurgeJob, started: Instant, error: String) -> Outcome {
+    Outcome {
+        provider: job.provider.name(),
+        result: "failed",
+        requests: 0,
+        attempts: 0,
+        purged: Vec::new(),
+        ids: Vec::new(),
+        seconds: seconds(started),
+        failure: Some(Failure {
+            request: None,
+            status: None,
+            error,
+            answer: String::new(),
+        }),
+    }
+}
+
+fn seconds(started: Instant) -> f64 {
+    (started.elapsed().as_secs_f64() * 10.0).round() / 10.0
+}
+
+pub async fn run(job: &PurgeJob) -> Outcome {
+    let started = Instant::now();
+    let credentials = match Credentials::read(job.provider, &job.credentials_dir, &job.secret) {
+        Ok(credentials) => credentials,
+        Err(error) => return failed(job, started, error.to_string()),
+    };
+    let secrets = credentials.secrets();
+    let requests = match plan::plan(
+        job.provider,
+        &job.targets,
+        &credentials,
+        job.cloudflare_batch_size,
+        &job.webhook,
+    ) {
+        Ok(requests) => requests,
+        Err(error) => return failed(job, started, error.to_string()),
+    };
+    let hosts: Vec<String> = requests
+        .iter()
+        .filter_map(|request| reqwest::Url::parse(&request.url).ok())
+        .filter_map(|url| url.host_str().map(str::to_owned))
+        .collect();
+    let client = match Client::new(job.limits, &job.network, &hosts) {
+        Ok(client) => client,
+        Err(error) => return failed(job, started, error.to_string()),
+    };
+
+    let mut outcome = Outcome {
+        provider: job.provider.name(),
+        result: "purged",
+        requests: 0,
+        attempts: 0,
+        purged: Vec::new(),
+        ids: Vec::new(),
+        seconds: 0.0,
+        failure: None,
+    };
+    for request in &requests {
+        let answer = client.send(request).await;
+        outcome.requests += 1;
+        outcome.attempts += answer.attempts;
+        if let Some(error) = answer.error {
+            outcome.result = "failed";
+            outcome.failure = Some(Failure {
+                request: Some(redact(
+                    &format!("{} {}", request.method, request.url),
+                    &secrets,
+                )),
+                status: answer.status,
+                error: redact(&error, &secrets),
+                answer: answer_excerpt(&answer.body, &secrets),
+            });
+            break;
+        }
+        outcome.purged.push(request.purges.clone());
+        outcome.ids.extend(
+            ids_in(&answer.body)
+                .into_iter()
+                .map(|id| redact(&id, &secrets)),
+        );
+    }
+    outcome.ids.truncate(outcome::MAX_IDS);
+    outcome.seconds = seconds(started);
+    outcome
+}

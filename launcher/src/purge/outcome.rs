@@ -1,0 +1,195 @@
+//! The purge's outcome: one compact JSON object, written as the container's
+//! termination message (SPEC §4), which the launcher quotes in its Event.
+//! Secrets never reach it: every credential value is redacted from what the
+//! CDN answered and from the request it names.
+
+use serde::Serialize;
+
+/// The kubelet keeps at most 4,096 bytes of a termination message.
+pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
+const ANSWER_EXCERPT: usize = 600;
+pub const MAX_IDS: usize = 20;
+const REDACTED: &str = "[redacted]";
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    pub provider: &'static str,
+    /// `purged` or `failed`.
+    pub result: &'static str,
+    /// Requests sent (the failed one included), and tries in all.
+    pub requests: usize,
+    pub attempts: u32,
+    /// What the accepted requests purged ("30 URLs", "everything").
+    pub purged: Vec<String>,
+    /// The CDN's ids of the accepted purges.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ids: Vec<String>,
+    pub seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Failure>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Failure {
+    /// `METHOD URL` of the request that failed, if one was sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    pub error: String,
+    /// The start of the CDN's answer.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub answer: String,
+}
+
+impl Outcome {
+    pub fn succeeded(&self) -> bool {
+        self.failure.is_none()
+    }
+
+    /// The termination message: compact JSON within the kubelet's limit
+    /// (the answer's excerpt is shortened until it fits).
+    pub fn to_message(&self) -> String {
+        let mut outcome = self.clone();
+        loop {
+            let text = serde_json::to_string(&outcome).unwrap_or_default();
+            let answer_length = outcome
+                .failure
+                .as_ref()
+                .map_or(0, |failure| failure.answer.len());
+            if text.len() <= TERMINATION_MESSAGE_LIMIT
+                || (answer_length == 0 && outcome.ids.is_empty())
+            {
+                return text;
+            }
+            if let Some(failure) = outcome
+                .failure
+                .as_mut()
+                .filter(|failure| !failure.answer.is_empty())
+            {
+                failure.answer = excerpt(&failure.answer, failure.answer.len() / 2);
+            } else {
+                outcome.ids.truncate(outcome.ids.len() / 2);
+            }
+        }
+    }
+}
+
+/// Hides every secret value in `text` (longest first).
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    secrets
+        .iter()
+        .filter(|secret| !secret.is_empty())
+        .fold(text.to_owned(), |text, secret| {
+            text.replace(secret, REDACTED)
+        })
+}
+
+/// At most `limit` bytes of `text`, cut at a character boundary, `…` marking the cut.
+pub fn excerpt(text: &str, limit: usize) -> String {
+    let text = text.trim();
+    if text.len() <= limit {
+        return text.to_owned();
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+pub fn answer_excerpt(answer: &str, secrets: &[&str]) -> String {
+    excerpt(&redact(answer, secrets), ANSWER_EXCERPT)
+}
+
+/// The purge ids in a CDN's answer: Cloudflare's `result.id`, Fastly's `id`
+/// or its map of surrogate key → id, a webhook's `id`.
+pub fn ids_in(answer: &str) -> Vec<String> {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(answer) else {
+        return Vec::new();
+    };
+    let text = |value: &serde_json::Value| value.as_str().map(str::to_owned);
+    if let Some(id) = value.pointer("/result/id").and_then(text) {
+        return vec![id];
+    }
+    if let Some(id) = value.get("id").and_then(text) {
+        return vec![id];
+    }
+    match value.as_object() {
+        // Fastly's surrogate-key purge: {"key": "id", …}.
+        Some(map)
+            if !map.is_empty()
+                && map.values().all(serde_json::Value::is_string)
+                && !map.contains_key("status") =>
+        {
+            map.values().filter_map(text).take(MAX_IDS).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_read_from_each_cdns_answer() {
+        assert_eq!(
+            ids_in(r#"{"success":true,"result":{"id":"9a7806061c88ada191ed06f989cc3dac"}}"#),
+            ["9a7806061c88ada191ed06f989cc3dac"]
+        );
+        assert_eq!(
+            ids_in(r#"{"status":"ok","id":"108-1391560174-974124"}"#),
+            ["108-1391560174-974124"]
+        );
+        assert_eq!(
+            ids_in(r#"{"shop":"108-1","blog":"108-2"}"#),
+            ["108-2", "108-1"]
+        );
+        assert_eq!(ids_in(r#"{"status":"ok"}"#), Vec::<String>::new());
+        assert_eq!(ids_in("accepted"), Vec::<String>::new());
+    }
+
+    #[test]
+    fn secrets_are_redacted_longest_first() {
+        let secrets = ["https://hooks.example.test/s3cret-path", "s3cret"];
+        assert_eq!(
+            redact(
+                "POST https://hooks.example.test/s3cret-path: token s3cret refused",
+                &secrets
+            ),
+            "POST [redacted]: token [redacted] refused"
+        );
+    }
+
+    #[test]
+    fn the_message_fits_the_kubelets_limit() {
+        let outcome = Outcome {
+            provider: "cloudflare",
+            result: "failed",
+            requests: 1,
+            attempts: 6,
+            purged: vec![],
+            ids: vec![],
+            seconds: 12.5,
+            failure: Some(Failure {
+                request: Some(
+                    "POST https://api.cloudflare.com/client/v4/zones/[redacted]/purge_cache".into(),
+                ),
+                status: Some(503),
+                error: "HTTP 503".into(),
+                answer: "é".repeat(5000),
+            }),
+        };
+        let message = outcome.to_message();
+        assert!(
+            message.len() <= TERMINATION_MESSAGE_LIMIT,
+            "{}",
+            message.len()
+        );
+        let read: serde_json::Value = serde_json::from_str(&message).unwrap();
+        assert_eq!(read["failure"]["status"], 503);
+        assert!(read["failure"]["answer"].as_str().unwrap().ends_with('…'));
+    }
+}

@@ -1,0 +1,475 @@
+//! What the purge sends (SPEC §5), decided before anything is sent: the
+//! provider's requests, in order, with the credentials in place. Pure: the
+//! same targets and credentials always give the same requests.
+
+use super::credentials::Credentials;
+use cache_buster::providers::{FASTLY_SURROGATE_KEYS_PER_REQUEST, Provider, WebhookPayload};
+use cache_buster::targets::PurgeTargets;
+
+pub const CLOUDFLARE_API: &str = "https://api.cloudflare.com/client/v4";
+/// Fastly's API host: the only host that ever sees `Fastly-Key`.
+pub const FASTLY_API: &str = "https://api.fastly.com";
+
+/// One HTTP request of the purge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedRequest {
+    pub method: &'static str,
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+    /// A JSON body.
+    pub body: Option<String>,
+    /// What it purges, for the outcome and the log ("30 URLs").
+    pub purges: String,
+}
+
+/// What the webhook is told besides the targets (SPEC §5).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookContext {
+    pub site: String,
+    pub namespace: String,
+    pub deployment: String,
+    pub image: String,
+    pub image_hash: String,
+    pub job_name: String,
+}
+
+/// A target the provider cannot purge (the policy rejects it at admission;
+/// a Job written by hand may still ask).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{provider} cannot purge {what}")]
+pub struct Unsupported {
+    pub provider: &'static str,
+    pub what: &'static str,
+}
+
+fn counted(count: usize, one: &str, many: &str) -> String {
+    if count == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{count} {many}")
+    }
+}
+
+fn json_request(
+    url: String,
+    headers: Vec<(&'static str, String)>,
+    body: serde_json::Value,
+    purges: String,
+) -> PlannedRequest {
+    let mut headers = headers;
+    headers.push(("Content-Type", "application/json".to_owned()));
+    PlannedRequest {
+        method: "POST",
+        url,
+        headers,
+        body: Some(body.to_string()),
+        purges,
+    }
+}
+
+/// The requests for `provider`, in the order SPEC §5 gives.
+pub fn plan(
+    provider: Provider,
+    targets: &PurgeTargets,
+    credentials: &Credentials,
+    cloudflare_batch_size: usize,
+    webhook: &WebhookContext,
+) -> Result<Vec<PlannedRequest>, Unsupported> {
+    match provider {
+        Provider::Cloudflare => Ok(cloudflare(
+            targets,
+            credentials,
+            cloudflare_batch_size.max(1),
+        )),
+        Provider::Fastly => fastly(targets, credentials),
+        Provider::Webhook => Ok(vec![webhook_request(targets, credentials, webhook)]),
+    }
+}
+
+/// `{"files":[…]}` in batches, then prefixes, hosts and tags likewise, or
+/// `{"purge_everything":true}` alone.
+fn cloudflare(
+    targets: &PurgeTargets,
+    credentials: &Credentials,
+    batch_size: usize,
+) -> Vec<PlannedRequest> {
+    let url = format!(
+        "{CLOUDFLARE_API}/zones/{}/purge_cache",
+        path_segment(credentials.value("CLOUDFLARE_ZONE_ID"))
+    );
+    let auth = || {
+        vec![(
+            "Authorization",
+            format!("Bearer {}", credentials.value("CLOUDFLARE_API_TOKEN")),
+        )]
+    };
+    if targets.everything {
+        return vec![json_request(
+            url,
+            auth(),
+            serde_json::json!({"purge_everything": true}),
+            "everything".to_owned(),
+        )];
+    }
+    let mut requests = Vec::new();
+    for (field, items, one, many) in [
+        ("files", &targets.urls, "URL", "URLs"),
+        ("prefixes", &targets.prefixes, "prefix", "prefixes"),
+        ("hosts", &targets.hosts, "host", "hosts"),
+        ("tags", &targets.tags, "tag", "tags"),
+    ] {
+        for batch in items.chunks(batch_size) {
+            requests.push(json_request(
+                url.clone(),
+                auth(),
+                serde_json::json!({ field: batch }),
+                counted(batch.len(), one, many),
+            ));
+        }
+    }
+    requests
+}
+
+/// Surrogate keys (at most 256 a request), URLs through the API host (so
+/// the key reaches no other host), or everything.
+fn fastly(
+    targets: &PurgeTargets,
+    credentials: &Credentials,
+) -> Result<Vec<PlannedRequest>, Unsupported> {
+    for (list, what) in [(&targets.prefixes, "prefixes"), (&targets.hosts, "hosts")] {
+        if !list.is_empty() {
+            return Err(Unsupported {
+                provider: "fastly",
+                what,
+            });
+        }
+    }
+    let service = format!(
+        "{FASTLY_API}/service/{}",
+        path_segment(credentials.value("FASTLY_SERVICE_ID"))
+    );
+    let key = || {
+        (
+            "Fastly-Key",
+            credentials.value("FASTLY_API_TOKEN").to_owned(),
+        )
+    };
+    if targets.everything {
+        return Ok(vec![PlannedRequest {
+            method: "POST",
+            url: format!("{service}/purge_all"),
+            headers: vec![key()],
+            body: None,
+            purges: "everything".to_owned(),
+        }]);
+    }
+    let mut requests: Vec<PlannedRequest> = targets
+        .tags
+        .chunks(FASTLY_SURROGATE_KEYS_PER_REQUEST)
+        .map(|keys| PlannedRequest {
+            method: "POST",
+            url: format!("{service}/purge"),
+            headers: vec![key(), ("Surrogate-Key", keys.join(" "))],
+            body: None,
+            purges: counted(keys.len(), "surrogate key", "surrogate keys"),
+        })
+        .collect();
+    for url in &targets.urls {
+        requests.push(PlannedRequest {
+            method: "POST",
+            url: format!("{FASTLY_API}/purge/{}", without_scheme(url)),
+            headers: vec![key()],
+            body: None,
+            purges: "1 URL".to_owned(),
+        });
+    }
+    Ok(requests)
+}
+
+fn webhook_request(
+    targets: &PurgeTargets,
+    credentials: &Credentials,
+    context: &WebhookContext,
+) -> PlannedRequest {
+    let payload = WebhookPayload {
+        site: &context.site,
+        namespace: &context.namespace,
+        deployment: &context.deployment,
+        image: context.image.clone(),
+        image_hash: &context.image_hash,
+        job_name: &context.job_name,
+        urls: &targets.urls,
+        prefixes: &targets.prefixes,
+        hosts: &targets.hosts,
+        tags: &targets.tags,
+        everything: targets.everything,
+    };
+    let mut headers = Vec::new();
+    // No token, no Authorization header: never `Bearer ` with nothing after it.
+    if let Some(token) = credentials.optional("WEBHOOK_TOKEN") {
+        headers.push(("Authorization", format!("Bearer {token}")));
+    }
+    json_request(
+        credentials.value("WEBHOOK_URL").to_owned(),
+        headers,
+        serde_json::to_value(&payload).unwrap_or_default(),
+        "the webhook".to_owned(),
+    )
+}
+
+/// `https://www.example.com/a?b` → `www.example.com/a?b`.
+fn without_scheme(url: &str) -> &str {
+    url.split_once("://").map_or(url, |(_, rest)| rest)
+}
+
+/// A credential placed in a URL path: percent-encoded, so a stray `/` or
+/// `?` cannot change which API is called.
+fn path_segment(value: &str) -> String {
+    value
+        .bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(byte).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn credentials(pairs: &[(&str, &str)]) -> Credentials {
+        Credentials::from_pairs(pairs)
+    }
+
+    fn urls(n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| format!("https://www.example.com/{i}"))
+            .collect()
+    }
+
+    fn bodies(requests: &[PlannedRequest]) -> Vec<Value> {
+        requests
+            .iter()
+            .map(|request| serde_json::from_str(request.body.as_deref().unwrap_or("null")).unwrap())
+            .collect()
+    }
+
+    fn cloudflare_credentials() -> Credentials {
+        credentials(&[
+            ("CLOUDFLARE_ZONE_ID", "zone/1"),
+            ("CLOUDFLARE_API_TOKEN", "cf-token"),
+        ])
+    }
+
+    #[test]
+    fn cloudflare_batches_files_then_prefixes_hosts_and_tags() {
+        let targets = PurgeTargets {
+            urls: urls(65),
+            prefixes: vec!["www.example.com/blog".into()],
+            hosts: vec!["static.example.com".into()],
+            tags: vec!["a".into(), "b".into()],
+            everything: false,
+        };
+        let requests = plan(
+            Provider::Cloudflare,
+            &targets,
+            &cloudflare_credentials(),
+            30,
+            &WebhookContext::default(),
+        )
+        .unwrap();
+        let bodies = bodies(&requests);
+        assert_eq!(bodies.len(), 6);
+        assert_eq!(bodies[0]["files"].as_array().unwrap().len(), 30);
+        assert_eq!(bodies[1]["files"].as_array().unwrap().len(), 30);
+        assert_eq!(bodies[2]["files"].as_array().unwrap().len(), 5);
+        assert_eq!(bodies[2]["files"][4], "https://www.example.com/64");
+        assert_eq!(bodies[3], json!({"prefixes": ["www.example.com/blog"]}));
+        assert_eq!(bodies[4], json!({"hosts": ["static.example.com"]}));
+        assert_eq!(bodies[5], json!({"tags": ["a", "b"]}));
+        let purges: Vec<&str> = requests.iter().map(|r| r.purges.as_str()).collect();
+        assert_eq!(
+            purges,
+            [
+                "30 URLs", "30 URLs", "5 URLs", "1 prefix", "1 host", "2 tags"
+            ]
+        );
+        for request in &requests {
+            assert_eq!(request.method, "POST");
+            // The zone id is one path segment, whatever it holds.
+            assert_eq!(
+                request.url,
+                "https://api.cloudflare.com/client/v4/zones/zone%2F1/purge_cache"
+            );
+            assert_eq!(
+                request.headers,
+                [
+                    ("Authorization", "Bearer cf-token".to_owned()),
+                    ("Content-Type", "application/json".to_owned())
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn cloudflare_purges_everything_alone() {
+        let targets = PurgeTargets {
+            urls: urls(3),
+            everything: true,
+            ..PurgeTargets::default()
+        };
+        let requests = plan(
+            Provider::Cloudflare,
+            &targets,
+            &cloudflare_credentials(),
+            30,
+            &WebhookContext::default(),
+        )
+        .unwrap();
+        assert_eq!(bodies(&requests), [json!({"purge_everything": true})]);
+    }
+
+    fn fastly_credentials() -> Credentials {
+        credentials(&[
+            ("FASTLY_SERVICE_ID", "svc"),
+            ("FASTLY_API_TOKEN", "fastly-key"),
+        ])
+    }
+
+    #[test]
+    fn fastly_sends_the_key_to_its_api_host_only() {
+        let targets = PurgeTargets {
+            urls: vec![
+                "http://attacker.example/steal?x=1".into(),
+                "https://www.example.com/a".into(),
+            ],
+            tags: (0..300).map(|i| format!("k{i}")).collect(),
+            ..PurgeTargets::default()
+        };
+        let requests = plan(
+            Provider::Fastly,
+            &targets,
+            &fastly_credentials(),
+            30,
+            &WebhookContext::default(),
+        )
+        .unwrap();
+        for request in &requests {
+            assert!(
+                request.url.starts_with("https://api.fastly.com/"),
+                "{}",
+                request.url
+            );
+            assert!(
+                request
+                    .headers
+                    .contains(&("Fastly-Key", "fastly-key".to_owned()))
+            );
+        }
+        let keys: Vec<usize> = requests
+            .iter()
+            .filter_map(|r| r.headers.iter().find(|(name, _)| *name == "Surrogate-Key"))
+            .map(|(_, keys)| keys.split(' ').count())
+            .collect();
+        assert_eq!(keys, [256, 44]);
+        let urls: Vec<&str> = requests.iter().map(|r| r.url.as_str()).skip(2).collect();
+        assert_eq!(
+            urls,
+            [
+                "https://api.fastly.com/purge/attacker.example/steal?x=1",
+                "https://api.fastly.com/purge/www.example.com/a"
+            ]
+        );
+        assert!(
+            requests
+                .iter()
+                .all(|r| r.method == "POST" && r.body.is_none())
+        );
+    }
+
+    #[test]
+    fn fastly_purges_everything_with_purge_all_and_refuses_prefixes() {
+        let everything = PurgeTargets {
+            everything: true,
+            ..PurgeTargets::default()
+        };
+        let requests = plan(
+            Provider::Fastly,
+            &everything,
+            &fastly_credentials(),
+            30,
+            &WebhookContext::default(),
+        )
+        .unwrap();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(
+            requests[0].url,
+            "https://api.fastly.com/service/svc/purge_all"
+        );
+        let prefixes = PurgeTargets {
+            prefixes: vec!["a/b".into()],
+            ..PurgeTargets::default()
+        };
+        assert_eq!(
+            plan(
+                Provider::Fastly,
+                &prefixes,
+                &fastly_credentials(),
+                30,
+                &WebhookContext::default()
+            )
+            .unwrap_err()
+            .to_string(),
+            "fastly cannot purge prefixes"
+        );
+    }
+
+    #[test]
+    fn the_webhook_gets_the_spec_payload_and_a_token_only_when_there_is_one() {
+        let targets = PurgeTargets {
+            tags: vec!["shop".into()],
+            ..PurgeTargets::default()
+        };
+        let context = WebhookContext {
+            site: "shop".into(),
+            namespace: "web".into(),
+            deployment: "shop".into(),
+            image: "ghcr.io/acme/shop:1.4.3".into(),
+            image_hash: "b4612648a6".into(),
+            job_name: "shop-cache-buster-b4612648a6".into(),
+        };
+        let without = credentials(&[("WEBHOOK_URL", "https://hooks.example.test/purge")]);
+        let requests = plan(Provider::Webhook, &targets, &without, 30, &context).unwrap();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].url, "https://hooks.example.test/purge");
+        assert!(
+            !requests[0]
+                .headers
+                .iter()
+                .any(|(name, _)| *name == "Authorization")
+        );
+        assert_eq!(
+            bodies(&requests)[0],
+            json!({
+                "site": "shop", "namespace": "web", "deployment": "shop",
+                "image": "ghcr.io/acme/shop:1.4.3", "imageHash": "b4612648a6",
+                "jobName": "shop-cache-buster-b4612648a6",
+                "urls": [], "prefixes": [], "hosts": [], "tags": ["shop"], "everything": false
+            })
+        );
+        let with = credentials(&[
+            ("WEBHOOK_URL", "https://hooks.example.test/purge"),
+            ("WEBHOOK_TOKEN", "s3cret"),
+        ]);
+        let requests = plan(Provider::Webhook, &targets, &with, 30, &context).unwrap();
+        assert!(
+            requests[0]
+                .headers
+                .contains(&("Authorization", "Bearer s3cret".to_owned()))
+        );
+    }
+}

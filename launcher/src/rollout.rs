@@ -1,0 +1,235 @@
+//! `wait-rollout`, the companion Job's init container (SPEC §4): waits until
+//! the Deployment carries this Job's image hash, then until that rollout is
+//! complete under the conditions `kubectl rollout status` uses, and fails at
+//! once when the rollout's progress deadline is exceeded.
+
+use futures::StreamExt as _;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::{Api, Client};
+use std::time::Duration;
+
+/// Where a rollout stands, for one Job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rollout {
+    /// The Deployment does not carry this Job's hash (yet): another image's
+    /// rollout, or the stamp not written yet.
+    AwaitingStamp {
+        stamped: Option<String>,
+    },
+    /// kubectl's "Waiting for …" message.
+    InProgress(String),
+    Complete,
+    /// The progress deadline was exceeded: the Deployment's own message.
+    Failed(String),
+}
+
+/// The decision of kubectl's `DeploymentStatusViewer` (kubectl/pkg/polymorphichelpers/rollout_status.go),
+/// after this Job's own condition: the stamp carries its hash.
+pub fn rollout(deployment: &Deployment, hash_annotation: &str, hash: &str) -> Rollout {
+    let name = deployment.metadata.name.as_deref().unwrap_or_default();
+    let stamped = deployment
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|annotations| annotations.get(hash_annotation));
+    if stamped.map(String::as_str) != Some(hash) {
+        return Rollout::AwaitingStamp {
+            stamped: stamped.cloned(),
+        };
+    }
+    let status = deployment.status.clone().unwrap_or_default();
+    let generation = deployment.metadata.generation.unwrap_or_default();
+    if generation > status.observed_generation.unwrap_or_default() {
+        return Rollout::InProgress(
+            "Waiting for deployment spec update to be observed...".to_owned(),
+        );
+    }
+    let progressing = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|condition| condition.type_ == "Progressing");
+    if let Some(condition) =
+        progressing.filter(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
+    {
+        let message = condition.message.clone().unwrap_or_default();
+        return Rollout::Failed(format!(
+            "deployment {name:?} exceeded its progress deadline: {message}"
+        ));
+    }
+    let updated = status.updated_replicas.unwrap_or_default();
+    let replicas = status.replicas.unwrap_or_default();
+    let available = status.available_replicas.unwrap_or_default();
+    if let Some(wanted) = deployment.spec.as_ref().and_then(|spec| spec.replicas)
+        && updated < wanted
+    {
+        return Rollout::InProgress(format!(
+            "Waiting for deployment {name:?} rollout to finish: {updated} out of {wanted} new replicas have been updated..."
+        ));
+    }
+    if replicas > updated {
+        return Rollout::InProgress(format!(
+            "Waiting for deployment {name:?} rollout to finish: {} old replicas are pending termination...",
+            replicas - updated
+        ));
+    }
+    if available < updated {
+        return Rollout::InProgress(format!(
+            "Waiting for deployment {name:?} rollout to finish: {available} of {updated} updated replicas are available..."
+        ));
+    }
+    Rollout::Complete
+}
+
+/// What `wait-rollout` needs, from its argv.
+#[derive(Debug, Clone)]
+pub struct WaitFor {
+    pub namespace: String,
+    pub deployment: String,
+    pub hash_annotation: String,
+    pub hash: String,
+    pub timeout: Duration,
+}
+
+/// Watches the Deployment (reconnecting when a watch ends) until its
+/// rollout of this hash is complete, it fails, or the time-out passes.
+pub async fn wait(client: Client, wait_for: &WaitFor) -> Result<(), String> {
+    let deployments: Api<Deployment> = Api::namespaced(client, &wait_for.namespace);
+    let config =
+        watcher::Config::default().fields(&format!("metadata.name={}", wait_for.deployment));
+    let mut last = None;
+    let watching = async {
+        let mut stream = std::pin::pin!(
+            watcher(deployments, config)
+                .default_backoff()
+                .applied_objects()
+        );
+        while let Some(event) = stream.next().await {
+            let deployment = match event {
+                Ok(deployment) => deployment,
+                Err(error) => {
+                    eprintln!(
+                        "watch of deployment {}: {error}; reconnecting",
+                        wait_for.deployment
+                    );
+                    continue;
+                }
+            };
+            let state = rollout(&deployment, &wait_for.hash_annotation, &wait_for.hash);
+            if last.as_ref() != Some(&state) {
+                match &state {
+                    Rollout::AwaitingStamp { stamped } => println!(
+                        "deployment {:?} carries {} {}, not this Job's {}: waiting for its rollout",
+                        wait_for.deployment,
+                        wait_for.hash_annotation,
+                        stamped.as_deref().unwrap_or("(none)"),
+                        wait_for.hash
+                    ),
+                    Rollout::InProgress(message) => println!("{message}"),
+                    Rollout::Complete => {
+                        println!(
+                            "deployment {:?} successfully rolled out",
+                            wait_for.deployment
+                        );
+                        return Ok(());
+                    }
+                    Rollout::Failed(message) => return Err(message.clone()),
+                }
+                last = Some(state);
+            }
+        }
+        Err("the watch of the Deployment ended".to_owned())
+    };
+    match tokio::time::timeout(wait_for.timeout, watching).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "deployment {:?} did not roll out image hash {} within {}s",
+            wait_for.deployment,
+            wait_for.hash,
+            wait_for.timeout.as_secs()
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const HASH: &str = "b4612648a6";
+
+    /// A Deployment as the API server returns it: `replicas` wanted, then
+    /// its status (observedGeneration, replicas, updated, available) and
+    /// the Progressing condition's reason.
+    fn deployment(
+        generation: i64,
+        wanted: i32,
+        status: (i64, i32, i32, i32),
+        progressing: &str,
+    ) -> Deployment {
+        let (observed, replicas, updated, available) = status;
+        serde_json::from_value(json!({
+            "metadata": {"name": "shop", "generation": generation,
+                         "annotations": {"cache-buster.io/image-hash": HASH}},
+            "spec": {"replicas": wanted, "selector": {}, "template": {}},
+            "status": {
+                "observedGeneration": observed, "replicas": replicas,
+                "updatedReplicas": updated, "availableReplicas": available,
+                "conditions": [{"type": "Progressing", "status": "True", "reason": progressing,
+                                "message": "ReplicaSet \"shop-7d4b9c\" has timed out progressing."}]
+            }
+        }))
+        .unwrap()
+    }
+
+    /// The cases of kubectl's DeploymentStatusViewer, in its order.
+    #[test]
+    fn kubectl_rollout_status_conditions() {
+        let waiting = |message: &str| Rollout::InProgress(message.to_owned());
+        let cases = [
+            // generation > observedGeneration: the controller has not seen the new spec.
+            (deployment(3, 3, (2, 3, 3, 3), "NewReplicaSetAvailable"),
+             waiting("Waiting for deployment spec update to be observed...")),
+            // Progressing=False, reason ProgressDeadlineExceeded: fail at once.
+            (deployment(3, 3, (3, 4, 1, 3), "ProgressDeadlineExceeded"),
+             Rollout::Failed("deployment \"shop\" exceeded its progress deadline: ReplicaSet \"shop-7d4b9c\" has timed out progressing.".to_owned())),
+            // updatedReplicas < spec.replicas.
+            (deployment(3, 3, (3, 4, 1, 3), "ReplicaSetUpdated"),
+             waiting("Waiting for deployment \"shop\" rollout to finish: 1 out of 3 new replicas have been updated...")),
+            // status.replicas > updatedReplicas: old pods still terminating.
+            (deployment(3, 3, (3, 4, 3, 3), "ReplicaSetUpdated"),
+             waiting("Waiting for deployment \"shop\" rollout to finish: 1 old replicas are pending termination...")),
+            // availableReplicas < updatedReplicas.
+            (deployment(3, 3, (3, 3, 3, 2), "ReplicaSetUpdated"),
+             waiting("Waiting for deployment \"shop\" rollout to finish: 2 of 3 updated replicas are available...")),
+            // Everything updated and available, nothing old left.
+            (deployment(3, 3, (3, 3, 3, 3), "NewReplicaSetAvailable"), Rollout::Complete),
+            // Scaled to zero: complete as soon as it is observed.
+            (deployment(4, 0, (4, 0, 0, 0), "NewReplicaSetAvailable"), Rollout::Complete),
+        ];
+        for (deployment, expected) in cases {
+            assert_eq!(
+                rollout(&deployment, "cache-buster.io/image-hash", HASH),
+                expected,
+                "{:?}",
+                deployment.status
+            );
+        }
+    }
+
+    #[test]
+    fn another_images_rollout_is_not_this_jobs() {
+        let complete = deployment(3, 3, (3, 3, 3, 3), "NewReplicaSetAvailable");
+        assert_eq!(
+            rollout(&complete, "cache-buster.io/image-hash", "0000000000"),
+            Rollout::AwaitingStamp {
+                stamped: Some(HASH.to_owned())
+            }
+        );
+        assert_eq!(
+            rollout(&complete, "example.com/image-hash", HASH),
+            Rollout::AwaitingStamp { stamped: None }
+        );
+    }
+}

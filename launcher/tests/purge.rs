@@ -1,0 +1,472 @@
+//! The purge program, the real binary, against the project's CDN double
+//! (TLS with a test CA, on loopback), for every provider: its requests and
+//! batches, what it does when the CDN fails (503 n times, 429 with
+//! Retry-After, a permanent 5xx, a hang, a wrong credential), a missing
+//! Secret or key, and that no secret reaches its output or its outcome.
+//! The only test-only inputs are the CA to trust and the address to
+//! connect to (commands.rs); the argv is the Job's.
+
+use cache_buster_e2e_cluster::cdn::{CdnDouble, Failure, Recorded};
+use cache_buster_e2e_cluster::pki::Pki;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const PROGRAM: &str = env!("CARGO_BIN_EXE_cache-buster-launcher");
+const CLOUDFLARE_TOKEN: &str = "cf-token-s3cret-0123";
+const FASTLY_KEY: &str = "fastly-key-s3cret-4567";
+const WEBHOOK_TOKEN: &str = "hook-token-s3cret-89ab";
+
+struct Setup {
+    dir: tempfile::TempDir,
+    pki: Pki,
+    cdn: CdnDouble,
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path()).unwrap();
+    let cdn = CdnDouble::start(&pki, 0).await.unwrap();
+    Setup { dir, pki, cdn }
+}
+
+/// What one run of `purge` left: exit code, output, termination message.
+struct Ran {
+    success: bool,
+    output: String,
+    outcome: Value,
+    message: String,
+    took: Duration,
+}
+
+impl Setup {
+    fn secret(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (key, value) in files {
+            // As a Secret made from a file: a trailing newline.
+            std::fs::write(dir.join(key), format!("{value}\n")).unwrap();
+        }
+        dir
+    }
+
+    async fn purge(&self, credentials: &Path, args: &[&str]) -> Ran {
+        let log = self.dir.path().join("termination-log");
+        let _ = std::fs::remove_file(&log);
+        let started = Instant::now();
+        let output = tokio::process::Command::new(PROGRAM)
+            .arg("purge")
+            .args(["--secret", "cache-buster-credentials", "--credentials"])
+            .arg(credentials)
+            .arg("--termination-log")
+            .arg(&log)
+            .args(args)
+            .env_clear()
+            .env("CACHE_BUSTER_TEST_CA_FILE", self.pki.ca_file())
+            .env("CACHE_BUSTER_TEST_CONNECT_TO", self.cdn.address.to_string())
+            .output()
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        let message = std::fs::read_to_string(&log).unwrap_or_default();
+        Ran {
+            success: output.status.success(),
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+            outcome: serde_json::from_str(&message).unwrap_or(Value::Null),
+            message,
+            took,
+        }
+    }
+}
+
+impl Ran {
+    /// No secret in what the program printed or reported.
+    fn reveals_nothing(&self) {
+        for secret in [
+            CLOUDFLARE_TOKEN,
+            FASTLY_KEY,
+            WEBHOOK_TOKEN,
+            "hooks.example.test/s3cret",
+        ] {
+            assert!(
+                !self.output.contains(secret),
+                "{secret} printed: {}",
+                self.output
+            );
+            assert!(
+                !self.message.contains(secret),
+                "{secret} reported: {}",
+                self.message
+            );
+        }
+    }
+}
+
+fn cloudflare(setup: &Setup) -> PathBuf {
+    setup.secret(
+        "cloudflare",
+        &[
+            ("CLOUDFLARE_ZONE_ID", "zone-1"),
+            ("CLOUDFLARE_API_TOKEN", CLOUDFLARE_TOKEN),
+        ],
+    )
+}
+
+fn bodies(requests: &[Recorded]) -> Vec<Value> {
+    requests
+        .iter()
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn cloudflare_purges_in_batches_with_the_token() {
+    let setup = setup().await;
+    let urls: Vec<String> = (0..31)
+        .map(|i| format!("--url=https://www.example.com/{i}"))
+        .collect();
+    let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
+    args.extend([
+        "--provider=cloudflare",
+        "--prefix=www.example.com/blog",
+        "--host=static.example.com",
+        "--tag=shop",
+        "--tag=home",
+    ]);
+    let ran = setup.purge(&cloudflare(&setup), &args).await;
+    assert!(ran.success, "{}", ran.output);
+    let requests = setup
+        .cdn
+        .requests("api.cloudflare.com/client/v4/zones/zone-1/purge_cache");
+    assert_eq!(requests.len(), 5);
+    let bodies = bodies(&requests);
+    assert_eq!(bodies[0]["files"].as_array().unwrap().len(), 30);
+    assert_eq!(bodies[1], json!({"files": ["https://www.example.com/30"]}));
+    assert_eq!(bodies[2], json!({"prefixes": ["www.example.com/blog"]}));
+    assert_eq!(bodies[3], json!({"hosts": ["static.example.com"]}));
+    assert_eq!(bodies[4], json!({"tags": ["shop", "home"]}));
+    for request in &requests {
+        assert_eq!(request.method, "POST");
+        assert_eq!(
+            request.header("authorization"),
+            Some(format!("Bearer {CLOUDFLARE_TOKEN}").as_str())
+        );
+        assert_eq!(request.header("content-type"), Some("application/json"));
+    }
+    assert_eq!(ran.outcome["provider"], "cloudflare");
+    assert_eq!(ran.outcome["result"], "purged");
+    assert_eq!(ran.outcome["requests"], 5);
+    assert_eq!(
+        ran.outcome["purged"],
+        json!(["30 URLs", "1 URL", "1 prefix", "1 host", "2 tags"])
+    );
+    // One purge id a request, as Cloudflare answers them.
+    let ids = ran.outcome["ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 5);
+    assert!(
+        ids.iter().all(|id| id.as_str().unwrap().len() == 16),
+        "{ids:?}"
+    );
+    ran.reveals_nothing();
+}
+
+#[tokio::test]
+async fn cloudflare_purges_everything_alone() {
+    let setup = setup().await;
+    let ran = setup
+        .purge(
+            &cloudflare(&setup),
+            &[
+                "--provider=cloudflare",
+                "--everything",
+                "--url=https://www.example.com/",
+            ],
+        )
+        .await;
+    assert!(ran.success, "{}", ran.output);
+    assert_eq!(
+        bodies(&setup.cdn.requests("api.cloudflare.com")),
+        [json!({"purge_everything": true})]
+    );
+    assert_eq!(ran.outcome["purged"], json!(["everything"]));
+}
+
+#[tokio::test]
+async fn fastly_keys_and_urls_go_to_the_api_host_only() {
+    let setup = setup().await;
+    let secret = setup.secret(
+        "fastly",
+        &[
+            ("FASTLY_SERVICE_ID", "svc-1"),
+            ("FASTLY_API_TOKEN", FASTLY_KEY),
+        ],
+    );
+    let ran = setup
+        .purge(
+            &secret,
+            &[
+                "--provider=fastly",
+                "--tag=shop",
+                "--tag=home",
+                "--url=https://shop.example.com/a/b?c=1",
+                // A host the annotation's author may own: the key must not go there.
+                "--url=http://www.example.com/steal",
+            ],
+        )
+        .await;
+    assert!(ran.success, "{}", ran.output);
+    let all = setup.cdn.requests("");
+    assert_eq!(all.len(), 3);
+    assert!(all.iter().all(|r| r.host == "api.fastly.com"), "{all:?}");
+    assert!(
+        all.iter()
+            .all(|r| r.header("fastly-key") == Some(FASTLY_KEY))
+    );
+    assert_eq!(all[0].path, "/service/svc-1/purge");
+    assert_eq!(all[0].header("surrogate-key"), Some("shop home"));
+    assert_eq!(all[1].path, "/purge/shop.example.com/a/b?c=1");
+    assert_eq!(all[2].path, "/purge/www.example.com/steal");
+    assert_eq!(
+        ran.outcome["purged"],
+        json!(["2 surrogate keys", "1 URL", "1 URL"])
+    );
+    ran.reveals_nothing();
+
+    let ran = setup
+        .purge(&secret, &["--provider=fastly", "--everything"])
+        .await;
+    assert!(ran.success, "{}", ran.output);
+    assert_eq!(setup.cdn.requests("/service/svc-1/purge_all").len(), 1);
+}
+
+#[tokio::test]
+async fn the_webhook_gets_its_payload_and_a_token_only_when_there_is_one() {
+    let setup = setup().await;
+    let context = [
+        "--provider=webhook",
+        "--tag=shop",
+        "--site=shop",
+        "--namespace=web",
+        "--deployment=shop",
+        "--image=ghcr.io/acme/shop:1.4.3",
+        "--image-hash=b4612648a6",
+        "--job-name=shop-cache-buster-b4612648a6",
+    ];
+    let with_token = setup.secret(
+        "hook",
+        &[
+            ("WEBHOOK_URL", "https://hooks.example.test/s3cret/purge"),
+            ("WEBHOOK_TOKEN", WEBHOOK_TOKEN),
+        ],
+    );
+    let ran = setup.purge(&with_token, &context).await;
+    assert!(ran.success, "{}", ran.output);
+    let requests = setup.cdn.requests("hooks.example.test/s3cret/purge");
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0].header("authorization"),
+        Some(format!("Bearer {WEBHOOK_TOKEN}").as_str())
+    );
+    assert_eq!(
+        bodies(&requests)[0],
+        json!({"site": "shop", "namespace": "web", "deployment": "shop",
+               "image": "ghcr.io/acme/shop:1.4.3", "imageHash": "b4612648a6",
+               "jobName": "shop-cache-buster-b4612648a6",
+               "urls": [], "prefixes": [], "hosts": [], "tags": ["shop"], "everything": false})
+    );
+    ran.reveals_nothing();
+
+    let without_token = setup.secret(
+        "hook-open",
+        &[("WEBHOOK_URL", "https://hooks.example.test/open")],
+    );
+    let ran = setup.purge(&without_token, &context).await;
+    assert!(ran.success, "{}", ran.output);
+    let requests = setup.cdn.requests("hooks.example.test/open");
+    assert_eq!(requests[0].header("authorization"), None);
+}
+
+#[tokio::test]
+async fn a_cdn_that_answers_503_twice_is_retried() {
+    let setup = setup().await;
+    setup
+        .cdn
+        .fail("api.cloudflare.com", Failure::Unavailable { times: 2 });
+    let ran = setup
+        .purge(
+            &cloudflare(&setup),
+            &["--provider=cloudflare", "--tag=shop"],
+        )
+        .await;
+    assert!(ran.success, "{}", ran.output);
+    assert_eq!(setup.cdn.requests("api.cloudflare.com").len(), 3);
+    assert_eq!(ran.outcome["requests"], 1);
+    assert_eq!(ran.outcome["attempts"], 3);
+}
+
+#[tokio::test]
+async fn a_429_waits_as_long_as_retry_after_says() {
+    let setup = setup().await;
+    setup.cdn.fail(
+        "api.cloudflare.com",
+        Failure::RateLimited {
+            times: 1,
+            retry_after: 2,
+        },
+    );
+    let ran = setup
+        .purge(
+            &cloudflare(&setup),
+            &["--provider=cloudflare", "--tag=shop"],
+        )
+        .await;
+    assert!(ran.success, "{}", ran.output);
+    let requests = setup.cdn.requests("api.cloudflare.com");
+    assert_eq!(requests.len(), 2);
+    let waited = requests[1].at - requests[0].at;
+    assert!(waited >= Duration::from_secs(2), "retried after {waited:?}");
+    assert!(waited < Duration::from_secs(4), "retried after {waited:?}");
+}
+
+#[tokio::test]
+async fn a_permanent_5xx_fails_within_the_budget_quoting_the_cdn() {
+    let setup = setup().await;
+    setup
+        .cdn
+        .fail("api.cloudflare.com", Failure::Permanent { status: 503 });
+    let ran = setup
+        .purge(
+            &cloudflare(&setup),
+            &["--provider=cloudflare", "--tag=shop", "--budget-seconds=4"],
+        )
+        .await;
+    assert!(!ran.success);
+    assert!(ran.took < Duration::from_secs(8), "took {:?}", ran.took);
+    assert!(setup.cdn.requests("api.cloudflare.com").len() >= 3);
+    assert_eq!(ran.outcome["result"], "failed");
+    let failure = &ran.outcome["failure"];
+    assert_eq!(failure["status"], 503);
+    assert_eq!(
+        failure["request"],
+        "POST https://api.cloudflare.com/client/v4/zones/[redacted]/purge_cache"
+    );
+    assert!(
+        failure["error"].as_str().unwrap().contains("budget of 4s"),
+        "{failure}"
+    );
+    assert!(
+        failure["answer"]
+            .as_str()
+            .unwrap()
+            .contains("origin is down for maintenance"),
+        "{failure}"
+    );
+    ran.reveals_nothing();
+}
+
+#[tokio::test]
+async fn a_hanging_cdn_is_given_up_when_the_budget_ends() {
+    let setup = setup().await;
+    setup.cdn.fail(
+        "api.cloudflare.com",
+        Failure::Hang {
+            duration: Duration::from_secs(30),
+        },
+    );
+    let ran = setup
+        .purge(
+            &cloudflare(&setup),
+            &["--provider=cloudflare", "--tag=shop", "--budget-seconds=3"],
+        )
+        .await;
+    assert!(!ran.success);
+    assert!(ran.took < Duration::from_secs(6), "took {:?}", ran.took);
+    assert!(
+        ran.outcome["failure"]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("no answer within"),
+        "{}",
+        ran.message
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_credential_gets_the_providers_answer_without_retries() {
+    let setup = setup().await;
+    setup.cdn.fail(
+        "api.cloudflare.com",
+        Failure::Credential {
+            expected: "the-right-token".into(),
+        },
+    );
+    let ran = setup
+        .purge(
+            &cloudflare(&setup),
+            &["--provider=cloudflare", "--tag=shop"],
+        )
+        .await;
+    assert!(!ran.success);
+    assert_eq!(setup.cdn.requests("api.cloudflare.com").len(), 1);
+    assert_eq!(ran.outcome["failure"]["status"], 403);
+    assert!(
+        ran.outcome["failure"]["answer"]
+            .as_str()
+            .unwrap()
+            .contains("Authentication error")
+    );
+    ran.reveals_nothing();
+
+    let fastly = setup.secret(
+        "fastly-wrong",
+        &[
+            ("FASTLY_SERVICE_ID", "svc"),
+            ("FASTLY_API_TOKEN", FASTLY_KEY),
+        ],
+    );
+    setup.cdn.fail(
+        "api.fastly.com",
+        Failure::Credential {
+            expected: "the-right-key".into(),
+        },
+    );
+    let ran = setup
+        .purge(&fastly, &["--provider=fastly", "--tag=shop"])
+        .await;
+    assert_eq!(ran.outcome["failure"]["status"], 401);
+    assert!(
+        ran.outcome["failure"]["answer"]
+            .as_str()
+            .unwrap()
+            .contains("Provided credentials are missing or invalid")
+    );
+    ran.reveals_nothing();
+}
+
+#[tokio::test]
+async fn a_missing_secret_or_key_fails_at_once_naming_them() {
+    let setup = setup().await;
+    let no_token = setup.secret("partial", &[("CLOUDFLARE_ZONE_ID", "zone-1")]);
+    let ran = setup
+        .purge(&no_token, &["--provider=cloudflare", "--tag=shop"])
+        .await;
+    assert!(!ran.success);
+    assert_eq!(
+        ran.outcome["failure"]["error"],
+        "the Secret cache-buster-credentials has no key CLOUDFLARE_API_TOKEN (cloudflare needs CLOUDFLARE_ZONE_ID, CLOUDFLARE_API_TOKEN)"
+    );
+    let missing = setup.secret("missing", &[]);
+    let ran = setup.purge(&missing, &["--provider=webhook"]).await;
+    assert!(!ran.success);
+    let error = ran.outcome["failure"]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("the Secret cache-buster-credentials is missing or empty"),
+        "{error}"
+    );
+    assert!(ran.took < Duration::from_secs(2), "took {:?}", ran.took);
+    assert!(setup.cdn.requests("").is_empty());
+}
