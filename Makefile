@@ -31,7 +31,7 @@ SUITE := scripts/suite.sh
 POLICY_SOURCES := $(wildcard src/*.rs) Cargo.toml Cargo.lock
 RUNNER_SOURCES := $(wildcard runner/src/*.rs) runner/Cargo.toml Cargo.lock
 
-.PHONY: bench-cluster all setup setup-tests tools tools-pin run test fmt lint lint-workflows unit-tests \
+.PHONY: bench-cluster bench-instructions bench-purge all setup setup-tests tools tools-pin run test fmt lint lint-workflows unit-tests \
 	e2e-tests e2e-tests-kwctl wasm-tests manifest-tests cluster-tests cluster-host launcher bench fuzz clean \
 	release-check release-policy release-image release-image-merge release-github
 
@@ -164,6 +164,14 @@ release-github:
 # Speed of the decision, native (criterion) and in Wasm (kwrun bench).
 bench: policy.wasm $(KWRUN)
 	scripts/bench.sh $(KWRUN) policy.wasm
+
+# Instructions per evaluation (callgrind) and the stamped Job's size.
+bench-instructions:
+	scripts/instructions.sh
+
+# The purge program's peak memory and size.
+bench-purge: $(LAUNCHER)
+	scripts/purge-memory.sh $(LAUNCHER)
 
 # Fuzzing (nightly toolchain, cargo-fuzz): FUZZ_SECONDS in all, default 1800.
 fuzz:

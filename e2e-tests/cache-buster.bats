@@ -65,14 +65,14 @@ assert_rejected_with() {
   [[ "$message" == "$1"* ]]
 }
 
-# The purge container's curl arguments, one JSON array.
+# The purge container's arguments, one JSON array.
 purge_args() {
   stamped_job | jq -c '.spec.template.spec.containers[] | select(.name == "purge") | .args'
 }
 
-# The curl requests: the purge arguments split at --next.
-purge_request_count() {
-  purge_args | jq '[.[] | select(. == "--next")] | length + 1'
+# The values of one flag of the purge (--url=…), one JSON array.
+purge_flag() {
+  purge_args | jq -c --arg flag "--$1=" '[.[] | select(startswith($flag)) | ltrimstr($flag)]'
 }
 
 # Applies the decoded patch to the fixture's object; writes a new review.
@@ -231,72 +231,80 @@ apply_patch_to() {
   evaluate create-labelled.json
   pod="$(stamped_job | jq .spec.template.spec)"
   [ "$(jq -c '.securityContext | [.runAsNonRoot, (.runAsUser > 0), .seccompProfile.type]' <<<"$pod")" = '[true,true,"RuntimeDefault"]' ]
-  [ "$(jq '[.initContainers[], .containers[]] | length' <<<"$pod")" -eq 3 ]
+  [ "$(jq '[.initContainers[], .containers[]] | length' <<<"$pod")" -eq 2 ]
   [ "$(jq '[.initContainers[], .containers[]] | map(select(
         .securityContext.allowPrivilegeEscalation == false
         and .securityContext.capabilities.drop == ["ALL"]
         and .securityContext.readOnlyRootFilesystem == true
         and .resources.requests.cpu and .resources.requests.memory
-        and .resources.limits.cpu and .resources.limits.memory)) | length' <<<"$pod")" -eq 3 ]
+        and .resources.limits.cpu and .resources.limits.memory)) | length' <<<"$pod")" -eq 2 ]
   [ "$(jq '(.volumes | length) as $all | [.volumes[] | select(.projected or .secret or .emptyDir)] | length == $all' <<<"$pod")" = true ]
 }
 
-@test "the init containers wait for this image's hash, then for the rollout" {
+@test "every container runs the project's one image and program, no shell" {
   evaluate create-labelled.json
-  job="$(stamped_job)"
-  [ "$(jq -c '[.spec.template.spec.initContainers[].name]' <<<"$job")" = '["wait-image","wait-rollout"]' ]
-  [ "$(jq -c '.spec.template.spec.initContainers[0].args' <<<"$job")" = '["wait","deployment/shop","--namespace","web","--for=jsonpath={.metadata.annotations.cache-buster\\.io/image-hash}=b82cce53ec","--timeout=60s","--cache-dir=/tmp/kubectl-cache"]' ]
-  [ "$(jq -c '.spec.template.spec.initContainers[1].args' <<<"$job")" = '["rollout","status","deployment/shop","--namespace","web","--timeout=600s","--cache-dir=/tmp/kubectl-cache"]' ]
+  pod="$(stamped_job | jq .spec.template.spec)"
+  [ "$(jq -c '[.initContainers[], .containers[]] | map(.image) | unique' <<<"$pod")" = '["ghcr.io/cache-buster/launcher:v0.1.0"]' ]
+  [ "$(jq -c '[.initContainers[], .containers[]] | map(.command) | unique' <<<"$pod")" = '[["cache-buster-launcher"]]' ]
 }
 
-@test "only the init containers mount a service-account token" {
+@test "the init container waits for this image's hash, then for the rollout" {
+  evaluate create-labelled.json
+  job="$(stamped_job)"
+  [ "$(jq -c '[.spec.template.spec.initContainers[].name]' <<<"$job")" = '["wait-rollout"]' ]
+  [ "$(jq -c '.spec.template.spec.initContainers[0].args' <<<"$job")" = '["wait-rollout","--namespace=web","--deployment=shop","--image-hash=b82cce53ec","--annotation=cache-buster.io/image-hash","--timeout-seconds=600"]' ]
+}
+
+@test "only the init container mounts a service-account token" {
   evaluate create-labelled.json
   pod="$(stamped_job | jq .spec.template.spec)"
   [ "$(jq -r .automountServiceAccountToken <<<"$pod")" = false ]
   token=/var/run/secrets/kubernetes.io/serviceaccount
-  [ "$(jq --arg t "$token" '[.initContainers[] | select(any(.volumeMounts[]; .mountPath == $t))] | length' <<<"$pod")" -eq 2 ]
+  [ "$(jq --arg t "$token" '[.initContainers[] | select(any(.volumeMounts[]; .mountPath == $t))] | length' <<<"$pod")" -eq 1 ]
   [ "$(jq --arg t "$token" '[.containers[] | select(any(.volumeMounts[]?; .mountPath == $t))] | length' <<<"$pod")" -eq 0 ]
 }
 
 # --- SPEC §5: providers ------------------------------------------------------
 
-@test "cloudflare purges the URLs in batches, then prefixes, hosts and tags" {
+@test "cloudflare purges the URLs, prefixes, hosts and tags named on its argv" {
   evaluate create-cloudflare-batches.json
-  bodies="$(purge_args | jq -c '[range(0; length) as $i | select(.[$i] == "--data-raw") | .[$i + 1] | fromjson]')"
-  [ "$(jq -c '[.[] | keys[0]]' <<<"$bodies")" = '["files","files","files","prefixes","hosts","tags"]' ]
-  [ "$(jq -c '[.[] | .[keys[0]] | length]' <<<"$bodies")" = '[30,30,5,1,1,1]' ]
-  [ "$(purge_args | jq -r '[.[] | select(startswith("https://api.cloudflare.com"))] | unique | .[]')" = 'https://api.cloudflare.com/client/v4/zones/{{CLOUDFLARE_ZONE_ID:trim:url}}/purge_cache' ]
+  [ "$(purge_args | jq -r '.[0:3] | join(" ")')" = 'purge --provider=cloudflare --secret=cache-buster-credentials' ]
+  [ "$(purge_flag url | jq length)" -eq 65 ]
+  [ "$(purge_flag prefix | jq length) $(purge_flag host | jq length) $(purge_flag tag | jq length)" = '1 1 1' ]
+  [ "$(purge_flag cloudflare-batch-size)" = '["30"]' ]
+  [ "$(purge_flag budget-seconds)" = '["180"]' ]
 }
 
 @test "the cloudflare batch size comes from the settings" {
   evaluate create-cloudflare-batches.json --settings-path "$SETTINGS/small-batches.json"
-  [ "$(purge_request_count)" -eq 10 ]
+  [ "$(purge_flag cloudflare-batch-size)" != '["30"]' ]
+  [ "$(purge_flag cloudflare-batch-size)" = "[\"$(jq .cloudflareBatchSize "$SETTINGS/small-batches.json")\"]" ]
 }
 
-@test "cloudflare purge everything is one request alone" {
+@test "cloudflare purge everything asks for everything" {
   evaluate create-cloudflare-everything.json
-  [ "$(purge_request_count)" -eq 1 ]
-  [ "$(purge_args | jq -r 'index("--data-raw") as $i | .[$i + 1]')" = '{"purge_everything":true}' ]
+  [ "$(purge_args | jq 'index("--everything") != null')" = true ]
 }
 
-@test "fastly purges surrogate keys, then each URL with PURGE, with the Deployment's Secret" {
+@test "fastly purges surrogate keys and URLs, with the Deployment's Secret" {
   evaluate create-fastly.json
   job="$(stamped_job)"
-  [ "$(purge_args | jq -c '[range(0; length) as $i | select(.[$i] == "--request") | .[$i + 1]]')" = '["POST","PURGE"]' ]
-  [ "$(purge_args | jq -r 'index("Surrogate-Key: shop product-list") != null')" = true ]
-  [ "$(jq -r '.spec.template.spec.volumes[] | select(.name == "credentials") | .secret.secretName' <<<"$job")" = fastly-credentials ]
+  [ "$(purge_flag provider)" = '["fastly"]' ]
+  [ "$(purge_flag tag)" = '["shop","product-list"]' ]
+  [ "$(purge_flag secret)" = '["fastly-credentials"]' ]
+  [ "$(jq -r '.spec.template.spec.volumes[] | select(.name == "credentials") | .secret | "\(.secretName) \(.optional)"' <<<"$job")" = 'fastly-credentials true' ]
 }
 
-@test "the webhook receives the rollout's description" {
+@test "the webhook is told the rollout it purges for" {
   evaluate create-webhook.json
-  body="$(purge_args | jq -r 'index("--data-raw") as $i | .[$i + 1]')"
-  [ "$(jq -c '{site, namespace, deployment, image, imageHash, jobName, tags, everything}' <<<"$body")" = '{"site":"shop.example.com","namespace":"web","deployment":"shop","image":"ghcr.io/acme/shop:1.4.2","imageHash":"b82cce53ec","jobName":"shop-cache-buster-b82cce53ec","tags":["shop"],"everything":false}' ]
+  [ "$(purge_args | jq -c '[.[] | select(test("^--(site|namespace|deployment|image|image-hash|job-name|tag)="))]')" = '["--tag=shop","--site=shop.example.com","--namespace=web","--deployment=shop","--image=ghcr.io/acme/shop:1.4.2","--image-hash=b82cce53ec","--job-name=shop-cache-buster-b82cce53ec"]' ]
 }
 
-@test "no secret value is in the Job: credentials are read from the mounted files" {
+@test "no secret value is in the Job: the program reads the mounted Secret" {
   evaluate create-labelled.json
-  [ "$(purge_args | jq -r '.[] | select(startswith("CLOUDFLARE_"))')" = "$(printf '%s\n' CLOUDFLARE_ZONE_ID@/var/run/secrets/cache-buster/CLOUDFLARE_ZONE_ID CLOUDFLARE_API_TOKEN@/var/run/secrets/cache-buster/CLOUDFLARE_API_TOKEN)" ]
-  [ "$(stamped_job | jq '[.. | objects | select(has("value")) | .value] | length')" -eq 0 ]
+  [ "$(stamped_job | jq '[.. | objects | select(has("env") or has("envFrom"))] | length')" -eq 0 ]
+  [ "$(purge_args | jq '[.[] | select(test("CLOUDFLARE_|TOKEN"))] | length')" -eq 0 ]
+  [ "$(stamped_job | jq -r '.spec.template.spec.containers[0].volumeMounts[0] | "\(.mountPath) \(.readOnly)"')" = '/var/run/secrets/cache-buster true' ]
 }
 
 # --- SPEC §6: settings -------------------------------------------------------
@@ -313,7 +321,7 @@ apply_patch_to() {
   [ "$status" -ne 0 ]
   [[ "$stderr" == *"backoffLimit: 99 is out of range; expected 0 to 20"* ]]
   [[ "$stderr" == *"runAsUser: 0 is out of range"* ]]
-  [[ "$stderr" == *"has curl 7.88; expected curl 8.3 or later"* ]]
+  [[ "$stderr" == *"Not-A-Reference"*"is not an image reference: the repository name must be lowercase"* ]]
 }
 
 @test "an unknown settings key is refused" {
@@ -324,7 +332,8 @@ apply_patch_to() {
 
 @test "settings given inline as JSON apply" {
   evaluate create-labelled.json --settings-json '{"provider": "fastly", "credentialsSecret": "fastly-credentials"}'
-  [ "$(purge_args | jq -r 'index("PURGE") != null')" = true ]
+  [ "$(purge_flag provider)" = '["fastly"]' ]
+  [ "$(purge_flag secret)" = '["fastly-credentials"]' ]
 }
 
 @test "custom settings rename the label, the annotations and the Job's fields" {

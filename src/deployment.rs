@@ -10,7 +10,7 @@ use crate::error::{PolicyError, PolicyResult};
 use crate::image::{ImageReference, SelectedImage, hash_input_lines, image_hash};
 use crate::job::{JobInput, build_job};
 use crate::names::{is_dns1123_label, is_dns1123_subdomain, is_label_value, job_name};
-use crate::providers::{Provider, WebhookPayload, purge_command};
+use crate::providers::{Provider, WebhookPayload, purge_args};
 use crate::settings::Settings;
 use crate::targets::PurgeTargets;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -218,7 +218,7 @@ pub fn derive_stamp(
         everything: purge.everything,
     };
     let batch_size = usize::try_from(settings.cloudflare_batch_size).unwrap_or(1);
-    let command = purge_command(provider, &purge, batch_size, &webhook)?;
+    let purge_args = purge_args(provider, &purge, secret, batch_size, &webhook);
     let job = build_job(JobInput {
         settings,
         namespace,
@@ -227,7 +227,7 @@ pub fn derive_stamp(
         image_hash: &image_hash,
         job_name: &job_name,
         credentials_secret: secret,
-        purge: command,
+        purge_args,
     });
     let job_json = serde_json::to_string(&job)
         .map_err(|error| PolicyError::JobSerialization(error.to_string()))?;
@@ -817,7 +817,14 @@ mod tests {
         ));
         let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
         let args = job["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
-        assert!(args.contains("WEBHOOK_URL"), "{args}");
+        assert!(
+            args.starts_with(r#"["purge","--provider=webhook","#),
+            "{args}"
+        );
+        assert!(
+            !args.contains("--url=") && !args.contains("--tag="),
+            "{args}"
+        );
     }
 
     #[test]
@@ -831,13 +838,13 @@ mod tests {
         let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
         let pod = &job["spec"]["template"]["spec"];
         assert_eq!(
-            pod["volumes"][2]["secret"]["secretName"],
+            pod["volumes"][1]["secret"]["secretName"],
             "fastly-credentials"
         );
+        let args = pod["containers"][0]["args"].to_string();
         assert!(
-            pod["containers"][0]["args"]
-                .to_string()
-                .contains("api.fastly.com")
+            args.contains(r#""--provider=fastly","--secret=fastly-credentials","--tag=shop""#),
+            "{args}"
         );
     }
 
@@ -851,17 +858,16 @@ mod tests {
             job["spec"]["template"]["spec"]["containers"][0]["args"].clone(),
         )
         .unwrap();
-        let body = args
-            .iter()
-            .skip_while(|a| *a != "--data-raw")
-            .nth(1)
-            .unwrap();
-        let body: Value = serde_json::from_str(body).unwrap();
-        assert_eq!(body["site"], "shop.example.com");
-        assert_eq!(body["image"], "docker.io/library/nginx:1.25");
-        assert_eq!(body["imageHash"], stamp.image_hash);
-        assert_eq!(body["jobName"], stamp.job_name);
-        assert_eq!(body["tags"], json!(["a", "b"]));
+        for expected in [
+            "--site=shop.example.com".to_owned(),
+            "--image=docker.io/library/nginx:1.25".to_owned(),
+            format!("--image-hash={}", stamp.image_hash),
+            format!("--job-name={}", stamp.job_name),
+            "--tag=a".to_owned(),
+            "--tag=b".to_owned(),
+        ] {
+            assert!(args.contains(&expected), "{expected} in {args:?}");
+        }
     }
 
     #[test]

@@ -3,34 +3,32 @@
 //! valid object by construction, and every field is decided here, from the
 //! settings and the Deployment, never from live cluster state.
 
-use crate::providers::{CREDENTIALS_DIR, PurgeCommand};
+use crate::providers::CREDENTIALS_DIR;
 use crate::settings::Settings;
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapProjection, Container, DownwardAPIProjection, DownwardAPIVolumeFile,
-    EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath, ObjectFieldSelector, PodSecurityContext,
-    PodSpec, PodTemplateSpec, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
-    SecretKeySelector, SecretVolumeSource, SecurityContext, ServiceAccountTokenProjection, Volume,
-    VolumeMount, VolumeProjection,
+    KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretVolumeSource,
+    SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
 
-pub const WAIT_IMAGE_CONTAINER: &str = "wait-image";
 pub const WAIT_ROLLOUT_CONTAINER: &str = "wait-rollout";
 pub const PURGE_CONTAINER: &str = "purge";
 use crate::keys::{COMPONENT_LABEL, IMAGE_HASH, LABEL_VALUE, MANAGED_BY_LABEL, SITE};
 
-/// Where Kubernetes itself mounts a service-account token; kubectl finds it there.
+/// The project's program in its image (on the image's PATH).
+pub const PROGRAM: &str = "cache-buster-launcher";
+/// Where Kubernetes itself mounts a service-account token; the program's
+/// in-cluster configuration finds it there.
 const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 const SERVICE_ACCOUNT_VOLUME: &str = "kube-api-access";
 /// The token lifetime Kubernetes uses for its own kube-api-access volumes.
 const SERVICE_ACCOUNT_TOKEN_SECONDS: i64 = 3607;
 const CREDENTIALS_VOLUME: &str = "credentials";
-/// kubectl caches API discovery on disk; the root filesystem is read-only.
-const KUBECTL_CACHE_VOLUME: &str = "kubectl-cache";
-const KUBECTL_CACHE_DIR: &str = "/tmp/kubectl-cache";
 
 /// Everything that makes one companion Job.
 pub struct JobInput<'a> {
@@ -41,78 +39,44 @@ pub struct JobInput<'a> {
     pub image_hash: &'a str,
     pub job_name: &'a str,
     pub credentials_secret: &'a str,
-    pub purge: PurgeCommand,
-}
-
-/// How long `wait-image` waits at most for the Deployment to carry this
-/// Job's hash. The launcher creates a Job from the stamp it finds on the
-/// Deployment, so this wait passes at once; it guards a Job created some
-/// other way, and stays short so that the rollout and the purge keep their
-/// time within the Job's deadline.
-pub const WAIT_IMAGE_SECONDS: i64 = 60;
-
-/// `wait-image`'s bound: the rollout timeout, at most `WAIT_IMAGE_SECONDS`.
-pub fn wait_image_seconds(rollout_timeout_seconds: i64) -> i64 {
-    rollout_timeout_seconds.min(WAIT_IMAGE_SECONDS)
+    /// The purge container's arguments (providers::purge_args).
+    pub purge_args: Vec<String>,
 }
 
 /// The shortest `activeDeadlineSeconds` that leaves the Job time for all it
-/// may have to do: wait for its stamp, wait for the rollout as long as the
-/// rollout timeout, then send a purge request through all its retries.
+/// may have to do: wait for its stamp and the rollout as long as the
+/// rollout timeout, then purge through all its retries.
 pub fn shortest_deadline_seconds(rollout_timeout_seconds: i64) -> i64 {
-    wait_image_seconds(rollout_timeout_seconds)
-        .saturating_add(rollout_timeout_seconds)
-        .saturating_add(crate::providers::PURGE_REQUEST_SECONDS)
+    rollout_timeout_seconds.saturating_add(crate::providers::PURGE_BUDGET_SECONDS)
 }
 
 pub fn build_job(input: JobInput<'_>) -> Job {
     let settings = input.settings;
     let labels = job_labels(settings, input.site, input.image_hash);
-    let timeout = format!("--timeout={}s", settings.rollout_timeout_seconds);
-    let image_timeout = format!(
-        "--timeout={}s",
-        wait_image_seconds(settings.rollout_timeout_seconds)
-    );
-    let cache_dir = format!("--cache-dir={KUBECTL_CACHE_DIR}");
-    // `kubectl wait --for=jsonpath=` reads dots as path separators: escape them.
-    let hash_annotation = settings.annotation(IMAGE_HASH).replace('.', "\\.");
 
-    let wait_image = Container {
-        name: WAIT_IMAGE_CONTAINER.to_owned(),
-        args: Some(strings(&[
-            "wait",
-            &format!("deployment/{}", input.deployment),
-            "--namespace",
-            input.namespace,
-            &format!(
-                "--for=jsonpath={{.metadata.annotations.{hash_annotation}}}={}",
-                input.image_hash
-            ),
-            &image_timeout,
-            &cache_dir,
-        ])),
-        ..kubectl_container(settings)
-    };
+    // One init container waits for the stamp, then for the rollout: it
+    // alone gets the service-account token.
     let wait_rollout = Container {
         name: WAIT_ROLLOUT_CONTAINER.to_owned(),
-        args: Some(strings(&[
-            "rollout",
-            "status",
-            &format!("deployment/{}", input.deployment),
-            "--namespace",
-            input.namespace,
-            &timeout,
-            &cache_dir,
-        ])),
-        ..kubectl_container(settings)
+        command: Some(strings(&[PROGRAM])),
+        args: Some(vec![
+            "wait-rollout".to_owned(),
+            format!("--namespace={}", input.namespace),
+            format!("--deployment={}", input.deployment),
+            format!("--image-hash={}", input.image_hash),
+            format!("--annotation={}", settings.annotation(IMAGE_HASH)),
+            format!("--timeout-seconds={}", settings.rollout_timeout_seconds),
+        ]),
+        volume_mounts: Some(vec![read_only_mount(
+            SERVICE_ACCOUNT_VOLUME,
+            SERVICE_ACCOUNT_DIR,
+        )]),
+        ..restricted_container(settings)
     };
     let purge = Container {
         name: PURGE_CONTAINER.to_owned(),
-        image: Some(settings.curl_image.clone()),
-        // The curl image's entrypoint is a shell script; run curl itself.
-        command: Some(strings(&["curl"])),
-        args: Some(input.purge.args),
-        env: optional_secret_env(input.credentials_secret, &input.purge.optional_secret_env),
+        command: Some(strings(&[PROGRAM])),
+        args: Some(input.purge_args),
         volume_mounts: Some(vec![read_only_mount(CREDENTIALS_VOLUME, CREDENTIALS_DIR)]),
         ..restricted_container(settings)
     };
@@ -138,8 +102,8 @@ pub fn build_job(input: JobInput<'_>) -> Job {
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".to_owned()),
                     service_account_name: Some(settings.service_account_name.clone()),
-                    // Only the two kubectl containers get a token, through
-                    // their own projected volume.
+                    // Only wait-rollout gets a token, through its own
+                    // projected volume.
                     automount_service_account_token: Some(false),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
@@ -151,22 +115,18 @@ pub fn build_job(input: JobInput<'_>) -> Job {
                         }),
                         ..PodSecurityContext::default()
                     }),
-                    init_containers: Some(vec![wait_image, wait_rollout]),
+                    init_containers: Some(vec![wait_rollout]),
                     containers: vec![purge],
                     volumes: Some(vec![
                         service_account_volume(),
                         Volume {
-                            name: KUBECTL_CACHE_VOLUME.to_owned(),
-                            empty_dir: Some(EmptyDirVolumeSource {
-                                size_limit: Some(Quantity("32Mi".to_owned())),
-                                ..EmptyDirVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                        Volume {
                             name: CREDENTIALS_VOLUME.to_owned(),
                             secret: Some(SecretVolumeSource {
                                 secret_name: Some(input.credentials_secret.to_owned()),
+                                // A missing Secret mounts empty: the purge
+                                // then fails at once naming it, instead of a
+                                // pod Pending until the deadline.
+                                optional: Some(true),
                                 ..SecretVolumeSource::default()
                             }),
                             ..Volume::default()
@@ -191,22 +151,6 @@ pub fn job_labels(settings: &Settings, site: &str, image_hash: &str) -> BTreeMap
     ])
 }
 
-fn kubectl_container(settings: &Settings) -> Container {
-    Container {
-        image: Some(settings.kubectl_image.clone()),
-        command: Some(strings(&["kubectl"])),
-        volume_mounts: Some(vec![
-            read_only_mount(SERVICE_ACCOUNT_VOLUME, SERVICE_ACCOUNT_DIR),
-            VolumeMount {
-                name: KUBECTL_CACHE_VOLUME.to_owned(),
-                mount_path: KUBECTL_CACHE_DIR.to_owned(),
-                ..VolumeMount::default()
-            },
-        ]),
-        ..restricted_container(settings)
-    }
-}
-
 /// Pod Security "restricted", plus a read-only root filesystem and resources.
 fn restricted_container(settings: &Settings) -> Container {
     let resources = &settings.resources;
@@ -217,6 +161,7 @@ fn restricted_container(settings: &Settings) -> Container {
         ])
     };
     Container {
+        image: Some(settings.image.clone()),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             capabilities: Some(Capabilities {
@@ -235,7 +180,8 @@ fn restricted_container(settings: &Settings) -> Container {
             limits: Some(cpu_memory(&resources.limits.cpu, &resources.limits.memory)),
             ..ResourceRequirements::default()
         }),
-        // A failed purge shows curl's error in the Job's pod status.
+        // The program writes its outcome as the termination message; should
+        // it die before, its last lines take that place.
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         ..Container::default()
     }
@@ -296,26 +242,6 @@ fn read_only_mount(volume: &str, path: &str) -> VolumeMount {
     }
 }
 
-fn optional_secret_env(secret: &str, variables: &[(&str, &str)]) -> Option<Vec<EnvVar>> {
-    (!variables.is_empty()).then(|| {
-        variables
-            .iter()
-            .map(|(variable, key)| EnvVar {
-                name: (*variable).to_owned(),
-                value_from: Some(EnvVarSource {
-                    secret_key_ref: Some(SecretKeySelector {
-                        name: secret.to_owned(),
-                        key: (*key).to_owned(),
-                        optional: Some(true),
-                    }),
-                    ..EnvVarSource::default()
-                }),
-                ..EnvVar::default()
-            })
-            .collect()
-    })
-}
-
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|item| (*item).to_owned()).collect()
 }
@@ -323,10 +249,10 @@ fn strings(items: &[&str]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::{Provider, PurgeCommand, WebhookPayload, purge_command};
+    use crate::providers::{Provider, WebhookPayload, purge_args};
     use crate::targets::PurgeTargets;
 
-    fn command(provider: Provider) -> PurgeCommand {
+    fn command(provider: Provider) -> Vec<String> {
         let purge = PurgeTargets {
             urls: vec!["https://www.example.com/".into()],
             ..Default::default()
@@ -344,7 +270,7 @@ mod tests {
             tags: &[],
             everything: false,
         };
-        purge_command(provider, &purge, 30, &payload).unwrap()
+        purge_args(provider, &purge, "cdn-credentials", 30, &payload)
     }
 
     fn job_with(settings: &Settings, provider: Provider) -> Job {
@@ -356,7 +282,7 @@ mod tests {
             image_hash: "d568c927cb",
             job_name: "shop-cache-buster-d568c927cb",
             credentials_secret: "cdn-credentials",
-            purge: command(provider),
+            purge_args: command(provider),
         })
     }
 
@@ -493,50 +419,56 @@ mod tests {
         assert_eq!(pod.host_ipc, None);
     }
 
+    /// SPEC §4: one image for every container, the project's; no shell.
     #[test]
-    fn init_containers_wait_for_this_image_then_the_rollout() {
+    fn every_container_runs_the_projects_image_and_program() {
+        let job = job();
+        let pod = pod(&job);
+        for container in all_containers(pod) {
+            assert_eq!(
+                container.image.as_deref(),
+                Some(crate::settings::DEFAULT_IMAGE)
+            );
+            assert_eq!(
+                container.command.as_deref(),
+                Some(&[PROGRAM.to_owned()][..])
+            );
+        }
+        let mirrored = Settings {
+            image: "registry.example.com/mirror/cache-buster:v0.1.0".into(),
+            ..Settings::default()
+        };
+        let mirrored = job_with(&mirrored, Provider::Cloudflare);
+        for container in all_containers(self::pod(&mirrored)) {
+            assert_eq!(
+                container.image.as_deref(),
+                Some("registry.example.com/mirror/cache-buster:v0.1.0")
+            );
+        }
+    }
+
+    #[test]
+    fn one_init_container_waits_for_this_image_then_the_rollout() {
         let job = job();
         let pod = pod(&job);
         let init: Vec<&Container> = pod.init_containers.iter().flatten().collect();
-        assert_eq!(init.len(), 2);
-        assert_eq!(init[0].name, "wait-image");
-        assert_eq!(
-            init[0].image.as_deref(),
-            Some(crate::settings::DEFAULT_KUBECTL_IMAGE)
-        );
-        assert_eq!(
-            init[0].command.as_deref(),
-            Some(&["kubectl".to_owned()][..])
-        );
+        assert_eq!(init.len(), 1);
+        assert_eq!(init[0].name, "wait-rollout");
         assert_eq!(
             init[0].args.as_ref().unwrap(),
             &[
-                "wait",
-                "deployment/shop",
-                "--namespace",
-                "web",
-                "--for=jsonpath={.metadata.annotations.cache-buster\\.io/image-hash}=d568c927cb",
-                "--timeout=60s",
-                "--cache-dir=/tmp/kubectl-cache",
-            ]
-        );
-        assert_eq!(init[1].name, "wait-rollout");
-        assert_eq!(
-            init[1].args.as_ref().unwrap(),
-            &[
-                "rollout",
-                "status",
-                "deployment/shop",
-                "--namespace",
-                "web",
-                "--timeout=600s",
-                "--cache-dir=/tmp/kubectl-cache"
+                "wait-rollout",
+                "--namespace=web",
+                "--deployment=shop",
+                "--image-hash=d568c927cb",
+                "--annotation=cache-buster.io/image-hash",
+                "--timeout-seconds=600",
             ]
         );
     }
 
     #[test]
-    fn only_the_init_containers_get_the_service_account_token() {
+    fn only_wait_rollout_gets_the_service_account_token() {
         let job = job();
         let pod = pod(&job);
         let mounts_token = |container: &Container| {
@@ -564,20 +496,13 @@ mod tests {
     }
 
     #[test]
-    fn purge_container_runs_curl_with_the_secret_mounted_read_only() {
+    fn purge_reads_the_secret_mounted_read_only_and_optional() {
         let job = job();
         let pod = pod(&job);
         let purge = &pod.containers[0];
+        assert_eq!(pod.containers.len(), 1);
         assert_eq!(purge.name, "purge");
-        assert_eq!(
-            purge.image.as_deref(),
-            Some(crate::settings::DEFAULT_CURL_IMAGE)
-        );
-        assert_eq!(purge.command.as_deref(), Some(&["curl".to_owned()][..]));
-        assert_eq!(
-            purge.args.as_ref(),
-            Some(&command(Provider::Cloudflare).args)
-        );
+        assert_eq!(purge.args.as_ref(), Some(&command(Provider::Cloudflare)));
         let mounts = purge.volume_mounts.as_ref().unwrap();
         assert_eq!(mounts.len(), 1);
         assert_eq!(mounts[0].mount_path, CREDENTIALS_DIR);
@@ -587,36 +512,22 @@ mod tests {
             .iter()
             .flatten()
             .find(|v| v.name == mounts[0].name)
-            .unwrap();
-        assert_eq!(
-            secret.secret.as_ref().unwrap().secret_name.as_deref(),
-            Some("cdn-credentials")
-        );
-        assert_eq!(purge.env, None);
-    }
-
-    #[test]
-    fn webhook_token_comes_from_an_optional_secret_key() {
-        let job = job_with(&Settings::default(), Provider::Webhook);
-        let env = pod(&job).containers[0].env.clone().unwrap();
-        assert_eq!(env.len(), 1);
-        assert_eq!(env[0].name, "WEBHOOK_TOKEN");
-        assert_eq!(env[0].value, None);
-        let selector = env[0]
-            .value_from
-            .as_ref()
             .unwrap()
-            .secret_key_ref
+            .secret
             .as_ref()
             .unwrap();
-        assert_eq!(
-            (
-                selector.name.as_str(),
-                selector.key.as_str(),
-                selector.optional
-            ),
-            ("cdn-credentials", "WEBHOOK_TOKEN", Some(true))
-        );
+        assert_eq!(secret.secret_name.as_deref(), Some("cdn-credentials"));
+        // Optional: a missing Secret is the purge's to name, not a pod Pending.
+        assert_eq!(secret.optional, Some(true));
+        // No credential in the environment, for any provider.
+        for provider in Provider::ALL {
+            let job = job_with(&Settings::default(), provider);
+            assert!(
+                all_containers(self::pod(&job))
+                    .iter()
+                    .all(|c| c.env.is_none())
+            );
+        }
     }
 
     #[test]
@@ -635,26 +546,12 @@ mod tests {
             pod.security_context.as_ref().unwrap().run_as_user,
             Some(1001)
         );
-        let wait_image = &pod.init_containers.as_ref().unwrap()[0];
-        assert!(wait_image.args.as_ref().unwrap().contains(
-            &"--for=jsonpath={.metadata.annotations.purge\\.example\\.com/image-hash}=d568c927cb".to_owned()
-        ));
-        // wait-image waits at most a minute of it; wait-rollout all of it.
-        assert!(
-            wait_image
-                .args
-                .as_ref()
-                .unwrap()
-                .contains(&"--timeout=60s".to_owned())
-        );
-        let wait_rollout = &pod.init_containers.as_ref().unwrap()[1];
-        assert!(
-            wait_rollout
-                .args
-                .as_ref()
-                .unwrap()
-                .contains(&"--timeout=120s".to_owned())
-        );
+        let wait_rollout = pod.init_containers.as_ref().unwrap()[0]
+            .args
+            .clone()
+            .unwrap();
+        assert!(wait_rollout.contains(&"--annotation=purge.example.com/image-hash".to_owned()));
+        assert!(wait_rollout.contains(&"--timeout-seconds=120".to_owned()));
         assert!(
             job.metadata
                 .labels
@@ -670,26 +567,23 @@ mod tests {
         assert_eq!(value["kind"], "Job");
         assert_eq!(
             value["spec"]["template"]["spec"]["initContainers"][0]["name"],
-            "wait-image"
+            "wait-rollout"
         );
         let back: Job = serde_json::from_value(value).unwrap();
         assert_eq!(back, job());
     }
 
     /// With the default settings (rollout 600 s, deadline 900 s) the Job
-    /// waits at most 60 + 600 s, and a purge request with its retries at
-    /// most 180 s more: 840 s, within the deadline.
+    /// waits at most 600 s for its stamp and the rollout, and purges for at
+    /// most 180 s more: 780 s, within the deadline.
     #[test]
-    fn the_default_deadline_leaves_time_to_purge_after_the_waits() {
+    fn the_default_deadline_leaves_time_to_purge_after_the_wait() {
         let defaults = Settings::default();
-        assert_eq!(wait_image_seconds(defaults.rollout_timeout_seconds), 60);
         assert_eq!(
             shortest_deadline_seconds(defaults.rollout_timeout_seconds),
-            840
+            780
         );
-        assert!(defaults.active_deadline_seconds >= 840);
-        // A rollout timeout under a minute bounds the image wait too.
-        assert_eq!(wait_image_seconds(30), 30);
-        assert_eq!(shortest_deadline_seconds(30), 240);
+        assert!(defaults.active_deadline_seconds >= 780);
+        assert_eq!(shortest_deadline_seconds(30), 210);
     }
 }

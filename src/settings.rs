@@ -10,10 +10,13 @@ use kubewarden_policy_sdk::settings::Validatable;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub const DEFAULT_KUBECTL_IMAGE: &str = "registry.k8s.io/kubectl:v1.34.2";
-pub const DEFAULT_CURL_IMAGE: &str = "curlimages/curl:8.17.0";
-/// `--variable` and `--expand-header` came with curl 8.3.0.
-const MINIMUM_CURL_VERSION: (u32, u32) = (8, 3);
+/// The project's one image (the launcher, `wait-rollout` and `purge`) of
+/// this very release: the policy and the image always carry one version.
+pub const DEFAULT_IMAGE: &str =
+    concat!("ghcr.io/cache-buster/launcher:v", env!("CARGO_PKG_VERSION"));
+
+/// Settings of earlier releases, refused with what replaced them.
+const REMOVED_SETTINGS: [&str; 2] = ["kubectlImage", "curlImage"];
 
 const ROLLOUT_TIMEOUT_RANGE: (i64, i64) = (1, 86_400);
 const BACKOFF_LIMIT_RANGE: (i64, i64) = (0, 20);
@@ -34,8 +37,8 @@ pub struct Settings {
     /// Secret of Deployments without `P/secret`.
     pub credentials_secret: String,
     pub service_account_name: String,
-    pub kubectl_image: String,
-    pub curl_image: String,
+    /// The image of every container of the Job.
+    pub image: String,
     pub rollout_timeout_seconds: i64,
     pub backoff_limit: i64,
     pub active_deadline_seconds: i64,
@@ -54,8 +57,7 @@ impl Default for Settings {
             provider: Provider::Cloudflare,
             credentials_secret: "cache-buster-credentials".to_owned(),
             service_account_name: "cache-buster".to_owned(),
-            kubectl_image: DEFAULT_KUBECTL_IMAGE.to_owned(),
-            curl_image: DEFAULT_CURL_IMAGE.to_owned(),
+            image: DEFAULT_IMAGE.to_owned(),
             rollout_timeout_seconds: 600,
             backoff_limit: 3,
             active_deadline_seconds: 900,
@@ -179,6 +181,13 @@ fn decode(json: &[u8]) -> (Settings, Vec<String>) {
     let mut problems = Vec::new();
     let mut decodable = serde_json::Map::new();
     for (key, value) in object {
+        if REMOVED_SETTINGS.contains(&key.as_str()) {
+            problems.push(format!(
+                "settings.{key}: no longer a setting: every container of the Job runs the project's own image \
+                 (its wait-rollout and purge commands); set image instead if you mirror it (default {DEFAULT_IMAGE})"
+            ));
+            continue;
+        }
         let single = Value::Object(std::iter::once((key.clone(), value.clone())).collect());
         match serde_path_to_error::deserialize::<_, Settings>(single) {
             Ok(_) => {
@@ -253,19 +262,11 @@ impl Validatable for Settings {
                 ),
             );
         }
-        for (key, value) in [
-            ("kubectlImage", &self.kubectl_image),
-            ("curlImage", &self.curl_image),
-        ] {
-            if let Err(error) = ImageReference::parse(value) {
-                check(
-                    false,
-                    format!("{key}: {value:?} is not an image reference: {error}"),
-                );
-            }
-        }
-        if let Some(problem) = curl_too_old(&self.curl_image) {
-            check(false, problem);
+        if let Err(error) = ImageReference::parse(&self.image) {
+            check(
+                false,
+                format!("image: {:?} is not an image reference: {error}", self.image),
+            );
         }
 
         for (key, value, range) in [
@@ -295,19 +296,18 @@ impl Validatable for Settings {
                 out_of_range("ttlSecondsAfterFinished", ttl, TTL_RANGE),
             );
         }
-        // The deadline covers the whole Job: the two waits, then the purge.
+        // The deadline covers the whole Job: the wait, then the purge.
         // Shorter, a slow rollout that ends in time still leaves no purge.
         let shortest = crate::job::shortest_deadline_seconds(self.rollout_timeout_seconds);
         check(
             self.active_deadline_seconds >= shortest,
             format!(
-                "activeDeadlineSeconds: {} leaves the Job no time to purge: it may wait {}s for its stamp and {}s \
-                 (rolloutTimeoutSeconds) for the rollout, then {}s for a purge request with its retries; \
+                "activeDeadlineSeconds: {} leaves the Job no time to purge: it may wait {}s \
+                 (rolloutTimeoutSeconds) for its stamp and the rollout, then purge for up to {}s with its retries; \
                  set activeDeadlineSeconds to at least {shortest}, or lower rolloutTimeoutSeconds",
                 self.active_deadline_seconds,
-                crate::job::wait_image_seconds(self.rollout_timeout_seconds),
                 self.rollout_timeout_seconds,
-                crate::providers::PURGE_REQUEST_SECONDS,
+                crate::providers::PURGE_BUDGET_SECONDS,
             ),
         );
 
@@ -362,21 +362,6 @@ fn out_of_range(key: &str, value: i64, (min, max): (i64, i64)) -> String {
     format!("{key}: {value} is out of range; expected {min} to {max}")
 }
 
-/// When the tag reads as a curl version, it must be at least 8.3.
-fn curl_too_old(curl_image: &str) -> Option<String> {
-    let image = ImageReference::parse(curl_image).ok()?;
-    let tag = image.tag?;
-    let mut parts = tag.trim_start_matches('v').split('.');
-    let major: u32 = parts.next()?.parse().ok()?;
-    let minor: u32 = parts.next().unwrap_or("0").parse().ok()?;
-    ((major, minor) < MINIMUM_CURL_VERSION).then(|| {
-        format!(
-            "curlImage: {curl_image:?} has curl {major}.{minor}; expected curl {}.{} or later (the purge uses --variable and --expand-header)",
-            MINIMUM_CURL_VERSION.0, MINIMUM_CURL_VERSION.1
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,12 +393,14 @@ mod tests {
         assert_eq!(defaults.provider, Provider::Cloudflare);
         assert_eq!(defaults.credentials_secret, "cache-buster-credentials");
         assert_eq!(defaults.service_account_name, "cache-buster");
-        assert!(
-            defaults
-                .kubectl_image
-                .starts_with("registry.k8s.io/kubectl:v")
+        // The project's image of this very release.
+        assert_eq!(
+            defaults.image,
+            format!(
+                "ghcr.io/cache-buster/launcher:v{}",
+                env!("CARGO_PKG_VERSION")
+            )
         );
-        assert!(defaults.curl_image.starts_with("curlimages/curl:8."));
         assert_eq!(defaults.rollout_timeout_seconds, 600);
         assert_eq!(defaults.backoff_limit, 3);
         assert_eq!(defaults.active_deadline_seconds, 900);
@@ -448,8 +435,7 @@ mod tests {
             "provider": "fastly",
             "credentialsSecret": "fastly-token",
             "serviceAccountName": "purger",
-            "kubectlImage": "registry.k8s.io/kubectl:v1.36.0",
-            "curlImage": "curlimages/curl:8.3.0",
+            "image": "registry.example.com/mirror/cache-buster@sha256:0000000000000000000000000000000000000000000000000000000000000001",
             "rolloutTimeoutSeconds": 300,
             "backoffLimit": 0,
             "activeDeadlineSeconds": 540,
@@ -482,13 +468,12 @@ mod tests {
     #[case::prefix(json!({"annotationPrefix": "Cache_Buster"}), "annotationPrefix: \"Cache_Buster\" is not a DNS-1123 subdomain")]
     #[case::secret(json!({"credentialsSecret": "Creds"}), "credentialsSecret: \"Creds\" is not a valid object name")]
     #[case::service_account(json!({"serviceAccountName": ""}), "serviceAccountName: \"\" is not a valid object name")]
-    #[case::kubectl_image(json!({"kubectlImage": "Kubectl"}), "kubectlImage: \"Kubectl\" is not an image reference: the repository name must be lowercase")]
-    #[case::old_curl(json!({"curlImage": "curlimages/curl:7.88.1"}), "curlImage: \"curlimages/curl:7.88.1\" has curl 7.88; expected curl 8.3 or later")]
+    #[case::image(json!({"image": "Launcher"}), "image: \"Launcher\" is not an image reference: the repository name must be lowercase")]
     #[case::rollout_timeout(json!({"rolloutTimeoutSeconds": 0}), "rolloutTimeoutSeconds: 0 is out of range; expected 1 to 86400")]
     #[case::backoff(json!({"backoffLimit": -1}), "backoffLimit: -1 is out of range; expected 0 to 20")]
     #[case::deadline(json!({"activeDeadlineSeconds": 0}), "activeDeadlineSeconds: 0 is out of range; expected 1 to 604800")]
-    #[case::deadline_below_rollout(json!({"activeDeadlineSeconds": 600}), "activeDeadlineSeconds: 600 leaves the Job no time to purge: it may wait 60s for its stamp and 600s (rolloutTimeoutSeconds) for the rollout, then 180s for a purge request with its retries; set activeDeadlineSeconds to at least 840, or lower rolloutTimeoutSeconds")]
-    #[case::deadline_below_waits_and_purge(json!({"rolloutTimeoutSeconds": 800}), "activeDeadlineSeconds: 900 leaves the Job no time to purge: it may wait 60s for its stamp and 800s (rolloutTimeoutSeconds) for the rollout, then 180s for a purge request with its retries; set activeDeadlineSeconds to at least 1040, or lower rolloutTimeoutSeconds")]
+    #[case::deadline_below_rollout(json!({"activeDeadlineSeconds": 600}), "activeDeadlineSeconds: 600 leaves the Job no time to purge: it may wait 600s (rolloutTimeoutSeconds) for its stamp and the rollout, then purge for up to 180s with its retries; set activeDeadlineSeconds to at least 780, or lower rolloutTimeoutSeconds")]
+    #[case::deadline_below_wait_and_purge(json!({"rolloutTimeoutSeconds": 800}), "activeDeadlineSeconds: 900 leaves the Job no time to purge: it may wait 800s (rolloutTimeoutSeconds) for its stamp and the rollout, then purge for up to 180s with its retries; set activeDeadlineSeconds to at least 980, or lower rolloutTimeoutSeconds")]
     #[case::ttl(json!({"ttlSecondsAfterFinished": -5}), "ttlSecondsAfterFinished: -5 is out of range; expected 0 to 2147483647")]
     #[case::batch_zero(json!({"cloudflareBatchSize": 0}), "cloudflareBatchSize: 0 is out of range; expected 1 to 500")]
     #[case::batch_too_big(json!({"cloudflareBatchSize": 501}), "cloudflareBatchSize: 501 is out of range; expected 1 to 500")]
@@ -580,16 +565,22 @@ mod tests {
         assert!(error.contains("runAsUser: 0"), "{error}");
     }
 
+    /// Settings of earlier releases name what replaced them.
     #[rstest]
-    #[case("curlimages/curl:8.3.0")]
-    #[case("curlimages/curl:8.17.0")]
-    #[case("curlimages/curl:9")]
-    #[case(
-        "curlimages/curl@sha256:0000000000000000000000000000000000000000000000000000000000000001"
-    )]
-    #[case("registry.example.com/tools/curl:stable")]
-    fn recent_or_unversioned_curl_images_are_accepted(#[case] image: &str) {
-        assert_eq!(curl_too_old(image), None);
+    #[case::kubectl_image("kubectlImage", json!({"kubectlImage": "registry.k8s.io/kubectl:v1.34.2"}))]
+    #[case::curl_image("curlImage", json!({"curlImage": "curlimages/curl:8.17.0", "backoffLimit": 2}))]
+    fn the_former_images_are_refused_naming_image(
+        #[case] key: &str,
+        #[case] input: serde_json::Value,
+    ) {
+        let error = parse_and_validate(input.to_string().as_bytes()).unwrap_err();
+        assert_eq!(
+            error,
+            format!(
+                "settings.{key}: no longer a setting: every container of the Job runs the project's own image \
+                 (its wait-rollout and purge commands); set image instead if you mirror it (default {DEFAULT_IMAGE})"
+            )
+        );
     }
 
     #[test]

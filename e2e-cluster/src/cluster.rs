@@ -286,25 +286,18 @@ impl Cluster {
             .await?;
         }
 
-        // The images of the Job, as the policy's settings name them, played
-        // by the real programs.
+        // The Job's one image, as the policy's settings name it, played by
+        // the launcher's own binary under the program name the Job runs.
         let settings: cache_buster::settings::Settings =
             serde_json::from_value(policy["spec"]["settings"].clone())
                 .context("the settings of deploy/policy.yaml")?;
-        let images = [
-            (&settings.kubectl_image, &tools.kubectl, "kubectl"),
-            (&settings.curl_image, &tools.curl, "curl"),
-        ]
-        .into_iter()
-        .map(|(image, program, command)| {
-            (
-                crate::node::repository_of(image).to_owned(),
-                ImageProgram {
-                    path: program.clone(),
-                    command: command.to_owned(),
-                },
-            )
-        })
+        let images = std::iter::once((
+            crate::node::repository_of(&settings.image).to_owned(),
+            ImageProgram {
+                path: tools.launcher.clone(),
+                command: cache_buster::job::PROGRAM.to_owned(),
+            },
+        ))
         .collect();
         let cdn = CdnDouble::start(&pki, 443).await?;
         let node = TestNode::start(NodeSetup {

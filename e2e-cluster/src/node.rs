@@ -61,7 +61,7 @@ pub struct Executed {
 }
 
 /// A host program that plays an image: the file, and the name the image's
-/// commands run it by (`curl`), whatever the file is called (`curl-8.21`).
+/// commands run it by (`cache-buster-launcher`), whatever the file is called.
 #[derive(Debug, Clone)]
 pub struct ImageProgram {
     pub path: PathBuf,

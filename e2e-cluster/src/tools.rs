@@ -7,7 +7,6 @@
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Every program a cluster test runs.
 #[derive(Debug, Clone)]
@@ -19,7 +18,6 @@ pub struct Tools {
     pub policy_server: PathBuf,
     pub registry: PathBuf,
     pub launcher: PathBuf,
-    pub curl: PathBuf,
     pub kubectl: PathBuf,
     pub bwrap: PathBuf,
 }
@@ -62,19 +60,6 @@ fn pinned(key: &str) -> &'static str {
         .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
         .map(str::trim)
         .unwrap_or("?")
-}
-
-/// The oldest curl whose `--variable` and `--expand-*` the purge argv uses.
-const CURL_AT_LEAST: (u32, u32) = (8, 3);
-
-/// `curl 8.5.0 (x86_64-pc-linux-gnu) …` → (8, 5).
-pub fn curl_version(version_output: &str) -> Option<(u32, u32)> {
-    let mut words = version_output.split_whitespace();
-    if words.next()? != "curl" {
-        return None;
-    }
-    let mut numbers = words.next()?.split('.').map(|part| part.parse().ok());
-    Some((numbers.next()??, numbers.next()??))
 }
 
 /// Where a program may be: the places, in order, and what to say when none
@@ -120,54 +105,18 @@ impl Lookup<'_> {
         (candidates, looked_in)
     }
 
-    /// The first candidate that is a file and that `fit` accepts (else the
-    /// reason it gives).
-    fn find_fit(&mut self, wanted: Wanted, fit: impl Fn(&Path) -> Result<(), String>) -> PathBuf {
+    /// The first candidate that is a file.
+    fn find(&mut self, wanted: Wanted) -> PathBuf {
         let (candidates, looked_in) = self.candidates(&wanted);
-        let mut unfit = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        // /bin and /usr/bin are one directory on a merged-/usr system: ask once.
-        let files = candidates
-            .into_iter()
-            .filter(|path| path.is_file())
-            .filter(|path| seen.insert(path.canonicalize().unwrap_or_else(|_| path.clone())));
-        for candidate in files {
-            match fit(&candidate) {
-                Ok(()) => return candidate,
-                Err(reason) => unfit.push(format!("{} {reason}", candidate.display())),
-            }
+        if let Some(found) = candidates.into_iter().find(|path| path.is_file()) {
+            return found;
         }
-        let problem = if unfit.is_empty() {
-            format!("not found (looked in {})", looked_in.join(", "))
-        } else {
-            unfit.join("; ")
-        };
         self.missing.push(Missing {
             program: wanted.program,
-            problem,
+            problem: format!("not found (looked in {})", looked_in.join(", ")),
             how: wanted.how,
         });
         PathBuf::from(wanted.program)
-    }
-
-    fn find(&mut self, wanted: Wanted) -> PathBuf {
-        self.find_fit(wanted, |_| Ok(()))
-    }
-}
-
-fn curl_is_recent_enough(curl: &Path) -> Result<(), String> {
-    let output = Command::new(curl)
-        .arg("--version")
-        .output()
-        .map_err(|error| format!("does not run ({error})"))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    match curl_version(&text) {
-        Some(version) if version >= CURL_AT_LEAST => Ok(()),
-        Some((major, minor)) => Err(format!(
-            "is curl {major}.{minor}, older than {}.{} (the purge argv uses --variable and --expand-*)",
-            CURL_AT_LEAST.0, CURL_AT_LEAST.1
-        )),
-        None => Err("does not say which curl it is".to_owned()),
     }
 }
 
@@ -270,17 +219,6 @@ impl Tools {
                 installed_at: None,
                 how: debian("docker-registry", "REGISTRY"),
             }),
-            curl: lookup.find_fit(
-                Wanted {
-                    program: "curl",
-                    variable: Some("CURL"),
-                    in_envtest_assets: false,
-                    installed_at: None,
-                    how: "set CURL to a curl 8.3 or later (Ubuntu 24.04 and Debian 13 ship one; Debian 12 has 7.88)"
-                        .to_owned(),
-                },
-                curl_is_recent_enough,
-            ),
             kubectl: lookup.find(Wanted {
                 program: "kubectl",
                 variable: Some("KUBECTL"),
@@ -307,7 +245,7 @@ mod tests {
     use std::collections::HashMap;
 
     /// A directory of empty files named as the programs (the lookup only
-    /// asks whether they are files; curl's version is asked of a real curl).
+    /// asks whether they are files).
     fn programs(dir: &Path, names: &[&str]) {
         std::fs::create_dir_all(dir).unwrap();
         for name in names {
@@ -329,18 +267,6 @@ mod tests {
             .find(|m| m.program == program)
             .map(ToString::to_string)
             .unwrap_or_default()
-    }
-
-    #[test]
-    fn curl_versions_are_read_from_its_first_line() {
-        assert_eq!(
-            curl_version("curl 7.88.1 (x86_64-pc-linux-gnu) libcurl/7.88.1"),
-            Some((7, 88))
-        );
-        assert_eq!(curl_version("curl 8.21.0 (aarch64)"), Some((8, 21)));
-        assert_eq!(curl_version("wget 1.21"), None);
-        assert_eq!(curl_version(""), None);
-        assert!((7, 88) < CURL_AT_LEAST && (8, 3) >= CURL_AT_LEAST && (8, 21) > CURL_AT_LEAST);
     }
 
     #[test]
@@ -379,7 +305,7 @@ mod tests {
                 ("REGISTRY", release.join("registry")),
                 ("BWRAP", release.join("bwrap")),
                 ("LAUNCHER", release.join("launcher")),
-                ("CURL", root.join("no-such-curl")),
+                ("KUBECTL", root.join("no-such-kubectl")),
             ],
             root,
         );
@@ -388,39 +314,9 @@ mod tests {
         assert_eq!(tools.kube_controller_manager, release.join("kcm"));
         assert_eq!(tools.etcd, root.join("envtest/etcd"));
         assert_eq!(tools.kube_apiserver, root.join("envtest/kube-apiserver"));
+        // $KUBECTL names a file that does not exist: envtest's is taken.
         assert_eq!(tools.kubectl, root.join("envtest/kubectl"));
-        // Only curl, given as a file that does not exist, is missing.
-        assert_eq!(missing.len(), 1, "{missing:?}");
-        assert!(line(&missing, "curl").contains("$CURL"), "{missing:?}");
-    }
-
-    #[test]
-    fn a_curl_older_than_8_3_is_named_as_such() {
-        let Some(curl) = ["/usr/bin/curl", "/bin/curl"]
-            .map(Path::new)
-            .into_iter()
-            .find(|path| path.is_file())
-        else {
-            return;
-        };
-        let output = Command::new(curl).arg("--version").output().unwrap();
-        let version = curl_version(&String::from_utf8_lossy(&output.stdout)).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let (tools, missing) = look_up(&[("CURL", curl.to_path_buf())], dir.path());
-        if version >= CURL_AT_LEAST {
-            assert_eq!(tools.curl, curl);
-            assert_eq!(line(&missing, "curl"), "");
-        } else {
-            assert!(
-                line(&missing, "curl").contains(&format!(
-                    "{} is curl {}.{}, older than 8.3",
-                    curl.display(),
-                    version.0,
-                    version.1
-                )),
-                "{missing:?}"
-            );
-        }
+        assert!(missing.is_empty(), "{missing:?}");
     }
 
     #[test]

@@ -91,7 +91,7 @@ const CONCURRENT: &[(&str, Scenario)] = &[
         pod_security_enforced(c).boxed_local()
     }),
     (
-        "the_purge_argv_run_by_real_curl_reports_the_cdn_answer_when_it_fails",
+        "the_purge_argv_run_by_the_projects_program_reports_the_cdn_answer_when_it_fails",
         |c| purge_failure_reported(c).boxed_local(),
     ),
     (
@@ -116,7 +116,7 @@ const CONCURRENT: &[(&str, Scenario)] = &[
         "a_flaky_cdn_is_retried_and_a_permanent_503_fails_the_job_visibly",
         |c| running::cdn_failures(c).boxed_local(),
     ),
-    ("a_hanging_cdn_runs_into_curls_time_out", |c| {
+    ("a_hanging_cdn_runs_into_the_purges_time_out", |c| {
         running::cdn_hang(c).boxed_local()
     }),
     ("missing_credentials_are_named_where_the_user_looks", |c| {
@@ -791,7 +791,8 @@ async fn failed_purge(cluster: &Cluster) -> Result<()> {
     let stored = flux_apply(cluster, &site("shop", ns, "nginx:1.27.1"), false).await?;
     let name = stamped_job_name(&stored)?;
     let first = wait_for_job(cluster, ns, &name).await?;
-    let answer = "{\"success\":false,\"errors\":[{\"code\":10000,\"message\":\"Authentication error\"}]}\ncurl: (22) The requested URL returned error: 503";
+    // The purge's outcome, as its termination message.
+    let answer = r#"{"provider":"cloudflare","result":"failed","requests":1,"attempts":1,"purged":[],"seconds":0.2,"failure":{"request":"POST https://api.cloudflare.com/client/v4/zones/[redacted]/purge_cache","status":403,"error":"HTTP 403","answer":"{\"success\":false,\"errors\":[{\"code\":10000,\"message\":\"Authentication error\"}]}"}}"#;
     run_job_to_end(cluster, ns, &name, Some(answer)).await?;
     let failed = wait_for_events(cluster, ns, "shop", "CacheBusterPurgeFailed", 1).await?;
     let message = failed[0].message.clone().unwrap_or_default();
@@ -802,7 +803,7 @@ async fn failed_purge(cluster: &Cluster) -> Result<()> {
     );
     ensure!(
         message.contains("BackoffLimitExceeded")
-            && message.contains("returned error: 503")
+            && message.contains("purge_cache: HTTP 403; the CDN answered:")
             && message.contains("Authentication error")
             && message.contains(&format!("kubectl delete job {name}")),
         "{message}"
@@ -1010,11 +1011,11 @@ async fn policy_server_down(cluster: &Cluster) -> Result<()> {
     outcome
 }
 
-/// The purge container's argv exactly as the policy stamps it, run by a
-/// curl >= 8.3 in a sandbox that mounts the Secret where the Job does,
-/// against a CDN that refuses: what the kubelet keeps of the output
-/// (FallbackToLogsOnError) names the HTTP status and the CDN's answer, and
-/// the launcher's Event quotes both.
+/// The purge container's argv exactly as the policy stamps it, run by the
+/// project's program in a sandbox that mounts the Secret where the Job
+/// does, against a CDN that refuses: its termination message names the
+/// HTTP status and the CDN's answer, the webhook's URL redacted, and the
+/// launcher's Event quotes them.
 async fn purge_failure_reported(cluster: &Cluster) -> Result<()> {
     use cache_buster::deployment::{RequestContext, derive_stamp};
     use cache_buster::settings::Settings;
@@ -1077,6 +1078,9 @@ async fn purge_failure_reported(cluster: &Cluster) -> Result<()> {
         secret.join("WEBHOOK_URL"),
         format!("http://127.0.0.1:{port}/purge\n"),
     )?;
+    std::fs::write(secret.join("WEBHOOK_TOKEN"), "s3cret\n")?;
+    let termination_log = cluster.root().join("purge-termination-log");
+    std::fs::write(&termination_log, "")?;
     let mut command = std::process::Command::new(&cluster.tools.bwrap);
     command
         .args([
@@ -1095,29 +1099,35 @@ async fn purge_failure_reported(cluster: &Cluster) -> Result<()> {
         .arg("--ro-bind")
         .arg(&secret)
         .arg(resolve_symlinks(&mount.mount_path))
-        // The curl image's curl, under the name the Job runs, first on PATH.
+        // The image's program, under the name the Job runs, first on PATH.
         .arg("--ro-bind")
-        .arg(cluster.tools.curl.canonicalize()?)
-        .arg(Path::new(IMAGE_BIN).join("curl"))
-        .args(["--setenv", "WEBHOOK_TOKEN", "s3cret", "--setenv", "PATH"])
+        .arg(cluster.tools.launcher.canonicalize()?)
+        .arg(Path::new(IMAGE_BIN).join(cache_buster::job::PROGRAM))
+        .arg("--bind")
+        .arg(&termination_log)
+        .arg("/dev/termination-log")
+        .args(["--clearenv", "--setenv", "PATH"])
         .arg(format!("{IMAGE_BIN}:/usr/bin:/bin"))
         .arg("--")
         .args(purge.command.iter().flatten())
         .args(purge.args.iter().flatten());
     let output = tokio::task::spawn_blocking(move || command.output()).await??;
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
+    let message = std::fs::read_to_string(&termination_log)?;
+    ensure!(
+        output.status.code() == Some(1),
+        "purge exited with {:?}: {message} {}",
+        output.status,
         String::from_utf8_lossy(&output.stderr)
     );
+    let outcome: Value = serde_json::from_str(&message)?;
+    ensure!(outcome["failure"]["status"] == 403, "{message}");
     ensure!(
-        output.status.code() == Some(22),
-        "curl exited with {:?}: {log}",
-        output.status
+        outcome["failure"]["request"] == "POST [redacted]",
+        "{message}"
     );
     ensure!(
-        log.contains(answer) && log.contains("The requested URL returned error: 403"),
-        "{log}"
+        !message.contains("s3cret") && !message.contains(&format!("127.0.0.1:{port}")),
+        "{message}"
     );
 
     let requests = server.await?;
@@ -1139,8 +1149,8 @@ async fn purge_failure_reported(cluster: &Cluster) -> Result<()> {
         name: purge.name.clone(),
         state: Some(ContainerState {
             terminated: Some(ContainerStateTerminated {
-                exit_code: 22,
-                message: Some(log),
+                exit_code: 1,
+                message: Some(message),
                 ..Default::default()
             }),
             ..Default::default()
@@ -1149,9 +1159,9 @@ async fn purge_failure_reported(cluster: &Cluster) -> Result<()> {
     };
     let quoted = cache_buster_launcher::cluster::failed_container(&status).unwrap_or_default();
     ensure!(
-        quoted.starts_with("container purge exited with 22: ")
-            && quoted.contains("Authentication error")
-            && quoted.contains("error: 403"),
+        quoted.starts_with(
+            "container purge exited with 1: POST [redacted]: HTTP 403; the CDN answered: "
+        ) && quoted.contains("Authentication error"),
         "{quoted}"
     );
     Ok(())

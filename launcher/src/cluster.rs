@@ -7,6 +7,7 @@ use crate::metrics::{Metrics, NamespaceLabels, ProviderLabels, PurgeResult};
 use crate::plan::{
     Decision, JobResult, Outcome, Plan, StampedJob, decide_any, is_companion_of, waiting,
 };
+use crate::purge::outcome::Outcome as PurgeOutcome;
 use crate::settings_source::{Accepted, SettingsState};
 use cache_buster::keys;
 use cache_buster::settings::Settings;
@@ -326,19 +327,25 @@ impl Reconciliation<'_> {
         let provider = plan.provider.name();
         let job = &outcome.job;
         let (suffix, type_, reason, message) = match &outcome.result {
-            JobResult::Purged { seconds } => (
-                "purged",
-                "Normal",
-                REASON_PURGED,
-                format!(
-                    "Job {job} purged the {provider} cache for {image}{}",
-                    seconds
-                        .map(|seconds| format!(", {seconds}s after it was created"))
-                        .unwrap_or_default()
-                ),
-            ),
+            JobResult::Purged { seconds } => {
+                let summary = self.pod_detail(&outcome.job_uid, purged_summary).await?;
+                (
+                    "purged",
+                    "Normal",
+                    REASON_PURGED,
+                    format!(
+                        "Job {job} purged the {provider} cache for {image}{}{}",
+                        seconds
+                            .map(|seconds| format!(", {seconds}s after it was created"))
+                            .unwrap_or_default(),
+                        summary
+                            .map(|summary| format!(": {summary}"))
+                            .unwrap_or_default()
+                    ),
+                )
+            }
             JobResult::Failed { reason } => {
-                let detail = self.failure_detail(&outcome.job_uid).await?;
+                let detail = self.pod_detail(&outcome.job_uid, failure_detail).await?;
                 (
                     "purge-failed",
                     "Warning",
@@ -376,34 +383,26 @@ impl Reconciliation<'_> {
         Ok(())
     }
 
-    /// What the failed container said (its termination message: with
-    /// FallbackToLogsOnError, the tail of its output: curl's error and the
-    /// CDN's answer), read from the pod status, never from logs.
-    async fn failure_detail(&self, job_uid: &str) -> Result<Option<String>, Error> {
+    /// What `detail` reads from the newest of the Job's pods that has one:
+    /// the containers' termination messages, from the pod status, never
+    /// from logs.
+    async fn pod_detail(
+        &self,
+        job_uid: &str,
+        detail: fn(&Pod) -> Option<String>,
+    ) -> Result<Option<String>, Error> {
         let pods: Api<Pod> = Api::namespaced(self.context.client.clone(), &self.namespace);
         let listed = pods
             .list(&ListParams::default().labels(&format!("controller-uid={job_uid}")))
             .await
             .map_err(api_error(format!("listing the pods of Job {job_uid}")))?;
-        let mut failed: Vec<(Option<&Time>, String)> = listed
+        let mut found: Vec<(Option<&Time>, String)> = listed
             .items
             .iter()
-            .filter_map(|pod| {
-                let status = pod.status.as_ref()?;
-                let statuses = status
-                    .init_container_statuses
-                    .iter()
-                    .flatten()
-                    .chain(status.container_statuses.iter().flatten());
-                let mut detail = statuses.filter_map(failed_container).next()?;
-                if let Some(hint) = missing_secret_key(pod, &detail) {
-                    detail = format!("{detail} ({hint})");
-                }
-                Some((pod.metadata.creation_timestamp.as_ref(), detail))
-            })
+            .filter_map(|pod| Some((pod.metadata.creation_timestamp.as_ref(), detail(pod)?)))
             .collect();
-        failed.sort_by(|a, b| b.0.cmp(&a.0));
-        Ok(failed.into_iter().next().map(|(_, detail)| detail))
+        found.sort_by(|a, b| b.0.cmp(&a.0));
+        Ok(found.into_iter().next().map(|(_, detail)| detail))
     }
 
     /// Records an Event on the Deployment unless one of that name exists;
@@ -461,8 +460,36 @@ impl Reconciliation<'_> {
     }
 }
 
-/// "container NAME exited with CODE: MESSAGE", whitespace folded and cut to
-/// REASON_CHARS (the end kept: curl's error comes last).
+fn container_statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
+    pod.status.iter().flat_map(|status| {
+        status
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .chain(status.container_statuses.iter().flatten())
+    })
+}
+
+/// What a pod's failed container said (its termination message: the
+/// purge's outcome, or wait-rollout's error, or the last lines of output).
+fn failure_detail(pod: &Pod) -> Option<String> {
+    container_statuses(pod).find_map(failed_container)
+}
+
+/// The purge's summary, from a pod whose purge container succeeded.
+fn purged_summary(pod: &Pod) -> Option<String> {
+    container_statuses(pod).find_map(|status| {
+        let terminated = status.state.as_ref()?.terminated.as_ref()?;
+        if status.name != cache_buster::job::PURGE_CONTAINER || terminated.exit_code != 0 {
+            return None;
+        }
+        PurgeOutcome::from_message(terminated.message.as_deref()?).map(|outcome| outcome.summary())
+    })
+}
+
+/// "container NAME exited with CODE: MESSAGE", the purge's outcome in
+/// words, whitespace folded and cut to REASON_CHARS (the end kept: the
+/// CDN's answer or the error comes last).
 pub fn failed_container(status: &ContainerStatus) -> Option<String> {
     let terminated = status.state.as_ref()?.terminated.as_ref()?;
     if terminated.exit_code == 0 {
@@ -473,6 +500,9 @@ pub fn failed_container(status: &ContainerStatus) -> Option<String> {
         .as_deref()
         .or(terminated.reason.as_deref())
         .unwrap_or_default();
+    let message = PurgeOutcome::from_message(message)
+        .map(|outcome| outcome.summary())
+        .unwrap_or_else(|| message.to_owned());
     let folded = message.split_whitespace().collect::<Vec<_>>().join(" ");
     let count = folded.chars().count();
     let quoted = if count > REASON_CHARS {
@@ -485,45 +515,6 @@ pub fn failed_container(status: &ContainerStatus) -> Option<String> {
         "container {} exited with {}: {quoted}",
         status.name, terminated.exit_code
     ))
-}
-
-/// curl names only the file it could not read; a user needs the Secret and
-/// the key: "the Secret NS/NAME has no key KEY", when `detail` says a file
-/// of a Secret volume of `pod` could not be opened.
-pub fn missing_secret_key(pod: &Pod, detail: &str) -> Option<String> {
-    let spec = pod.spec.as_ref()?;
-    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-    let mounts = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .chain(&spec.containers)
-        .flat_map(|container| container.volume_mounts.iter().flatten());
-    for mount in mounts {
-        let Some(secret) = spec
-            .volumes
-            .iter()
-            .flatten()
-            .find(|volume| volume.name == mount.name)
-            .and_then(|volume| volume.secret.as_ref())
-        else {
-            continue;
-        };
-        let opening = format!("Failed to open {}/", mount.mount_path.trim_end_matches('/'));
-        let Some(at) = detail.find(&opening) else {
-            continue;
-        };
-        let key: String = detail[at + opening.len()..]
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            .collect();
-        if key.is_empty() {
-            continue;
-        }
-        let name = secret.secret_name.as_deref().unwrap_or_default();
-        return Some(format!("the Secret {namespace}/{name} has no key {key}"));
-    }
-    None
 }
 
 /// An Event on the Deployment, as `kubectl describe` and `kubectl events`
@@ -596,30 +587,39 @@ mod tests {
         }
     }
 
+    /// The purge's outcome is quoted in words: the failed request, the
+    /// CDN's status and answer; a missing Secret as the purge names it.
     #[test]
-    fn a_file_missing_from_a_secret_volume_names_the_secret_and_the_key() {
+    fn a_failed_purge_is_quoted_from_its_outcome() {
+        let message = r#"{"provider":"cloudflare","result":"failed","requests":1,"attempts":6,"purged":[],"seconds":181.2,"failure":{"request":"POST https://api.cloudflare.com/client/v4/zones/[redacted]/purge_cache","status":503,"error":"HTTP 503; no time left to retry within the purge's budget of 180s","answer":"{\"success\":false}"}}"#;
+        assert_eq!(
+            failed_container(&terminated(1, Some(message))).as_deref(),
+            Some(
+                "container purge exited with 1: POST https://api.cloudflare.com/client/v4/zones/[redacted]/purge_cache: \
+                 HTTP 503; no time left to retry within the purge's budget of 180s; the CDN answered: {\"success\":false}"
+            )
+        );
+        let missing = r#"{"provider":"cloudflare","result":"failed","requests":0,"attempts":0,"purged":[],"seconds":0.0,"failure":{"error":"the Secret half has no key CLOUDFLARE_API_TOKEN (cloudflare needs CLOUDFLARE_ZONE_ID, CLOUDFLARE_API_TOKEN)"}}"#;
+        assert_eq!(
+            failed_container(&terminated(1, Some(missing))).as_deref(),
+            Some(
+                "container purge exited with 1: the Secret half has no key CLOUDFLARE_API_TOKEN \
+                 (cloudflare needs CLOUDFLARE_ZONE_ID, CLOUDFLARE_API_TOKEN)"
+            )
+        );
+    }
+
+    #[test]
+    fn a_succeeded_purge_is_summarised_from_its_outcome() {
         let pod: Pod = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "shop-cache-buster-1-x", "namespace": "web"},
-            "spec": {
-                "containers": [{"name": "purge", "volumeMounts": [
-                    {"name": "credentials", "mountPath": "/var/run/secrets/cache-buster", "readOnly": true}]}],
-                "volumes": [{"name": "credentials", "secret": {"secretName": "half"}}]
-            }
+            "status": {"containerStatuses": [{"name": "purge", "image": "x", "imageID": "", "ready": false,
+                "restartCount": 0, "state": {"terminated": {"exitCode": 0,
+                "message": "{\"provider\":\"fastly\",\"result\":\"purged\",\"requests\":1,\"attempts\":1,\"purged\":[\"2 surrogate keys\"],\"ids\":[\"108-1\"],\"seconds\":0.4}"}}}]}
         }))
         .unwrap();
-        let detail = "container purge exited with 26: curl: Failed to open \
-                      /var/run/secrets/cache-buster/CLOUDFLARE_API_TOKEN: No such file or directory";
         assert_eq!(
-            missing_secret_key(&pod, detail).as_deref(),
-            Some("the Secret web/half has no key CLOUDFLARE_API_TOKEN")
-        );
-        assert_eq!(
-            missing_secret_key(&pod, "curl: (22) The requested URL returned error: 503"),
-            None
-        );
-        assert_eq!(
-            missing_secret_key(&pod, "curl: Failed to open /etc/other/KEY"),
-            None
+            purged_summary(&pod).as_deref(),
+            Some("1 request in 0.4s: purged 2 surrogate keys (purge ids 108-1)")
         );
     }
 

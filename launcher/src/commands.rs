@@ -5,7 +5,7 @@ use crate::purge::http::{Limits, Network};
 use crate::purge::plan::WebhookContext;
 use crate::purge::{PurgeJob, run};
 use crate::rollout::{WaitFor, wait};
-use cache_buster::providers::{CREDENTIALS_DIR, Provider};
+use cache_buster::providers::{CREDENTIALS_DIR, PURGE_BUDGET_SECONDS, Provider};
 use cache_buster::targets::PurgeTargets;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -69,7 +69,7 @@ pub struct PurgeArgs {
     #[arg(long, default_value = "")]
     pub job_name: String,
     /// Every request with its retries ends within this
-    #[arg(long, default_value_t = 180)]
+    #[arg(long, default_value_t = PURGE_BUDGET_SECONDS.unsigned_abs())]
     pub budget_seconds: u64,
     /// Where the outcome is written (the container's terminationMessagePath)
     #[arg(long, default_value = "/dev/termination-log")]

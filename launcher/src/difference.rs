@@ -132,10 +132,10 @@ fn setting_of(difference: &Difference) -> Option<&'static str> {
         "ttlSecondsAfterFinished" => Some("ttlSecondsAfterFinished"),
         "serviceAccountName" => Some("serviceAccountName"),
         "runAsUser" | "runAsGroup" => Some("runAsUser"),
-        "image" => Some("kubectlImage, curlImage"),
+        "image" => Some("image"),
         "secretName" => Some("credentialsSecret"),
         _ if path.contains(".resources.") => Some("resources"),
-        _ if in_args && difference.stamped.starts_with("\"--timeout=") => {
+        _ if in_args && difference.stamped.starts_with("\"--timeout-seconds=") => {
             Some("rolloutTimeoutSeconds")
         }
         _ => None,
@@ -155,13 +155,21 @@ mod tests {
 
     #[test]
     fn settings_that_differ_are_named_with_both_values() {
-        let stamped = job(4, "curlimages/curl:8.17.0", &["--retry", "5"]);
-        let derived = job(3, "curlimages/curl:8.18.0", &["--retry", "5"]);
+        let stamped = job(
+            4,
+            "ghcr.io/cache-buster/launcher:v0.1.0",
+            &["purge", "--tag=shop"],
+        );
+        let derived = job(
+            3,
+            "ghcr.io/cache-buster/launcher:v0.2.0",
+            &["purge", "--tag=shop"],
+        );
         assert_eq!(
             explain(&stamped, &derived),
             "it differs only where settings decide: spec.backoffLimit (4 in the stamp, 3 here), \
-             spec.template.spec.containers[0].image (\"curlimages/curl:8.17.0\" in the stamp, \"curlimages/curl:8.18.0\" here). \
-             The stamp was made with other settings (backoffLimit, kubectlImage, curlImage) than the launcher's: \
+             spec.template.spec.containers[0].image (\"ghcr.io/cache-buster/launcher:v0.1.0\" in the stamp, \"ghcr.io/cache-buster/launcher:v0.2.0\" here). \
+             The stamp was made with other settings (backoffLimit, image) than the launcher's: \
              it predates a change of the settings (the next rollout is stamped anew), or the policy and the launcher read \
              different settings (see the launcher's --policy and --settings)"
         );

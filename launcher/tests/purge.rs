@@ -369,6 +369,28 @@ async fn a_permanent_5xx_fails_within_the_budget_quoting_the_cdn() {
 }
 
 #[tokio::test]
+async fn a_request_is_tried_six_times_at_most() {
+    let setup = setup().await;
+    // Retry-After: 1, so the six tries take about five seconds.
+    setup
+        .cdn
+        .fail("api.cloudflare.com", Failure::Permanent { status: 503 });
+    let ran = setup
+        .purge(
+            &cloudflare(&setup),
+            &["--provider=cloudflare", "--tag=shop"],
+        )
+        .await;
+    assert!(!ran.success);
+    assert_eq!(setup.cdn.requests("api.cloudflare.com").len(), 6);
+    assert_eq!(ran.outcome["attempts"], 6);
+    assert_eq!(
+        ran.outcome["failure"]["error"],
+        "HTTP 503; gave up after 6 tries"
+    );
+}
+
+#[tokio::test]
 async fn a_hanging_cdn_is_given_up_when_the_budget_ends() {
     let setup = setup().await;
     setup.cdn.fail(

@@ -61,6 +61,19 @@ fn one_version_everywhere() {
         "registry://{}:v{version}",
         annotation("io.kubewarden.policy.ociUrl")
     )));
+    // One image, one name and tag everywhere: the launcher runs it, and the
+    // policy's default `image` (the Job's) is it, of the same release.
+    let image = cache_buster::settings::DEFAULT_IMAGE;
+    assert!(image.ends_with(&format!(":v{version}")), "{image}");
+    let launcher = repository_file("deploy/launcher.yaml");
+    assert!(
+        launcher.contains(&format!("image: {image}\n")),
+        "deploy/launcher.yaml runs another image than {image}"
+    );
+    assert!(
+        policy.contains(&format!("image: {image}\n")),
+        "deploy/policy.yaml's settings name another image than {image}"
+    );
 }
 
 #[test]
@@ -269,7 +282,7 @@ fn every_provider_has_a_secret_example_with_its_keys() {
 }
 
 #[test]
-fn the_job_role_grants_exactly_what_kubectl_wait_and_rollout_status_need() {
+fn the_job_role_grants_exactly_what_wait_rollout_needs() {
     let text = repository_file("deploy/site/job-rbac.yaml");
     let documents: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
         .map(|document| serde::Deserialize::deserialize(document).unwrap())

@@ -1,7 +1,7 @@
 //! The companion Job run for real: the test node binds the pods, makes the
 //! site's pods Ready (or holds them), and executes the Job's containers
-//! (`kubectl wait`, `kubectl rollout status`, curl) in sandboxes that reach
-//! the CDN double. Each scenario asserts what reached the CDN and what the
+//! (the project's program: `wait-rollout`, then `purge`) in sandboxes that
+//! reach the CDN double. Each scenario asserts what reached the CDN and what the
 //! API server shows.
 
 use super::*;
@@ -108,6 +108,39 @@ async fn container_ran(
     .await
 }
 
+/// Waits until a pod of Job `job` is running its init container `container`
+/// (as the test node reports it in the pod's status).
+async fn container_running(cluster: &Cluster, ns: &str, job: &str, container: &str) -> Result<()> {
+    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
+    let prefix = format!("{job}-");
+    eventually(&format!("{container} of {job} running"), SOON, || {
+        let pods = pods.clone();
+        let prefix = prefix.clone();
+        async move {
+            let listed = pods.list(&ListParams::default()).await?;
+            let running = listed.items.iter().any(|pod| {
+                pod.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|name| name.starts_with(&prefix))
+                    && pod
+                        .status
+                        .iter()
+                        .flat_map(|status| status.init_container_statuses.iter().flatten())
+                        .any(|status| {
+                            status.name == container
+                                && status
+                                    .state
+                                    .as_ref()
+                                    .is_some_and(|state| state.running.is_some())
+                        })
+            });
+            Ok(running.then_some(()))
+        }
+    })
+    .await
+}
+
 fn container_runs<'a>(executed: &'a [Executed], container: &str) -> Vec<&'a Executed> {
     executed
         .iter()
@@ -136,8 +169,8 @@ pub async fn purge_after_rollout(cluster: &Cluster) -> Result<()> {
         let stored = flux_apply(cluster, &site("shop", ns, image), false).await?;
         let job = stamped_job_name(&stored)?;
         wait_for_job(cluster, ns, &job).await?;
-        // The Job waits in `kubectl rollout status` while the new pod is not Ready.
-        container_ran(cluster, ns, &job, "wait-image").await?;
+        // The Job waits in wait-rollout while the new pod is not Ready.
+        container_running(cluster, ns, &job, "wait-rollout").await?;
         stable_for(QUIET).await;
         let early = cluster.cdn.requests(zone);
         ensure!(
@@ -319,7 +352,7 @@ pub async fn cloudflare_requests(cluster: &Cluster) -> Result<()> {
     assert_token_hidden(cluster, ns, token, true).await
 }
 
-// 2b. Fastly: surrogate keys, then URL PURGE to the site's own host;
+// 2b. Fastly: surrogate keys, then each URL through the API host;
 //     everything is purge_all.
 pub async fn fastly_requests(cluster: &Cluster) -> Result<()> {
     let ns = "node-fastly";
@@ -366,15 +399,23 @@ pub async fn fastly_requests(cluster: &Cluster) -> Result<()> {
         request.dump()
     );
     let pages = cluster.cdn.requests("blog.example.com/");
-    let purged: Vec<(String, String)> = pages
+    // URL purges go through Fastly's API host: the key reaches no other.
+    let purged: Vec<(String, String, String)> = pages
         .iter()
-        .map(|r| (r.method.clone(), r.path.clone()))
+        .map(|r| (r.method.clone(), r.host.clone(), r.path.clone()))
         .collect();
+    let api = |path: &str| {
+        (
+            "POST".to_owned(),
+            "api.fastly.com".to_owned(),
+            path.to_owned(),
+        )
+    };
     ensure!(
         purged
             == [
-                ("PURGE".to_owned(), "/".to_owned()),
-                ("PURGE".to_owned(), "/feed.xml".to_owned())
+                api("/purge/blog.example.com/"),
+                api("/purge/blog.example.com/feed.xml")
             ],
         "{purged:?}"
     );
@@ -465,9 +506,9 @@ pub async fn webhook_request(cluster: &Cluster) -> Result<()> {
         "tags": ["front"], "everything": false
     });
     ensure!(body == expected, "{body:#}");
-    // The optional token reaches curl through the environment (a missing
-    // key must not stop the purge), never through an object or the argv.
-    assert_token_hidden(cluster, ns, token, false).await
+    // The optional token is read from the mounted Secret, like the URL:
+    // never through an object, the argv or the environment.
+    assert_token_hidden(cluster, ns, token, true).await
 }
 
 // 3. Two image changes in quick succession: the stale Job never purges; the
@@ -488,7 +529,7 @@ pub async fn quick_succession(cluster: &Cluster) -> Result<()> {
 
     cluster.node.serve(ns, Readiness::Held);
     let middle = stamped_job_name(&flux_apply(cluster, &manifest("nginx:1.27.2"), false).await?)?;
-    container_ran(cluster, ns, &middle, "wait-image").await?;
+    container_running(cluster, ns, &middle, "wait-rollout").await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let newest = flux_apply(cluster, &manifest("nginx:1.27.3"), false).await?;
     let last = stamped_job_name(&newest)?;
@@ -593,7 +634,7 @@ pub async fn cdn_failures(cluster: &Cluster) -> Result<()> {
         .count();
     ensure!(purge_runs == 1, "{purge_runs} purge containers for one Job");
 
-    // 429 with Retry-After: curl waits as told, then succeeds.
+    // 429 with Retry-After: the purge waits as told, then succeeds.
     secret(
         cluster,
         ns,
@@ -627,7 +668,7 @@ pub async fn cdn_failures(cluster: &Cluster) -> Result<()> {
     let waited = seen[1].at - seen[0].at;
     ensure!(
         waited >= Duration::from_secs(3),
-        "curl retried after {waited:?}, not the 3 s of Retry-After"
+        "the purge retried after {waited:?}, not the 3 s of Retry-After"
     );
 
     let down = annotated_site(
@@ -640,7 +681,7 @@ pub async fn cdn_failures(cluster: &Cluster) -> Result<()> {
     let failed = stamped_job_name(&stored)?;
     let job = job_ends(cluster, ns, &failed, "Failed", Duration::from_secs(200)).await?;
     let status = job.status.unwrap_or_default();
-    // backoffLimit 3: four pods, each with curl's first try and 5 retries.
+    // backoffLimit 3: four pods, each trying six times (Retry-After: 1).
     ensure!(status.failed == Some(4), "{status:?}");
     let seen = cluster.cdn.requests("/zones/zone-down/");
     ensure!(
@@ -667,106 +708,56 @@ pub async fn cdn_failures(cluster: &Cluster) -> Result<()> {
     Ok(())
 }
 
-// 5. Credentials missing: a key the Secret lacks fails the pod with a message
-//    naming the key and the Secret; a missing Secret keeps the pod from
-//    starting, with the kubelet's message naming it.
+// 5. Credentials missing: a key the Secret lacks, or the Secret itself,
+//    fails the purge at once (the Secret is mounted optional) with a
+//    message naming the Secret and the key, which the Event quotes.
 pub async fn missing_credentials(cluster: &Cluster) -> Result<()> {
     let ns = "node-credentials";
     node_namespace(cluster, ns, Readiness::After(Duration::ZERO)).await?;
     secret(cluster, ns, "half", &[("CLOUDFLARE_ZONE_ID", "zone-half")]).await?;
-    let lacking = annotated_site(
-        "shop",
-        ns,
-        "nginx:1.27.1",
-        &[("secret", "half"), ("everything", "true")],
-    );
-    let stored = flux_apply(cluster, &lacking, false).await?;
-    let job = stamped_job_name(&stored)?;
-    let run = container_ran(cluster, ns, &job, "purge").await?;
-    ensure!(run.exit_code != 0, "curl without its token exited 0");
-    let pods: Api<Pod> = Api::namespaced(cluster.client.clone(), ns);
-    let message = eventually("the failed pod's termination message", SOON, || {
-        let pods = pods.clone();
-        let job = job.clone();
-        async move {
-            Ok(pods
-                .list(&ListParams::default().labels(&format!("job-name={job}")))
-                .await?
-                .items
-                .into_iter()
-                .filter(|pod| {
-                    pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")
-                })
-                .find_map(|pod| {
-                    pod.status?
-                        .container_statuses?
-                        .into_iter()
-                        .find_map(|status| status.state?.terminated?.message)
-                }))
-        }
-    })
-    .await?;
-    ensure!(
-        message.contains("/var/run/secrets/cache-buster/CLOUDFLARE_API_TOKEN"),
-        "{message}"
-    );
+    for (site, secret_name, expected) in [
+        (
+            "shop",
+            "half",
+            "the Secret half has no key CLOUDFLARE_API_TOKEN",
+        ),
+        ("blog", "nowhere", "the Secret nowhere is missing or empty"),
+    ] {
+        let manifest = annotated_site(
+            site,
+            ns,
+            "nginx:1.27.1",
+            &[("secret", secret_name), ("everything", "true")],
+        );
+        let stored = flux_apply(cluster, &manifest, false).await?;
+        let job = stamped_job_name(&stored)?;
+        let run = container_ran(cluster, ns, &job, "purge").await?;
+        ensure!(
+            run.exit_code == 1,
+            "the purge without its credentials exited {}",
+            run.exit_code
+        );
+        ensure!(
+            run.finished - run.started < Duration::from_secs(5),
+            "the purge took {:?} to name what is missing",
+            run.finished - run.started
+        );
+        // Once the Job has failed (backoffLimit 3), the Deployment's Event names them.
+        job_ends(cluster, ns, &job, "Failed", Duration::from_secs(60)).await?;
+        let event = wait_for_events(cluster, ns, site, "CacheBusterPurgeFailed", 1).await?;
+        let text = event[0].message.clone().unwrap_or_default();
+        ensure!(text.contains(expected), "{text}");
+    }
     ensure!(
         cluster.cdn.requests("zone-half").is_empty(),
         "a purge without a token was sent"
     );
-    // Once the Job has failed (backoffLimit 3), the Deployment's Event names both.
-    job_ends(cluster, ns, &job, "Failed", Duration::from_secs(150)).await?;
-    let event = wait_for_events(cluster, ns, "shop", "CacheBusterPurgeFailed", 1).await?;
-    let text = event[0].message.clone().unwrap_or_default();
-    ensure!(
-        text.contains("(the Secret node-credentials/half has no key CLOUDFLARE_API_TOKEN)"),
-        "{text}"
-    );
-
-    let nowhere = annotated_site(
-        "blog",
-        ns,
-        "nginx:1.27.1",
-        &[("secret", "nowhere"), ("everything", "true")],
-    );
-    let stored = flux_apply(cluster, &nowhere, false).await?;
-    let job = stamped_job_name(&stored)?;
-    let events: Api<Event> = Api::namespaced(cluster.client.clone(), ns);
-    let mount = eventually("a FailedMount Event", SOON, || {
-        let events = events.clone();
-        let job = job.clone();
-        async move {
-            Ok(events
-                .list(&ListParams::default())
-                .await?
-                .items
-                .into_iter()
-                .find(|event| {
-                    event.reason.as_deref() == Some("FailedMount")
-                        && event
-                            .involved_object
-                            .name
-                            .as_deref()
-                            .is_some_and(|pod| pod.starts_with(&job))
-                }))
-        }
-    })
-    .await?;
-    let text = mount.message.unwrap_or_default();
-    ensure!(text.contains("secret \"nowhere\" not found"), "{text}");
-    ensure!(
-        cluster
-            .node
-            .executed(ns)
-            .iter()
-            .all(|run| !run.pod.contains(&job)),
-        "a container ran without its Secret"
-    );
     Ok(())
 }
 
-/// The double's hang: a request it never answers runs into curl's time-out
-/// (the purge's own is 60 s; here 2 s), and is still recorded.
+/// The double's hang: a request it never answers runs into the purge's
+/// per-request time-out, cut to the purge's budget (its own is 180 s; here
+/// 3 s), and is still recorded. The project's program, as the Job runs it.
 pub async fn cdn_hang(cluster: &Cluster) -> Result<()> {
     cluster.cdn.fail(
         "hooks.example.test/hang",
@@ -774,30 +765,42 @@ pub async fn cdn_hang(cluster: &Cluster) -> Result<()> {
             duration: Duration::from_secs(30),
         },
     );
-    let ca = cluster.pki.ca_file();
-    let address = format!("hooks.example.test:443:{}", cluster.cdn.address.ip());
-    let mut curl = tokio::process::Command::new(&cluster.tools.curl);
-    curl.args([
-        "--silent",
-        "--show-error",
-        "--fail",
-        "--max-time",
-        "2",
-        "--cacert",
-    ])
-    .arg(&ca)
-    .args(["--resolve", &address, "https://hooks.example.test/hang"]);
+    let secret = cluster.root().join("hang-secret");
+    std::fs::create_dir_all(&secret)?;
+    std::fs::write(
+        secret.join("WEBHOOK_URL"),
+        "https://hooks.example.test/hang\n",
+    )?;
+    let log = cluster.root().join("hang-termination-log");
     let started = Instant::now();
-    let output = curl.output().await?;
+    let output = tokio::process::Command::new(&cluster.tools.launcher)
+        .args([
+            "purge",
+            "--provider=webhook",
+            "--secret=hang",
+            "--budget-seconds=3",
+        ])
+        .arg("--credentials")
+        .arg(&secret)
+        .arg("--termination-log")
+        .arg(&log)
+        .env("CACHE_BUSTER_TEST_CA_FILE", cluster.pki.ca_file())
+        .env(
+            "CACHE_BUSTER_TEST_CONNECT_TO",
+            cluster.cdn.address.to_string(),
+        )
+        .output()
+        .await?;
+    let message = std::fs::read_to_string(&log).unwrap_or_default();
     ensure!(
-        output.status.code() == Some(28),
-        "curl: {:?} {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
+        output.status.code() == Some(1),
+        "purge: {:?} {message}",
+        output.status
     );
+    ensure!(message.contains("no answer within"), "{message}");
     ensure!(
         started.elapsed() < Duration::from_secs(10),
-        "curl waited {:?}",
+        "the purge waited {:?}",
         started.elapsed()
     );
     ensure!(

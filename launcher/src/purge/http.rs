@@ -19,6 +19,9 @@ pub struct Limits {
     /// The first back-off; it doubles up to `max_backoff`.
     pub first_backoff: Duration,
     pub max_backoff: Duration,
+    /// Tries of one request at most: a CDN that keeps failing fails the
+    /// pod, and the Job's backoffLimit decides whether another pod tries.
+    pub max_attempts: u32,
 }
 
 impl Default for Limits {
@@ -26,9 +29,12 @@ impl Default for Limits {
         Limits {
             connect: Duration::from_secs(10),
             request: Duration::from_secs(60),
-            budget: Duration::from_secs(180),
+            budget: Duration::from_secs(
+                cache_buster::providers::PURGE_BUDGET_SECONDS.unsigned_abs(),
+            ),
             first_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(30),
+            max_attempts: 6,
         }
     }
 }
@@ -156,6 +162,14 @@ impl Client {
                 }
                 Err(error) => (None, String::new(), error, None),
             };
+            if attempts >= self.limits.max_attempts {
+                return Answer {
+                    status,
+                    body,
+                    attempts,
+                    error: Some(format!("{error}; gave up after {attempts} tries")),
+                };
+            }
             let wait = retry_after.unwrap_or_else(|| jittered(backoff));
             backoff = (backoff * 2).min(self.limits.max_backoff);
             if wait >= self.remaining() {

@@ -32,8 +32,8 @@ pub struct PurgeJob {
 
 fn failed(job: &PurgeJob, started: Instant, error: String) -> Outcome {
     Outcome {
-        provider: job.provider.name(),
-        result: "failed",
+        provider: job.provider.name().to_owned(),
+        result: "failed".to_owned(),
         requests: 0,
         attempts: 0,
         purged: Vec::new(),
@@ -80,8 +80,8 @@ pub async fn run(job: &PurgeJob) -> Outcome {
     };
 
     let mut outcome = Outcome {
-        provider: job.provider.name(),
-        result: "purged",
+        provider: job.provider.name().to_owned(),
+        result: "purged".to_owned(),
         requests: 0,
         attempts: 0,
         purged: Vec::new(),
@@ -94,7 +94,7 @@ pub async fn run(job: &PurgeJob) -> Outcome {
         outcome.requests += 1;
         outcome.attempts += answer.attempts;
         if let Some(error) = answer.error {
-            outcome.result = "failed";
+            outcome.result = "failed".to_owned();
             outcome.failure = Some(Failure {
                 request: Some(redact(
                     &format!("{} {}", request.method, request.url),

@@ -3,7 +3,7 @@
 //! Secrets never reach it: every credential value is redacted from what the
 //! CDN answered and from the request it names.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The kubelet keeps at most 4,096 bytes of a termination message.
 pub const TERMINATION_MESSAGE_LIMIT: usize = 4096;
@@ -11,41 +11,80 @@ const ANSWER_EXCERPT: usize = 600;
 pub const MAX_IDS: usize = 20;
 const REDACTED: &str = "[redacted]";
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Outcome {
-    pub provider: &'static str,
+    pub provider: String,
     /// `purged` or `failed`.
-    pub result: &'static str,
+    pub result: String,
     /// Requests sent (the failed one included), and tries in all.
     pub requests: usize,
     pub attempts: u32,
     /// What the accepted requests purged ("30 URLs", "everything").
     pub purged: Vec<String>,
     /// The CDN's ids of the accepted purges.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ids: Vec<String>,
     pub seconds: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Failure {
     /// `METHOD URL` of the request that failed, if one was sent.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     pub error: String,
     /// The start of the CDN's answer.
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub answer: String,
 }
 
 impl Outcome {
     pub fn succeeded(&self) -> bool {
         self.failure.is_none()
+    }
+
+    /// The outcome a termination message holds, if it holds one (a
+    /// container that died before writing it leaves its last lines).
+    pub fn from_message(message: &str) -> Option<Outcome> {
+        serde_json::from_str(message.trim()).ok()
+    }
+
+    /// In words, for the launcher's Event: what was purged, with the CDN's
+    /// ids, or what failed, with the CDN's answer.
+    pub fn summary(&self) -> String {
+        let requests = match self.requests {
+            1 => "1 request".to_owned(),
+            n => format!("{n} requests"),
+        };
+        let mut text = match &self.failure {
+            None => format!(
+                "{requests} in {}s: purged {}",
+                self.seconds,
+                self.purged.join(", ")
+            ),
+            Some(failure) => {
+                let mut text = failure.error.clone();
+                if let Some(request) = &failure.request {
+                    text = format!("{request}: {text}");
+                }
+                if !self.purged.is_empty() {
+                    text.push_str(&format!(" (after purging {})", self.purged.join(", ")));
+                }
+                if !failure.answer.is_empty() {
+                    text.push_str(&format!("; the CDN answered: {}", failure.answer));
+                }
+                text
+            }
+        };
+        if self.failure.is_none() && !self.ids.is_empty() {
+            text.push_str(&format!(" (purge ids {})", self.ids.join(", ")));
+        }
+        text
     }
 
     /// The termination message: compact JSON within the kubelet's limit
@@ -166,8 +205,8 @@ mod tests {
     #[test]
     fn the_message_fits_the_kubelets_limit() {
         let outcome = Outcome {
-            provider: "cloudflare",
-            result: "failed",
+            provider: "cloudflare".into(),
+            result: "failed".into(),
             requests: 1,
             attempts: 6,
             purged: vec![],
@@ -191,5 +230,40 @@ mod tests {
         let read: serde_json::Value = serde_json::from_str(&message).unwrap();
         assert_eq!(read["failure"]["status"], 503);
         assert!(read["failure"]["answer"].as_str().unwrap().ends_with('…'));
+        assert_eq!(
+            Outcome::from_message(&message)
+                .unwrap()
+                .failure
+                .unwrap()
+                .status,
+            Some(503)
+        );
+    }
+
+    #[test]
+    fn the_summary_says_what_was_purged_or_what_the_cdn_answered() {
+        let purged = Outcome::from_message(
+            r#"{"provider":"cloudflare","result":"purged","requests":2,"attempts":3,"purged":["30 URLs","2 tags"],"ids":["a1","b2"],"seconds":1.4}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            purged.summary(),
+            "2 requests in 1.4s: purged 30 URLs, 2 tags (purge ids a1, b2)"
+        );
+        let failed = Outcome::from_message(
+            r#"{"provider":"fastly","result":"failed","requests":2,"attempts":2,"purged":["1 URL"],"seconds":0.3,
+                "failure":{"request":"POST https://api.fastly.com/service/[redacted]/purge","status":401,"error":"HTTP 401",
+                "answer":"{\"msg\":\"Provided credentials are missing or invalid\"}"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            failed.summary(),
+            "POST https://api.fastly.com/service/[redacted]/purge: HTTP 401 (after purging 1 URL); \
+             the CDN answered: {\"msg\":\"Provided credentials are missing or invalid\"}"
+        );
+        assert_eq!(
+            Outcome::from_message("curl: (6) Could not resolve host"),
+            None
+        );
     }
 }
