@@ -83,6 +83,15 @@ impl Setup {
     }
 }
 
+impl Setup {
+    /// A Cloudflare purge with the zone and token of [`cloudflare`].
+    async fn purge_cloudflare(&self, args: &[&str]) -> Ran {
+        let mut all = vec!["--provider=cloudflare"];
+        all.extend(args);
+        self.purge(&cloudflare(self), &all).await
+    }
+}
+
 impl Ran {
     /// No secret in what the program printed or reported.
     fn reveals_nothing(&self) {
@@ -178,14 +187,7 @@ async fn cloudflare_purges_in_batches_with_the_token() {
 async fn cloudflare_purges_everything_alone() {
     let setup = setup().await;
     let ran = setup
-        .purge(
-            &cloudflare(&setup),
-            &[
-                "--provider=cloudflare",
-                "--everything",
-                "--url=https://www.example.com/",
-            ],
-        )
+        .purge_cloudflare(&["--everything", "--url=https://www.example.com/"])
         .await;
     assert!(ran.success, "{}", ran.output);
     assert_eq!(
@@ -296,12 +298,7 @@ async fn a_cdn_that_answers_503_twice_is_retried() {
     setup
         .cdn
         .fail("api.cloudflare.com", Failure::Unavailable { times: 2 });
-    let ran = setup
-        .purge(
-            &cloudflare(&setup),
-            &["--provider=cloudflare", "--tag=shop"],
-        )
-        .await;
+    let ran = setup.purge_cloudflare(&["--tag=shop"]).await;
     assert!(ran.success, "{}", ran.output);
     assert_eq!(setup.cdn.requests("api.cloudflare.com").len(), 3);
     assert_eq!(ran.outcome["requests"], 1);
@@ -318,12 +315,7 @@ async fn a_429_waits_as_long_as_retry_after_says() {
             retry_after: 2,
         },
     );
-    let ran = setup
-        .purge(
-            &cloudflare(&setup),
-            &["--provider=cloudflare", "--tag=shop"],
-        )
-        .await;
+    let ran = setup.purge_cloudflare(&["--tag=shop"]).await;
     assert!(ran.success, "{}", ran.output);
     let requests = setup.cdn.requests("api.cloudflare.com");
     assert_eq!(requests.len(), 2);
@@ -339,10 +331,7 @@ async fn a_permanent_5xx_fails_within_the_budget_quoting_the_cdn() {
         .cdn
         .fail("api.cloudflare.com", Failure::Permanent { status: 503 });
     let ran = setup
-        .purge(
-            &cloudflare(&setup),
-            &["--provider=cloudflare", "--tag=shop", "--budget-seconds=4"],
-        )
+        .purge_cloudflare(&["--tag=shop", "--budget-seconds=4"])
         .await;
     assert!(!ran.success);
     assert!(ran.took < Duration::from_secs(8), "took {:?}", ran.took);
@@ -375,12 +364,7 @@ async fn a_request_is_tried_six_times_at_most() {
     setup
         .cdn
         .fail("api.cloudflare.com", Failure::Permanent { status: 503 });
-    let ran = setup
-        .purge(
-            &cloudflare(&setup),
-            &["--provider=cloudflare", "--tag=shop"],
-        )
-        .await;
+    let ran = setup.purge_cloudflare(&["--tag=shop"]).await;
     assert!(!ran.success);
     assert_eq!(setup.cdn.requests("api.cloudflare.com").len(), 6);
     assert_eq!(ran.outcome["attempts"], 6);
@@ -400,10 +384,7 @@ async fn a_hanging_cdn_is_given_up_when_the_budget_ends() {
         },
     );
     let ran = setup
-        .purge(
-            &cloudflare(&setup),
-            &["--provider=cloudflare", "--tag=shop", "--budget-seconds=3"],
-        )
+        .purge_cloudflare(&["--tag=shop", "--budget-seconds=3"])
         .await;
     assert!(!ran.success);
     assert!(ran.took < Duration::from_secs(6), "took {:?}", ran.took);
@@ -426,12 +407,7 @@ async fn a_wrong_credential_gets_the_providers_answer_without_retries() {
             expected: "the-right-token".into(),
         },
     );
-    let ran = setup
-        .purge(
-            &cloudflare(&setup),
-            &["--provider=cloudflare", "--tag=shop"],
-        )
-        .await;
+    let ran = setup.purge_cloudflare(&["--tag=shop"]).await;
     assert!(!ran.success);
     assert_eq!(setup.cdn.requests("api.cloudflare.com").len(), 1);
     assert_eq!(ran.outcome["failure"]["status"], 403);

@@ -258,6 +258,21 @@ mod tests {
             .collect()
     }
 
+    /// The plan with the default batch size and no webhook context.
+    fn planned(
+        provider: Provider,
+        targets: &PurgeTargets,
+        credentials: &Credentials,
+    ) -> Result<Vec<PlannedRequest>, Unsupported> {
+        plan(
+            provider,
+            targets,
+            credentials,
+            30,
+            &WebhookContext::default(),
+        )
+    }
+
     fn cloudflare_credentials() -> Credentials {
         credentials(&[
             ("CLOUDFLARE_ZONE_ID", "zone/1"),
@@ -274,14 +289,7 @@ mod tests {
             tags: vec!["a".into(), "b".into()],
             everything: false,
         };
-        let requests = plan(
-            Provider::Cloudflare,
-            &targets,
-            &cloudflare_credentials(),
-            30,
-            &WebhookContext::default(),
-        )
-        .unwrap();
+        let requests = planned(Provider::Cloudflare, &targets, &cloudflare_credentials()).unwrap();
         let bodies = bodies(&requests);
         assert_eq!(bodies.len(), 6);
         assert_eq!(bodies[0]["files"].as_array().unwrap().len(), 30);
@@ -322,14 +330,7 @@ mod tests {
             everything: true,
             ..PurgeTargets::default()
         };
-        let requests = plan(
-            Provider::Cloudflare,
-            &targets,
-            &cloudflare_credentials(),
-            30,
-            &WebhookContext::default(),
-        )
-        .unwrap();
+        let requests = planned(Provider::Cloudflare, &targets, &cloudflare_credentials()).unwrap();
         assert_eq!(bodies(&requests), [json!({"purge_everything": true})]);
     }
 
@@ -350,14 +351,7 @@ mod tests {
             tags: (0..300).map(|i| format!("k{i}")).collect(),
             ..PurgeTargets::default()
         };
-        let requests = plan(
-            Provider::Fastly,
-            &targets,
-            &fastly_credentials(),
-            30,
-            &WebhookContext::default(),
-        )
-        .unwrap();
+        let requests = planned(Provider::Fastly, &targets, &fastly_credentials()).unwrap();
         for request in &requests {
             assert!(
                 request.url.starts_with("https://api.fastly.com/"),
@@ -397,14 +391,7 @@ mod tests {
             everything: true,
             ..PurgeTargets::default()
         };
-        let requests = plan(
-            Provider::Fastly,
-            &everything,
-            &fastly_credentials(),
-            30,
-            &WebhookContext::default(),
-        )
-        .unwrap();
+        let requests = planned(Provider::Fastly, &everything, &fastly_credentials()).unwrap();
         assert_eq!(requests.len(), 1);
         assert_eq!(
             requests[0].url,
@@ -415,15 +402,9 @@ mod tests {
             ..PurgeTargets::default()
         };
         assert_eq!(
-            plan(
-                Provider::Fastly,
-                &prefixes,
-                &fastly_credentials(),
-                30,
-                &WebhookContext::default()
-            )
-            .unwrap_err()
-            .to_string(),
+            planned(Provider::Fastly, &prefixes, &fastly_credentials())
+                .unwrap_err()
+                .to_string(),
             "fastly cannot purge prefixes"
         );
     }
