@@ -326,9 +326,11 @@ impl Reconciliation<'_> {
         };
         let provider = plan.provider.name();
         let job = &outcome.job;
-        let (suffix, type_, reason, message) = match &outcome.result {
+        let (suffix, type_, reason, message, sent) = match &outcome.result {
             JobResult::Purged { seconds } => {
-                let summary = self.pod_detail(&outcome.job_uid, purged_summary).await?;
+                let purge = self.pod_detail(&outcome.job_uid, purged).await?;
+                let sent = purge.as_ref().map(|purge| purge.requests);
+                let summary = purge.map(|purge| purge.summary());
                 (
                     "purged",
                     "Normal",
@@ -342,10 +344,16 @@ impl Reconciliation<'_> {
                             .map(|summary| format!(": {summary}"))
                             .unwrap_or_default()
                     ),
+                    sent,
                 )
             }
             JobResult::Failed { reason } => {
-                let detail = self.pod_detail(&outcome.job_uid, failure_detail).await?;
+                let failed = self.pod_detail(&outcome.job_uid, failure_detail).await?;
+                let sent = failed
+                    .as_ref()
+                    .and_then(|(_, purge)| purge.as_ref())
+                    .map(|purge| purge.requests);
+                let detail = failed.map(|(detail, _)| detail);
                 (
                     "purge-failed",
                     "Warning",
@@ -358,11 +366,21 @@ impl Reconciliation<'_> {
                             .unwrap_or_default(),
                         self.namespace
                     ),
+                    sent,
                 )
             }
         };
         let name = format!("{job}.{}.{suffix}", outcome.job_uid);
         if self.record(name, type_, reason, message).await? {
+            if let Some(sent) = sent {
+                self.context
+                    .metrics
+                    .purge_requests
+                    .get_or_create(&ProviderLabels {
+                        provider: provider.to_owned(),
+                    })
+                    .inc_by(u64::try_from(sent).unwrap_or(u64::MAX));
+            }
             let result = match outcome.result {
                 JobResult::Purged { seconds } => {
                     if let Some(seconds) = seconds {
@@ -386,17 +404,17 @@ impl Reconciliation<'_> {
     /// What `detail` reads from the newest of the Job's pods that has one:
     /// the containers' termination messages, from the pod status, never
     /// from logs.
-    async fn pod_detail(
+    async fn pod_detail<T>(
         &self,
         job_uid: &str,
-        detail: fn(&Pod) -> Option<String>,
-    ) -> Result<Option<String>, Error> {
+        detail: fn(&Pod) -> Option<T>,
+    ) -> Result<Option<T>, Error> {
         let pods: Api<Pod> = Api::namespaced(self.context.client.clone(), &self.namespace);
         let listed = pods
             .list(&ListParams::default().labels(&format!("controller-uid={job_uid}")))
             .await
             .map_err(api_error(format!("listing the pods of Job {job_uid}")))?;
-        let mut found: Vec<(Option<&Time>, String)> = listed
+        let mut found: Vec<(Option<&Time>, T)> = listed
             .items
             .iter()
             .filter_map(|pod| Some((pod.metadata.creation_timestamp.as_ref(), detail(pod)?)))
@@ -471,20 +489,27 @@ fn container_statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
 }
 
 /// What a pod's failed container said (its termination message: the
-/// purge's outcome, or wait-rollout's error, or the last lines of output).
-fn failure_detail(pod: &Pod) -> Option<String> {
-    container_statuses(pod).find_map(failed_container)
+/// purge's outcome, or wait-rollout's error, or the last lines of output),
+/// and the purge's outcome if it wrote one.
+fn failure_detail(pod: &Pod) -> Option<(String, Option<PurgeOutcome>)> {
+    let detail = container_statuses(pod).find_map(failed_container)?;
+    Some((detail, purge_outcome(pod)))
 }
 
-/// The purge's summary, from a pod whose purge container succeeded.
-fn purged_summary(pod: &Pod) -> Option<String> {
+/// The purge's outcome, from a pod whose purge container ended.
+fn purge_outcome(pod: &Pod) -> Option<PurgeOutcome> {
     container_statuses(pod).find_map(|status| {
         let terminated = status.state.as_ref()?.terminated.as_ref()?;
-        if status.name != cache_buster::job::PURGE_CONTAINER || terminated.exit_code != 0 {
+        if status.name != cache_buster::job::PURGE_CONTAINER {
             return None;
         }
-        PurgeOutcome::from_message(terminated.message.as_deref()?).map(|outcome| outcome.summary())
+        PurgeOutcome::from_message(terminated.message.as_deref()?)
     })
+}
+
+/// The purge's outcome, from a pod whose purge container succeeded.
+fn purged(pod: &Pod) -> Option<PurgeOutcome> {
+    purge_outcome(pod).filter(PurgeOutcome::succeeded)
 }
 
 /// "container NAME exited with CODE: MESSAGE", the purge's outcome in
@@ -618,7 +643,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(
-            purged_summary(&pod).as_deref(),
+            purged(&pod).map(|outcome| outcome.summary()).as_deref(),
             Some("1 request in 0.4s: purged 2 surrogate keys (purge ids 108-1)")
         );
     }

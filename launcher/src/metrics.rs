@@ -70,6 +70,7 @@ pub struct Metrics {
     pub watch_errors: Family<WatchLabels, Counter>,
     pub purges: Family<PurgeLabels, Counter>,
     pub purge_duration: Family<ProviderLabels, Histogram, fn() -> Histogram>,
+    pub purge_requests: Family<ProviderLabels, Counter>,
     pub jobs_waiting: Family<NamespaceLabels, Gauge>,
 }
 
@@ -86,6 +87,7 @@ impl Default for Metrics {
             watch_errors: Family::default(),
             purges: Family::default(),
             purge_duration: Family::new_with_constructor(purge_duration_histogram),
+            purge_requests: Family::default(),
             jobs_waiting: Family::default(),
         }
     }
@@ -152,6 +154,11 @@ impl Metrics {
             "purge_duration_seconds",
             "Seconds from a companion Job's creation (the stamp) to its successful completion, by provider",
             self.purge_duration.clone(),
+        );
+        registry.register(
+            "purge_requests",
+            "Requests the finished companion Jobs' purges sent to the CDN (retries not counted), from their outcomes, by provider",
+            self.purge_requests.clone(),
         );
         registry.register(
             "jobs_waiting",
@@ -229,6 +236,9 @@ mod tests {
         }));
         drop(metrics.jobs_waiting.get_or_create(&NamespaceLabels {
             namespace: "web".into(),
+        }));
+        drop(metrics.purge_requests.get_or_create(&ProviderLabels {
+            provider: "webhook".into(),
         }));
         drop(metrics.watch_errors.get_or_create(&WatchLabels {
             resource: "jobs".into(),
