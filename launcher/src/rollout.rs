@@ -170,7 +170,7 @@ mod tests {
     ) -> Deployment {
         let (observed, replicas, updated, available) = status;
         serde_json::from_value(json!({
-            "metadata": {"name": "shop", "generation": generation,
+            "metadata": {"name": "shop", "generation": generation, "resourceVersion": "1",
                          "annotations": {"cache-buster.io/image-hash": HASH}},
             "spec": {"replicas": wanted, "selector": {}, "template": {}},
             "status": {
@@ -216,6 +216,129 @@ mod tests {
                 deployment.status
             );
         }
+    }
+
+    fn with_version(deployment: &Deployment, version: &str) -> Deployment {
+        let mut deployment = deployment.clone();
+        deployment.metadata.resource_version = Some(version.to_owned());
+        deployment
+    }
+
+    /// The watch itself, against a mock API server: the first watch ends
+    /// while the rollout is in progress, the second brings it complete.
+    #[tokio::test]
+    async fn wait_rollout_reconnects_when_a_watch_ends_and_returns_once_complete() {
+        use http::{Request, Response};
+        use kube::client::Body;
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let in_progress = deployment(3, 3, (3, 4, 1, 3), "ReplicaSetUpdated");
+        let complete = deployment(3, 3, (3, 3, 3, 3), "NewReplicaSetAvailable");
+        let server = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for answer in 0..3 {
+                let (request, send) = handle.next_request().await.expect("a request");
+                let uri = request.uri().to_string();
+                assert!(
+                    uri.starts_with("/apis/apps/v1/namespaces/web/deployments?"),
+                    "{uri}"
+                );
+                assert!(uri.contains("fieldSelector=metadata.name%3Dshop"), "{uri}");
+                let body = match answer {
+                    // The list: the rollout in progress.
+                    0 => json!({"apiVersion": "apps/v1", "kind": "DeploymentList",
+                                "metadata": {"resourceVersion": "1"}, "items": [in_progress]})
+                    .to_string(),
+                    // A watch that ends with the rollout still in progress.
+                    1 => format!(
+                        "{}\n",
+                        json!({"type": "MODIFIED", "object": with_version(&in_progress, "2")})
+                    ),
+                    // The watch again, from there: the rollout complete.
+                    _ => format!(
+                        "{}\n",
+                        json!({"type": "MODIFIED", "object": with_version(&complete, "3")})
+                    ),
+                };
+                seen.push(uri);
+                send.send_response(Response::new(Body::from(body.into_bytes())));
+            }
+            seen
+        });
+        let wait_for = WaitFor {
+            namespace: "web".into(),
+            deployment: "shop".into(),
+            hash_annotation: "cache-buster.io/image-hash".into(),
+            hash: HASH.into(),
+            timeout: Duration::from_secs(10),
+        };
+        let result = wait(Client::new(service, "web"), &wait_for).await;
+        assert_eq!(result, Ok(()));
+        let seen = server.await.unwrap();
+        assert!(
+            seen[1].contains("watch=true") && seen[2].contains("watch=true"),
+            "{seen:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn wait_rollout_fails_at_once_on_an_exceeded_progress_deadline() {
+        use http::{Request, Response};
+        use kube::client::Body;
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let stuck = deployment(3, 3, (3, 4, 1, 3), "ProgressDeadlineExceeded");
+        tokio::spawn(async move {
+            if let Some((_, send)) = handle.next_request().await {
+                let list = json!({"apiVersion": "apps/v1", "kind": "DeploymentList",
+                                  "metadata": {"resourceVersion": "1"}, "items": [stuck]});
+                send.send_response(Response::new(Body::from(list.to_string().into_bytes())));
+            }
+            // Any further request is never answered.
+            while let Some((_, send)) = handle.next_request().await {
+                std::mem::forget(send);
+            }
+        });
+        let wait_for = |hash: &str| WaitFor {
+            namespace: "web".into(),
+            deployment: "shop".into(),
+            hash_annotation: "cache-buster.io/image-hash".into(),
+            hash: hash.into(),
+            timeout: Duration::from_millis(500),
+        };
+        let failed = wait(Client::new(service, "web"), &wait_for(HASH)).await;
+        assert_eq!(
+            failed,
+            Err("deployment \"shop\" exceeded its progress deadline: ReplicaSet \"shop-7d4b9c\" has timed out progressing.".to_owned())
+        );
+    }
+
+    #[tokio::test]
+    async fn wait_rollout_gives_up_after_its_timeout() {
+        use http::{Request, Response};
+        use kube::client::Body;
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        // Another image's rollout, complete: never this Job's.
+        let other = deployment(3, 3, (3, 3, 3, 3), "NewReplicaSetAvailable");
+        tokio::spawn(async move {
+            if let Some((_, send)) = handle.next_request().await {
+                let list = json!({"apiVersion": "apps/v1", "kind": "DeploymentList",
+                                  "metadata": {"resourceVersion": "1"}, "items": [other]});
+                send.send_response(Response::new(Body::from(list.to_string().into_bytes())));
+            }
+            while let Some((_, send)) = handle.next_request().await {
+                std::mem::forget(send);
+            }
+        });
+        let wait_for = WaitFor {
+            namespace: "web".into(),
+            deployment: "shop".into(),
+            hash_annotation: "cache-buster.io/image-hash".into(),
+            hash: "0000000000".into(),
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(
+            wait(Client::new(service, "web"), &wait_for).await,
+            Err("deployment \"shop\" did not roll out image hash 0000000000 within 1s".to_owned())
+        );
     }
 
     #[test]
