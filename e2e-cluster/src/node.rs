@@ -642,6 +642,13 @@ async fn environment(
         ),
         ("HOSTNAME".into(), pod.name_any()),
         ("HOME".into(), "/".into()),
+        // The purge trusts the public roots compiled into the program; here
+        // it is told to trust the CDN double's test CA too, through its
+        // test-only variable (launcher/src/commands.rs).
+        (
+            "CACHE_BUSTER_TEST_CA_FILE".into(),
+            "/etc/ssl/certs/ca-certificates.crt".into(),
+        ),
     ];
     for var in container.env.iter().flatten() {
         if let Some(value) = &var.value {
