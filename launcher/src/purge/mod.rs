@@ -89,6 +89,8 @@ pub async fn run(job: &PurgeJob) -> Outcome {
         seconds: 0.0,
         failure: None,
     };
+    // What was purged, by kind, in the order first purged.
+    let mut purged: Vec<plan::Purges> = Vec::new();
     for request in &requests {
         let answer = client.send(request).await;
         outcome.requests += 1;
@@ -106,13 +108,20 @@ pub async fn run(job: &PurgeJob) -> Outcome {
             });
             break;
         }
-        outcome.purged.push(request.purges.clone());
+        match purged
+            .iter_mut()
+            .find(|done: &&mut plan::Purges| done.one == request.purges.one)
+        {
+            Some(done) => done.count += request.purges.count,
+            None => purged.push(request.purges),
+        }
         outcome.ids.extend(
             ids_in(&answer.body)
                 .into_iter()
                 .map(|id| redact(&id, &secrets)),
         );
     }
+    outcome.purged = purged.iter().map(ToString::to_string).collect();
     outcome.ids.truncate(outcome::MAX_IDS);
     outcome.seconds = seconds(started);
     outcome

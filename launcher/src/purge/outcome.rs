@@ -87,29 +87,35 @@ impl Outcome {
         text
     }
 
-    /// The termination message: compact JSON within the kubelet's limit
-    /// (the answer's excerpt is shortened until it fits).
+    /// The termination message: compact JSON within the kubelet's limit.
+    /// The failed request and the error are bounded; the CDN's answer, then
+    /// the ids, are shortened until it fits.
     pub fn to_message(&self) -> String {
         let mut outcome = self.clone();
+        if let Some(failure) = outcome.failure.as_mut() {
+            failure.request = failure
+                .request
+                .as_deref()
+                .map(|request| excerpt(request, 300));
+            failure.error = excerpt(&failure.error, 600);
+        }
         loop {
             let text = serde_json::to_string(&outcome).unwrap_or_default();
-            let answer_length = outcome
-                .failure
-                .as_ref()
-                .map_or(0, |failure| failure.answer.len());
-            if text.len() <= TERMINATION_MESSAGE_LIMIT
-                || (answer_length == 0 && outcome.ids.is_empty())
-            {
+            if text.len() <= TERMINATION_MESSAGE_LIMIT {
                 return text;
             }
-            if let Some(failure) = outcome
+            match outcome
                 .failure
                 .as_mut()
                 .filter(|failure| !failure.answer.is_empty())
             {
-                failure.answer = excerpt(&failure.answer, failure.answer.len() / 2);
-            } else {
-                outcome.ids.truncate(outcome.ids.len() / 2);
+                Some(failure) if failure.answer.len() > 32 => {
+                    failure.answer = excerpt(&failure.answer, failure.answer.len() / 2);
+                }
+                Some(failure) => failure.answer.clear(),
+                None if !outcome.ids.is_empty() => outcome.ids.truncate(outcome.ids.len() / 2),
+                // Bounded by then: a few kinds of target, the excerpts above.
+                None => return text,
             }
         }
     }

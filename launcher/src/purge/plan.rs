@@ -18,8 +18,36 @@ pub struct PlannedRequest {
     pub headers: Vec<(&'static str, String)>,
     /// A JSON body.
     pub body: Option<String>,
-    /// What it purges, for the outcome and the log ("30 URLs").
-    pub purges: String,
+    /// What it purges, for the outcome ("30 URLs").
+    pub purges: Purges,
+}
+
+/// A count of one kind of target ("30 URLs"), or a whole ("everything").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Purges {
+    pub count: usize,
+    pub one: &'static str,
+    pub many: &'static str,
+}
+
+impl Purges {
+    const fn whole(what: &'static str) -> Purges {
+        Purges {
+            count: 1,
+            one: what,
+            many: what,
+        }
+    }
+}
+
+impl std::fmt::Display for Purges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.count {
+            _ if self.one == self.many => f.write_str(self.one),
+            1 => write!(f, "1 {}", self.one),
+            count => write!(f, "{count} {}", self.many),
+        }
+    }
 }
 
 /// What the webhook is told besides the targets (SPEC §5).
@@ -42,19 +70,15 @@ pub struct Unsupported {
     pub what: &'static str,
 }
 
-fn counted(count: usize, one: &str, many: &str) -> String {
-    if count == 1 {
-        format!("1 {one}")
-    } else {
-        format!("{count} {many}")
-    }
+fn counted(count: usize, one: &'static str, many: &'static str) -> Purges {
+    Purges { count, one, many }
 }
 
 fn json_request(
     url: String,
     headers: Vec<(&'static str, String)>,
     body: serde_json::Value,
-    purges: String,
+    purges: Purges,
 ) -> PlannedRequest {
     let mut headers = headers;
     headers.push(("Content-Type", "application/json".to_owned()));
@@ -108,7 +132,7 @@ fn cloudflare(
             url,
             auth(),
             serde_json::json!({"purge_everything": true}),
-            "everything".to_owned(),
+            Purges::whole("everything"),
         )];
     }
     let mut requests = Vec::new();
@@ -160,7 +184,7 @@ fn fastly(
             url: format!("{service}/purge_all"),
             headers: vec![key()],
             body: None,
-            purges: "everything".to_owned(),
+            purges: Purges::whole("everything"),
         }]);
     }
     let mut requests: Vec<PlannedRequest> = targets
@@ -180,7 +204,7 @@ fn fastly(
             url: format!("{FASTLY_API}/purge/{}", without_scheme(url)),
             headers: vec![key()],
             body: None,
-            purges: "1 URL".to_owned(),
+            purges: counted(1, "URL", "URLs"),
         });
     }
     Ok(requests)
@@ -213,7 +237,7 @@ fn webhook_request(
         credentials.value("WEBHOOK_URL").to_owned(),
         headers,
         serde_json::to_value(&payload).unwrap_or_default(),
-        "the webhook".to_owned(),
+        Purges::whole("the webhook"),
     )
 }
 
@@ -299,7 +323,7 @@ mod tests {
         assert_eq!(bodies[3], json!({"prefixes": ["www.example.com/blog"]}));
         assert_eq!(bodies[4], json!({"hosts": ["static.example.com"]}));
         assert_eq!(bodies[5], json!({"tags": ["a", "b"]}));
-        let purges: Vec<&str> = requests.iter().map(|r| r.purges.as_str()).collect();
+        let purges: Vec<String> = requests.iter().map(|r| r.purges.to_string()).collect();
         assert_eq!(
             purges,
             [
