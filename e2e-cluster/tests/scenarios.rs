@@ -368,12 +368,12 @@ async fn finish_pods(
         };
         let (phase, purge) = match failure {
             None => ("Succeeded", terminated("purge", 0, None)),
-            Some(message) => ("Failed", terminated("purge", 22, Some(message))),
+            Some(message) => ("Failed", terminated("purge", 1, Some(message))),
         };
         let status = json!({"status": {
             "phase": phase,
             "startTime": now,
-            "initContainerStatuses": [terminated("wait-image", 0, None), terminated("wait-rollout", 0, None)],
+            "initContainerStatuses": [terminated("wait-rollout", 0, None)],
             "containerStatuses": [purge],
             "conditions": [{"type": "Ready", "status": "False", "reason": "PodCompleted"}]
         }});

@@ -264,14 +264,7 @@ mod tests {
             }
             seen
         });
-        let wait_for = WaitFor {
-            namespace: "web".into(),
-            deployment: "shop".into(),
-            hash_annotation: "cache-buster.io/image-hash".into(),
-            hash: HASH.into(),
-            timeout: Duration::from_secs(10),
-        };
-        let result = wait(Client::new(service, "web"), &wait_for).await;
+        let result = wait(Client::new(service, "web"), &waiting_for(HASH)).await;
         assert_eq!(result, Ok(()));
         let seen = server.await.unwrap();
         assert!(
@@ -280,63 +273,50 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn wait_rollout_fails_at_once_on_an_exceeded_progress_deadline() {
+    /// A mock API server that lists `deployment` once and then never
+    /// answers (a watch that stays silent).
+    fn api_listing(deployment: Deployment) -> Client {
         use http::{Request, Response};
         use kube::client::Body;
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let stuck = deployment(3, 3, (3, 4, 1, 3), "ProgressDeadlineExceeded");
         tokio::spawn(async move {
             if let Some((_, send)) = handle.next_request().await {
                 let list = json!({"apiVersion": "apps/v1", "kind": "DeploymentList",
-                                  "metadata": {"resourceVersion": "1"}, "items": [stuck]});
+                                  "metadata": {"resourceVersion": "1"}, "items": [deployment]});
                 send.send_response(Response::new(Body::from(list.to_string().into_bytes())));
             }
-            // Any further request is never answered.
             while let Some((_, send)) = handle.next_request().await {
                 std::mem::forget(send);
             }
         });
-        let wait_for = |hash: &str| WaitFor {
+        Client::new(service, "web")
+    }
+
+    fn waiting_for(hash: &str) -> WaitFor {
+        WaitFor {
             namespace: "web".into(),
             deployment: "shop".into(),
             hash_annotation: "cache-buster.io/image-hash".into(),
             hash: hash.into(),
-            timeout: Duration::from_millis(500),
-        };
-        let failed = wait(Client::new(service, "web"), &wait_for(HASH)).await;
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn wait_rollout_fails_at_once_on_an_exceeded_progress_deadline() {
+        let stuck = deployment(3, 3, (3, 4, 1, 3), "ProgressDeadlineExceeded");
         assert_eq!(
-            failed,
+            wait(api_listing(stuck), &waiting_for(HASH)).await,
             Err("deployment \"shop\" exceeded its progress deadline: ReplicaSet \"shop-7d4b9c\" has timed out progressing.".to_owned())
         );
     }
 
     #[tokio::test]
     async fn wait_rollout_gives_up_after_its_timeout() {
-        use http::{Request, Response};
-        use kube::client::Body;
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         // Another image's rollout, complete: never this Job's.
         let other = deployment(3, 3, (3, 3, 3, 3), "NewReplicaSetAvailable");
-        tokio::spawn(async move {
-            if let Some((_, send)) = handle.next_request().await {
-                let list = json!({"apiVersion": "apps/v1", "kind": "DeploymentList",
-                                  "metadata": {"resourceVersion": "1"}, "items": [other]});
-                send.send_response(Response::new(Body::from(list.to_string().into_bytes())));
-            }
-            while let Some((_, send)) = handle.next_request().await {
-                std::mem::forget(send);
-            }
-        });
-        let wait_for = WaitFor {
-            namespace: "web".into(),
-            deployment: "shop".into(),
-            hash_annotation: "cache-buster.io/image-hash".into(),
-            hash: "0000000000".into(),
-            timeout: Duration::from_secs(1),
-        };
         assert_eq!(
-            wait(Client::new(service, "web"), &wait_for).await,
+            wait(api_listing(other), &waiting_for("0000000000")).await,
             Err("deployment \"shop\" did not roll out image hash 0000000000 within 1s".to_owned())
         );
     }
