@@ -83,7 +83,7 @@ pub enum Failure {
     /// 429 Too Many Requests with `Retry-After: seconds`, `times` times.
     RateLimited { times: usize, retry_after: u64 },
     /// This 5xx status for every request, with `Retry-After: 1` so a test
-    /// does not sit through curl's whole back-off.
+    /// does not sit through the purge's whole back-off.
     Permanent { status: u16 },
     /// No answer for this long (past the purge's per-request time-out).
     Hang { duration: Duration },
