@@ -10,15 +10,15 @@ use crate::error::{PolicyError, PolicyResult};
 use crate::image::{ImageReference, SelectedImage, hash_input_lines, image_hash};
 use crate::job::{JobInput, build_job};
 use crate::names::{is_dns1123_label, is_dns1123_subdomain, is_label_value, job_name};
-use crate::providers::{Provider, WebhookPayload, purge_args};
+use crate::providers::{Provider, PurgeMode, WebhookPayload, purge_args};
 use crate::settings::Settings;
-use crate::targets::PurgeTargets;
+use crate::targets::{PurgeTargets, read_boolean};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
 
-use crate::keys::{CONTAINER, IMAGE_HASH, JOB, JOB_NAME, PROVIDER, SECRET};
+use crate::keys::{CONTAINER, DRY_RUN, IMAGE_HASH, JOB, JOB_NAME, PROVIDER, SECRET};
 
 /// The three annotations the policy owns, in the order it writes them.
 pub fn stamp_keys(settings: &Settings) -> [String; 3] {
@@ -193,6 +193,7 @@ pub fn derive_stamp(
     };
 
     let purge = PurgeTargets::from_annotations(annotations, annotation)?;
+    let dry_run = read_boolean(&annotation(DRY_RUN), annotations)?;
     let mut warnings = provider.check_targets(&purge, &qualified_name, annotation)?;
 
     let selected = selected_images(settings, deployment, annotations)?;
@@ -217,8 +218,13 @@ pub fn derive_stamp(
         tags: &purge.tags,
         everything: purge.everything,
     };
-    let batch_size = usize::try_from(settings.cloudflare_batch_size).unwrap_or(1);
-    let purge_args = purge_args(provider, &purge, secret, batch_size, &webhook);
+    let mode = PurgeMode {
+        provider,
+        credentials_secret: secret,
+        cloudflare_batch_size: usize::try_from(settings.cloudflare_batch_size).unwrap_or(1),
+        dry_run,
+    };
+    let purge_args = purge_args(mode, &purge, &webhook);
     let job = build_job(JobInput {
         settings,
         namespace,
@@ -789,6 +795,11 @@ mod tests {
         "shop.example.com/",
         "annotation cache-buster.io/urls: \"shop.example.com/\" is not an absolute http or https URL"
     )]
+    #[case::dry_run(
+        "cache-buster.io/dry-run",
+        "yes",
+        "annotation cache-buster.io/dry-run: \"yes\" is not a boolean; expected \"true\" or \"false\""
+    )]
     fn bad_annotations_are_rejected_by_name(
         #[case] key: &str,
         #[case] value: &str,
@@ -846,6 +857,32 @@ mod tests {
             args.contains(r#""--provider=fastly","--secret=fastly-credentials","--tag=shop""#),
             "{args}"
         );
+    }
+
+    /// A dry run is a Job of its own: the flag is part of the stamp, so
+    /// turning it off stamps a new Job, which then really purges.
+    #[test]
+    fn a_dry_run_is_stamped_into_the_purge_argv() {
+        let purge_args = |dry_run: &str| {
+            let mut annotations = urls();
+            annotations["cache-buster.io/dry-run"] = json!(dry_run);
+            let (stamp, _) = stamp_of(&site(annotations, web("nginx:1.25")));
+            let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
+            (
+                stamp.job_json.clone(),
+                job["spec"]["template"]["spec"]["containers"][0]["args"].to_string(),
+            )
+        };
+        let (dry_job, dry_args) = purge_args("true");
+        assert!(
+            dry_args.starts_with(
+                r#"["purge","--provider=cloudflare","--secret=cache-buster-credentials","--dry-run","--url="#
+            ),
+            "{dry_args}"
+        );
+        let (real_job, real_args) = purge_args(" false ");
+        assert!(!real_args.contains("--dry-run"), "{real_args}");
+        assert_ne!(dry_job, real_job);
     }
 
     #[test]

@@ -249,7 +249,7 @@ fn strings(items: &[&str]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::{Provider, WebhookPayload, purge_args};
+    use crate::providers::{Provider, PurgeMode, WebhookPayload, purge_args};
     use crate::targets::PurgeTargets;
 
     fn command(provider: Provider) -> Vec<String> {
@@ -270,7 +270,13 @@ mod tests {
             tags: &[],
             everything: false,
         };
-        purge_args(provider, &purge, "cdn-credentials", 30, &payload)
+        let mode = PurgeMode {
+            provider,
+            credentials_secret: "cdn-credentials",
+            cloudflare_batch_size: 30,
+            dry_run: false,
+        };
+        purge_args(mode, &purge, &payload)
     }
 
     fn job_with(settings: &Settings, provider: Provider) -> Job {

@@ -21,6 +21,8 @@ pub const EVERYTHING: &str = "everything";
 pub const PROVIDER: &str = "provider";
 pub const SECRET: &str = "secret";
 pub const CONTAINER: &str = "container";
+/// `"true"`: the purge sends nothing and reports what it would have sent.
+pub const DRY_RUN: &str = "dry-run";
 
 // SPEC §3.4: the three annotations the policy writes (the hash is also a
 // label of the Job, SPEC §4).
@@ -77,7 +79,7 @@ mod tests {
     #[test]
     fn the_readme_names_every_annotation() {
         let read = [
-            SITE, URLS, PREFIXES, HOSTS, TAGS, EVERYTHING, PROVIDER, SECRET, CONTAINER,
+            SITE, URLS, PREFIXES, HOSTS, TAGS, EVERYTHING, PROVIDER, SECRET, CONTAINER, DRY_RUN,
         ]
         .map(|name| prefixed(DEFAULT_PREFIX, name));
         assert_eq!(documented("| annotation | meaning |"), read);

@@ -200,20 +200,38 @@ pub struct WebhookPayload<'a> {
     pub everything: bool,
 }
 
+/// How one Deployment's purge is made: by which provider, with which
+/// Secret, and whether it only reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PurgeMode<'a> {
+    pub provider: Provider,
+    pub credentials_secret: &'a str,
+    pub cloudflare_batch_size: usize,
+    /// `P/dry-run`: send nothing, report what would have been sent.
+    pub dry_run: bool,
+}
+
 /// The purge container's arguments, after the program's name: the
 /// subcommand, then flags naming what it purges and with which Secret.
 pub fn purge_args(
-    provider: Provider,
+    mode: PurgeMode<'_>,
     purge: &PurgeTargets,
-    credentials_secret: &str,
-    cloudflare_batch_size: usize,
     webhook: &WebhookPayload<'_>,
 ) -> Vec<String> {
+    let PurgeMode {
+        provider,
+        credentials_secret,
+        cloudflare_batch_size,
+        dry_run,
+    } = mode;
     let mut args = vec![
         "purge".to_owned(),
         format!("--provider={}", provider.name()),
         format!("--secret={credentials_secret}"),
     ];
+    if dry_run {
+        args.push("--dry-run".to_owned());
+    }
     for (flag, items) in [
         ("url", &purge.urls),
         ("prefix", &purge.prefixes),
@@ -304,8 +322,41 @@ mod tests {
         }
     }
 
+    fn mode(provider: Provider) -> PurgeMode<'static> {
+        PurgeMode {
+            provider,
+            credentials_secret: "cdn-credentials",
+            cloudflare_batch_size: 30,
+            dry_run: false,
+        }
+    }
+
     fn args(provider: Provider, purge: &PurgeTargets) -> Vec<String> {
-        purge_args(provider, purge, "cdn-credentials", 30, &payload(purge))
+        purge_args(mode(provider), purge, &payload(purge))
+    }
+
+    /// A dry run says so right after the Secret it will not read.
+    #[test]
+    fn a_dry_run_says_so_in_its_argv() {
+        let purge = PurgeTargets {
+            tags: vec!["shop".into()],
+            ..PurgeTargets::default()
+        };
+        let dry_run = PurgeMode {
+            dry_run: true,
+            ..mode(Provider::Fastly)
+        };
+        assert_eq!(
+            purge_args(dry_run, &purge, &payload(&purge)),
+            [
+                "purge",
+                "--provider=fastly",
+                "--secret=cdn-credentials",
+                "--dry-run",
+                "--tag=shop",
+                "--budget-seconds=180"
+            ]
+        );
     }
 
     /// The argv names the subcommand, the provider, the Secret and each

@@ -37,7 +37,7 @@ impl PurgeTargets {
             prefixes: list(PREFIXES, check_prefix)?,
             hosts: list(HOSTS, check_host)?,
             tags: list(TAGS, check_tag)?,
-            everything: read_everything(&key(EVERYTHING), annotations)?,
+            everything: read_boolean(&key(EVERYTHING), annotations)?,
         })
     }
 
@@ -63,7 +63,8 @@ impl PurgeTargets {
     }
 }
 
-fn read_everything(key: &str, annotations: &BTreeMap<String, String>) -> PolicyResult<bool> {
+/// A `"true"`/`"false"` annotation; absent is false.
+pub fn read_boolean(key: &str, annotations: &BTreeMap<String, String>) -> PolicyResult<bool> {
     match annotations.get(key).map(|value| (value, value.trim())) {
         None => Ok(false),
         Some((_, "true")) => Ok(true),

@@ -330,13 +330,18 @@ impl Reconciliation<'_> {
             JobResult::Purged { seconds } => {
                 let purge = self.pod_detail(&outcome.job_uid, purged).await?;
                 let sent = purge.as_ref().map(|purge| purge.requests);
+                let did = if purge.as_ref().is_some_and(PurgeOutcome::is_dry_run) {
+                    "made a dry run of purging"
+                } else {
+                    "purged"
+                };
                 let summary = purge.map(|purge| purge.summary());
                 (
                     "purged",
                     "Normal",
                     REASON_PURGED,
                     format!(
-                        "Job {job} purged the {provider} cache for {image}{}{}",
+                        "Job {job} {did} the {provider} cache for {image}{}{}",
                         seconds
                             .map(|seconds| format!(", {seconds}s after it was created"))
                             .unwrap_or_default(),

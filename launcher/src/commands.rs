@@ -53,6 +53,9 @@ pub struct PurgeArgs {
     pub tags: Vec<String>,
     #[arg(long)]
     pub everything: bool,
+    /// Send nothing and read no credential: report what would be sent
+    #[arg(long)]
+    pub dry_run: bool,
     #[arg(long, default_value_t = 30)]
     pub cloudflare_batch_size: usize,
     /// The webhook's payload (SPEC §5)
@@ -123,6 +126,7 @@ impl PurgeArgs {
                 extra_roots_pem,
                 connect_to,
             },
+            dry_run: self.dry_run,
         })
     }
 }

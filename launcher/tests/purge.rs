@@ -465,3 +465,56 @@ async fn a_missing_secret_or_key_fails_at_once_naming_them() {
     assert!(ran.took < Duration::from_secs(2), "took {:?}", ran.took);
     assert!(setup.cdn.requests("").is_empty());
 }
+
+/// A dry run (`P/dry-run: "true"`) reads no Secret and sends nothing, and
+/// its outcome quotes each request it would have sent, credentials shown
+/// as `<KEY>`.
+#[tokio::test]
+async fn a_dry_run_sends_nothing_and_says_what_it_would_have_sent() {
+    let setup = setup().await;
+    let missing = setup.secret("none", &[]);
+    let ran = setup
+        .purge(
+            &missing,
+            &[
+                "--provider=cloudflare",
+                "--dry-run",
+                "--url=https://shop.example.test/",
+                "--tag=shop",
+            ],
+        )
+        .await;
+    assert!(ran.success, "{}", ran.output);
+    assert_eq!(ran.outcome["result"], "dry-run");
+    assert_eq!(ran.outcome["requests"], 0);
+    assert_eq!(ran.outcome["purged"], json!(["1 URL", "1 tag"]));
+    assert_eq!(
+        ran.outcome["wouldSend"],
+        json!([
+            r#"POST https://api.cloudflare.com/client/v4/zones/<CLOUDFLARE_ZONE_ID>/purge_cache (Authorization: Bearer <CLOUDFLARE_API_TOKEN>) {"files":["https://shop.example.test/"]}"#,
+            r#"POST https://api.cloudflare.com/client/v4/zones/<CLOUDFLARE_ZONE_ID>/purge_cache (Authorization: Bearer <CLOUDFLARE_API_TOKEN>) {"tags":["shop"]}"#,
+        ])
+    );
+
+    // Even with a Secret mounted, not one of its values is read.
+    let real = setup.secret(
+        "fastly",
+        &[
+            ("FASTLY_SERVICE_ID", "svc-1"),
+            ("FASTLY_API_TOKEN", FASTLY_KEY),
+        ],
+    );
+    let ran = setup
+        .purge(&real, &["--provider=fastly", "--dry-run", "--tag=shop"])
+        .await;
+    assert!(ran.success, "{}", ran.output);
+    assert_eq!(
+        ran.outcome["wouldSend"],
+        json!([
+            "POST https://api.fastly.com/service/<FASTLY_SERVICE_ID>/purge (Fastly-Key: <FASTLY_API_TOKEN>, Surrogate-Key: shop)"
+        ])
+    );
+    assert!(!ran.message.contains("svc-1"), "{}", ran.message);
+    ran.reveals_nothing();
+    assert!(setup.cdn.requests("").is_empty());
+}

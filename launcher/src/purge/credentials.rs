@@ -96,6 +96,19 @@ impl Credentials {
         Ok(Credentials { values })
     }
 
+    /// `<KEY>` for each key the provider requires: what a dry run shows
+    /// in place of the credentials it never reads.
+    pub fn placeholders(provider: Provider) -> Credentials {
+        Credentials {
+            values: provider
+                .secret_keys()
+                .iter()
+                .filter(|key| !provider.optional_secret_keys().contains(key))
+                .map(|key| ((*key).to_owned(), format!("<{key}>")))
+                .collect(),
+        }
+    }
+
     /// For the tests.
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Credentials {
         Credentials {

@@ -28,6 +28,8 @@ pub struct PurgeJob {
     pub secret: String,
     pub limits: Limits,
     pub network: Network,
+    /// Send nothing; report what would have been sent.
+    pub dry_run: bool,
 }
 
 fn failed(job: &PurgeJob, started: Instant, error: String) -> Outcome {
@@ -39,6 +41,7 @@ fn failed(job: &PurgeJob, started: Instant, error: String) -> Outcome {
         purged: Vec::new(),
         ids: Vec::new(),
         seconds: seconds(started),
+        would_send: Vec::new(),
         failure: Some(Failure {
             request: None,
             status: None,
@@ -52,7 +55,57 @@ fn seconds(started: Instant) -> f64 {
     (started.elapsed().as_secs_f64() * 10.0).round() / 10.0
 }
 
+/// A dry run: the same plan, with `<KEY>` for each credential, and nothing
+/// read, sent or needed.
+fn dry_run(job: &PurgeJob) -> Outcome {
+    let credentials = Credentials::placeholders(job.provider);
+    match plan::plan(
+        job.provider,
+        &job.targets,
+        &credentials,
+        job.cloudflare_batch_size,
+        &job.webhook,
+    ) {
+        Ok(requests) => {
+            // A placeholder in a URL's path is percent-encoded; shown as written.
+            let unencoded = |mut text: String| {
+                for key in job.provider.secret_keys() {
+                    text = text.replace(&format!("%3C{key}%3E"), &format!("<{key}>"));
+                }
+                text
+            };
+            Outcome::dry_run(
+                job.provider.name(),
+                requests
+                    .iter()
+                    .map(|request| unencoded(request.describe()))
+                    .collect(),
+                purged_by_kind(&requests),
+            )
+        }
+        Err(error) => failed(job, Instant::now(), error.to_string()),
+    }
+}
+
+/// What the requests purge, by kind, in the order first purged.
+fn purged_by_kind<'a>(requests: impl IntoIterator<Item = &'a plan::PlannedRequest>) -> Vec<String> {
+    let mut purged: Vec<plan::Purges> = Vec::new();
+    for request in requests {
+        match purged
+            .iter_mut()
+            .find(|done: &&mut plan::Purges| done.one == request.purges.one)
+        {
+            Some(done) => done.count += request.purges.count,
+            None => purged.push(request.purges),
+        }
+    }
+    purged.iter().map(ToString::to_string).collect()
+}
+
 pub async fn run(job: &PurgeJob) -> Outcome {
+    if job.dry_run {
+        return dry_run(job);
+    }
     let started = Instant::now();
     let credentials = match Credentials::read(job.provider, &job.credentials_dir, &job.secret) {
         Ok(credentials) => credentials,
@@ -88,9 +141,9 @@ pub async fn run(job: &PurgeJob) -> Outcome {
         ids: Vec::new(),
         seconds: 0.0,
         failure: None,
+        would_send: Vec::new(),
     };
-    // What was purged, by kind, in the order first purged.
-    let mut purged: Vec<plan::Purges> = Vec::new();
+    let mut accepted = 0;
     for request in &requests {
         let answer = client.send(request).await;
         outcome.requests += 1;
@@ -108,20 +161,14 @@ pub async fn run(job: &PurgeJob) -> Outcome {
             });
             break;
         }
-        match purged
-            .iter_mut()
-            .find(|done: &&mut plan::Purges| done.one == request.purges.one)
-        {
-            Some(done) => done.count += request.purges.count,
-            None => purged.push(request.purges),
-        }
+        accepted += 1;
         outcome.ids.extend(
             ids_in(&answer.body)
                 .into_iter()
                 .map(|id| redact(&id, &secrets)),
         );
     }
-    outcome.purged = purged.iter().map(ToString::to_string).collect();
+    outcome.purged = purged_by_kind(&requests[..accepted]);
     outcome.ids.truncate(outcome::MAX_IDS);
     outcome.seconds = seconds(started);
     outcome

@@ -28,7 +28,16 @@ pub struct Outcome {
     pub seconds: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<Failure>,
+    /// A dry run's requests, none of them sent: `METHOD URL BODY`, with
+    /// `<KEY>` where a credential would be.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub would_send: Vec<String>,
 }
+
+/// `result` of a dry run.
+pub const DRY_RUN: &str = "dry-run";
+/// Each request of a dry run is quoted up to this many bytes.
+const WOULD_SEND_EXCERPT: usize = 600;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Failure {
@@ -48,6 +57,28 @@ impl Outcome {
         self.failure.is_none()
     }
 
+    pub fn is_dry_run(&self) -> bool {
+        self.result == DRY_RUN
+    }
+
+    /// What a dry run reports: the requests it would have sent, in order.
+    pub fn dry_run(provider: &str, would_send: Vec<String>, purged: Vec<String>) -> Outcome {
+        Outcome {
+            provider: provider.to_owned(),
+            result: DRY_RUN.to_owned(),
+            requests: 0,
+            attempts: 0,
+            purged,
+            ids: Vec::new(),
+            seconds: 0.0,
+            failure: None,
+            would_send: would_send
+                .iter()
+                .map(|request| excerpt(request, WOULD_SEND_EXCERPT))
+                .collect(),
+        }
+    }
+
     /// The outcome a termination message holds, if it holds one (a
     /// container that died before writing it leaves its last lines).
     pub fn from_message(message: &str) -> Option<Outcome> {
@@ -61,6 +92,17 @@ impl Outcome {
             1 => "1 request".to_owned(),
             n => format!("{n} requests"),
         };
+        if self.is_dry_run() {
+            let count = match self.would_send.len() {
+                1 => "1 request".to_owned(),
+                n => format!("{n} requests"),
+            };
+            return format!(
+                "dry run, nothing sent: it would have purged {} with {count}: {}",
+                self.purged.join(", "),
+                self.would_send.join("; ")
+            );
+        }
         let mut text = match &self.failure {
             None => format!(
                 "{requests} in {}s: purged {}",
@@ -114,11 +156,28 @@ impl Outcome {
                 }
                 Some(failure) => failure.answer.clear(),
                 None if !outcome.ids.is_empty() => outcome.ids.truncate(outcome.ids.len() / 2),
+                // A dry run keeps its first requests, and says how many it left out.
+                None if quoted_requests(&outcome.would_send) > 1 => {
+                    let total = self.would_send.len();
+                    let kept = quoted_requests(&outcome.would_send) / 2;
+                    outcome.would_send.truncate(kept);
+                    outcome
+                        .would_send
+                        .push(format!("… and {} more", total - kept));
+                }
                 // Bounded by then: a few kinds of target, the excerpts above.
                 None => return text,
             }
         }
     }
+}
+
+/// The requests a dry run's list still quotes (not its "… and N more").
+fn quoted_requests(would_send: &[String]) -> usize {
+    would_send
+        .iter()
+        .filter(|request| !request.starts_with("… and "))
+        .count()
 }
 
 /// Hides every secret value in `text` (longest first).
@@ -218,6 +277,7 @@ mod tests {
             purged: vec![],
             ids: vec![],
             seconds: 12.5,
+            would_send: vec![],
             failure: Some(Failure {
                 request: Some(
                     "POST https://api.cloudflare.com/client/v4/zones/[redacted]/purge_cache".into(),
@@ -243,6 +303,51 @@ mod tests {
                 .unwrap()
                 .status,
             Some(503)
+        );
+    }
+
+    #[test]
+    fn a_dry_run_says_what_it_would_have_sent() {
+        let outcome = Outcome::dry_run(
+            "cloudflare",
+            vec![
+                r#"POST https://api.cloudflare.com/client/v4/zones/<CLOUDFLARE_ZONE_ID>/purge_cache {"tags":["shop"]}"#
+                    .into(),
+            ],
+            vec!["1 tag".into()],
+        );
+        assert!(outcome.succeeded() && outcome.is_dry_run());
+        assert_eq!(
+            outcome.summary(),
+            r#"dry run, nothing sent: it would have purged 1 tag with 1 request: POST https://api.cloudflare.com/client/v4/zones/<CLOUDFLARE_ZONE_ID>/purge_cache {"tags":["shop"]}"#
+        );
+        let read = Outcome::from_message(&outcome.to_message()).unwrap();
+        assert_eq!(read, outcome);
+    }
+
+    #[test]
+    fn a_long_dry_run_keeps_its_first_requests_within_the_limit() {
+        let requests: Vec<String> = (0..40)
+            .map(|batch| {
+                format!(
+                    "POST https://api.example.test/purge {{\"batch\":{batch},\"files\":\"{}\"}}",
+                    "x".repeat(400)
+                )
+            })
+            .collect();
+        let message =
+            Outcome::dry_run("cloudflare", requests, vec!["1200 URLs".into()]).to_message();
+        assert!(
+            message.len() <= TERMINATION_MESSAGE_LIMIT,
+            "{}",
+            message.len()
+        );
+        let read = Outcome::from_message(&message).unwrap();
+        assert!(read.would_send[0].contains(r#""batch":0"#), "{message}");
+        let last = read.would_send.last().unwrap();
+        assert_eq!(
+            last,
+            &format!("… and {} more", 40 - (read.would_send.len() - 1))
         );
     }
 

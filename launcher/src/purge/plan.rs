@@ -22,6 +22,29 @@ pub struct PlannedRequest {
     pub purges: Purges,
 }
 
+impl PlannedRequest {
+    /// `METHOD URL (Header: value, …) BODY`: what a dry run reports. Only
+    /// for a request planned with placeholder credentials, as it quotes
+    /// every header.
+    pub fn describe(&self) -> String {
+        let mut text = format!("{} {}", self.method, self.url);
+        let headers: Vec<String> = self
+            .headers
+            .iter()
+            .filter(|(name, _)| *name != "Content-Type")
+            .map(|(name, value)| format!("{name}: {value}"))
+            .collect();
+        if !headers.is_empty() {
+            text.push_str(&format!(" ({})", headers.join(", ")));
+        }
+        if let Some(body) = &self.body {
+            text.push(' ');
+            text.push_str(body);
+        }
+        text
+    }
+}
+
 /// A count of one kind of target ("30 URLs"), or a whole ("everything").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Purges {
