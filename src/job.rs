@@ -97,6 +97,7 @@ pub fn build_job(input: JobInput<'_>) -> Job {
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(labels),
+                    annotations: non_empty(settings.annotations.clone()),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
@@ -132,6 +133,12 @@ pub fn build_job(input: JobInput<'_>) -> Job {
                             ..Volume::default()
                         },
                     ]),
+                    image_pull_secrets: non_empty(
+                        settings.image_pull_secrets.iter().map(Into::into).collect(),
+                    ),
+                    node_selector: non_empty(settings.node_selector.clone()),
+                    tolerations: non_empty(settings.tolerations.iter().map(Into::into).collect()),
+                    priority_class_name: settings.priority_class_name.clone(),
                     ..PodSpec::default()
                 }),
             },
@@ -242,6 +249,11 @@ fn read_only_mount(volume: &str, path: &str) -> VolumeMount {
     }
 }
 
+/// A setting left empty stays out of the Job, as if never written.
+fn non_empty<T: IntoIterator + Default + PartialEq>(items: T) -> Option<T> {
+    (items != T::default()).then_some(items)
+}
+
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|item| (*item).to_owned()).collect()
 }
@@ -294,6 +306,56 @@ mod tests {
 
     fn job() -> Job {
         job_with(&Settings::default(), Provider::Cloudflare)
+    }
+
+    /// The placement settings land in the pod, typed as Kubernetes has them;
+    /// unset, none of them appears.
+    #[test]
+    fn the_pod_is_placed_as_the_settings_say() {
+        let settings: Settings = crate::settings::parse_settings(
+            serde_json::json!({
+                "imagePullSecrets": [{"name": "registry-mirror"}],
+                "nodeSelector": {"kubernetes.io/arch": "arm64"},
+                "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "batch", "effect": "NoSchedule"}],
+                "priorityClassName": "batch-low",
+                "annotations": {"linkerd.io/inject": "disabled"}
+            })
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let placed = serde_json::to_value(job_with(&settings, Provider::Cloudflare)).unwrap();
+        let template = &placed["spec"]["template"];
+        assert_eq!(
+            template["metadata"]["annotations"],
+            serde_json::json!({"linkerd.io/inject": "disabled"})
+        );
+        let pod = &template["spec"];
+        assert_eq!(
+            pod["imagePullSecrets"],
+            serde_json::json!([{"name": "registry-mirror"}])
+        );
+        assert_eq!(
+            pod["nodeSelector"],
+            serde_json::json!({"kubernetes.io/arch": "arm64"})
+        );
+        assert_eq!(
+            pod["tolerations"],
+            serde_json::json!([{"key": "dedicated", "operator": "Equal", "value": "batch", "effect": "NoSchedule"}])
+        );
+        assert_eq!(pod["priorityClassName"], "batch-low");
+
+        let default = serde_json::to_value(job()).unwrap();
+        let template = &default["spec"]["template"];
+        assert!(template["metadata"].get("annotations").is_none());
+        for key in [
+            "imagePullSecrets",
+            "nodeSelector",
+            "tolerations",
+            "priorityClassName",
+        ] {
+            assert!(template["spec"].get(key).is_none(), "{key}");
+        }
     }
 
     fn pod(job: &Job) -> &PodSpec {

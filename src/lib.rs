@@ -12,6 +12,7 @@ pub mod image;
 pub mod job;
 pub mod keys;
 pub mod names;
+pub mod placement;
 pub mod providers;
 pub mod quantity;
 #[cfg(test)]

@@ -4,11 +4,16 @@
 use crate::image::ImageReference;
 use crate::keys;
 use crate::names::{is_dns1123_subdomain, is_qualified_name};
+use crate::placement::{
+    ImagePullSecret, TolerationSetting, annotation_problems, image_pull_secret_problems,
+    node_selector_problems, priority_class_problems, toleration_problems,
+};
 use crate::providers::Provider;
 use crate::quantity::parse_quantity;
 use kubewarden_policy_sdk::settings::Validatable;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// The project's one image (the launcher, `wait-rollout` and `purge`) of
 /// this very release: the policy and the image always carry one version.
@@ -47,6 +52,19 @@ pub struct Settings {
     pub cloudflare_batch_size: i64,
     pub run_as_user: i64,
     pub resources: ContainerResources,
+    /// The Job pod's placement and what it carries for the cluster's
+    /// machinery (placement.rs).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<ImagePullSecret>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<TolerationSetting>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    /// Annotations of the Job's pods.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl Default for Settings {
@@ -65,6 +83,11 @@ impl Default for Settings {
             cloudflare_batch_size: 30,
             run_as_user: 65532,
             resources: ContainerResources::default(),
+            image_pull_secrets: Vec::new(),
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
+            priority_class_name: None,
+            annotations: BTreeMap::new(),
         }
     }
 }
@@ -312,6 +335,14 @@ impl Validatable for Settings {
         );
 
         problems.extend(self.resources.problems());
+        problems.extend(image_pull_secret_problems(&self.image_pull_secrets));
+        problems.extend(node_selector_problems(&self.node_selector));
+        problems.extend(toleration_problems(&self.tolerations));
+        problems.extend(priority_class_problems(self.priority_class_name.as_deref()));
+        problems.extend(annotation_problems(
+            &self.annotations,
+            &self.annotation_prefix,
+        ));
 
         if problems.is_empty() {
             Ok(())
@@ -442,7 +473,15 @@ mod tests {
             "ttlSecondsAfterFinished": 3600,
             "cloudflareBatchSize": 500,
             "runAsUser": 1000,
-            "resources": {"requests": {"cpu": "5m", "memory": "16Mi"}, "limits": {"cpu": "1", "memory": "256Mi"}}
+            "resources": {"requests": {"cpu": "5m", "memory": "16Mi"}, "limits": {"cpu": "1", "memory": "256Mi"}},
+            "imagePullSecrets": [{"name": "registry-mirror"}],
+            "nodeSelector": {"kubernetes.io/arch": "arm64"},
+            "tolerations": [
+                {"key": "dedicated", "operator": "Equal", "value": "batch", "effect": "NoSchedule"},
+                {"operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}
+            ],
+            "priorityClassName": "batch-low",
+            "annotations": {"sidecar.istio.io/inject": "false", "linkerd.io/inject": "disabled"}
         });
         let parsed = settings(all.clone()).unwrap();
         assert_eq!(parsed.validate(), Ok(()));
@@ -488,6 +527,90 @@ mod tests {
         assert!(error.contains(message), "{error}");
     }
 
+    /// The Job pod's placement settings, each refused with its exact message.
+    #[rstest]
+    #[case::pull_secret_name(
+        json!({"imagePullSecrets": [{"name": "mirror"}, {"name": "Mirror_Pull"}]}),
+        "imagePullSecrets[1].name: \"Mirror_Pull\" is not a valid Secret name; expected a DNS-1123 subdomain such as registry-mirror"
+    )]
+    #[case::node_selector_key(
+        json!({"nodeSelector": {"bad key": "x"}}),
+        "nodeSelector: \"bad key\" is not a valid label key; expected [prefix/]name such as kubernetes.io/arch"
+    )]
+    #[case::node_selector_value(
+        json!({"nodeSelector": {"kubernetes.io/arch": "arm 64"}}),
+        "nodeSelector.kubernetes.io/arch: \"arm 64\" is not a valid label value; expected at most 63 letters, digits, '-', '_' or '.', beginning and ending with a letter or digit"
+    )]
+    #[case::toleration_key(
+        json!({"tolerations": [{"key": "no/such/key", "operator": "Exists"}]}),
+        "tolerations[0].key: \"no/such/key\" is not a valid taint key; expected [prefix/]name such as node-role.kubernetes.io/batch"
+    )]
+    #[case::toleration_operator(
+        json!({"tolerations": [{"key": "dedicated", "operator": "In", "value": "batch"}]}),
+        "tolerations[0].operator: \"In\" is not an operator; expected Equal or Exists"
+    )]
+    #[case::toleration_without_key(
+        json!({"tolerations": [{"value": "batch"}]}),
+        "tolerations[0].operator: \"Equal\" with no key; expected Exists, the only operator that tolerates every taint"
+    )]
+    #[case::toleration_exists_with_value(
+        json!({"tolerations": [{"key": "dedicated", "operator": "Exists", "value": "batch"}]}),
+        "tolerations[0].value: \"batch\" is given with operator Exists; expected no value"
+    )]
+    #[case::toleration_value(
+        json!({"tolerations": [{"key": "dedicated", "value": "two words"}]}),
+        "tolerations[0].value: \"two words\" is not a valid taint value; expected at most 63 letters, digits, '-', '_' or '.'"
+    )]
+    #[case::toleration_effect(
+        json!({"tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoRun"}]}),
+        "tolerations[0].effect: \"NoRun\" is not a taint effect; expected NoSchedule, PreferNoSchedule or NoExecute (or none for all three)"
+    )]
+    #[case::toleration_seconds(
+        json!({"tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule", "tolerationSeconds": 30}]}),
+        "tolerations[0].tolerationSeconds: 30 is given with effect \"NoSchedule\"; expected tolerationSeconds only with effect NoExecute"
+    )]
+    #[case::priority_class(
+        json!({"priorityClassName": "Low Priority"}),
+        "priorityClassName: \"Low Priority\" is not a valid PriorityClass name; expected a DNS-1123 subdomain such as batch-low"
+    )]
+    #[case::annotation_key(
+        json!({"annotations": {"sidecar inject": "false"}}),
+        "annotations: \"sidecar inject\" is not a valid annotation key; expected [prefix/]name such as sidecar.istio.io/inject"
+    )]
+    #[case::annotation_own_prefix(
+        json!({"annotations": {"cache-buster.io/job": "{}"}}),
+        "annotations: \"cache-buster.io/job\" is under the policy's own prefix cache-buster.io; expected a key of another prefix"
+    )]
+    fn placement_settings_are_refused_with_exact_messages(
+        #[case] input: serde_json::Value,
+        #[case] message: &str,
+    ) {
+        assert_eq!(validation_error(input), message);
+    }
+
+    #[rstest]
+    #[case::misspelt_toleration_field(
+        json!({"tolerations": [{"key": "dedicated", "efect": "NoSchedule"}]}),
+        "settings.tolerations[0].efect: unknown field `efect`, expected one of `key`, `operator`, `value`, `effect`, `tolerationSeconds`"
+    )]
+    #[case::pull_secret_as_a_string(
+        json!({"imagePullSecrets": ["registry-mirror"]}),
+        "settings.imagePullSecrets[0]: invalid type: string \"registry-mirror\", expected struct ImagePullSecret"
+    )]
+    #[case::node_selector_number(
+        json!({"nodeSelector": {"kubernetes.io/arch": 64}}),
+        "settings.nodeSelector.kubernetes.io/arch: invalid type: integer `64`, expected a string"
+    )]
+    fn placement_settings_of_the_wrong_shape_name_the_place(
+        #[case] input: serde_json::Value,
+        #[case] message: &str,
+    ) {
+        assert_eq!(
+            parse_and_validate(input.to_string().as_bytes()).unwrap_err(),
+            message
+        );
+    }
+
     /// The README's settings table names every setting, with its default.
     #[test]
     fn the_readme_documents_every_setting_and_its_default() {
@@ -498,9 +621,17 @@ mod tests {
                 .collect();
         let defaults = serde_json::to_value(Settings::default()).unwrap();
         let mut keys: Vec<&String> = defaults.as_object().unwrap().keys().collect();
-        // ttlSecondsAfterFinished is left out when unset.
-        let ttl = "ttlSecondsAfterFinished".to_owned();
-        keys.push(&ttl);
+        // Settings without a default are left out when unset.
+        let unset = [
+            "ttlSecondsAfterFinished",
+            "imagePullSecrets",
+            "nodeSelector",
+            "tolerations",
+            "priorityClassName",
+            "annotations",
+        ]
+        .map(str::to_owned);
+        keys.extend(&unset);
         keys.sort();
         let mut names: Vec<&String> = documented.iter().map(|(name, _)| name).collect();
         names.sort();

@@ -134,6 +134,11 @@ fn setting_of(difference: &Difference) -> Option<&'static str> {
         "runAsUser" | "runAsGroup" => Some("runAsUser"),
         "image" => Some("image"),
         "secretName" => Some("credentialsSecret"),
+        "priorityClassName" => Some("priorityClassName"),
+        _ if path.contains(".imagePullSecrets") => Some("imagePullSecrets"),
+        _ if path.contains(".nodeSelector") => Some("nodeSelector"),
+        _ if path.contains(".tolerations") => Some("tolerations"),
+        _ if path.starts_with("spec.template.metadata.annotations") => Some("annotations"),
         _ if path.contains(".resources.") => Some("resources"),
         _ if in_args && difference.stamped.starts_with("\"--timeout-seconds=") => {
             Some("rolloutTimeoutSeconds")
@@ -172,6 +177,27 @@ mod tests {
              The stamp was made with other settings (backoffLimit, image) than the launcher's: \
              it predates a change of the settings (the next rollout is stamped anew), or the policy and the launcher read \
              different settings (see the launcher's --policy and --settings)"
+        );
+    }
+
+    /// A stamp made before a placement setting changed is named as such.
+    #[test]
+    fn placement_settings_are_named_as_settings() {
+        let stamped = json!({"spec": {"template": {
+            "metadata": {"labels": {"a": "b"}},
+            "spec": {"priorityClassName": "batch-low"}}}})
+        .to_string();
+        let derived = json!({"spec": {"template": {
+            "metadata": {"labels": {"a": "b"}, "annotations": {"linkerd.io/inject": "disabled"}},
+            "spec": {"priorityClassName": "batch-high", "nodeSelector": {"kubernetes.io/arch": "arm64"},
+                     "tolerations": [{"operator": "Exists"}], "imagePullSecrets": [{"name": "mirror"}]}}}})
+        .to_string();
+        let text = explain(&stamped, &derived);
+        assert!(
+            text.contains(
+                "The stamp was made with other settings (annotations, imagePullSecrets, nodeSelector, priorityClassName, tolerations)"
+            ),
+            "{text}"
         );
     }
 

@@ -159,7 +159,17 @@ fn questions_cover_every_setting_with_its_default() {
             expected.push((key.clone(), value.clone()));
         }
     }
-    expected.push(("ttlSecondsAfterFinished".to_owned(), Value::Null));
+    // Settings without a default, and no default in the form.
+    for unset in [
+        "ttlSecondsAfterFinished",
+        "imagePullSecrets",
+        "nodeSelector",
+        "tolerations",
+        "priorityClassName",
+        "annotations",
+    ] {
+        expected.push((unset.to_owned(), Value::Null));
+    }
     expected.sort_by(|a, b| a.0.cmp(&b.0));
 
     let questions = yaml("questions-ui.yml");
