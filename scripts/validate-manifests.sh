@@ -4,8 +4,9 @@
 # oldest and the newest Kubernetes this project supports
 # (scripts/tools.versions):
 #   - deploy/*.yaml, deploy/site/job-rbac.yaml and deploy/secrets/*.yaml;
-#   - deploy/ (the kustomize base) and docs/examples/site (a site with the
-#     deploy/site component) as the real kubectl's kustomize renders them,
+#   - deploy/ (the kustomize base), docs/examples/site (a site with the
+#     deploy/site component) and docs/examples/quickstart (the README's
+#     dry-run quick start) as the real kubectl's kustomize renders them,
 #     which is what Flux applies;
 #   - the Job the policy generates for each provider, taken from what the
 #     real policy.wasm stamps (through KWCTL, kwrun or kwctl).
@@ -38,7 +39,7 @@ done
   jq -r '.patch | @base64d | fromjson | .[] | select(.path | endswith("~1job")) | .value' >"$generated/job-settings-fastly.json"
 
 # The kustomizations as rendered, one file per object, the CRD's objects aside.
-for kustomization in deploy docs/examples/site; do
+for kustomization in deploy docs/examples/site docs/examples/quickstart; do
   name="rendered-${kustomization//\//-}"
   "$venv/bin/kubectl" kustomize "$kustomization" >"$generated/$name.yaml"
   "$venv/bin/python" - "$generated/$name.yaml" "$generated/$name" <<'PY'

@@ -122,6 +122,9 @@ const CONCURRENT: &[(&str, Scenario)] = &[
     ("missing_credentials_are_named_where_the_user_looks", |c| {
         running::missing_credentials(c).boxed_local()
     }),
+    ("the_readmes_quick_start_ends_in_cache_buster_purged", |c| {
+        running::quick_start(c).boxed_local()
+    }),
 ];
 
 /// Scenarios that stop or change a shared component: one at a time, after

@@ -809,3 +809,85 @@ pub async fn cdn_hang(cluster: &Cluster) -> Result<()> {
     );
     Ok(())
 }
+
+/// The README's quick start, as a newcomer runs it with no CDN account: the
+/// example applied as kubectl renders it, then the README's `kubectl set
+/// image` to the next tag. Each rollout ends in one CacheBusterPurged Event
+/// that quotes the dry run, and nothing reaches a CDN.
+pub async fn quick_start(cluster: &Cluster) -> Result<()> {
+    use cache_buster_e2e_cluster::cluster::apply_yaml;
+    use cache_buster_e2e_cluster::process::run;
+    use cache_buster_e2e_cluster::tools::repository;
+    let ns = "cache-buster-quickstart";
+    let readme = std::fs::read_to_string(repository().join("README.md"))?;
+    let set_image = readme
+        .lines()
+        .find(|line| {
+            line.starts_with("kubectl set image -n cache-buster-quickstart deployment/shop web=")
+        })
+        .ok_or_else(|| anyhow!("the README's quick start has no `kubectl set image` step"))?;
+    let next_image = set_image
+        .split_once("web=")
+        .map(|(_, image)| image.trim())
+        .unwrap_or_default();
+    let rendered = run(
+        &cluster.tools.kubectl,
+        &[
+            "kustomize",
+            &repository()
+                .join("docs/examples/quickstart")
+                .display()
+                .to_string(),
+        ],
+        &[],
+    )?;
+    ensure!(
+        !rendered.contains(next_image),
+        "the example already runs {next_image}"
+    );
+
+    cluster.node.serve(ns, Readiness::After(START_DELAY));
+    apply_yaml(&cluster.client, &rendered, None, &[]).await?;
+    let first = wait_for_events(cluster, ns, "shop", "CacheBusterPurged", 1).await?;
+
+    let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "web", "image": next_image}]}}}});
+    deployments(cluster, ns)
+        .patch("shop", &PatchParams::default(), &Patch::Strategic(&patch))
+        .await?;
+    let purged = wait_for_events(cluster, ns, "shop", "CacheBusterPurged", 2).await?;
+    stable_for(QUIET).await;
+    let purged_now = events(cluster, ns, "shop", "CacheBusterPurged").await?;
+    ensure!(
+        purged_now.len() == 2 && first.len() == 1,
+        "{} CacheBusterPurged Events for two rollouts",
+        purged_now.len()
+    );
+    for event in &purged {
+        let message = event.message.as_deref().unwrap_or_default();
+        ensure!(
+            message.contains("made a dry run of purging the cloudflare cache")
+                && message.contains(
+                    "dry run, nothing sent: it would have purged 1 URL, 1 tag with 2 requests"
+                )
+                && message.contains(r#"{"files":["https://quickstart.example.com/"]}"#),
+            "{message}"
+        );
+    }
+    ensure!(
+        purged.iter().any(|event| event
+            .message
+            .as_deref()
+            .is_some_and(|message| message.contains(next_image))),
+        "no Event names {next_image}"
+    );
+    let sent: Vec<Recorded> = cluster
+        .cdn
+        .requests("")
+        .into_iter()
+        .filter(|request| {
+            request.body.contains("quickstart") || request.path.contains("CLOUDFLARE_ZONE_ID")
+        })
+        .collect();
+    ensure!(sent.is_empty(), "a dry run reached the CDN: {sent:?}");
+    Ok(())
+}
