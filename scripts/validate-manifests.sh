@@ -10,9 +10,12 @@
 #     which is what Flux applies;
 #   - the Job the policy generates for each provider, taken from what the
 #     real policy.wasm stamps (through KWCTL, kwrun or kwctl).
-# CRDs (the ClusterAdmissionPolicy) have no schema there: they are checked by
-# runner/tests/packaging.rs against the SDK's typed CRDs, so the rendered
-# ClusterAdmissionPolicy is left out here.
+#   - docs/examples/cluster (the base with the deploy/monitoring component),
+#     and the deploy/network-policy component through docs/examples/site.
+# Custom resources have no schema there: the ClusterAdmissionPolicy is
+# checked by runner/tests/packaging.rs against the SDK's typed CRDs, the
+# ServiceMonitor and PrometheusRule by launcher/src/metrics.rs (their metric
+# names against the code), so the rendered ones are left out here.
 # kubernetes-validate and kubectl come from PyPI, pinned in
 # scripts/requirements.txt, in .venv (scripts/setup.sh --tests).
 # Usage: scripts/validate-manifests.sh KWCTL POLICY
@@ -39,7 +42,7 @@ done
   jq -r '.patch | @base64d | fromjson | .[] | select(.path | endswith("~1job")) | .value' >"$generated/job-settings-fastly.json"
 
 # The kustomizations as rendered, one file per object, the CRD's objects aside.
-for kustomization in deploy docs/examples/site docs/examples/quickstart; do
+for kustomization in deploy docs/examples/cluster docs/examples/site docs/examples/quickstart; do
   name="rendered-${kustomization//\//-}"
   "$venv/bin/kubectl" kustomize "$kustomization" >"$generated/$name.yaml"
   "$venv/bin/python" - "$generated/$name.yaml" "$generated/$name" <<'PY'
@@ -47,7 +50,8 @@ import sys, yaml, json
 documents = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 assert documents, f"{sys.argv[1]}: kustomize rendered nothing"
 for index, document in enumerate(documents):
-    if document.get("apiVersion", "").startswith("policies.kubewarden.io/"):
+    # Custom resources have no schema there (see above).
+    if document.get("apiVersion", "").startswith(("policies.kubewarden.io/", "monitoring.coreos.com/")):
         continue
     with open(f"{sys.argv[2]}-{index}-{document['kind']}.json", "w") as out:
         json.dump(document, out)

@@ -1338,6 +1338,7 @@ async fn kustomize_renders(cluster: &Cluster) -> Result<()> {
         rendered
             == [
                 launcher("Deployment", "web", "shop"),
+                launcher("NetworkPolicy", "web", "cache-buster-job"),
                 launcher("Role", "web", "cache-buster"),
                 launcher("RoleBinding", "web", "cache-buster"),
                 launcher("ServiceAccount", "web", "cache-buster"),

@@ -220,15 +220,9 @@ mod tests {
         assert!(text.ends_with("# EOF\n"));
     }
 
-    /// The README's metrics table lists exactly what /metrics exposes.
-    #[test]
-    fn the_readme_documents_every_metric() {
-        let documented: Vec<(String, String)> =
-            crate::readme::table("| metric | type | labels | meaning |")
-                .iter()
-                .map(|row| (crate::readme::unquoted(&row[0]).to_owned(), row[1].clone()))
-                .collect();
-        // A labelled family shows once it has a member.
+    /// /metrics with every family shown (a labelled family shows once it
+    /// has a member).
+    fn every_family() -> String {
         let metrics = Metrics::default();
         metrics.purge("webhook", PurgeResult::Succeeded);
         drop(metrics.purge_duration.get_or_create(&ProviderLabels {
@@ -243,7 +237,18 @@ mod tests {
         drop(metrics.watch_errors.get_or_create(&WatchLabels {
             resource: "jobs".into(),
         }));
-        let text = render(&metrics.registry());
+        render(&metrics.registry())
+    }
+
+    /// The README's metrics table lists exactly what /metrics exposes.
+    #[test]
+    fn the_readme_documents_every_metric() {
+        let documented: Vec<(String, String)> =
+            crate::readme::table("| metric | type | labels | meaning |")
+                .iter()
+                .map(|row| (crate::readme::unquoted(&row[0]).to_owned(), row[1].clone()))
+                .collect();
+        let text = every_family();
         let exposed: Vec<(String, String)> = text
             .lines()
             .filter_map(|line| line.strip_prefix("# TYPE cache_buster_launcher_"))
@@ -261,5 +266,115 @@ mod tests {
         let mut exposed = exposed;
         exposed.sort();
         assert_eq!(documented_names, exposed);
+    }
+
+    fn repository_yaml(path: &str) -> Vec<serde_yaml::Value> {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(path);
+        let text = std::fs::read_to_string(&file).unwrap();
+        serde_yaml::Deserializer::from_str(&text)
+            .map(|document| serde::Deserialize::deserialize(document).unwrap())
+            .collect()
+    }
+
+    /// Every series and label the alerts of deploy/monitoring read is one
+    /// the launcher exposes: a renamed metric cannot silence an alert.
+    #[test]
+    fn the_monitoring_components_alerts_read_exposed_metrics() {
+        let exposed = every_family();
+        let rule = &repository_yaml("deploy/monitoring/prometheus-rule.yaml")[0];
+        assert_eq!(rule["kind"], "PrometheusRule");
+        let rules = rule["spec"]["groups"][0]["rules"].as_sequence().unwrap();
+        let alerts: Vec<&str> = rules.iter().filter_map(|r| r["alert"].as_str()).collect();
+        assert_eq!(
+            alerts,
+            [
+                "CacheBusterPurgeFailed",
+                "CacheBusterLauncherNotReady",
+                "CacheBusterLauncherWatchFailing"
+            ]
+        );
+        let mut read = 0;
+        for rule in rules {
+            let expr = rule["expr"].as_str().unwrap();
+            for (start, _) in expr.match_indices("cache_buster_launcher_") {
+                let name: String = expr[start..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                assert!(
+                    exposed
+                        .lines()
+                        .any(|line| line.starts_with(&format!("{name}{{"))
+                            || line.starts_with(&format!("{name} "))),
+                    "{name}, read by {:?}, is not exposed:\n{exposed}",
+                    rule["alert"]
+                );
+                read += 1;
+            }
+            // Labels the alert groups or filters by.
+            for label in ["provider", "result", "resource"] {
+                if expr.contains(&format!("({label})")) || expr.contains(&format!("{{{label}=")) {
+                    assert!(
+                        exposed.contains(&format!("{label}=\"")),
+                        "label {label} of {expr} is not exposed"
+                    );
+                }
+            }
+        }
+        assert_eq!(read, 2, "the alerts read the purges and watch errors");
+        // The failed purges the first alert counts are labelled so.
+        let metrics = Metrics::default();
+        metrics.purge("cloudflare", PurgeResult::Failed).inc();
+        assert!(render(&metrics.registry()).contains(
+            r#"cache_buster_launcher_purges_total{provider="cloudflare",result="failed"} 1"#
+        ));
+    }
+
+    /// The Service selects the launcher's pods, and the ServiceMonitor
+    /// scrapes the Service's port where the launcher serves /metrics.
+    #[test]
+    fn the_service_monitor_scrapes_the_launchers_metrics_port() {
+        let launcher = repository_yaml("deploy/launcher.yaml");
+        let deployment = launcher
+            .iter()
+            .find(|document| document["kind"] == "Deployment")
+            .unwrap();
+        let pod_labels = &deployment["spec"]["template"]["metadata"]["labels"];
+        let container_port = &deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0];
+        let service = &repository_yaml("deploy/monitoring/service.yaml")[0];
+        let monitor = &repository_yaml("deploy/monitoring/service-monitor.yaml")[0];
+        for (key, value) in service["spec"]["selector"].as_mapping().unwrap() {
+            assert_eq!(&pod_labels[key], value, "the Service's selector {key:?}");
+        }
+        assert_eq!(
+            service["spec"]["ports"][0]["targetPort"],
+            container_port["name"]
+        );
+        assert_eq!(
+            service["spec"]["ports"][0]["port"],
+            container_port["containerPort"]
+        );
+        for (key, value) in monitor["spec"]["selector"]["matchLabels"]
+            .as_mapping()
+            .unwrap()
+        {
+            assert_eq!(
+                &service["metadata"]["labels"][key], value,
+                "the ServiceMonitor's selector {key:?}"
+            );
+        }
+        let endpoint = &monitor["spec"]["endpoints"][0];
+        assert_eq!(endpoint["port"], service["spec"]["ports"][0]["name"]);
+        assert_eq!(endpoint["path"], "/metrics");
+        assert_eq!(
+            service["metadata"]["namespace"],
+            deployment["metadata"]["namespace"]
+        );
+        assert_eq!(
+            monitor["metadata"]["namespace"],
+            deployment["metadata"]["namespace"]
+        );
     }
 }
