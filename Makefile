@@ -33,7 +33,8 @@ RUNNER_SOURCES := $(wildcard runner/src/*.rs) runner/Cargo.toml Cargo.lock
 
 .PHONY: bench-cluster bench-instructions bench-purge all setup setup-tests tools tools-pin run test fmt lint lint-workflows unit-tests \
 	e2e-tests e2e-tests-kwctl wasm-tests manifest-tests cluster-tests cluster-host launcher bench fuzz clean \
-	release-check release-policy release-image release-image-merge release-github
+	release-check release-policy release-image release-image-merge release-github \
+	release-verify-policy release-verify-image
 
 all: policy.wasm
 
@@ -160,6 +161,12 @@ release-image-merge:
 
 release-github:
 	@scripts/release.sh github
+
+release-verify-policy:
+	@scripts/release.sh verify-policy
+
+release-verify-image:
+	@scripts/release.sh verify-image
 
 # Speed of the decision, native (criterion) and in Wasm (kwrun bench).
 bench: policy.wasm $(KWRUN)

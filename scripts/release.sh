@@ -11,6 +11,10 @@
 #                  and provenance, push it by digest, sign it, keep the digest
 #   image-merge    one multi-arch manifest $IMAGE:$VERSION from the digests, signed
 #   github         the GitHub release $VERSION with policy.wasm and the SBOM
+#   verify-policy  kwctl verify the pushed module with deploy/verification-config.yml
+#                  (what a cluster's verificationConfig checks)
+#   verify-image   cosign verify $IMAGE:$VERSION: signed by this repository's
+#                  release workflow at this tag
 # Variables: VERSION (default v<Cargo.toml's version>), POLICY_REPOSITORY,
 # IMAGE (default ghcr.io/cache-buster/...), and the credentials the programs
 # read (docker login, cosign's OIDC token, GH_TOKEN).
@@ -86,8 +90,22 @@ case "${1:-}" in
     gh release create "$version" --verify-tag --title "$version" --generate-notes \
       "$out/policy.wasm" "$out/policy-sbom.spdx.json" "$out/policy-sbom.spdx.json.bundle.sigstore"
     ;;
+  verify-policy)
+    need kwctl
+    kwctl verify --verification-config-path deploy/verification-config.yml \
+      "registry://$policy_repository:$version"
+    echo "release: $policy_repository:$version is signed by a workflow of deploy/verification-config.yml's repository"
+    ;;
+  verify-image)
+    need cosign
+    cosign verify "$image:$version" \
+      --certificate-oidc-issuer https://token.actions.githubusercontent.com \
+      --certificate-identity "https://github.com/${GITHUB_REPOSITORY:-cache-buster/cache-buster-policy}/.github/workflows/release.yml@refs/tags/$version" \
+      >/dev/null
+    echo "release: $image:$version is signed by the release workflow at $version"
+    ;;
   *)
-    sed -n '2,17p' "$0" >&2
+    sed -n '2,21p' "$0" >&2
     exit 2
     ;;
 esac

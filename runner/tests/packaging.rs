@@ -399,3 +399,117 @@ fn the_launcher_runs_non_root_on_a_read_only_filesystem() {
     // Ready only while its watches run (a Forbidden watch makes it unready).
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
 }
+
+/// Artifact Hub's install text installs what the README's Install section
+/// does: the policy with its objectSelector and failurePolicy, and the
+/// launcher, without which nothing is purged; and it names today's
+/// Kubewarden (the admission-controller chart, kwctl from adm-controller).
+#[test]
+fn every_install_path_installs_the_launcher_and_the_policys_selector() {
+    let artifacthub = yaml("artifacthub-pkg.yml");
+    let install = artifacthub["install"].as_str().unwrap();
+    let readme = repository_file("README.md");
+    let readme_install = readme
+        .split("\n## Install\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .unwrap();
+    let version = crate_version();
+    for (name, text) in [
+        ("artifacthub-pkg.yml", install),
+        ("README's Install", readme_install),
+    ] {
+        for needed in [
+            format!("//deploy?ref=v{version}"),
+            format!("raw/v{version}/deploy/launcher.yaml"),
+            "failurePolicy: Ignore".to_owned(),
+            "objectSelector:".to_owned(),
+            "{key: cache-buster.io/site, operator: Exists}".to_owned(),
+            "kubectl wait --for=condition=PolicyUniquelyReachable clusteradmissionpolicy/cache-buster".to_owned(),
+            "admission-controller".to_owned(),
+        ] {
+            assert!(text.contains(&needed), "{name} lacks {needed}");
+        }
+    }
+    // What the install texts add to a scaffolded policy is what deploy/policy.yaml has.
+    let spec = spec();
+    assert_eq!(json(&spec.failure_policy), "\"Ignore\"");
+    let selector = json(&spec.object_selector);
+    assert!(
+        selector.contains(r#""key":"cache-buster.io/site","operator":"Exists""#),
+        "{selector}"
+    );
+    // Today's Kubewarden: no archived repository, no deprecated chart.
+    for file in ["artifacthub-pkg.yml", "README.md", "docs/flux.md"] {
+        let text = repository_file(file);
+        for stale in [
+            "github.com/kubewarden/kwctl",
+            "helm/kubewarden/kubewarden-controller",
+        ] {
+            assert!(!text.contains(stale), "{file} still links {stale}");
+        }
+    }
+    assert_eq!(
+        artifacthub["recommendations"][0]["url"],
+        "https://artifacthub.io/packages/helm/kubewarden/admission-controller"
+    );
+}
+
+/// One domain: the annotation prefix, and every contact address.
+#[test]
+fn one_domain_everywhere() {
+    let domain = cache_buster::keys::DEFAULT_PREFIX;
+    let author = annotation("io.kubewarden.policy.author");
+    assert!(author.ends_with(&format!("@{domain}>")), "{author}");
+    let artifacthub = yaml("artifacthub-pkg.yml");
+    for maintainer in artifacthub["maintainers"].as_array().unwrap() {
+        let email = maintainer["email"].as_str().unwrap();
+        assert!(email.ends_with(&format!("@{domain}")), "{email}");
+    }
+    let security = repository_file("SECURITY.md");
+    assert!(
+        security.contains(&format!("security@{domain}")),
+        "SECURITY.md"
+    );
+}
+
+/// The verification config accepts exactly this repository's workflows,
+/// the one whose release workflow signs the module.
+#[test]
+fn the_verification_config_trusts_this_repositorys_workflows() {
+    let config = yaml("deploy/verification-config.yml");
+    assert_eq!(config["apiVersion"], "v1");
+    let signature = &config["allOf"][0];
+    assert_eq!(signature["kind"], "githubAction");
+    let home = yaml("artifacthub-pkg.yml")["homeURL"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        home,
+        format!(
+            "https://github.com/{}/{}",
+            signature["owner"].as_str().unwrap(),
+            signature["repo"].as_str().unwrap()
+        )
+    );
+    let workflow = repository_file(".github/workflows/release.yml");
+    assert!(
+        workflow.contains("make release-policy") && workflow.contains("make release-verify-policy")
+    );
+}
+
+/// The changelog has this version's entry, and says what a release may change.
+#[test]
+fn the_changelog_has_this_versions_entry() {
+    let changelog = repository_file("CHANGELOG.md");
+    let version = crate_version();
+    assert!(
+        changelog.contains(&format!("\n## [{version}] - ")),
+        "CHANGELOG.md has no entry for {version}"
+    );
+    assert!(changelog.contains(&format!(
+        "[{version}]: https://github.com/cache-buster/cache-buster-policy/releases/tag/v{version}"
+    )));
+    assert!(changelog.contains("\n## Versioning\n"));
+}
