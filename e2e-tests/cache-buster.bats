@@ -307,7 +307,40 @@ apply_patch_to() {
   [ "$(stamped_job | jq -r '.spec.template.spec.containers[0].volumeMounts[0] | "\(.mountPath) \(.readOnly)"')" = '/var/run/secrets/cache-buster true' ]
 }
 
+@test "a dry run is stamped into the purge's argv, right after the Secret it will not read" {
+  jq '.request.object.metadata.annotations["cache-buster.io/dry-run"] = "true"' \
+    "$FIXTURES/create-labelled.json" >"$BATS_TEST_TMPDIR/dry-run.json"
+  evaluate "$BATS_TEST_TMPDIR/dry-run.json"
+  [ "$(purge_args | jq -r '.[0:4] | join(" ")')" = 'purge --provider=cloudflare --secret=cache-buster-credentials --dry-run' ]
+  # Another Job than the real purge's: turning the dry run off stamps anew.
+  dry_job="$(stamped_job)"
+  evaluate create-labelled.json
+  [ "$(stamped_job)" != "$dry_job" ]
+  [ "$(purge_args | jq 'index("--dry-run")')" = null ]
+}
+
+@test "a dry-run annotation that is no boolean is rejected naming it" {
+  jq '.request.object.metadata.annotations["cache-buster.io/dry-run"] = "yes"' \
+    "$FIXTURES/create-labelled.json" >"$BATS_TEST_TMPDIR/dry-run.json"
+  evaluate "$BATS_TEST_TMPDIR/dry-run.json"
+  assert_rejected_with 'annotation cache-buster.io/dry-run: "yes" is not a boolean; expected "true" or "false"'
+}
+
 # --- SPEC §6: settings -------------------------------------------------------
+
+@test "placement settings place the Job's pod and keep a mesh's sidecar out" {
+  evaluate create-labelled.json --settings-path "$SETTINGS/placement.yaml"
+  job="$(stamped_job)"
+  [ "$(jq -c '.spec.template.spec | [.imagePullSecrets, .nodeSelector, .tolerations, .priorityClassName]' <<<"$job")" = '[[{"name":"registry-mirror"}],{"kubernetes.io/arch":"arm64"},[{"effect":"NoSchedule","key":"dedicated","operator":"Equal","value":"batch"}],"batch-low"]' ]
+  [ "$(jq -c '.spec.template.metadata.annotations' <<<"$job")" = '{"linkerd.io/inject":"disabled","sidecar.istio.io/inject":"false"}' ]
+}
+
+@test "an invalid toleration is refused with the API server's rule" {
+  evaluate create-labelled.json --settings-path "$SETTINGS/invalid-toleration.json"
+  [ "$status" -ne 0 ]
+  # The runner quotes the message (kwrun as JSON), so its quotes may be escaped.
+  [[ "$stderr" == *'tolerations[0].value: '*'batch'*' is given with operator Exists; expected no value'* ]]
+}
 
 @test "invalid settings stop the evaluation with a message naming key and range" {
   evaluate create-labelled.json --settings-path "$SETTINGS/invalid-batch-size.json"
