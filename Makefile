@@ -31,7 +31,7 @@ SUITE := scripts/suite.sh
 POLICY_SOURCES := $(wildcard src/*.rs) Cargo.toml Cargo.lock
 RUNNER_SOURCES := $(wildcard runner/src/*.rs) runner/Cargo.toml Cargo.lock
 
-.PHONY: bench-cluster bench-instructions bench-purge all setup setup-tests tools tools-pin run test fmt lint lint-workflows unit-tests \
+.PHONY: bench-cluster bench-instructions bench-purge bench-sites all setup setup-tests tools tools-pin run test fmt lint lint-workflows unit-tests \
 	e2e-tests e2e-tests-kwctl wasm-tests manifest-tests cluster-tests cluster-host launcher bench fuzz clean \
 	release-check release-policy release-image release-image-merge release-github \
 	release-verify-policy release-verify-image
@@ -179,6 +179,11 @@ bench-instructions:
 # The purge program's peak memory and size.
 bench-purge: $(LAUNCHER)
 	scripts/purge-memory.sh $(LAUNCHER)
+
+# Bytes the launcher's caches retain per site, at SITES=1000,10000
+# (launcher/benches/site_memory.rs, a counting allocator).
+bench-sites:
+	$(CARGO) bench --locked --profile tools -p cache-buster-launcher --bench site_memory
 
 # Fuzzing (nightly toolchain, cargo-fuzz): FUZZ_SECONDS in all, default 1800.
 fuzz:

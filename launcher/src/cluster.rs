@@ -3,6 +3,7 @@
 //! them (AlreadyExists on create and NotFound on delete are successes), and
 //! record each outcome as an Event on the Deployment.
 
+use crate::cache::{CachedJob, SiteDeployment};
 use crate::metrics::{Metrics, NamespaceLabels, ProviderLabels, PurgeResult};
 use crate::plan::{
     Decision, JobResult, Outcome, Plan, StampedJob, decide_any, is_companion_of, waiting,
@@ -50,7 +51,7 @@ pub struct Context {
     /// per watched scope. A reconciliation reads them here instead of
     /// listing a namespace's Jobs each time (with 1,000 sites in one
     /// namespace that was 1,000 Jobs decoded per reconciliation).
-    pub jobs: Vec<Store<Job>>,
+    pub jobs: Vec<Store<CachedJob>>,
     /// Names of the Events already recorded (or found recorded), so that a
     /// resync does not ask the API server again. Event names are derived
     /// from what they report, so after a restart the API server's
@@ -64,7 +65,7 @@ impl Context {
         settings: tokio::sync::watch::Receiver<SettingsState>,
         history_limit: usize,
         metrics: Metrics,
-        jobs: Vec<Store<Job>>,
+        jobs: Vec<Store<CachedJob>>,
     ) -> Self {
         Context {
             client,
@@ -103,6 +104,9 @@ impl Context {
 pub enum Error {
     #[error("Deployment {0} has no namespace")]
     NoNamespace(String),
+    /// Deleted while it was reconciled: its deletion wakes it again.
+    #[error("Deployment {0} is gone")]
+    Gone(String),
     #[error("{action} failed: {source}")]
     Api {
         action: String,
@@ -131,20 +135,17 @@ struct Reconciliation<'a> {
 }
 
 /// One reconciliation of one Deployment.
-pub async fn reconcile(
-    deployment: Arc<Deployment>,
-    context: Arc<Context>,
-) -> Result<Action, Error> {
+pub async fn reconcile(site: Arc<SiteDeployment>, context: Arc<Context>) -> Result<Action, Error> {
     let Some(accepted) = context.accepted() else {
         return Ok(Action::requeue(Duration::from_secs(5)));
     };
     let settings = accepted.current.as_ref();
-    let name = deployment.name_any();
-    let namespace = deployment
+    let name = site.name_any();
+    let namespace = site
         .namespace()
         .ok_or_else(|| Error::NoNamespace(name.clone()))?;
     let jobs: Api<Job> = Api::namespaced(context.client.clone(), &namespace);
-    let in_namespace: Vec<Arc<Job>> = context
+    let in_namespace: Vec<Arc<CachedJob>> = context
         .jobs
         .iter()
         .flat_map(|store| {
@@ -160,16 +161,34 @@ pub async fn reconcile(
         .set(i64::try_from(waiting(in_namespace.iter().map(AsRef::as_ref))).unwrap_or(i64::MAX));
     // Only this Deployment's Jobs (and any Job of the stamped name) matter
     // to its plan: the others are not copied.
-    let uid = deployment.uid().unwrap_or_default();
-    let stamped_name = deployment
+    let uid = site.uid().unwrap_or_default();
+    let stamped_name = site
         .annotations()
         .get(&settings.annotation(keys::JOB_NAME))
         .cloned();
-    let existing: Vec<Job> = in_namespace
+    let existing: Vec<CachedJob> = in_namespace
         .iter()
         .filter(|job| is_companion_of(job, &uid) || job.metadata.name == stamped_name)
-        .map(|job| Job::clone(job))
+        .map(|job| CachedJob::clone(job))
         .collect();
+
+    let decide = |deployment: &Deployment| {
+        decide_any(
+            &accepted.candidates(),
+            deployment,
+            &existing,
+            context.history_limit,
+            Timestamp::now(),
+        )
+    };
+    let mut deployment = site.to_deployment();
+    let mut decision = decide(&deployment);
+    if matches!(decision, Decision::Refuse { .. }) && site.has_digests() {
+        // The cache keeps a digest of the stamped Job; the words of a
+        // refusal quote where it differs, so they read the stamp whole.
+        deployment = read_whole(&context.client, &namespace, &name).await?;
+        decision = decide(&deployment);
+    }
 
     let run = Reconciliation {
         context: &context,
@@ -179,13 +198,7 @@ pub async fn reconcile(
         namespace,
         jobs,
     };
-    match decide_any(
-        &accepted.candidates(),
-        &deployment,
-        &existing,
-        context.history_limit,
-        Timestamp::now(),
-    ) {
+    match decision {
         Decision::Skip(reason) => {
             info!(deployment = %run.name, namespace = %run.namespace, ?reason, "nothing to do");
             Ok(Action::await_change())
@@ -196,6 +209,22 @@ pub async fn reconcile(
         }
         Decision::Reconcile(plan) => run.carry_out(plan).await,
     }
+}
+
+/// The Deployment as the API server holds it, with every annotation's text
+/// (a list by name: the launcher may list Deployments, not get them).
+async fn read_whole(client: &Client, namespace: &str, name: &str) -> Result<Deployment, Error> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let action = format!("reading Deployment {namespace}/{name}");
+    let listed = deployments
+        .list(&ListParams::default().fields(&format!("metadata.name={name}")))
+        .await
+        .map_err(api_error(action.clone()))?;
+    listed
+        .items
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Gone(format!("{namespace}/{name}")))
 }
 
 impl Reconciliation<'_> {
@@ -590,7 +619,11 @@ pub fn event(
 }
 
 /// Failed reconciliations are retried after a pause.
-pub fn error_policy(deployment: Arc<Deployment>, error: &Error, context: Arc<Context>) -> Action {
+pub fn error_policy(
+    deployment: Arc<SiteDeployment>,
+    error: &Error,
+    context: Arc<Context>,
+) -> Action {
     context.metrics.errors.inc();
     warn!(deployment = %deployment.name_any(), %error, "reconciliation failed; retrying");
     Action::requeue(Duration::from_secs(30))

@@ -1,6 +1,7 @@
 //! The cache-buster launcher: creates the companion Job the policy stamps on
 //! each site Deployment, exactly once (SPEC §8).
 
+pub mod cache;
 pub mod cluster;
 pub mod commands;
 pub mod difference;

@@ -4,6 +4,7 @@
 use anyhow::{Context as _, Result, anyhow, bail};
 use cache_buster::keys;
 use cache_buster::settings::{Settings, parse_and_validate};
+use cache_buster_launcher::cache::{CachedJob, Keep, SiteDeployment};
 use cache_buster_launcher::cluster::{Context, error_policy, reconcile};
 use cache_buster_launcher::commands;
 use cache_buster_launcher::health::Watches;
@@ -14,8 +15,6 @@ use cache_buster_launcher::settings_source::{
 };
 use clap::Parser;
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::Job;
 use kube::api::DynamicObject;
 use kube::runtime::{Controller, WatchStreamExt as _, controller, reflector, watcher};
 use kube::{Api, Client};
@@ -100,15 +99,6 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-/// A plan reads a Job's metadata and status, never its pod template (which
-/// is most of its size) nor its managedFields: the cache keeps neither.
-fn keep_what_plans_read(job: &mut Job) {
-    job.metadata.managed_fields = None;
-    if let Some(spec) = job.spec.as_mut() {
-        spec.template = Default::default();
-    }
-}
-
 async fn run(args: Args) -> Result<()> {
     tracing_subscriber::fmt()
         .json()
@@ -166,26 +156,28 @@ async fn run(args: Args) -> Result<()> {
         bail!(problem);
     }
 
-    // The site label selects the watched Deployments: when it changes, the
-    // watches start again with the new one. Any other change of the
-    // settings reconciles every site again.
+    // The site label selects the watched Deployments, and it and the
+    // annotation prefix say what the caches keep: when either changes, the
+    // watches start again. Any other change of the settings reconciles
+    // every site again.
     loop {
-        let Some(selector) = site_label(&settings.borrow_and_update()) else {
+        let Some((selector, keep)) = watched(&settings.borrow_and_update()) else {
             bail!("the settings are gone");
         };
         let controllers = controllers(
             &client,
             &args,
             &selector,
+            keep.clone(),
             settings.clone(),
             &metrics,
             &watches,
         );
         let mut changes = settings.clone();
-        let relabelled = async move {
-            let watched = Some(selector);
+        let rewatch = async move {
+            let current = Some((selector, keep));
             if changes
-                .wait_for(|state| site_label(state) != watched)
+                .wait_for(|state| watched(state) != current)
                 .await
                 .is_err()
             {
@@ -194,16 +186,20 @@ async fn run(args: Args) -> Result<()> {
         };
         tokio::select! {
             _ = futures::future::join_all(controllers) => break,
-            () = relabelled => info!("the site label changed: watching Deployments with the new one"),
+            () = rewatch => info!("the site label or the annotation prefix changed: watching Deployments anew"),
         }
     }
     info!("stopped");
     Ok(())
 }
 
-fn site_label(state: &SettingsState) -> Option<String> {
+/// The site label the Deployments are selected by, and what the caches keep.
+fn watched(state: &SettingsState) -> Option<(String, Keep)> {
     match state {
-        SettingsState::Ready(accepted) => Some(accepted.current.site_label.clone()),
+        SettingsState::Ready(accepted) => Some((
+            accepted.current.site_label.clone(),
+            Keep::new(&accepted.current),
+        )),
         SettingsState::Waiting | SettingsState::Invalid(_) => None,
     }
 }
@@ -251,12 +247,14 @@ fn controllers(
     client: &Client,
     args: &Args,
     selector: &str,
+    keep: Keep,
     settings: tokio::sync::watch::Receiver<SettingsState>,
     metrics: &Metrics,
     watches: &Arc<Watches>,
 ) -> Vec<impl std::future::Future<Output = ()> + use<>> {
-    // (Deployments, Jobs, where): one pair of watches per scope.
-    let apis: Vec<(Api<Deployment>, Api<Job>, String)> = if args.namespaces.is_empty() {
+    // (Deployments, Jobs, where): one pair of watches per scope, each
+    // decoding into the caches' own compact types (cache.rs).
+    let apis: Vec<(Api<SiteDeployment>, Api<CachedJob>, String)> = if args.namespaces.is_empty() {
         vec![(
             Api::all(client.clone()),
             Api::all(client.clone()),
@@ -288,10 +286,10 @@ fn controllers(
         let watch = format!("jobs in {scope}");
         watches.register(&watch);
         let health = Arc::clone(watches);
+        // A CachedJob is compact as decoded (cache.rs).
         let trigger = reflector::reflector(
             writer,
             watcher(jobs.clone(), watcher::Config::default().labels(&companions))
-                .modify(keep_what_plans_read)
                 .inspect(move |event| health.observe(&watch, "jobs", event)),
         )
         .default_backoff()
@@ -314,15 +312,16 @@ fn controllers(
     apis.into_iter()
         .zip(triggers)
         .map(|((deployments, _, scope), trigger)| {
-            // The Deployments' cache too, without their managedFields.
+            // The Deployments' cache too, as compact.
             let (store, writer) = reflector::store();
             let watch = format!("deployments in {scope}");
             watches.register(&watch);
             let health = Arc::clone(watches);
+            let keep = keep.clone();
             let sites = reflector::reflector(
                 writer,
                 watcher(deployments, watcher::Config::default().labels(selector))
-                    .modify(|deployment: &mut Deployment| deployment.metadata.managed_fields = None)
+                    .modify(move |site| keep.deployment(site))
                     .inspect(move |event| health.observe(&watch, "deployments", event)),
             )
             .default_backoff()

@@ -2,11 +2,11 @@
 //! Jobs that exist and the settings in; what to do out. No Kubernetes call
 //! happens here (see `cluster` for those).
 
+use crate::cache::{CachedJob, carried_in_cache};
 use crate::difference;
 use cache_buster::deployment::{
-    self as policy, Participation, RequestContext, carried_in, participation, stamp_keys,
+    self as policy, Participation, RequestContext, participation, stamp_keys,
 };
-use cache_buster::keys::{COMPONENT_LABEL, IMAGE_HASH, LABEL_VALUE, MANAGED_BY_LABEL};
 use cache_buster::providers::Provider;
 use cache_buster::settings::Settings;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -104,7 +104,7 @@ pub const OUTCOME_WINDOW_SECONDS: i64 = 3600;
 pub fn decide_any(
     candidates: &[&Settings],
     deployment: &Deployment,
-    jobs: &[Job],
+    jobs: &[CachedJob],
     history_limit: usize,
     now: Timestamp,
 ) -> Decision {
@@ -123,7 +123,7 @@ pub fn decide_any(
 pub fn decide(
     settings: &Settings,
     deployment: &Deployment,
-    jobs: &[Job],
+    jobs: &[CachedJob],
     history_limit: usize,
     now: Timestamp,
 ) -> Decision {
@@ -147,7 +147,7 @@ pub fn decide(
 
     // The policy's own decision: the launcher goes on only where the policy
     // would leave the Deployment as it is.
-    let carries = carried_in(annotations);
+    let carries = carried_in_cache(annotations);
     let stamp = match policy::decide(settings, deployment, RequestContext::default(), &carries) {
         Ok(policy::Decision::UpToDate { stamp, .. }) => stamp,
         Ok(policy::Decision::Stamp { stamp, .. }) => {
@@ -196,12 +196,12 @@ pub fn decide(
         }
     };
 
-    let hash_label = settings.annotation(IMAGE_HASH);
-    let companions: Vec<&Job> = jobs
+    let companions: Vec<&CachedJob> = jobs
         .iter()
         .filter(|job| is_companion_of(job, uid))
         .collect();
-    let is_stamped = |job: &Job| job.metadata.name.as_deref() == Some(stamp.job_name.as_str());
+    let is_stamped =
+        |job: &CachedJob| job.metadata.name.as_deref() == Some(stamp.job_name.as_str());
     let existing = jobs.iter().find(|job| is_stamped(job));
     let rerun = existing.filter(|job| is_finished(job) && has_newer(job, &companions));
     let stamped = match (existing, rerun) {
@@ -233,7 +233,7 @@ pub fn decide(
     let outcomes = companions
         .iter()
         .filter(|job| !matches!(stamped, StampedJob::Rerun { .. }) || !is_stamped(job))
-        .filter_map(|job| outcome(job, &hash_label, now))
+        .filter_map(|job| outcome(job, now))
         .collect();
     Decision::Reconcile(Plan {
         job_name: stamp.job_name,
@@ -265,7 +265,7 @@ fn owned_job(job_json: &str, name: &str, uid: &str) -> serde_json::Result<Job> {
 
 /// Whether another companion Job of the Deployment was created after `job`:
 /// its image was rolled out (or began to be) since `job` purged.
-fn has_newer(job: &Job, companions: &[&Job]) -> bool {
+fn has_newer(job: &CachedJob, companions: &[&CachedJob]) -> bool {
     let created = job.metadata.creation_timestamp.as_ref();
     companions.iter().any(|other| {
         other.metadata.name != job.metadata.name
@@ -274,19 +274,13 @@ fn has_newer(job: &Job, companions: &[&Job]) -> bool {
 }
 
 /// A finished Job's outcome, if it finished within the reporting window.
-fn outcome(job: &Job, hash_label: &str, now: Timestamp) -> Option<Outcome> {
-    let status = job.status.as_ref()?;
-    let condition = status.conditions.iter().flatten().find(|condition| {
-        matches!(condition.type_.as_str(), "Complete" | "Failed") && condition.status == "True"
-    })?;
-    let finished = status
-        .completion_time
-        .as_ref()
-        .or(condition.last_transition_time.as_ref())?;
+fn outcome(job: &CachedJob, now: Timestamp) -> Option<Outcome> {
+    let end = job.end.as_ref()?;
+    let finished = job.completion_time.as_ref().or(end.at.as_ref())?;
     if now.as_second() - finished.0.as_second() > OUTCOME_WINDOW_SECONDS {
         return None;
     }
-    let result = if condition.type_ == "Complete" {
+    let result = if end.complete {
         let seconds = job
             .metadata
             .creation_timestamp
@@ -294,29 +288,20 @@ fn outcome(job: &Job, hash_label: &str, now: Timestamp) -> Option<Outcome> {
             .map(|created| finished.0.as_second() - created.0.as_second());
         JobResult::Purged { seconds }
     } else {
-        let reason = [condition.reason.as_deref(), condition.message.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(": ");
-        JobResult::Failed { reason }
+        JobResult::Failed {
+            reason: end.reason.clone(),
+        }
     };
     Some(Outcome {
         job: job.metadata.name.clone()?,
         job_uid: job.metadata.uid.clone()?,
-        image_hash: job
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|labels| labels.get(hash_label))
-            .cloned()
-            .unwrap_or_default(),
+        image_hash: job.image_hash.clone().unwrap_or_default(),
         result,
     })
 }
 
 /// Companion Jobs still waiting (not finished), for the gauge.
-pub fn waiting<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> usize {
+pub fn waiting<'a>(jobs: impl IntoIterator<Item = &'a CachedJob>) -> usize {
     jobs.into_iter()
         .filter(|job| is_companion(job) && !is_finished(job))
         .count()
@@ -324,8 +309,8 @@ pub fn waiting<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> usize {
 
 /// Finished companion Jobs of the Deployment `uid` beyond the newest
 /// `history_limit`, never the `current` one, never a running one.
-pub fn prunable(uid: &str, current: &str, jobs: &[Job], history_limit: usize) -> Vec<String> {
-    let mut finished: Vec<&Job> = jobs
+pub fn prunable(uid: &str, current: &str, jobs: &[CachedJob], history_limit: usize) -> Vec<String> {
+    let mut finished: Vec<&CachedJob> = jobs
         .iter()
         .filter(|job| job.metadata.name.as_deref() != Some(current))
         .filter(|job| is_companion_of(job, uid) && is_finished(job))
@@ -344,18 +329,12 @@ pub fn prunable(uid: &str, current: &str, jobs: &[Job], history_limit: usize) ->
 }
 
 /// Labelled as this project's companion Job.
-fn is_companion(job: &Job) -> bool {
-    let labels = job.metadata.labels.as_ref();
-    let label = |key: &str| {
-        labels
-            .and_then(|labels| labels.get(key))
-            .map(String::as_str)
-    };
-    label(MANAGED_BY_LABEL) == Some(LABEL_VALUE) && label(COMPONENT_LABEL) == Some(LABEL_VALUE)
+fn is_companion(job: &CachedJob) -> bool {
+    job.companion
 }
 
 /// Labelled as this project's companion Job and owned by the Deployment.
-pub fn is_companion_of(job: &Job, uid: &str) -> bool {
+pub fn is_companion_of(job: &CachedJob, uid: &str) -> bool {
     is_companion(job)
         && job
             .metadata
@@ -366,28 +345,20 @@ pub fn is_companion_of(job: &Job, uid: &str) -> bool {
 }
 
 /// Complete or Failed: the Job controller will not start another pod.
-pub fn is_finished(job: &Job) -> bool {
-    job.status
-        .as_ref()
-        .and_then(|status| status.conditions.as_ref())
-        .is_some_and(|conditions| {
-            conditions.iter().any(|condition| {
-                matches!(condition.type_.as_str(), "Complete" | "Failed")
-                    && condition.status == "True"
-            })
-        })
+pub fn is_finished(job: &CachedJob) -> bool {
+    job.end.is_some()
 }
 
-fn finished_at(job: &Job) -> Option<&Time> {
-    job.status
+fn finished_at(job: &CachedJob) -> Option<&Time> {
+    job.completion_time
         .as_ref()
-        .and_then(|status| status.completion_time.as_ref())
         .or(job.metadata.creation_timestamp.as_ref())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::JobOnTheWire;
     use crate::test_support::{UID, stamped};
     use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
     use rstest::rstest;
@@ -428,12 +399,13 @@ mod tests {
 
     /// The companion Job the launcher would have created for `deployment`,
     /// created at second `created`, in `state`.
-    fn job_of(deployment: &Deployment, created: i64, state: State) -> Job {
+    fn job_of(deployment: &Deployment, created: i64, state: State) -> CachedJob {
         companion(&stamped_job_name(deployment), created, state, UID)
     }
 
-    fn companion(name: &str, created: i64, state: State, owner: &str) -> Job {
-        let mut job: Job = serde_json::from_value(json!({
+    /// A Job as the API server would send it, decoded as the cache does.
+    fn companion(name: &str, created: i64, state: State, owner: &str) -> CachedJob {
+        let mut job: JobOnTheWire = serde_json::from_value(json!({
             "metadata": {
                 "name": name, "namespace": "web", "uid": format!("uid-{name}-{created}"),
                 "labels": {"app.kubernetes.io/managed-by": "cache-buster", "app.kubernetes.io/component": "cache-buster",
@@ -466,10 +438,10 @@ mod tests {
             Complete(second) => finished("Complete", second, None),
             Failed(second) => finished("Failed", second, Some("BackoffLimitExceeded")),
         };
-        job
+        CachedJob::from(job)
     }
 
-    fn decide_with(deployment: &Deployment, jobs: &[Job], history_limit: usize) -> Decision {
+    fn decide_with(deployment: &Deployment, jobs: &[CachedJob], history_limit: usize) -> Decision {
         decide(
             &Settings::default(),
             deployment,
@@ -479,7 +451,7 @@ mod tests {
         )
     }
 
-    fn plan(deployment: &Deployment, jobs: &[Job]) -> Plan {
+    fn plan(deployment: &Deployment, jobs: &[CachedJob]) -> Plan {
         match decide_with(deployment, jobs, 2) {
             Decision::Reconcile(plan) => plan,
             other => panic!("expected a plan, got {other:?}"),
@@ -554,7 +526,7 @@ mod tests {
             "B" => "nginx:1.26",
             _ => "nginx:1.27",
         };
-        let jobs: Vec<Job> = history
+        let jobs: Vec<CachedJob> = history
             .iter()
             .map(|(letter, created, state)| job_of(&stamped(image(letter)), *created, *state))
             .collect();
@@ -664,7 +636,7 @@ mod tests {
     fn waiting_counts_unfinished_companion_jobs() {
         let a = stamped("nginx:1.25");
         let mut foreign = companion("user-job", 1, Waiting, UID);
-        foreign.metadata.labels = None;
+        foreign.companion = false;
         let jobs = [
             job_of(&a, 1, Waiting),
             job_of(&stamped("nginx:1.26"), 2, Complete(3)),
@@ -719,7 +691,7 @@ mod tests {
     #[case(3, 0)]
     fn the_history_limit_is_a_setting(#[case] limit: usize, #[case] pruned: usize) {
         let deployment = stamped("nginx:1.26");
-        let jobs: Vec<Job> = (1..=3)
+        let jobs: Vec<CachedJob> = (1..=3)
             .map(|i| companion(&format!("old-{i}"), i, Complete(i), UID))
             .collect();
         let Decision::Reconcile(plan) = decide_with(&deployment, &jobs, limit) else {
@@ -747,10 +719,10 @@ mod tests {
     fn jobs_not_labelled_as_companions_are_never_pruned_nor_cancelled() {
         let deployment = stamped("nginx:1.26");
         let mut foreign = companion("user-job", 1, Complete(1), UID);
-        foreign.metadata.labels = None;
+        foreign.companion = false;
         let mut foreign_waiting = companion("user-job-2", 1, Waiting, UID);
-        foreign_waiting.metadata.labels = None;
-        let jobs: Vec<Job> = (2..=4)
+        foreign_waiting.companion = false;
+        let jobs: Vec<CachedJob> = (2..=4)
             .map(|i| companion(&format!("old-{i}"), i, Complete(i), UID))
             .chain([foreign, foreign_waiting])
             .collect();
