@@ -4,7 +4,7 @@
 //!    made its last pod Ready, start delay zero) to the first purge request
 //!    reaching the CDN double; and from the Deployment's apply to the Job's
 //!    creation. ROLLOUTS rollouts, one after the other.
-//! 2. the launcher with SITES labelled Deployments: a cold start, the time
+//! 2. the launcher, two replicas, with SITES labelled Deployments: a cold start, the time
 //!    until every one of their Jobs exists, and its resident memory (peak
 //!    and after) and CPU time, read from /proc.
 //!
@@ -211,11 +211,15 @@ async fn launcher_at_scale(cluster: &Cluster, sites: usize) -> Result<()> {
         started.elapsed().as_secs_f64()
     );
 
+    // Two replicas, as deploy/launcher.yaml runs them: the first takes the
+    // Lease and acts, the second stands by with the same caches.
     let cold = Instant::now();
     cluster.start_launcher().await?;
+    cluster.start_standby().await?;
     let pid = cluster
         .launcher_pid()
         .ok_or_else(|| anyhow!("no launcher"))?;
+    let standby = cluster.standby_pid().ok_or_else(|| anyhow!("no standby"))?;
     let jobs: Api<Job> = Api::namespaced(cluster.client.clone(), ns);
     let mut peak_rss = 0;
     let all = loop {
@@ -245,10 +249,18 @@ async fn launcher_at_scale(cluster: &Cluster, sites: usize) -> Result<()> {
     tokio::time::sleep(Duration::from_secs(30)).await;
     let (rss, hwm, cpu) = usage(pid)?;
     println!(
-        "launcher 30 s later, idle with {sites} sites: RSS {:.1} MiB (peak {:.1} MiB), CPU {:.2} s in those 30 s",
+        "leader 30 s later, idle with {sites} sites: RSS {:.1} MiB (peak {:.1} MiB), CPU {:.2} s in those 30 s",
         rss as f64 / 1024.0,
         hwm as f64 / 1024.0,
         cpu - cpu_at_done
     );
+    let (rss, hwm, cpu) = usage(standby)?;
+    println!(
+        "standby at the same time, caches as warm: RSS {:.1} MiB (peak {:.1} MiB), CPU {:.2} s since its start",
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0,
+        cpu
+    );
+    cluster.stop_standby()?;
     Ok(())
 }

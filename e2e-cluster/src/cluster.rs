@@ -38,6 +38,10 @@ const KUBEWARDEN_NAMESPACE: &str = "kubewarden";
 const ADMIN_TOKEN: &str = "cache-buster-test-admin";
 const LAUNCHER_NAMESPACE: &str = "cache-buster-system";
 const LAUNCHER_ACCOUNT: &str = "cache-buster-launcher";
+/// The Lease deploy/launcher.yaml creates, and the two replicas' names in it.
+pub const LAUNCHER_LEASE: &str = "cache-buster-launcher";
+pub const LAUNCHER_IDENTITY: &str = "launcher-a";
+pub const STANDBY_IDENTITY: &str = "launcher-b";
 /// Where the pushed policy lives in the local registry.
 const MODULE_PATH: &str = "cache-buster/policies/cache-buster:v0.1.0";
 
@@ -50,6 +54,7 @@ pub struct Cluster {
     /// deploy/policy.yaml, as Kubewarden reads it.
     pub policy: Value,
     pub launcher_port: u16,
+    standby_port: u16,
     pub module: String,
     policy_server_port: u16,
     policy_server_readiness: u16,
@@ -60,6 +65,7 @@ pub struct Cluster {
     // Dropped last to first: the launcher and policy-server before the
     // control plane they talk to.
     launcher: Mutex<Option<Process>>,
+    standby: Mutex<Option<Process>>,
     policy_server: Mutex<Option<Process>>,
     control_plane: Vec<Process>,
 }
@@ -318,12 +324,14 @@ impl Cluster {
             client,
             policy,
             launcher_port: free_port()?,
+            standby_port: free_port()?,
             module,
             policy_server_port: free_port()?,
             policy_server_readiness: free_port()?,
             node,
             cdn,
             launcher: Mutex::new(None),
+            standby: Mutex::new(None),
             policy_server: Mutex::new(None),
             control_plane,
         };
@@ -589,24 +597,76 @@ impl Cluster {
 
     /// Starts the launcher; with `wait_ready`, waits until `/readyz` says ok.
     pub async fn spawn_launcher(&self, wait_ready: bool) -> Result<()> {
+        let launcher = self
+            .spawn_replica(LAUNCHER_IDENTITY, self.launcher_port, wait_ready)
+            .await?;
+        keep(&self.launcher, launcher)
+    }
+
+    /// Starts a second launcher, as deploy/launcher.yaml's second replica:
+    /// same ServiceAccount and arguments, its own name in the Lease.
+    pub async fn start_standby(&self) -> Result<()> {
+        let standby = self
+            .spawn_replica(STANDBY_IDENTITY, self.standby_port, true)
+            .await?;
+        keep(&self.standby, standby)
+    }
+
+    pub fn stop_standby(&self) -> Result<()> {
+        stop(&self.standby)
+    }
+
+    /// The second launcher's process id.
+    pub fn standby_pid(&self) -> Option<u32> {
+        self.standby.lock().ok()?.as_ref().map(Process::pid)
+    }
+
+    /// Kills the first launcher at once (SIGKILL): it releases nothing, as
+    /// a node that dies.
+    pub fn kill_launcher(&self) -> Result<()> {
+        if let Some(mut process) = self
+            .launcher
+            .lock()
+            .map_err(|_| anyhow!("poisoned"))?
+            .take()
+        {
+            process.kill();
+        }
+        Ok(())
+    }
+
+    /// `/readyz` of the first launcher (`launcher`) or the second.
+    pub async fn readyz(&self, standby: bool) -> Result<String> {
+        let port = if standby {
+            self.standby_port
+        } else {
+            self.launcher_port
+        };
+        http_get(port, "/readyz").await
+    }
+
+    async fn spawn_replica(&self, identity: &str, port: u16, wait_ready: bool) -> Result<Process> {
         let kubeconfig = self
             .kubeconfig_for(LAUNCHER_NAMESPACE, LAUNCHER_ACCOUNT)
             .await?;
         let mut launcher = Process::start(
-            "launcher",
+            identity,
             &self.tools.launcher,
             [
                 format!("--policy={}", self.policy_name()?),
                 "--history-limit=2".to_owned(),
-                format!("--listen=127.0.0.1:{}", self.launcher_port),
+                format!("--listen=127.0.0.1:{port}"),
+                format!("--lease={LAUNCHER_LEASE}"),
             ],
             &[
                 ("KUBECONFIG", kubeconfig.as_os_str()),
                 ("RUST_LOG", OsStr::new("info")),
+                // As the downward API sets them in deploy/launcher.yaml.
+                ("POD_NAME", OsStr::new(identity)),
+                ("POD_NAMESPACE", OsStr::new(LAUNCHER_NAMESPACE)),
             ],
             &self.logs(),
         )?;
-        let port = self.launcher_port;
         let started = move || async move {
             if wait_ready {
                 http_ok(port, "/readyz").await
@@ -616,7 +676,7 @@ impl Cluster {
             }
         };
         wait_until(&mut launcher, Duration::from_secs(30), started).await?;
-        keep(&self.launcher, launcher)
+        Ok(launcher)
     }
 
     pub fn stop_launcher(&self) -> Result<()> {
@@ -661,6 +721,7 @@ impl Cluster {
 
     /// Stops everything, newest first.
     pub fn stop(&mut self) {
+        let _ = self.stop_standby();
         let _ = self.stop_launcher();
         let _ = self.stop_policy_server();
         while let Some(mut process) = self.control_plane.pop() {

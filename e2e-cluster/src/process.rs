@@ -81,6 +81,12 @@ impl Process {
         )
     }
 
+    /// SIGKILL: no chance to clean up, as when a node dies.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     pub fn stop(&mut self) {
         if !self.is_running() {
             return;

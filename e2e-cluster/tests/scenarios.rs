@@ -150,6 +150,10 @@ const EXCLUSIVE: &[(&str, Scenario)] = &[
         "the_launcher_follows_the_cluster_admission_policys_settings_without_a_restart",
         |c| settings_followed(c).boxed_local(),
     ),
+    (
+        "a_killed_leader_is_replaced_by_the_standby_and_the_rollout_purges_once",
+        |c| running::handover(c).boxed_local(),
+    ),
 ];
 
 fn main() -> ExitCode {
@@ -1321,7 +1325,19 @@ async fn kustomize_renders(cluster: &Cluster) -> Result<()> {
                 launcher("ClusterRole", "", "cache-buster-launcher"),
                 launcher("ClusterRoleBinding", "", "cache-buster-launcher"),
                 launcher("Deployment", "cache-buster-system", "cache-buster-launcher"),
+                launcher("Lease", "cache-buster-system", "cache-buster-launcher"),
                 launcher("Namespace", "", "cache-buster-system"),
+                launcher(
+                    "PodDisruptionBudget",
+                    "cache-buster-system",
+                    "cache-buster-launcher"
+                ),
+                launcher("Role", "cache-buster-system", "cache-buster-launcher"),
+                launcher(
+                    "RoleBinding",
+                    "cache-buster-system",
+                    "cache-buster-launcher"
+                ),
                 launcher(
                     "ServiceAccount",
                     "cache-buster-system",

@@ -349,8 +349,8 @@ mod tests {
     use super::*;
     use crate::plan::{Decision, decide};
     use crate::test_support::stamped;
-    use kube::ResourceExt as _;
     use k8s_openapi::jiff::Timestamp;
+    use kube::ResourceExt as _;
     use serde_json::json;
 
     /// A Deployment as a watch sends it, decoded and kept as the cache does.

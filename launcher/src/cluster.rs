@@ -4,6 +4,7 @@
 //! record each outcome as an Event on the Deployment.
 
 use crate::cache::{CachedJob, SiteDeployment};
+use crate::leader::Leadership;
 use crate::metrics::{Metrics, NamespaceLabels, ProviderLabels, PurgeResult};
 use crate::plan::{
     Decision, JobResult, Outcome, Plan, StampedJob, decide_any, is_companion_of, waiting,
@@ -57,6 +58,8 @@ pub struct Context {
     /// from what they report, so after a restart the API server's
     /// AlreadyExists says the same.
     reported: Mutex<HashSet<String>>,
+    /// Whether this replica may act (it holds the Lease).
+    pub leadership: Arc<Leadership>,
 }
 
 impl Context {
@@ -66,6 +69,7 @@ impl Context {
         history_limit: usize,
         metrics: Metrics,
         jobs: Vec<Store<CachedJob>>,
+        leadership: Arc<Leadership>,
     ) -> Self {
         Context {
             client,
@@ -74,7 +78,14 @@ impl Context {
             metrics,
             jobs,
             reported: Mutex::new(HashSet::new()),
+            leadership,
         }
+    }
+
+    /// Before each write: only the leader writes, and only while its Lease
+    /// is fresh.
+    fn may_write(&self) -> bool {
+        self.leadership.may_act(Timestamp::now())
     }
 
     /// The settings to derive with; none before the first valid ones (the
@@ -107,6 +118,10 @@ pub enum Error {
     /// Deleted while it was reconciled: its deletion wakes it again.
     #[error("Deployment {0} is gone")]
     Gone(String),
+    /// This replica stood down in the middle of a reconciliation: the
+    /// leader does the rest (it reconciles every site when it takes over).
+    #[error("this replica no longer holds the Lease")]
+    NotLeader,
     #[error("{action} failed: {source}")]
     Api {
         action: String,
@@ -139,6 +154,11 @@ pub async fn reconcile(site: Arc<SiteDeployment>, context: Arc<Context>) -> Resu
     let Some(accepted) = context.accepted() else {
         return Ok(Action::requeue(Duration::from_secs(5)));
     };
+    if !context.may_write() {
+        // A standby: its caches stay warm; becoming the leader reconciles
+        // every site.
+        return Ok(Action::await_change());
+    }
     let settings = accepted.current.as_ref();
     let name = site.name_any();
     let namespace = site
@@ -289,6 +309,9 @@ impl Reconciliation<'_> {
         replaces: Option<&String>,
     ) -> Result<bool, Error> {
         let job_name = &plan.job_name;
+        if !self.context.may_write() {
+            return Err(Error::NotLeader);
+        }
         match self.jobs.create(&PostParams::default(), job).await {
             Ok(created) => {
                 self.context.metrics.jobs_created.inc();
@@ -335,6 +358,9 @@ impl Reconciliation<'_> {
             }),
             ..DeleteParams::background()
         };
+        if !self.context.may_write() {
+            return Err(Error::NotLeader);
+        }
         match self.jobs.delete(job, &params).await {
             Ok(_) => Ok(true),
             Err(error) if is_status(&error, 404, "NotFound") => Ok(false),
@@ -478,6 +504,9 @@ impl Reconciliation<'_> {
             reason,
             &message,
         );
+        if !self.context.may_write() {
+            return Err(Error::NotLeader);
+        }
         let recorded = match events.create(&PostParams::default(), &event).await {
             Ok(_) => true,
             Err(error) if is_status(&error, 409, "AlreadyExists") => false,
@@ -624,6 +653,9 @@ pub fn error_policy(
     error: &Error,
     context: Arc<Context>,
 ) -> Action {
+    if matches!(error, Error::NotLeader) {
+        return Action::await_change();
+    }
     context.metrics.errors.inc();
     warn!(deployment = %deployment.name_any(), %error, "reconciliation failed; retrying");
     Action::requeue(Duration::from_secs(30))
@@ -739,10 +771,12 @@ mod tests {
     fn the_readme_lists_the_launchers_rights_as_deployed() {
         use k8s_openapi::serde::Deserialize as _;
         let manifests = include_str!("../../deploy/launcher.yaml");
-        let role = serde_yaml::Deserializer::from_str(manifests)
+        // The ClusterRole's rules, then the Role's (the Lease).
+        let rules: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(manifests)
             .filter_map(|document| serde_json::Value::deserialize(document).ok())
-            .find(|document| document["kind"] == "ClusterRole")
-            .expect("deploy/launcher.yaml has a ClusterRole");
+            .filter(|document| document["kind"] == "ClusterRole" || document["kind"] == "Role")
+            .flat_map(|role| role["rules"].as_array().cloned().unwrap_or_default())
+            .collect();
         let names = |value: &serde_json::Value| -> Vec<String> {
             value
                 .as_array()
@@ -751,9 +785,7 @@ mod tests {
                 .filter_map(|item| item.as_str().map(str::to_owned))
                 .collect()
         };
-        let deployed: Vec<(String, Vec<String>, Vec<String>)> = role["rules"]
-            .as_array()
-            .expect("rules")
+        let deployed: Vec<(String, Vec<String>, Vec<String>)> = rules
             .iter()
             .map(|rule| {
                 (
@@ -782,5 +814,89 @@ mod tests {
                 })
                 .collect();
         assert_eq!(documented, deployed);
+    }
+
+    /// A context over a mock API server, with no companion Job cached.
+    fn context_with(client: Client, leadership: Leadership) -> Arc<Context> {
+        let (_, settings) =
+            tokio::sync::watch::channel(SettingsState::Ready(Accepted::new(Settings::default())));
+        let (store, _writer) = kube::runtime::reflector::store::<CachedJob>();
+        Arc::new(Context::new(
+            client,
+            settings,
+            2,
+            Metrics::default(),
+            vec![store],
+            Arc::new(leadership),
+        ))
+    }
+
+    fn site() -> Arc<SiteDeployment> {
+        Arc::new(SiteDeployment::from(&crate::test_support::stamped(
+            "nginx:1.25",
+        )))
+    }
+
+    /// A standby keeps its caches but acts on nothing: its reconciliation
+    /// makes no call at all.
+    #[tokio::test]
+    async fn a_standby_reconciles_nothing() {
+        use http::{Request, Response};
+        use kube::client::Body;
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let server = tokio::spawn(async move {
+            let mut calls = Vec::new();
+            while let Some((request, send)) = handle.next_request().await {
+                calls.push(format!("{} {}", request.method(), request.uri().path()));
+                let mut refused = Response::new(Body::from(b"{}".to_vec()));
+                *refused.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                send.send_response(refused);
+            }
+            calls
+        });
+        let context = context_with(Client::new(service, "web"), Leadership::new("standby"));
+        let action = reconcile(site(), Arc::clone(&context)).await;
+        assert!(matches!(action, Ok(action) if action == Action::await_change()));
+        drop(context);
+        assert_eq!(server.await.unwrap(), Vec::<String>::new());
+    }
+
+    /// The leader creates the stamped Job, then records its Event: the only
+    /// two calls of a new rollout's reconciliation.
+    #[tokio::test]
+    async fn the_leader_creates_the_job_and_its_event() {
+        use http::{Request, Response, StatusCode};
+        use kube::client::Body;
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let server = tokio::spawn(async move {
+            let mut calls = Vec::new();
+            while let Some((request, send)) = handle.next_request().await {
+                calls.push(format!("{} {}", request.method(), request.uri().path()));
+                let body = match request.uri().path() {
+                    path if path.ends_with("/jobs") => serde_json::json!({
+                        "apiVersion": "batch/v1", "kind": "Job",
+                        "metadata": {"name": "shop-cache-buster-x", "namespace": "web", "uid": "job-uid"}}),
+                    _ => serde_json::json!({
+                        "apiVersion": "v1", "kind": "Event",
+                        "metadata": {"name": "e", "namespace": "web"},
+                        "involvedObject": {}}),
+                };
+                let mut response = Response::new(Body::from(body.to_string().into_bytes()));
+                *response.status_mut() = StatusCode::CREATED;
+                send.send_response(response);
+            }
+            calls
+        });
+        let context = context_with(Client::new(service, "web"), Leadership::alone());
+        let action = reconcile(site(), Arc::clone(&context)).await;
+        assert!(action.is_ok(), "{action:?}");
+        drop(context);
+        assert_eq!(
+            server.await.unwrap(),
+            [
+                "POST /apis/batch/v1/namespaces/web/jobs",
+                "POST /api/v1/namespaces/web/events"
+            ]
+        );
     }
 }

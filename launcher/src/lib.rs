@@ -6,6 +6,7 @@ pub mod cluster;
 pub mod commands;
 pub mod difference;
 pub mod health;
+pub mod leader;
 pub mod metrics;
 pub mod plan;
 pub mod purge;

@@ -8,6 +8,9 @@ use cache_buster_launcher::cache::{CachedJob, Keep, SiteDeployment};
 use cache_buster_launcher::cluster::{Context, error_policy, reconcile};
 use cache_buster_launcher::commands;
 use cache_buster_launcher::health::Watches;
+use cache_buster_launcher::leader::{
+    LEASE_DURATION, Leadership, LeaseView, RENEW_BEFORE_EXPIRY, Role, Transition,
+};
 use cache_buster_launcher::metrics::Metrics;
 use cache_buster_launcher::server::router;
 use cache_buster_launcher::settings_source::{
@@ -15,9 +18,12 @@ use cache_buster_launcher::settings_source::{
 };
 use clap::Parser;
 use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::DynamicObject;
 use kube::runtime::{Controller, WatchStreamExt as _, controller, reflector, watcher};
 use kube::{Api, Client};
+use kube_lease_manager::{LeaseCreateMode, LeaseManagerBuilder};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -70,6 +76,15 @@ struct Args {
     /// Address of /healthz, /readyz and /metrics
     #[arg(long, default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
+    /// The Lease whose holder acts (the others stand by, caches warm)
+    #[arg(long, default_value = "cache-buster-launcher")]
+    lease: String,
+    /// The Lease's namespace: the launcher's own
+    #[arg(long, env = "POD_NAMESPACE", default_value = "cache-buster-system")]
+    lease_namespace: String,
+    /// This replica's name in the Lease (default: the host name and the process id)
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
 }
 
 fn load_settings(path: &PathBuf) -> Result<Settings> {
@@ -116,12 +131,15 @@ async fn run(args: Args) -> Result<()> {
 
     let registry = Arc::new(metrics.registry());
     let watches = Arc::new(Watches::new(metrics.watch_errors.clone()));
+    let identity = args.identity.clone().unwrap_or_else(default_identity);
+    let leadership = Arc::new(Leadership::new(identity));
     let served = Arc::clone(&watches);
+    let role = Arc::clone(&leadership);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, router(registry, served)).await {
+        if let Err(error) = axum::serve(listener, router(registry, served, role)).await {
             error!(%error, "the HTTP server stopped");
         }
     });
@@ -156,26 +174,57 @@ async fn run(args: Args) -> Result<()> {
         bail!(problem);
     }
 
+    // Only the Lease's holder acts; the crate takes and renews it, and
+    // follow_lease says from the Lease itself whether this replica leads.
+    let lease = LeaseManagerBuilder::new(client.clone(), &args.lease)
+        .with_namespace(&args.lease_namespace)
+        .with_create_mode(LeaseCreateMode::UseExistent)
+        .with_identity(leadership.identity())
+        .with_duration(LEASE_DURATION.as_secs())
+        .with_grace(RENEW_BEFORE_EXPIRY.as_secs())
+        .build()
+        .await
+        .with_context(|| {
+            format!(
+                "cannot use Lease {}/{} (deploy/launcher.yaml creates it, and gives the launcher get, list, watch and patch on it)",
+                args.lease_namespace, args.lease
+            )
+        })?;
+    let (holding, lease_task) = lease.watch().await;
+    let (became_leader, leading) = tokio::sync::watch::channel(0u64);
+    tokio::spawn(follow_lease(
+        Api::namespaced(client.clone(), &args.lease_namespace),
+        args.lease.clone(),
+        Arc::clone(&leadership),
+        became_leader,
+        metrics.clone(),
+        Arc::clone(&watches),
+    ));
+    info!(identity = %leadership.identity(), lease = %args.lease, "standing by until this replica holds the Lease");
+
     // The site label selects the watched Deployments, and it and the
     // annotation prefix say what the caches keep: when either changes, the
     // watches start again. Any other change of the settings reconciles
     // every site again.
     loop {
-        let Some((selector, keep)) = watched(&settings.borrow_and_update()) else {
+        let Some(current) = watched(&settings.borrow_and_update()) else {
             bail!("the settings are gone");
         };
         let controllers = controllers(
             &client,
             &args,
-            &selector,
-            keep.clone(),
-            settings.clone(),
+            &current,
+            Resync {
+                settings: settings.clone(),
+                leading: leading.clone(),
+            },
+            Arc::clone(&leadership),
             &metrics,
             &watches,
         );
         let mut changes = settings.clone();
         let rewatch = async move {
-            let current = Some((selector, keep));
+            let current = Some(current);
             if changes
                 .wait_for(|state| watched(state) != current)
                 .await
@@ -189,8 +238,101 @@ async fn run(args: Args) -> Result<()> {
             () = rewatch => info!("the site label or the annotation prefix changed: watching Deployments anew"),
         }
     }
+    // Free the Lease at once, so that the standby need not wait for it to
+    // expire.
+    drop(holding);
+    if tokio::time::timeout(std::time::Duration::from_secs(3), lease_task)
+        .await
+        .is_err()
+    {
+        warn!("the Lease was not released in time; the standby takes it when it expires");
+    }
     info!("stopped");
     Ok(())
+}
+
+/// The host name and the process id: unique among replicas without POD_NAME.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "launcher".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Follows the Lease: whether this replica leads, for its reconciliations,
+/// `/readyz` and the metric; and on becoming leader, a resync of every site.
+async fn follow_lease(
+    leases: Api<Lease>,
+    name: String,
+    leadership: Arc<Leadership>,
+    became_leader: tokio::sync::watch::Sender<u64>,
+    metrics: Metrics,
+    watches: Arc<Watches>,
+) {
+    let watch = format!("Lease {name}");
+    watches.register(&watch);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut events = watcher(leases, config).default_backoff().boxed();
+    // A Lease not renewed is seen going stale on this clock, not through
+    // the watch, which says nothing while nothing changes.
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        let view = tokio::select! {
+            event = events.next() => match event {
+                None => break,
+                Some(event) => {
+                    watches.observe(&watch, "leases", &event);
+                    match event {
+                        Ok(watcher::Event::Apply(lease) | watcher::Event::InitApply(lease)) => {
+                            Some(LeaseView::of(&lease))
+                        }
+                        Ok(watcher::Event::Delete(_)) => Some(LeaseView::default()),
+                        _ => None,
+                    }
+                }
+            },
+            _ = tick.tick() => None,
+        };
+        match leadership.update(view, Timestamp::now()) {
+            Some(Transition::BecameLeader) => {
+                info!(identity = %leadership.identity(), "this replica holds the Lease: it acts, every site is reconciled");
+                became_leader.send_modify(|generation| *generation += 1);
+            }
+            Some(Transition::SteppedDown) => {
+                warn!(identity = %leadership.identity(), "this replica no longer holds a fresh Lease: it stands by");
+            }
+            None => {}
+        }
+        metrics
+            .leader
+            .set(i64::from(leadership.role() == Role::Leader));
+    }
+}
+
+/// One item per change the receiver sees.
+fn changes<T: Send + Sync + 'static>(
+    receiver: tokio::sync::watch::Receiver<T>,
+) -> impl futures::Stream<Item = ()> + Send {
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.changed().await.ok().map(|()| ((), receiver))
+    })
+}
+
+/// What makes every site be reconciled again: a change of the settings,
+/// and this replica becoming the leader.
+struct Resync {
+    settings: tokio::sync::watch::Receiver<SettingsState>,
+    leading: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Resync {
+    fn stream(&self) -> impl futures::Stream<Item = ()> + Send + use<> {
+        let mut settings = self.settings.clone();
+        settings.mark_unchanged();
+        let mut leading = self.leading.clone();
+        leading.mark_unchanged();
+        futures::stream::select(changes(settings).boxed(), changes(leading).boxed())
+    }
 }
 
 /// The site label the Deployments are selected by, and what the caches keep.
@@ -246,9 +388,9 @@ async fn follow_policy(
 fn controllers(
     client: &Client,
     args: &Args,
-    selector: &str,
-    keep: Keep,
-    settings: tokio::sync::watch::Receiver<SettingsState>,
+    (selector, keep): &(String, Keep),
+    resync: Resync,
+    leadership: Arc<Leadership>,
     metrics: &Metrics,
     watches: &Arc<Watches>,
 ) -> Vec<impl std::future::Future<Output = ()> + use<>> {
@@ -297,18 +439,15 @@ fn controllers(
         stores.push(store);
         triggers.push(trigger);
     }
-    let changes = futures::stream::unfold(settings.clone(), |mut settings| async move {
-        settings.changed().await.ok().map(|()| ((), settings))
-    });
     let context = Arc::new(Context::new(
         client.clone(),
-        settings,
+        resync.settings.clone(),
         args.history_limit,
         metrics.clone(),
         stores,
+        leadership,
     ));
     info!(namespaces = ?args.namespaces, label = %selector, "watching site Deployments");
-    let mut changes = Some(changes);
     apis.into_iter()
         .zip(triggers)
         .map(|((deployments, _, scope), trigger)| {
@@ -326,12 +465,9 @@ fn controllers(
             )
             .default_backoff()
             .applied_objects();
-            let controller = Controller::for_stream(sites, store).owns_stream(trigger);
-            let controller = match changes.take() {
-                Some(changes) => controller.reconcile_all_on(changes),
-                None => controller,
-            };
-            controller
+            Controller::for_stream(sites, store)
+                .owns_stream(trigger)
+                .reconcile_all_on(resync.stream())
                 .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
                 .shutdown_on_signal()
                 .run(reconcile, error_policy, Arc::clone(&context))

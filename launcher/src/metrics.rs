@@ -72,6 +72,8 @@ pub struct Metrics {
     pub purge_duration: Family<ProviderLabels, Histogram, fn() -> Histogram>,
     pub purge_requests: Family<ProviderLabels, Counter>,
     pub jobs_waiting: Family<NamespaceLabels, Gauge>,
+    /// 1 while this replica holds the Lease and acts, 0 while it stands by.
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -89,6 +91,7 @@ impl Default for Metrics {
             purge_duration: Family::new_with_constructor(purge_duration_histogram),
             purge_requests: Family::default(),
             jobs_waiting: Family::default(),
+            leader: Gauge::default(),
         }
     }
 }
@@ -105,6 +108,11 @@ impl Metrics {
 
     pub fn registry(&self) -> Registry {
         let mut registry = Registry::with_prefix("cache_buster_launcher");
+        registry.register(
+            "leader",
+            "1 while this replica holds the Lease and acts, 0 while it stands by",
+            self.leader.clone(),
+        );
         registry.register(
             "jobs_created",
             "Companion Jobs created (first runs and reruns)",

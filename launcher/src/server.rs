@@ -1,7 +1,8 @@
-//! `/healthz` (the process answers), `/readyz` (its watches run) and
-//! `/metrics` over HTTP.
+//! `/healthz` (the process answers), `/readyz` (its watches run, and its
+//! role: leader or standby) and `/metrics` over HTTP.
 
 use crate::health::Watches;
+use crate::leader::Leadership;
 use crate::metrics::render;
 use axum::Router;
 use axum::http::StatusCode;
@@ -11,16 +12,25 @@ use axum::routing::get;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
 
-pub fn router(registry: Arc<Registry>, watches: Arc<Watches>) -> Router {
+pub fn router(
+    registry: Arc<Registry>,
+    watches: Arc<Watches>,
+    leadership: Arc<Leadership>,
+) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/readyz",
             get(move || {
                 let watches = Arc::clone(&watches);
+                let leadership = Arc::clone(&leadership);
                 async move {
                     match watches.readiness() {
-                        Ok(()) => (StatusCode::OK, "ok\n".to_owned()),
+                        // Both roles are ready: a standby's caches are warm.
+                        Ok(()) => (
+                            StatusCode::OK,
+                            format!("ok: {}\n", leadership.role().name()),
+                        ),
                         Err(problems) => (StatusCode::SERVICE_UNAVAILABLE, format!("{problems}\n")),
                     }
                 }

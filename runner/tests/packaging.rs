@@ -374,6 +374,76 @@ fn the_launcher_has_only_the_rights_it_needs() {
              "resourceNames": ["cache-buster"], "verbs": ["list", "watch"]}
         ])
     );
+    // The Lease: only the one the manifest creates, in the launcher's namespace.
+    let lease = launcher_document("Lease");
+    let role = launcher_document("Role");
+    assert_eq!(
+        role["metadata"]["namespace"],
+        lease["metadata"]["namespace"]
+    );
+    assert_eq!(
+        role["rules"],
+        serde_json::json!([
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+             "resourceNames": [lease["metadata"]["name"]], "verbs": ["get", "list", "watch", "patch"]}
+        ])
+    );
+    let binding = launcher_document("RoleBinding");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    assert_eq!(binding["subjects"][0]["name"], "cache-buster-launcher");
+}
+
+/// Two replicas, one Lease: the launcher is told the Lease the manifest
+/// creates, its name and namespace come from the downward API, and a
+/// disruption budget and anti-affinity keep one replica through a drain.
+#[test]
+fn two_launchers_run_with_a_lease_a_budget_and_anti_affinity() {
+    let deployment = launcher_document("Deployment");
+    let lease = launcher_document("Lease");
+    let spec = &deployment["spec"];
+    assert_eq!(spec["replicas"], 2);
+    let container = &spec["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        args.contains(&format!("--lease={}", lease["metadata"]["name"].as_str().unwrap()).as_str())
+    );
+    let env: Vec<(&str, &str)> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|variable| {
+            (
+                variable["name"].as_str().unwrap(),
+                variable["valueFrom"]["fieldRef"]["fieldPath"]
+                    .as_str()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        env,
+        [
+            ("POD_NAME", "metadata.name"),
+            ("POD_NAMESPACE", "metadata.namespace")
+        ]
+    );
+    assert_eq!(
+        lease["metadata"]["namespace"],
+        deployment["metadata"]["namespace"]
+    );
+    let pods = &spec["selector"]["matchLabels"];
+    let anti = &spec["template"]["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        [0]["podAffinityTerm"];
+    assert_eq!(anti["topologyKey"], "kubernetes.io/hostname");
+    assert_eq!(&anti["labelSelector"]["matchLabels"], pods);
+    let budget = launcher_document("PodDisruptionBudget");
+    assert_eq!(budget["spec"]["minAvailable"], 1);
+    assert_eq!(&budget["spec"]["selector"]["matchLabels"], pods);
 }
 
 #[test]

@@ -891,3 +891,86 @@ pub async fn quick_start(cluster: &Cluster) -> Result<()> {
     ensure!(sent.is_empty(), "a dry run reached the CDN: {sent:?}");
     Ok(())
 }
+
+/// Two launchers, as deploy/launcher.yaml runs them: the leader is killed
+/// (SIGKILL, as a node that dies) in the middle of a rollout. The standby
+/// takes the Lease within its duration, creates the Job if the leader had
+/// not, and the purge happens exactly once, with one Event per outcome.
+pub async fn handover(cluster: &Cluster) -> Result<()> {
+    let ns = "node-handover";
+    node_namespace(cluster, ns, Readiness::Held).await?;
+    secret(
+        cluster,
+        ns,
+        "cache-buster-credentials",
+        &[
+            ("CLOUDFLARE_ZONE_ID", "zone-handover"),
+            ("CLOUDFLARE_API_TOKEN", "cf-token-handover"),
+        ],
+    )
+    .await?;
+    let roles = || async {
+        let first = cluster.readyz(false).await.unwrap_or_default();
+        let second = cluster.readyz(true).await.unwrap_or_default();
+        (first.trim().to_owned(), second.trim().to_owned())
+    };
+    cluster.start_standby().await?;
+    eventually(
+        "the first launcher leads, the second stands by",
+        SOON,
+        || async {
+            Ok(
+                (roles().await == ("ok: leader".to_owned(), "ok: standby".to_owned()))
+                    .then_some(()),
+            )
+        },
+    )
+    .await?;
+
+    let zone = "/zones/zone-handover/";
+    let stored = flux_apply(cluster, &site("shop", ns, "nginx:1.27.1"), false).await?;
+    let job = stamped_job_name(&stored)?;
+    cluster.kill_launcher()?;
+    let killed = Instant::now();
+    eventually("the standby leads", Duration::from_secs(40), || async {
+        Ok((cluster.readyz(true).await?.trim() == "ok: leader").then_some(()))
+    })
+    .await?;
+    let took_over = killed.elapsed();
+    ensure!(
+        took_over <= Duration::from_secs(20),
+        "the standby took {took_over:?} to lead; the Lease lasts 15 s"
+    );
+    wait_for_job(cluster, ns, &job).await?;
+    cluster.node.serve(ns, Readiness::After(START_DELAY));
+    purges(cluster, zone, 1, Duration::from_secs(60)).await?;
+    job_ends(cluster, ns, &job, "Complete", SOON).await?;
+    wait_for_events(cluster, ns, "shop", "CacheBusterPurged", 1).await?;
+    stable_for(QUIET).await;
+    let sent = cluster.cdn.requests(zone);
+    ensure!(
+        sent.len() == 1,
+        "{} purges for one rollout: {sent:?}",
+        sent.len()
+    );
+    for reason in ["CacheBusterJobCreated", "CacheBusterPurged"] {
+        let found = events(cluster, ns, "shop", reason).await?;
+        ensure!(
+            found.len() == 1,
+            "{} {reason} Events: {found:?}",
+            found.len()
+        );
+    }
+    let companions = companion_jobs(cluster, ns).await?;
+    ensure!(companions.len() == 1, "{} companion Jobs", companions.len());
+
+    // Back to one launcher, as the other scenarios expect: the standby
+    // releases the Lease as it stops, and the first takes it at once.
+    cluster.stop_standby()?;
+    cluster.start_launcher().await?;
+    eventually("the first launcher leads again", SOON, || async {
+        Ok((cluster.readyz(false).await?.trim() == "ok: leader").then_some(()))
+    })
+    .await?;
+    Ok(())
+}
