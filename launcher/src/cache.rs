@@ -276,21 +276,47 @@ impl From<&Deployment> for SiteDeployment {
     }
 }
 
-/// What the caches keep, by the names the settings give.
+/// What the caches keep, by the names the settings give: those of each
+/// settings a stamp may have been made with (the current ones, and those
+/// just before an edit, see `settings_source::Accepted`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Keep {
     site_label: Arc<str>,
-    /// `P/`: the policy's annotations and the Job's hash label.
-    own_prefix: String,
-    job_annotation: String,
+    /// `P/` of each: the policy's annotations.
+    own_prefixes: Vec<String>,
+    /// `P/job` of each: kept as a digest.
+    job_annotations: Vec<String>,
 }
 
 impl Keep {
     pub fn new(settings: &Settings) -> Keep {
+        Keep::of(&[settings])
+    }
+
+    /// For these settings, the current ones first (whose site label the
+    /// watch selects by).
+    pub fn of(candidates: &[&Settings]) -> Keep {
+        let mut own_prefixes: Vec<String> = candidates
+            .iter()
+            .map(|settings| format!("{}/", settings.annotation_prefix))
+            .collect();
+        own_prefixes.dedup();
+        let mut job_annotations: Vec<String> = candidates
+            .iter()
+            .map(|settings| settings.annotation(keys::JOB))
+            .collect();
+        job_annotations.dedup();
         Keep {
-            site_label: Arc::from(settings.site_label.as_str()),
-            own_prefix: format!("{}/", settings.annotation_prefix),
-            job_annotation: settings.annotation(keys::JOB),
+            site_label: Arc::from(
+                candidates
+                    .first()
+                    .map_or(keys::default_site_label(), |settings| {
+                        settings.site_label.clone()
+                    })
+                    .as_str(),
+            ),
+            own_prefixes,
+            job_annotations,
         }
     }
 
@@ -307,9 +333,15 @@ impl Keep {
             site.site_label = Some((Arc::clone(&self.site_label), value));
         }
         if let Some(annotations) = metadata.annotations.as_mut() {
-            annotations.retain(|key, _| key.starts_with(&self.own_prefix));
-            if let Some(job) = annotations.get_mut(&self.job_annotation) {
-                *job = digest(job);
+            annotations.retain(|key, _| {
+                self.own_prefixes
+                    .iter()
+                    .any(|prefix| key.starts_with(prefix.as_str()))
+            });
+            for key in &self.job_annotations {
+                if let Some(job) = annotations.get_mut(key) {
+                    *job = digest(job);
+                }
             }
         }
     }
@@ -401,6 +433,34 @@ mod tests {
                 image: Some("nginx:1.25".into())
             }]
         );
+    }
+
+    /// Right after an edit of the prefix, a stamp of the settings before it
+    /// is still the policy's: the cache keeps the annotations of both.
+    #[test]
+    fn the_annotations_of_the_settings_before_an_edit_are_kept_too() {
+        let before = Settings::default();
+        let after = Settings {
+            annotation_prefix: "purge.example.com".into(),
+            ..Settings::default()
+        };
+        let mut site: SiteDeployment =
+            serde_json::from_value(serde_json::to_value(stamped("nginx:1.25")).unwrap()).unwrap();
+        let annotations = site.metadata.annotations.get_or_insert_default();
+        annotations.insert(
+            "purge.example.com/urls".into(),
+            "https://shop.example.com/".into(),
+        );
+        annotations.insert("other.example.com/note".into(), "x".into());
+        Keep::of(&[&after, &before]).deployment(&mut site);
+        let kept = site.annotations();
+        assert!(kept.contains_key("purge.example.com/urls"));
+        assert!(is_digest(&kept["cache-buster.io/job"]));
+        assert!(!kept.contains_key("other.example.com/note"));
+        let mut only_after: SiteDeployment =
+            serde_json::from_value(serde_json::to_value(stamped("nginx:1.25")).unwrap()).unwrap();
+        Keep::new(&after).deployment(&mut only_after);
+        assert!(only_after.annotations().is_empty());
     }
 
     /// Every site shares one copy of the site label's key.

@@ -340,7 +340,7 @@ fn watched(state: &SettingsState) -> Option<(String, Keep)> {
     match state {
         SettingsState::Ready(accepted) => Some((
             accepted.current.site_label.clone(),
-            Keep::new(&accepted.current),
+            Keep::of(&accepted.candidates()),
         )),
         SettingsState::Waiting | SettingsState::Invalid(_) => None,
     }
