@@ -191,7 +191,7 @@ apply_patch_to() {
 
 @test "an unknown provider is rejected" {
   evaluate create-unknown-provider.json
-  assert_rejected_with 'annotation cache-buster.io/provider: "akamai" is not a known provider; expected one of cloudflare, fastly, webhook'
+  assert_rejected_with 'annotation cache-buster.io/provider: "akamai" is not a known provider; expected one of cloudflare, fastly, webhook, bunny'
 }
 
 @test "a Deployment without purge target is rejected" {
@@ -298,6 +298,19 @@ apply_patch_to() {
 @test "the webhook is told the rollout it purges for" {
   evaluate create-webhook.json
   [ "$(purge_args | jq -c '[.[] | select(test("^--(site|namespace|deployment|image|image-hash|job-name|tag)="))]')" = '["--tag=shop","--site=shop.example.com","--namespace=web","--deployment=shop","--image=ghcr.io/acme/shop:1.4.2","--image-hash=b82cce53ec","--job-name=shop-cache-buster-b82cce53ec"]' ]
+}
+
+@test "bunny purges URLs, prefixes and tags, and refuses host names" {
+  jq '.request.object.metadata.annotations += {"cache-buster.io/provider": "bunny", "cache-buster.io/prefixes": "shop.example.com/blog/", "cache-buster.io/tags": "shop"}' \
+    "$FIXTURES/create-labelled.json" >"$BATS_TEST_TMPDIR/bunny.json"
+  evaluate "$BATS_TEST_TMPDIR/bunny.json"
+  [ "$(purge_flag provider)" = '["bunny"]' ]
+  [ "$(purge_flag prefix)" = '["shop.example.com/blog/"]' ]
+  [ "$(purge_flag tag)" = '["shop"]' ]
+  jq '.request.object.metadata.annotations += {"cache-buster.io/provider": "bunny", "cache-buster.io/hosts": "shop.example.com"}' \
+    "$FIXTURES/create-labelled.json" >"$BATS_TEST_TMPDIR/bunny-hosts.json"
+  evaluate "$BATS_TEST_TMPDIR/bunny-hosts.json"
+  assert_rejected_with 'annotation cache-buster.io/hosts: provider bunny cannot purge by host name'
 }
 
 @test "no secret value is in the Job: the program reads the mounted Secret" {

@@ -773,17 +773,17 @@ mod tests {
     #[case::provider(
         "cache-buster.io/provider",
         "akamai",
-        "annotation cache-buster.io/provider: \"akamai\" is not a known provider; expected one of cloudflare, fastly, webhook"
+        "annotation cache-buster.io/provider: \"akamai\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny"
     )]
     #[case::provider_in_capitals(
         "cache-buster.io/provider",
         "Cloudflare",
-        "annotation cache-buster.io/provider: \"Cloudflare\" is not a known provider; expected one of cloudflare, fastly, webhook (provider names are lowercase: did you mean \"cloudflare\"?)"
+        "annotation cache-buster.io/provider: \"Cloudflare\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny (provider names are lowercase: did you mean \"cloudflare\"?)"
     )]
     #[case::provider_misspelt(
         "cache-buster.io/provider",
         "fasty",
-        "annotation cache-buster.io/provider: \"fasty\" is not a known provider; expected one of cloudflare, fastly, webhook (did you mean \"fastly\"?)"
+        "annotation cache-buster.io/provider: \"fasty\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny (did you mean \"fastly\"?)"
     )]
     #[case::secret(
         "cache-buster.io/secret",

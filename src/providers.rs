@@ -28,16 +28,23 @@ pub enum Provider {
     Cloudflare,
     Fastly,
     Webhook,
+    Bunny,
 }
 
 impl Provider {
-    pub const ALL: [Provider; 3] = [Provider::Cloudflare, Provider::Fastly, Provider::Webhook];
+    pub const ALL: [Provider; 4] = [
+        Provider::Cloudflare,
+        Provider::Fastly,
+        Provider::Webhook,
+        Provider::Bunny,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Provider::Cloudflare => "cloudflare",
             Provider::Fastly => "fastly",
             Provider::Webhook => "webhook",
+            Provider::Bunny => "bunny",
         }
     }
 
@@ -66,9 +73,13 @@ impl Provider {
             .map(|(_, provider)| format!("did you mean {:?}?", provider.name()))
     }
 
-    /// "one of cloudflare, fastly, webhook", with the hint for `name`.
+    /// "one of cloudflare, fastly, webhook, bunny", with the hint for `name`.
     pub fn expected_for(name: &str) -> String {
-        let mut expected = "one of cloudflare, fastly, webhook".to_owned();
+        let names: Vec<&str> = Provider::ALL
+            .iter()
+            .map(|provider| provider.name())
+            .collect();
+        let mut expected = format!("one of {}", names.join(", "));
         if let Some(hint) = Provider::did_you_mean(name) {
             expected.push_str(&format!(" ({hint})"));
         }
@@ -81,13 +92,14 @@ impl Provider {
             Provider::Cloudflare => &["CLOUDFLARE_ZONE_ID", "CLOUDFLARE_API_TOKEN"],
             Provider::Fastly => &["FASTLY_SERVICE_ID", "FASTLY_API_TOKEN"],
             Provider::Webhook => &["WEBHOOK_URL", "WEBHOOK_TOKEN"],
+            Provider::Bunny => &["BUNNY_API_KEY", "BUNNY_PULL_ZONE_ID"],
         }
     }
 
     /// Those of `secret_keys` the Secret may leave out.
     pub fn optional_secret_keys(self) -> &'static [&'static str] {
         match self {
-            Provider::Cloudflare | Provider::Fastly => &[],
+            Provider::Cloudflare | Provider::Fastly | Provider::Bunny => &[],
             Provider::Webhook => &["WEBHOOK_TOKEN"],
         }
     }
@@ -99,6 +111,8 @@ impl Provider {
                 &[keys::URLS, keys::PREFIXES, keys::HOSTS, keys::TAGS]
             }
             Provider::Fastly => &[keys::URLS, keys::TAGS],
+            // Prefixes as wildcard URLs (`https://host/path*`).
+            Provider::Bunny => &[keys::URLS, keys::PREFIXES, keys::TAGS],
         }
     }
 
@@ -247,7 +261,7 @@ pub fn purge_args(
         Provider::Cloudflare => {
             args.push(format!("--cloudflare-batch-size={cloudflare_batch_size}"))
         }
-        Provider::Fastly => {}
+        Provider::Fastly | Provider::Bunny => {}
         // What the webhook is told besides the targets.
         Provider::Webhook => args.extend([
             format!("--site={}", webhook.site),
@@ -452,6 +466,8 @@ mod tests {
         PurgeTargets::default(),
         "Deployment web/shop has no purge target for provider cloudflare; expected at least one of the annotations cache-buster.io/urls, cache-buster.io/prefixes, cache-buster.io/hosts, cache-buster.io/tags, cache-buster.io/everything (\"true\")"
     )]
+    #[case::bunny_hosts(Provider::Bunny, PurgeTargets { hosts: vec!["a.example".into()], ..Default::default() },
+        "annotation cache-buster.io/hosts: provider bunny cannot purge by host name; expected only cache-buster.io/urls, cache-buster.io/prefixes, cache-buster.io/tags, cache-buster.io/everything (\"true\") with this provider")]
     #[case::fastly_nothing(
         Provider::Fastly,
         PurgeTargets::default(),

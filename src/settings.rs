@@ -490,8 +490,8 @@ mod tests {
 
     #[rstest]
     #[case::misspelt_key(json!({"lable": "x"}), "settings.lable: unknown field `lable`, expected one of `siteLabel`")]
-    #[case::unknown_provider(json!({"provider": "akamai"}), "settings.provider: unknown provider \"akamai\", expected one of cloudflare, fastly, webhook")]
-    #[case::provider_in_capitals(json!({"provider": "Fastly"}), "settings.provider: unknown provider \"Fastly\", expected one of cloudflare, fastly, webhook (provider names are lowercase: did you mean \"fastly\"?)")]
+    #[case::unknown_provider(json!({"provider": "akamai"}), "settings.provider: unknown provider \"akamai\", expected one of cloudflare, fastly, webhook, bunny")]
+    #[case::provider_in_capitals(json!({"provider": "Fastly"}), "settings.provider: unknown provider \"Fastly\", expected one of cloudflare, fastly, webhook, bunny (provider names are lowercase: did you mean \"fastly\"?)")]
     #[case::provider_not_a_string(json!({"provider": 3}), "settings.provider: invalid type: integer `3`, expected a string")]
     #[case::wrong_type(json!({"backoffLimit": "three"}), "settings.backoffLimit: invalid type: string \"three\"")]
     #[case::nested_unknown(json!({"resources": {"limits": {"gpu": "1", "cpu": "1", "memory": "1Gi"}}}), "settings.resources.limits.gpu: unknown field `gpu`, expected `cpu` or `memory`")]
@@ -667,7 +667,7 @@ mod tests {
         assert_eq!(
             error,
             "settings.backoffLimit: invalid type: string \"three\", expected i64; \
-             settings.provider: unknown provider \"Fastly\", expected one of cloudflare, fastly, webhook (provider names are lowercase: did you mean \"fastly\"?); \
+             settings.provider: unknown provider \"Fastly\", expected one of cloudflare, fastly, webhook, bunny (provider names are lowercase: did you mean \"fastly\"?); \
              runAsUser: 0 is out of range; expected 1 to 2147483647"
         );
     }

@@ -1,6 +1,7 @@
 //! A CDN double: one TLS server on loopback that answers as Cloudflare's
-//! `purge_cache`, Fastly's `purge`, `purge_all` and URL `PURGE`, and a purge
-//! webhook do, records every request it is sent, and fails on demand.
+//! `purge_cache`, Fastly's `purge`, `purge_all` and URL `PURGE`, Bunny's
+//! `purge` and `purgeCache`, and a purge webhook do, records every request
+//! it is sent, and fails on demand.
 //!
 //! It serves the real host names (`api.cloudflare.com`, `api.fastly.com`, the
 //! sites' own hosts) with a certificate of the test CA; the test node's
@@ -32,6 +33,7 @@ pub const CDN_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 pub const CDN_HOSTS: &[&str] = &[
     "api.cloudflare.com",
     "api.fastly.com",
+    "api.bunny.net",
     "hooks.example.test",
     "shop.example.com",
     "blog.example.com",
@@ -87,8 +89,8 @@ pub enum Failure {
     Permanent { status: u16 },
     /// No answer for this long (past the purge's per-request time-out).
     Hang { duration: Duration },
-    /// The credential (`Authorization` or `Fastly-Key`) is not this one:
-    /// the provider's own answer to a wrong or missing credential.
+    /// The credential (`Authorization`, `Fastly-Key` or `AccessKey`) is not
+    /// this one: the provider's own answer to a wrong or missing credential.
     Credential { expected: String },
 }
 
@@ -240,6 +242,7 @@ async fn answer(
                 let given = recorded
                     .header("authorization")
                     .or_else(|| recorded.header("fastly-key"))
+                    .or_else(|| recorded.header("accesskey"))
                     .unwrap_or_default();
                 let token = given.strip_prefix("Bearer ").unwrap_or(given);
                 (token != expected.as_str()).then(|| rule.failure.clone())
@@ -291,6 +294,11 @@ fn refused(request: &Recorded) -> Response<Full<Bytes>> {
             &[],
             r#"{"msg":"Provided credentials are missing or invalid"}"#,
         ),
+        "api.bunny.net" => respond(
+            StatusCode::UNAUTHORIZED,
+            &[],
+            r#"{"HttpCode":401,"Message":"Authorization has been denied for this request."}"#,
+        ),
         _ => respond(StatusCode::UNAUTHORIZED, &[], r#"{"error":"unauthorized"}"#),
     }
 }
@@ -325,6 +333,8 @@ fn success(request: &Recorded) -> Response<Full<Bytes>> {
                 .collect();
             respond(StatusCode::OK, &[], &format!("{{{}}}", ids.join(",")))
         }
+        // Bunny answers a purge with an empty 200.
+        ("api.bunny.net", _) => respond(StatusCode::OK, &[], ""),
         (_, "PURGE") => respond(
             StatusCode::OK,
             &[],

@@ -16,6 +16,7 @@ const PROGRAM: &str = env!("CARGO_BIN_EXE_cache-buster-launcher");
 const CLOUDFLARE_TOKEN: &str = "cf-token-s3cret-0123";
 const FASTLY_KEY: &str = "fastly-key-s3cret-4567";
 const WEBHOOK_TOKEN: &str = "hook-token-s3cret-89ab";
+const BUNNY_KEY: &str = "bunny-key-s3cret-cdef";
 
 struct Setup {
     dir: tempfile::TempDir,
@@ -99,6 +100,7 @@ impl Ran {
             CLOUDFLARE_TOKEN,
             FASTLY_KEY,
             WEBHOOK_TOKEN,
+            BUNNY_KEY,
             "hooks.example.test/s3cret",
         ] {
             assert!(
@@ -517,4 +519,119 @@ async fn a_dry_run_sends_nothing_and_says_what_it_would_have_sent() {
     assert!(!ran.message.contains("svc-1"), "{}", ran.message);
     ran.reveals_nothing();
     assert!(setup.cdn.requests("").is_empty());
+}
+
+/// Bunny: each URL and prefix through `/purge?url=`, each tag through the
+/// pull zone, the key in `AccessKey` to api.bunny.net only, and the
+/// requests paced to Bunny's rates (a wildcard purge 2 s after the one
+/// before it).
+#[tokio::test]
+async fn bunny_purges_urls_prefixes_and_tags_paced_to_its_rates() {
+    let setup = setup().await;
+    let secret = setup.secret(
+        "bunny",
+        &[("BUNNY_API_KEY", BUNNY_KEY), ("BUNNY_PULL_ZONE_ID", "4711")],
+    );
+    let ran = setup
+        .purge(
+            &secret,
+            &[
+                "--provider=bunny",
+                "--url=https://shop.example.com/a?b=1",
+                "--prefix=shop.example.com/blog/",
+                "--tag=shop",
+            ],
+        )
+        .await;
+    assert!(ran.success, "{}", ran.output);
+    let all = setup.cdn.requests("");
+    let seen: Vec<(&str, &str, &str)> = all
+        .iter()
+        .map(|r| (r.host.as_str(), r.path.as_str(), r.body.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "api.bunny.net",
+                "/purge?url=https%3A%2F%2Fshop.example.com%2Fa%3Fb%3D1",
+                ""
+            ),
+            (
+                "api.bunny.net",
+                "/purge?url=https%3A%2F%2Fshop.example.com%2Fblog%2F%2A",
+                ""
+            ),
+            (
+                "api.bunny.net",
+                "/pullzone/4711/purgeCache",
+                r#"{"CacheTag":"shop"}"#
+            ),
+        ]
+    );
+    assert!(all.iter().all(|r| r.header("accesskey") == Some(BUNNY_KEY)));
+    assert!(
+        all[1].at - all[0].at >= std::time::Duration::from_secs(2),
+        "a wildcard purge {:?} after the purge before it",
+        all[1].at - all[0].at
+    );
+    assert!(all[2].at - all[1].at >= std::time::Duration::from_millis(200));
+    assert_eq!(ran.outcome["purged"], json!(["1 URL", "1 prefix", "1 tag"]));
+    ran.reveals_nothing();
+
+    let ran = setup
+        .purge(&secret, &["--provider=bunny", "--everything"])
+        .await;
+    assert!(ran.success, "{}", ran.output);
+    let everything = setup.cdn.requests("/pullzone/4711/purgeCache");
+    assert_eq!(everything.last().map(|r| r.body.as_str()), Some(""));
+}
+
+/// Bunny's own answers: a wrong key is refused at once with its 401, a
+/// 429 is waited out as Retry-After says.
+#[tokio::test]
+async fn bunny_refuses_a_wrong_key_and_its_429_is_waited_out() {
+    let setup = setup().await;
+    let wrong = setup.secret(
+        "bunny-wrong",
+        &[("BUNNY_API_KEY", BUNNY_KEY), ("BUNNY_PULL_ZONE_ID", "4711")],
+    );
+    setup.cdn.fail(
+        "api.bunny.net/purge?",
+        Failure::Credential {
+            expected: "the-right-key".into(),
+        },
+    );
+    let ran = setup
+        .purge(
+            &wrong,
+            &["--provider=bunny", "--url=https://shop.example.com/"],
+        )
+        .await;
+    assert!(!ran.success);
+    assert_eq!(setup.cdn.requests("api.bunny.net/purge?").len(), 1);
+    assert_eq!(ran.outcome["failure"]["status"], 401);
+    assert!(
+        ran.outcome["failure"]["answer"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization has been denied for this request.")
+    );
+    ran.reveals_nothing();
+
+    setup.cdn.fail(
+        "/pullzone/4711/purgeCache",
+        Failure::RateLimited {
+            times: 1,
+            retry_after: 1,
+        },
+    );
+    let ran = setup
+        .purge(&wrong, &["--provider=bunny", "--tag=shop"])
+        .await;
+    assert!(ran.success, "{}", ran.output);
+    let tried = setup.cdn.requests("/pullzone/4711/purgeCache");
+    assert_eq!(tried.len(), 2);
+    assert!(tried[1].at - tried[0].at >= std::time::Duration::from_secs(1));
+    assert_eq!(ran.outcome["attempts"], 2);
 }

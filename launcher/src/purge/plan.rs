@@ -5,10 +5,17 @@
 use super::credentials::Credentials;
 use cache_buster::providers::{FASTLY_SURROGATE_KEYS_PER_REQUEST, Provider, WebhookPayload};
 use cache_buster::targets::PurgeTargets;
+use std::time::Duration;
 
 pub const CLOUDFLARE_API: &str = "https://api.cloudflare.com/client/v4";
 /// Fastly's API host: the only host that ever sees `Fastly-Key`.
 pub const FASTLY_API: &str = "https://api.fastly.com";
+/// Bunny's API host: the only host that ever sees `AccessKey`.
+pub const BUNNY_API: &str = "https://api.bunny.net";
+/// Bunny's documented purge rates: about 5 exact purges a second, and one
+/// wildcard purge every 2 seconds.
+pub const BUNNY_EXACT_GAP: Duration = Duration::from_millis(200);
+pub const BUNNY_WILDCARD_GAP: Duration = Duration::from_secs(2);
 
 /// One HTTP request of the purge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +27,9 @@ pub struct PlannedRequest {
     pub body: Option<String>,
     /// What it purges, for the outcome ("30 URLs").
     pub purges: Purges,
+    /// Sent at least this long after the request before it: a CDN's
+    /// documented rate (Bunny's), kept rather than met with 429s.
+    pub gap: Duration,
 }
 
 impl PlannedRequest {
@@ -111,6 +121,7 @@ fn json_request(
         headers,
         body: Some(body.to_string()),
         purges,
+        gap: Duration::ZERO,
     }
 }
 
@@ -130,6 +141,7 @@ pub fn plan(
         )),
         Provider::Fastly => fastly(targets, credentials),
         Provider::Webhook => Ok(vec![webhook_request(targets, credentials, webhook)]),
+        Provider::Bunny => bunny(targets, credentials),
     }
 }
 
@@ -208,6 +220,7 @@ fn fastly(
             headers: vec![key()],
             body: None,
             purges: Purges::whole("everything"),
+            gap: Duration::ZERO,
         }]);
     }
     let mut requests: Vec<PlannedRequest> = targets
@@ -219,6 +232,7 @@ fn fastly(
             headers: vec![key(), ("Surrogate-Key", keys.join(" "))],
             body: None,
             purges: counted(keys.len(), "surrogate key", "surrogate keys"),
+            gap: Duration::ZERO,
         })
         .collect();
     for url in &targets.urls {
@@ -228,8 +242,69 @@ fn fastly(
             headers: vec![key()],
             body: None,
             purges: counted(1, "URL", "URLs"),
+            gap: Duration::ZERO,
         });
     }
+    Ok(requests)
+}
+
+/// Each URL and each prefix (a wildcard URL) through `/purge?url=`, each
+/// tag through the pull zone's `purgeCache`; or that alone, without a body,
+/// for everything. Paced to Bunny's rates.
+fn bunny(
+    targets: &PurgeTargets,
+    credentials: &Credentials,
+) -> Result<Vec<PlannedRequest>, Unsupported> {
+    if !targets.hosts.is_empty() {
+        return Err(Unsupported {
+            provider: "bunny",
+            what: "host names",
+        });
+    }
+    let key = || ("AccessKey", credentials.value("BUNNY_API_KEY").to_owned());
+    let zone = format!(
+        "{BUNNY_API}/pullzone/{}/purgeCache",
+        path_segment(credentials.value("BUNNY_PULL_ZONE_ID"))
+    );
+    if targets.everything {
+        return Ok(vec![PlannedRequest {
+            method: "POST",
+            url: zone,
+            headers: vec![key()],
+            body: None,
+            purges: Purges::whole("everything"),
+            gap: BUNNY_WILDCARD_GAP,
+        }]);
+    }
+    let by_url = |url: &str, purges: Purges, gap: Duration| PlannedRequest {
+        method: "POST",
+        url: format!("{BUNNY_API}/purge?url={}", path_segment(url)),
+        headers: vec![key()],
+        body: None,
+        purges,
+        gap,
+    };
+    let mut requests: Vec<PlannedRequest> = targets
+        .urls
+        .iter()
+        .map(|url| by_url(url, counted(1, "URL", "URLs"), BUNNY_EXACT_GAP))
+        .collect();
+    requests.extend(targets.prefixes.iter().map(|prefix| {
+        by_url(
+            &format!("https://{prefix}*"),
+            counted(1, "prefix", "prefixes"),
+            BUNNY_WILDCARD_GAP,
+        )
+    }));
+    requests.extend(targets.tags.iter().map(|tag| PlannedRequest {
+        gap: BUNNY_EXACT_GAP,
+        ..json_request(
+            zone.clone(),
+            vec![key()],
+            serde_json::json!({"CacheTag": tag}),
+            counted(1, "tag", "tags"),
+        )
+    }));
     Ok(requests)
 }
 
@@ -325,6 +400,111 @@ mod tests {
             ("CLOUDFLARE_ZONE_ID", "zone/1"),
             ("CLOUDFLARE_API_TOKEN", "cf-token"),
         ])
+    }
+
+    fn bunny_credentials() -> Credentials {
+        credentials(&[
+            ("BUNNY_API_KEY", "bunny-key"),
+            ("BUNNY_PULL_ZONE_ID", "4711"),
+        ])
+    }
+
+    /// URLs, then prefixes as wildcard URLs, then tags, each its own
+    /// request, paced to Bunny's rates; the key goes to api.bunny.net only.
+    #[test]
+    fn bunny_purges_urls_prefixes_and_tags_one_request_each() {
+        let targets = PurgeTargets {
+            urls: vec!["https://www.example.com/a?b=c".into()],
+            prefixes: vec!["www.example.com/blog/".into()],
+            tags: vec!["shop".into()],
+            ..PurgeTargets::default()
+        };
+        let requests = plan(
+            Provider::Bunny,
+            &targets,
+            &bunny_credentials(),
+            30,
+            &WebhookContext::default(),
+        )
+        .unwrap();
+        let seen: Vec<(String, Option<String>, Duration)> = requests
+            .iter()
+            .map(|request| (request.url.clone(), request.body.clone(), request.gap))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "https://api.bunny.net/purge?url=https%3A%2F%2Fwww.example.com%2Fa%3Fb%3Dc"
+                        .to_owned(),
+                    None,
+                    BUNNY_EXACT_GAP
+                ),
+                (
+                    "https://api.bunny.net/purge?url=https%3A%2F%2Fwww.example.com%2Fblog%2F%2A"
+                        .to_owned(),
+                    None,
+                    BUNNY_WILDCARD_GAP
+                ),
+                (
+                    "https://api.bunny.net/pullzone/4711/purgeCache".to_owned(),
+                    Some(r#"{"CacheTag":"shop"}"#.to_owned()),
+                    BUNNY_EXACT_GAP
+                ),
+            ]
+        );
+        for request in &requests {
+            assert_eq!(request.method, "POST");
+            assert!(request.url.starts_with(BUNNY_API), "{}", request.url);
+            assert_eq!(request.headers[0], ("AccessKey", "bunny-key".to_owned()));
+        }
+        assert_eq!(
+            requests
+                .iter()
+                .map(|request| request.purges.to_string())
+                .collect::<Vec<_>>(),
+            ["1 URL", "1 prefix", "1 tag"]
+        );
+    }
+
+    #[test]
+    fn bunny_purges_everything_alone_and_no_host() {
+        let everything = PurgeTargets {
+            everything: true,
+            tags: vec!["shop".into()],
+            ..PurgeTargets::default()
+        };
+        let requests = plan(
+            Provider::Bunny,
+            &everything,
+            &bunny_credentials(),
+            30,
+            &WebhookContext::default(),
+        )
+        .unwrap();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(
+            requests[0].url,
+            "https://api.bunny.net/pullzone/4711/purgeCache"
+        );
+        assert_eq!(requests[0].body, None);
+        let hosts = PurgeTargets {
+            hosts: vec!["www.example.com".into()],
+            ..PurgeTargets::default()
+        };
+        assert_eq!(
+            plan(
+                Provider::Bunny,
+                &hosts,
+                &bunny_credentials(),
+                30,
+                &WebhookContext::default()
+            ),
+            Err(Unsupported {
+                provider: "bunny",
+                what: "host names"
+            })
+        );
     }
 
     #[test]
