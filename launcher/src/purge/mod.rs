@@ -144,14 +144,17 @@ pub async fn run(job: &PurgeJob) -> Outcome {
         would_send: Vec::new(),
     };
     let mut accepted = 0;
-    let mut previous: Option<Instant> = None;
+    let mut previous_answered: Option<Instant> = None;
     for request in &requests {
-        // A CDN's documented rate, kept (Bunny's).
-        if let Some(previous) = previous {
+        // A CDN's documented rate, kept (Bunny's). Counted from the answer
+        // before, which the CDN sent after the request arrived: so the CDN
+        // sees at least the gap between two arrivals, however slow the
+        // first connection was.
+        if let Some(previous) = previous_answered {
             tokio::time::sleep_until((previous + request.gap).into()).await;
         }
-        previous = Some(Instant::now());
         let answer = client.send(request).await;
+        previous_answered = Some(Instant::now());
         outcome.requests += 1;
         outcome.attempts += answer.attempts;
         if let Some(error) = answer.error {
