@@ -191,7 +191,7 @@ apply_patch_to() {
 
 @test "an unknown provider is rejected" {
   evaluate create-unknown-provider.json
-  assert_rejected_with 'annotation cache-buster.io/provider: "akamai" is not a known provider; expected one of cloudflare, fastly, webhook, bunny'
+  assert_rejected_with 'annotation cache-buster.io/provider: "keycdn" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai'
 }
 
 @test "a Deployment without purge target is rejected" {
@@ -311,6 +311,24 @@ apply_patch_to() {
     "$FIXTURES/create-labelled.json" >"$BATS_TEST_TMPDIR/bunny-hosts.json"
   evaluate "$BATS_TEST_TMPDIR/bunny-hosts.json"
   assert_rejected_with 'annotation cache-buster.io/hosts: provider bunny cannot purge by host name'
+}
+
+@test "akamai purges URLs and tags with the settings' action and network, and refuses everything" {
+  jq '.request.object.metadata.annotations += {"cache-buster.io/provider": "akamai", "cache-buster.io/tags": "shop"}' \
+    "$FIXTURES/create-labelled.json" >"$BATS_TEST_TMPDIR/akamai.json"
+  evaluate "$BATS_TEST_TMPDIR/akamai.json"
+  [ "$(purge_flag provider)" = '["akamai"]' ]
+  [ "$(purge_flag tag)" = '["shop"]' ]
+  [ "$(purge_flag akamai-action)" = '["invalidate"]' ]
+  [ "$(purge_flag akamai-network)" = '["production"]' ]
+  printf 'akamaiAction: delete\nakamaiNetwork: staging\n' >"$BATS_TEST_TMPDIR/akamai-settings.yaml"
+  evaluate "$BATS_TEST_TMPDIR/akamai.json" --settings-path "$BATS_TEST_TMPDIR/akamai-settings.yaml"
+  [ "$(purge_flag akamai-action)" = '["delete"]' ]
+  [ "$(purge_flag akamai-network)" = '["staging"]' ]
+  jq '.request.object.metadata.annotations += {"cache-buster.io/provider": "akamai", "cache-buster.io/everything": "true"}' \
+    "$FIXTURES/create-labelled.json" >"$BATS_TEST_TMPDIR/akamai-everything.json"
+  evaluate "$BATS_TEST_TMPDIR/akamai-everything.json"
+  assert_rejected_with 'annotation cache-buster.io/everything: provider akamai cannot purge everything; expected only cache-buster.io/urls, cache-buster.io/tags with this provider'
 }
 
 @test "no secret value is in the Job: the program reads the mounted Secret" {

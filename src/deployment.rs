@@ -10,7 +10,7 @@ use crate::error::{PolicyError, PolicyResult};
 use crate::image::{ImageReference, SelectedImage, hash_input_lines, image_hash};
 use crate::job::{JobInput, build_job};
 use crate::names::{is_dns1123_label, is_dns1123_subdomain, is_label_value, job_name};
-use crate::providers::{Provider, PurgeMode, WebhookPayload, purge_args};
+use crate::providers::{AkamaiOptions, Provider, PurgeMode, WebhookPayload, purge_args};
 use crate::settings::Settings;
 use crate::targets::{PurgeTargets, read_boolean};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -223,6 +223,10 @@ pub fn derive_stamp(
         credentials_secret: secret,
         cloudflare_batch_size: usize::try_from(settings.cloudflare_batch_size).unwrap_or(1),
         dry_run,
+        akamai: AkamaiOptions {
+            action: settings.akamai_action,
+            network: settings.akamai_network,
+        },
     };
     let purge_args = purge_args(mode, &purge, &webhook);
     let job = build_job(JobInput {
@@ -772,18 +776,18 @@ mod tests {
     #[rstest]
     #[case::provider(
         "cache-buster.io/provider",
-        "akamai",
-        "annotation cache-buster.io/provider: \"akamai\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny"
+        "keycdn",
+        "annotation cache-buster.io/provider: \"keycdn\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai"
     )]
     #[case::provider_in_capitals(
         "cache-buster.io/provider",
         "Cloudflare",
-        "annotation cache-buster.io/provider: \"Cloudflare\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny (provider names are lowercase: did you mean \"cloudflare\"?)"
+        "annotation cache-buster.io/provider: \"Cloudflare\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai (provider names are lowercase: did you mean \"cloudflare\"?)"
     )]
     #[case::provider_misspelt(
         "cache-buster.io/provider",
         "fasty",
-        "annotation cache-buster.io/provider: \"fasty\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny (did you mean \"fastly\"?)"
+        "annotation cache-buster.io/provider: \"fasty\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai (did you mean \"fastly\"?)"
     )]
     #[case::secret(
         "cache-buster.io/secret",

@@ -47,6 +47,15 @@ pub enum PolicyError {
         expected: String,
     },
 
+    #[error(
+        "annotation {key}: provider {provider} cannot purge everything; expected only {expected} with this provider"
+    )]
+    NoPurgeEverything {
+        key: String,
+        provider: String,
+        expected: String,
+    },
+
     #[error("cannot build the companion Job: {0}")]
     JobSerialization(String),
 }

@@ -287,6 +287,7 @@ mod tests {
             credentials_secret: "cdn-credentials",
             cloudflare_batch_size: 30,
             dry_run: false,
+            akamai: Default::default(),
         };
         purge_args(mode, &purge, &payload)
     }

@@ -29,14 +29,16 @@ pub enum Provider {
     Fastly,
     Webhook,
     Bunny,
+    Akamai,
 }
 
 impl Provider {
-    pub const ALL: [Provider; 4] = [
+    pub const ALL: [Provider; 5] = [
         Provider::Cloudflare,
         Provider::Fastly,
         Provider::Webhook,
         Provider::Bunny,
+        Provider::Akamai,
     ];
 
     pub fn name(self) -> &'static str {
@@ -45,6 +47,7 @@ impl Provider {
             Provider::Fastly => "fastly",
             Provider::Webhook => "webhook",
             Provider::Bunny => "bunny",
+            Provider::Akamai => "akamai",
         }
     }
 
@@ -93,13 +96,20 @@ impl Provider {
             Provider::Fastly => &["FASTLY_SERVICE_ID", "FASTLY_API_TOKEN"],
             Provider::Webhook => &["WEBHOOK_URL", "WEBHOOK_TOKEN"],
             Provider::Bunny => &["BUNNY_API_KEY", "BUNNY_PULL_ZONE_ID"],
+            // The fields of an API client's `.edgerc` section.
+            Provider::Akamai => &[
+                "AKAMAI_HOST",
+                "AKAMAI_CLIENT_TOKEN",
+                "AKAMAI_CLIENT_SECRET",
+                "AKAMAI_ACCESS_TOKEN",
+            ],
         }
     }
 
     /// Those of `secret_keys` the Secret may leave out.
     pub fn optional_secret_keys(self) -> &'static [&'static str] {
         match self {
-            Provider::Cloudflare | Provider::Fastly | Provider::Bunny => &[],
+            Provider::Cloudflare | Provider::Fastly | Provider::Bunny | Provider::Akamai => &[],
             Provider::Webhook => &["WEBHOOK_TOKEN"],
         }
     }
@@ -113,7 +123,14 @@ impl Provider {
             Provider::Fastly => &[keys::URLS, keys::TAGS],
             // Prefixes as wildcard URLs (`https://host/path*`).
             Provider::Bunny => &[keys::URLS, keys::PREFIXES, keys::TAGS],
+            // Fast Purge by URL and by cache tag (by CP code: a later addition).
+            Provider::Akamai => &[keys::URLS, keys::TAGS],
         }
+    }
+
+    /// Whether `everything` can be purged: Fast Purge has no such request.
+    fn purges_everything(self) -> bool {
+        self != Provider::Akamai
     }
 
     /// SPEC §2: a target the provider cannot purge, or no target at all (the
@@ -128,9 +145,18 @@ impl Provider {
         let supported = self.supported_lists();
         let expected = || {
             let mut names: Vec<String> = supported.iter().map(|name| key(name)).collect();
-            names.push(format!("{} (\"true\")", key(keys::EVERYTHING)));
+            if self.purges_everything() {
+                names.push(format!("{} (\"true\")", key(keys::EVERYTHING)));
+            }
             names.join(", ")
         };
+        if purge.everything && !self.purges_everything() {
+            return Err(PolicyError::NoPurgeEverything {
+                key: key(keys::EVERYTHING),
+                provider: self.name().to_owned(),
+                expected: expected(),
+            });
+        }
         if let Some(unsupported) = purge
             .non_empty_lists()
             .into_iter()
@@ -223,6 +249,49 @@ pub struct PurgeMode<'a> {
     pub cloudflare_batch_size: usize,
     /// `P/dry-run`: send nothing, report what would have been sent.
     pub dry_run: bool,
+    pub akamai: AkamaiOptions,
+}
+
+/// Fast Purge's request: invalidate (serve stale while revalidating) or
+/// delete, on the production or the staging network (settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AkamaiOptions {
+    pub action: AkamaiAction,
+    pub network: AkamaiNetwork,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AkamaiAction {
+    #[default]
+    Invalidate,
+    Delete,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AkamaiNetwork {
+    #[default]
+    Production,
+    Staging,
+}
+
+impl AkamaiAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            AkamaiAction::Invalidate => "invalidate",
+            AkamaiAction::Delete => "delete",
+        }
+    }
+}
+
+impl AkamaiNetwork {
+    pub fn name(self) -> &'static str {
+        match self {
+            AkamaiNetwork::Production => "production",
+            AkamaiNetwork::Staging => "staging",
+        }
+    }
 }
 
 /// The purge container's arguments, after the program's name: the
@@ -237,6 +306,7 @@ pub fn purge_args(
         credentials_secret,
         cloudflare_batch_size,
         dry_run,
+        akamai,
     } = mode;
     let mut args = vec![
         "purge".to_owned(),
@@ -262,6 +332,10 @@ pub fn purge_args(
             args.push(format!("--cloudflare-batch-size={cloudflare_batch_size}"))
         }
         Provider::Fastly | Provider::Bunny => {}
+        Provider::Akamai => args.extend([
+            format!("--akamai-action={}", akamai.action.name()),
+            format!("--akamai-network={}", akamai.network.name()),
+        ]),
         // What the webhook is told besides the targets.
         Provider::Webhook => args.extend([
             format!("--site={}", webhook.site),
@@ -342,6 +416,7 @@ mod tests {
             credentials_secret: "cdn-credentials",
             cloudflare_batch_size: 30,
             dry_run: false,
+            akamai: AkamaiOptions::default(),
         }
     }
 
@@ -468,6 +543,10 @@ mod tests {
     )]
     #[case::bunny_hosts(Provider::Bunny, PurgeTargets { hosts: vec!["a.example".into()], ..Default::default() },
         "annotation cache-buster.io/hosts: provider bunny cannot purge by host name; expected only cache-buster.io/urls, cache-buster.io/prefixes, cache-buster.io/tags, cache-buster.io/everything (\"true\") with this provider")]
+    #[case::akamai_everything(Provider::Akamai, PurgeTargets { everything: true, ..Default::default() },
+        "annotation cache-buster.io/everything: provider akamai cannot purge everything; expected only cache-buster.io/urls, cache-buster.io/tags with this provider")]
+    #[case::akamai_prefixes(Provider::Akamai, PurgeTargets { prefixes: vec!["a.example/b".into()], ..Default::default() },
+        "annotation cache-buster.io/prefixes: provider akamai cannot purge by URL prefix; expected only cache-buster.io/urls, cache-buster.io/tags with this provider")]
     #[case::fastly_nothing(
         Provider::Fastly,
         PurgeTargets::default(),
@@ -518,6 +597,6 @@ mod tests {
             assert_eq!(Provider::from_name(provider.name()), Some(provider));
             assert_eq!(serde_json::to_value(provider).unwrap(), provider.name());
         }
-        assert_eq!(Provider::from_name("akamai"), None);
+        assert_eq!(Provider::from_name("keycdn"), None);
     }
 }

@@ -8,7 +8,7 @@ use crate::placement::{
     ImagePullSecret, TolerationSetting, annotation_problems, image_pull_secret_problems,
     node_selector_problems, priority_class_problems, toleration_problems,
 };
-use crate::providers::Provider;
+use crate::providers::{AkamaiAction, AkamaiNetwork, Provider};
 use crate::quantity::parse_quantity;
 use kubewarden_policy_sdk::settings::Validatable;
 use serde::{Deserialize, Serialize};
@@ -50,6 +50,10 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl_seconds_after_finished: Option<i64>,
     pub cloudflare_batch_size: i64,
+    /// Fast Purge's request (provider akamai): `invalidate` or `delete`.
+    pub akamai_action: AkamaiAction,
+    /// Fast Purge's network (provider akamai): `production` or `staging`.
+    pub akamai_network: AkamaiNetwork,
     pub run_as_user: i64,
     pub resources: ContainerResources,
     /// The Job pod's placement and what it carries for the cluster's
@@ -81,6 +85,8 @@ impl Default for Settings {
             active_deadline_seconds: 900,
             ttl_seconds_after_finished: None,
             cloudflare_batch_size: 30,
+            akamai_action: AkamaiAction::Invalidate,
+            akamai_network: AkamaiNetwork::Production,
             run_as_user: 65532,
             resources: ContainerResources::default(),
             image_pull_secrets: Vec::new(),
@@ -472,6 +478,8 @@ mod tests {
             "activeDeadlineSeconds": 540,
             "ttlSecondsAfterFinished": 3600,
             "cloudflareBatchSize": 500,
+            "akamaiAction": "delete",
+            "akamaiNetwork": "staging",
             "runAsUser": 1000,
             "resources": {"requests": {"cpu": "5m", "memory": "16Mi"}, "limits": {"cpu": "1", "memory": "256Mi"}},
             "imagePullSecrets": [{"name": "registry-mirror"}],
@@ -490,10 +498,12 @@ mod tests {
 
     #[rstest]
     #[case::misspelt_key(json!({"lable": "x"}), "settings.lable: unknown field `lable`, expected one of `siteLabel`")]
-    #[case::unknown_provider(json!({"provider": "akamai"}), "settings.provider: unknown provider \"akamai\", expected one of cloudflare, fastly, webhook, bunny")]
-    #[case::provider_in_capitals(json!({"provider": "Fastly"}), "settings.provider: unknown provider \"Fastly\", expected one of cloudflare, fastly, webhook, bunny (provider names are lowercase: did you mean \"fastly\"?)")]
+    #[case::unknown_provider(json!({"provider": "keycdn"}), "settings.provider: unknown provider \"keycdn\", expected one of cloudflare, fastly, webhook, bunny, akamai")]
+    #[case::provider_in_capitals(json!({"provider": "Fastly"}), "settings.provider: unknown provider \"Fastly\", expected one of cloudflare, fastly, webhook, bunny, akamai (provider names are lowercase: did you mean \"fastly\"?)")]
     #[case::provider_not_a_string(json!({"provider": 3}), "settings.provider: invalid type: integer `3`, expected a string")]
     #[case::wrong_type(json!({"backoffLimit": "three"}), "settings.backoffLimit: invalid type: string \"three\"")]
+    #[case::akamai_action(json!({"akamaiAction": "purge"}), "settings.akamaiAction: unknown variant `purge`, expected `invalidate` or `delete`")]
+    #[case::akamai_network(json!({"akamaiNetwork": "prod"}), "settings.akamaiNetwork: unknown variant `prod`, expected `production` or `staging`")]
     #[case::nested_unknown(json!({"resources": {"limits": {"gpu": "1", "cpu": "1", "memory": "1Gi"}}}), "settings.resources.limits.gpu: unknown field `gpu`, expected `cpu` or `memory`")]
     #[case::not_an_object(json!([1]), "settings: expected an object of settings")]
     #[case::a_string(json!("fastly"), "settings: expected an object of settings")]
@@ -667,7 +677,7 @@ mod tests {
         assert_eq!(
             error,
             "settings.backoffLimit: invalid type: string \"three\", expected i64; \
-             settings.provider: unknown provider \"Fastly\", expected one of cloudflare, fastly, webhook, bunny (provider names are lowercase: did you mean \"fastly\"?); \
+             settings.provider: unknown provider \"Fastly\", expected one of cloudflare, fastly, webhook, bunny, akamai (provider names are lowercase: did you mean \"fastly\"?); \
              runAsUser: 0 is out of range; expected 1 to 2147483647"
         );
     }

@@ -8,6 +8,7 @@
 //! sandboxes trust that CA through their CA bundle and reach the double
 //! through their `/etc/hosts`. Nothing in the Job's command is rewritten.
 
+use crate::edgegrid;
 use crate::pki::Pki;
 use anyhow::{Context as _, Result};
 use bytes::Bytes;
@@ -34,6 +35,7 @@ pub const CDN_HOSTS: &[&str] = &[
     "api.cloudflare.com",
     "api.fastly.com",
     "api.bunny.net",
+    AKAMAI_HOST,
     "hooks.example.test",
     "shop.example.com",
     "blog.example.com",
@@ -41,6 +43,13 @@ pub const CDN_HOSTS: &[&str] = &[
     "news.example.com",
     "www.example.com",
 ];
+
+/// The Akamai API client's host the double answers for (an `.edgerc`'s
+/// `host`), and the credentials it checks every EdgeGrid signature with.
+pub const AKAMAI_HOST: &str = "akab-test.luna.akamaiapis.net";
+pub const AKAMAI_CLIENT_TOKEN: &str = "akab-client-token-test";
+pub const AKAMAI_CLIENT_SECRET: &str = "akamai-client-s3cret-test=";
+pub const AKAMAI_ACCESS_TOKEN: &str = "akab-access-token-test";
 
 /// One request as it reached the double.
 #[derive(Clone, Debug)]
@@ -228,6 +237,19 @@ async fn answer(
         body: String::from_utf8_lossy(&body).into_owned(),
     };
     let target = format!("{}{}", recorded.host, recorded.path);
+    if recorded.host == AKAMAI_HOST
+        && let Err(why) = edgegrid::verify(
+            &recorded,
+            AKAMAI_CLIENT_TOKEN,
+            AKAMAI_CLIENT_SECRET,
+            AKAMAI_ACCESS_TOKEN,
+        )
+    {
+        if let Ok(mut state) = state.lock() {
+            state.requests.push(recorded.clone());
+        }
+        return Ok(akamai_denied(&recorded, why));
+    }
     let failure = state.lock().ok().and_then(|mut state| {
         state.requests.push(recorded.clone());
         let rule = state
@@ -299,6 +321,7 @@ fn refused(request: &Recorded) -> Response<Full<Bytes>> {
             &[],
             r#"{"HttpCode":401,"Message":"Authorization has been denied for this request."}"#,
         ),
+        AKAMAI_HOST => akamai_denied(request, "The signature does not match"),
         _ => respond(StatusCode::UNAUTHORIZED, &[], r#"{"error":"unauthorized"}"#),
     }
 }
@@ -333,6 +356,21 @@ fn success(request: &Recorded) -> Response<Full<Bytes>> {
                 .collect();
             respond(StatusCode::OK, &[], &format!("{{{}}}", ids.join(",")))
         }
+        // Fast Purge accepts with 201 and the purge's id; the double derives
+        // one from the body, so each batch has its own.
+        (AKAMAI_HOST, "POST") => {
+            let id = fnv(&request.body);
+            respond(
+                StatusCode::CREATED,
+                &[],
+                &format!(
+                    r#"{{"httpStatus":201,"detail":"Request accepted","estimatedSeconds":5,"purgeId":"{:08x}-{:04x}-11e7-94d7-{:012x}","supportId":"17PY1492793544958045-219026624"}}"#,
+                    id >> 32,
+                    (id >> 16) & 0xffff,
+                    id & 0xffff_ffff_ffff
+                ),
+            )
+        }
         // Bunny answers a purge with an empty 200.
         ("api.bunny.net", _) => respond(StatusCode::OK, &[], ""),
         (_, "PURGE") => respond(
@@ -342,6 +380,20 @@ fn success(request: &Recorded) -> Response<Full<Bytes>> {
         ),
         _ => respond(StatusCode::ACCEPTED, &[], r#"{"accepted":true}"#),
     }
+}
+
+/// Akamai's answer to a request its gateway does not authenticate, as an
+/// RFC 7807 problem.
+fn akamai_denied(request: &Recorded, detail: &str) -> Response<Full<Bytes>> {
+    let problem = serde_json::json!({
+        "type": "https://problems.luna.akamaiapis.net/-/pep-authn/deny",
+        "title": "Not authorized",
+        "status": 401,
+        "detail": detail,
+        "instance": format!("https://{}{}", request.host, request.path),
+        "method": request.method,
+    });
+    respond(StatusCode::UNAUTHORIZED, &[], &problem.to_string())
 }
 
 /// FNV-1a: a stable id from a request body.

@@ -5,6 +5,7 @@
 
 pub mod cdn;
 pub mod cluster;
+pub mod edgegrid;
 pub mod node;
 pub mod pki;
 pub mod process;

@@ -5,7 +5,9 @@ use crate::purge::http::{Limits, Network};
 use crate::purge::plan::WebhookContext;
 use crate::purge::{PurgeJob, run};
 use crate::rollout::{WaitFor, wait};
-use cache_buster::providers::{CREDENTIALS_DIR, PURGE_BUDGET_SECONDS, Provider};
+use cache_buster::providers::{
+    AkamaiAction, AkamaiNetwork, AkamaiOptions, CREDENTIALS_DIR, PURGE_BUDGET_SECONDS, Provider,
+};
 use cache_buster::targets::PurgeTargets;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -58,6 +60,12 @@ pub struct PurgeArgs {
     pub dry_run: bool,
     #[arg(long, default_value_t = 30)]
     pub cloudflare_batch_size: usize,
+    /// Fast Purge's action (provider akamai)
+    #[arg(long, value_parser = akamai_action, default_value = "invalidate")]
+    pub akamai_action: AkamaiAction,
+    /// Fast Purge's network (provider akamai)
+    #[arg(long, value_parser = akamai_network, default_value = "production")]
+    pub akamai_network: AkamaiNetwork,
     /// The webhook's payload (SPEC §5)
     #[arg(long, default_value = "")]
     pub site: String,
@@ -77,6 +85,16 @@ pub struct PurgeArgs {
     /// Where the outcome is written (the container's terminationMessagePath)
     #[arg(long, default_value = "/dev/termination-log")]
     pub termination_log: PathBuf,
+}
+
+fn akamai_action(name: &str) -> Result<AkamaiAction, String> {
+    serde_json::from_value(serde_json::Value::from(name))
+        .map_err(|_| "expected invalidate or delete".to_owned())
+}
+
+fn akamai_network(name: &str) -> Result<AkamaiNetwork, String> {
+    serde_json::from_value(serde_json::Value::from(name))
+        .map_err(|_| "expected production or staging".to_owned())
 }
 
 fn provider(name: &str) -> Result<Provider, String> {
@@ -108,6 +126,10 @@ impl PurgeArgs {
                 everything: self.everything,
             },
             cloudflare_batch_size: self.cloudflare_batch_size,
+            akamai: AkamaiOptions {
+                action: self.akamai_action,
+                network: self.akamai_network,
+            },
             webhook: WebhookContext {
                 site: self.site,
                 namespace: self.namespace,

@@ -121,6 +121,14 @@ fn walk(path: String, stamped: &Value, derived: &Value, out: &mut Vec<Difference
     }
 }
 
+/// The purge and wait flags whose value a setting decides.
+const ARGS_OF_SETTINGS: [(&str, &str); 4] = [
+    ("--timeout-seconds", "rolloutTimeoutSeconds"),
+    ("--cloudflare-batch-size", "cloudflareBatchSize"),
+    ("--akamai-action", "akamaiAction"),
+    ("--akamai-network", "akamaiNetwork"),
+];
+
 /// The setting that decides the value at this place of the Job, if one does.
 fn setting_of(difference: &Difference) -> Option<&'static str> {
     let path = difference.path.as_str();
@@ -140,9 +148,10 @@ fn setting_of(difference: &Difference) -> Option<&'static str> {
         _ if path.contains(".tolerations") => Some("tolerations"),
         _ if path.starts_with("spec.template.metadata.annotations") => Some("annotations"),
         _ if path.contains(".resources.") => Some("resources"),
-        _ if in_args && difference.stamped.starts_with("\"--timeout-seconds=") => {
-            Some("rolloutTimeoutSeconds")
-        }
+        _ if in_args => ARGS_OF_SETTINGS
+            .iter()
+            .find(|(flag, _)| difference.stamped.starts_with(&format!("\"{flag}=")))
+            .map(|(_, setting)| *setting),
         _ => None,
     }
 }
@@ -199,6 +208,45 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    /// Flags of the argv that a setting decides are named by that setting.
+    #[test]
+    fn flags_decided_by_settings_are_named_as_settings() {
+        let image = "ghcr.io/cache-buster/launcher:v0.1.0";
+        for (stamped, derived, setting) in [
+            (
+                "--akamai-action=invalidate",
+                "--akamai-action=delete",
+                "akamaiAction",
+            ),
+            (
+                "--akamai-network=production",
+                "--akamai-network=staging",
+                "akamaiNetwork",
+            ),
+            (
+                "--cloudflare-batch-size=30",
+                "--cloudflare-batch-size=500",
+                "cloudflareBatchSize",
+            ),
+            (
+                "--timeout-seconds=600",
+                "--timeout-seconds=60",
+                "rolloutTimeoutSeconds",
+            ),
+        ] {
+            let text = explain(
+                &job(3, image, &["purge", stamped]),
+                &job(3, image, &["purge", derived]),
+            );
+            assert!(
+                text.contains(&format!(
+                    "The stamp was made with other settings ({setting})"
+                )),
+                "{text}"
+            );
+        }
     }
 
     #[test]

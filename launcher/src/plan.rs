@@ -851,7 +851,7 @@ mod tests {
             .annotations
             .as_mut()
             .unwrap()
-            .insert("cache-buster.io/provider".into(), "akamai".into());
+            .insert("cache-buster.io/provider".into(), "keycdn".into());
         let Decision::Refuse { reason } = decide_with(&deployment, &[], 2) else {
             panic!()
         };

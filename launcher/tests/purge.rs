@@ -6,7 +6,10 @@
 //! The only test-only inputs are the CA to trust and the address to
 //! connect to (commands.rs); the argv is the Job's.
 
-use cache_buster_e2e_cluster::cdn::{CdnDouble, Failure, Recorded};
+use cache_buster_e2e_cluster::cdn::{
+    AKAMAI_ACCESS_TOKEN, AKAMAI_CLIENT_SECRET, AKAMAI_CLIENT_TOKEN, AKAMAI_HOST, CdnDouble,
+    Failure, Recorded,
+};
 use cache_buster_e2e_cluster::pki::Pki;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -101,6 +104,7 @@ impl Ran {
             FASTLY_KEY,
             WEBHOOK_TOKEN,
             BUNNY_KEY,
+            AKAMAI_CLIENT_SECRET,
             "hooks.example.test/s3cret",
         ] {
             assert!(
@@ -633,5 +637,128 @@ async fn bunny_refuses_a_wrong_key_and_its_429_is_waited_out() {
     let tried = setup.cdn.requests("/pullzone/4711/purgeCache");
     assert_eq!(tried.len(), 2);
     assert!(tried[1].at - tried[0].at >= std::time::Duration::from_secs(1));
+    assert_eq!(ran.outcome["attempts"], 2);
+}
+
+/// An API client's `.edgerc` section as a Secret, with this client secret.
+fn akamai(setup: &Setup, name: &str, client_secret: &str) -> PathBuf {
+    setup.secret(
+        name,
+        &[
+            ("AKAMAI_HOST", AKAMAI_HOST),
+            ("AKAMAI_CLIENT_TOKEN", AKAMAI_CLIENT_TOKEN),
+            ("AKAMAI_CLIENT_SECRET", client_secret),
+            ("AKAMAI_ACCESS_TOKEN", AKAMAI_ACCESS_TOKEN),
+        ],
+    )
+}
+
+/// Akamai Fast Purge: URLs, then tags, each request EdgeGrid-signed (the
+/// double checks every signature with the test client's secret), the
+/// action and network from the argv, the purge ids in the outcome.
+#[tokio::test]
+async fn akamai_signs_each_request_and_reports_its_purge_ids() {
+    let setup = setup().await;
+    let secret = akamai(&setup, "akamai", AKAMAI_CLIENT_SECRET);
+    let ran = setup
+        .purge(
+            &secret,
+            &[
+                "--provider=akamai",
+                "--akamai-action=delete",
+                "--akamai-network=staging",
+                "--url=https://www.example.com/a?b=1",
+                "--tag=shop",
+                "--tag=blog",
+            ],
+        )
+        .await;
+    assert!(ran.success, "{}", ran.output);
+    let all = setup.cdn.requests("");
+    let seen: Vec<(&str, &str, &str, &str)> = all
+        .iter()
+        .map(|r| {
+            (
+                r.method.as_str(),
+                r.host.as_str(),
+                r.path.as_str(),
+                r.body.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "POST",
+                AKAMAI_HOST,
+                "/ccu/v3/delete/url/staging",
+                r#"{"objects":["https://www.example.com/a?b=1"]}"#
+            ),
+            (
+                "POST",
+                AKAMAI_HOST,
+                "/ccu/v3/delete/tag/staging",
+                r#"{"objects":["shop","blog"]}"#
+            ),
+        ]
+    );
+    assert!(all.iter().all(|r| {
+        r.header("authorization")
+            .is_some_and(|value| value.starts_with("EG1-HMAC-SHA256 client_token="))
+            && r.header("content-type") == Some("application/json")
+    }));
+    assert_eq!(ran.outcome["purged"], json!(["1 URL", "2 tags"]));
+    let ids = ran.outcome["ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 2, "{}", ran.outcome);
+    assert_ne!(ids[0], ids[1]);
+    ran.reveals_nothing();
+
+    // Fast Purge has no "everything": the program refuses before sending,
+    // as the policy does at admission.
+    let ran = setup
+        .purge(&secret, &["--provider=akamai", "--everything"])
+        .await;
+    assert!(!ran.success);
+    assert_eq!(setup.cdn.requests("").len(), 2);
+    assert!(ran.message.contains("akamai"), "{}", ran.message);
+}
+
+/// A signature made with a wrong secret gets Akamai's 401 problem at once
+/// (no retry); a 429 is waited out, and the retry is signed anew.
+#[tokio::test]
+async fn akamai_refuses_a_wrong_signature_and_its_429_is_waited_out() {
+    let setup = setup().await;
+    let wrong = akamai(&setup, "akamai-wrong", "not-the-client-secret");
+    let ran = setup
+        .purge(&wrong, &["--provider=akamai", "--tag=shop"])
+        .await;
+    assert!(!ran.success);
+    assert_eq!(setup.cdn.requests(AKAMAI_HOST).len(), 1);
+    assert_eq!(ran.outcome["failure"]["status"], 401);
+    let answer = ran.outcome["failure"]["answer"].as_str().unwrap();
+    assert!(answer.contains("The signature does not match"), "{answer}");
+    ran.reveals_nothing();
+
+    let right = akamai(&setup, "akamai", AKAMAI_CLIENT_SECRET);
+    setup.cdn.fail(
+        "/ccu/v3/invalidate/tag/production",
+        Failure::RateLimited {
+            times: 1,
+            retry_after: 1,
+        },
+    );
+    let ran = setup
+        .purge(&right, &["--provider=akamai", "--tag=shop"])
+        .await;
+    assert!(ran.success, "{}", ran.output);
+    let tried = setup.cdn.requests("/ccu/v3/invalidate/tag/production");
+    assert_eq!(tried.len(), 3, "the refused one and two tries");
+    assert!(tried[2].at - tried[1].at >= Duration::from_secs(1));
+    assert_ne!(
+        tried[1].header("authorization"),
+        tried[2].header("authorization"),
+        "each try has its own timestamp and nonce"
+    );
     assert_eq!(ran.outcome["attempts"], 2);
 }

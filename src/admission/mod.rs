@@ -419,10 +419,10 @@ mod tests {
     #[test]
     fn rejections_of_labelled_deployments_name_the_annotation() {
         let mut object = site_deployment();
-        object["metadata"]["annotations"]["cache-buster.io/provider"] = json!("akamai");
+        object["metadata"]["annotations"]["cache-buster.io/provider"] = json!("keycdn");
         assert!(
             rejection(evaluate_deployment("CREATE", &object))
-                .starts_with("annotation cache-buster.io/provider: \"akamai\"")
+                .starts_with("annotation cache-buster.io/provider: \"keycdn\"")
         );
     }
 

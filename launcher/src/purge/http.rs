@@ -207,6 +207,23 @@ impl Client {
         for (name, value) in &request.headers {
             builder = builder.header(*name, value);
         }
+        // EdgeGrid signs each try anew: its timestamp and nonce are fresh.
+        if let Some(signer) = &request.signed_by {
+            let url = reqwest::Url::parse(&request.url).map_err(|error| error.to_string())?;
+            let path = match url.query() {
+                Some(query) => format!("{}?{query}", url.path()),
+                None => url.path().to_owned(),
+            };
+            let authorization = signer.authorization(
+                request.method,
+                url.host_str().unwrap_or_default(),
+                &path,
+                request.body.as_deref().unwrap_or_default().as_bytes(),
+                &super::edgegrid::timestamp_now(),
+                &super::edgegrid::nonce(),
+            );
+            builder = builder.header("Authorization", authorization);
+        }
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());
         }

@@ -3,16 +3,17 @@
 //! the first that fails for good, and reports the outcome.
 
 pub mod credentials;
+pub mod edgegrid;
 pub mod http;
 pub mod outcome;
 pub mod plan;
 
-use cache_buster::providers::Provider;
+use cache_buster::providers::{AkamaiOptions, Provider};
 use cache_buster::targets::PurgeTargets;
 use credentials::Credentials;
 use http::{Client, Limits, Network};
 use outcome::{Failure, Outcome, answer_excerpt, ids_in, redact};
-use plan::WebhookContext;
+use plan::{Options, WebhookContext};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -22,6 +23,7 @@ pub struct PurgeJob {
     pub provider: Provider,
     pub targets: PurgeTargets,
     pub cloudflare_batch_size: usize,
+    pub akamai: AkamaiOptions,
     pub webhook: WebhookContext,
     /// Where the Secret is mounted, and its name (for the messages).
     pub credentials_dir: PathBuf,
@@ -63,7 +65,10 @@ fn dry_run(job: &PurgeJob) -> Outcome {
         job.provider,
         &job.targets,
         &credentials,
-        job.cloudflare_batch_size,
+        &Options {
+            cloudflare_batch_size: job.cloudflare_batch_size,
+            akamai: job.akamai,
+        },
         &job.webhook,
     ) {
         Ok(requests) => {
@@ -116,7 +121,10 @@ pub async fn run(job: &PurgeJob) -> Outcome {
         job.provider,
         &job.targets,
         &credentials,
-        job.cloudflare_batch_size,
+        &Options {
+            cloudflare_batch_size: job.cloudflare_batch_size,
+            akamai: job.akamai,
+        },
         &job.webhook,
     ) {
         Ok(requests) => requests,

@@ -217,7 +217,12 @@ pub fn ids_in(answer: &str) -> Vec<String> {
     if let Some(id) = value.pointer("/result/id").and_then(text) {
         return vec![id];
     }
-    if let Some(id) = value.get("id").and_then(text) {
+    // Cloudflare's and Fastly's `id`, Akamai's `purgeId`.
+    if let Some(id) = value
+        .get("id")
+        .or_else(|| value.get("purgeId"))
+        .and_then(text)
+    {
         return vec![id];
     }
     match value.as_object() {
@@ -250,6 +255,12 @@ mod tests {
         assert_eq!(
             ids_in(r#"{"shop":"108-1","blog":"108-2"}"#),
             ["108-2", "108-1"]
+        );
+        assert_eq!(
+            ids_in(
+                r#"{"httpStatus":201,"detail":"Request accepted","estimatedSeconds":5,"purgeId":"e535071c-26b2-11e7-94d7-276f2f54d938","supportId":"17PY1492793544958045-219026624"}"#
+            ),
+            ["e535071c-26b2-11e7-94d7-276f2f54d938"]
         );
         assert_eq!(ids_in(r#"{"status":"ok"}"#), Vec::<String>::new());
         assert_eq!(ids_in("accepted"), Vec::<String>::new());

@@ -3,7 +3,10 @@
 //! same targets and credentials always give the same requests.
 
 use super::credentials::Credentials;
-use cache_buster::providers::{FASTLY_SURROGATE_KEYS_PER_REQUEST, Provider, WebhookPayload};
+use super::edgegrid::EdgeGrid;
+use cache_buster::providers::{
+    AkamaiOptions, FASTLY_SURROGATE_KEYS_PER_REQUEST, Provider, WebhookPayload,
+};
 use cache_buster::targets::PurgeTargets;
 use std::time::Duration;
 
@@ -30,6 +33,8 @@ pub struct PlannedRequest {
     /// Sent at least this long after the request before it: a CDN's
     /// documented rate (Bunny's), kept rather than met with 429s.
     pub gap: Duration,
+    /// Signed with EdgeGrid on each try (Akamai).
+    pub signed_by: Option<EdgeGrid>,
 }
 
 impl PlannedRequest {
@@ -122,7 +127,15 @@ fn json_request(
         body: Some(body.to_string()),
         purges,
         gap: Duration::ZERO,
+        signed_by: None,
     }
+}
+
+/// The providers' options, from the settings through the argv.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    pub cloudflare_batch_size: usize,
+    pub akamai: AkamaiOptions,
 }
 
 /// The requests for `provider`, in the order SPEC §5 gives.
@@ -130,18 +143,19 @@ pub fn plan(
     provider: Provider,
     targets: &PurgeTargets,
     credentials: &Credentials,
-    cloudflare_batch_size: usize,
+    options: &Options,
     webhook: &WebhookContext,
 ) -> Result<Vec<PlannedRequest>, Unsupported> {
     match provider {
         Provider::Cloudflare => Ok(cloudflare(
             targets,
             credentials,
-            cloudflare_batch_size.max(1),
+            options.cloudflare_batch_size.max(1),
         )),
         Provider::Fastly => fastly(targets, credentials),
         Provider::Webhook => Ok(vec![webhook_request(targets, credentials, webhook)]),
         Provider::Bunny => bunny(targets, credentials),
+        Provider::Akamai => akamai(targets, credentials, options.akamai),
     }
 }
 
@@ -221,6 +235,7 @@ fn fastly(
             body: None,
             purges: Purges::whole("everything"),
             gap: Duration::ZERO,
+            signed_by: None,
         }]);
     }
     let mut requests: Vec<PlannedRequest> = targets
@@ -233,6 +248,7 @@ fn fastly(
             body: None,
             purges: counted(keys.len(), "surrogate key", "surrogate keys"),
             gap: Duration::ZERO,
+            signed_by: None,
         })
         .collect();
     for url in &targets.urls {
@@ -243,6 +259,7 @@ fn fastly(
             body: None,
             purges: counted(1, "URL", "URLs"),
             gap: Duration::ZERO,
+            signed_by: None,
         });
     }
     Ok(requests)
@@ -274,6 +291,7 @@ fn bunny(
             body: None,
             purges: Purges::whole("everything"),
             gap: BUNNY_WILDCARD_GAP,
+            signed_by: None,
         }]);
     }
     let by_url = |url: &str, purges: Purges, gap: Duration| PlannedRequest {
@@ -283,6 +301,7 @@ fn bunny(
         body: None,
         purges,
         gap,
+        signed_by: None,
     };
     let mut requests: Vec<PlannedRequest> = targets
         .urls
@@ -306,6 +325,86 @@ fn bunny(
         )
     }));
     Ok(requests)
+}
+
+/// Fast Purge: `{"objects":[…]}` of one type (URLs, then tags) a request,
+/// each body at most this many bytes.
+pub const AKAMAI_MAX_BODY: usize = 50_000;
+
+/// URLs, then tags, in bodies of at most 50,000 bytes, each request signed
+/// with EdgeGrid on every try.
+fn akamai(
+    targets: &PurgeTargets,
+    credentials: &Credentials,
+    options: AkamaiOptions,
+) -> Result<Vec<PlannedRequest>, Unsupported> {
+    let unsupported = |what| Unsupported {
+        provider: "akamai",
+        what,
+    };
+    if targets.everything {
+        return Err(unsupported("everything"));
+    }
+    if !targets.prefixes.is_empty() {
+        return Err(unsupported("URL prefixes"));
+    }
+    if !targets.hosts.is_empty() {
+        return Err(unsupported("host names"));
+    }
+    let signer = EdgeGrid {
+        client_token: credentials.value("AKAMAI_CLIENT_TOKEN").to_owned(),
+        client_secret: credentials.value("AKAMAI_CLIENT_SECRET").to_owned(),
+        access_token: credentials.value("AKAMAI_ACCESS_TOKEN").to_owned(),
+    };
+    // The host as the .edgerc gives it, with or without its scheme.
+    let host = without_scheme(credentials.value("AKAMAI_HOST")).trim_end_matches('/');
+    let mut requests = Vec::new();
+    for (kind, items, one, many) in [
+        ("url", &targets.urls, "URL", "URLs"),
+        ("tag", &targets.tags, "tag", "tags"),
+    ] {
+        for batch in by_body_size(items, AKAMAI_MAX_BODY) {
+            requests.push(PlannedRequest {
+                signed_by: Some(signer.clone()),
+                ..json_request(
+                    format!(
+                        "https://{}/ccu/v3/{}/{kind}/{}",
+                        host,
+                        options.action.name(),
+                        options.network.name()
+                    ),
+                    Vec::new(),
+                    serde_json::json!({ "objects": batch }),
+                    counted(batch.len(), one, many),
+                )
+            });
+        }
+    }
+    Ok(requests)
+}
+
+/// Consecutive runs of `items` whose `{"objects":[…]}` body stays within
+/// `limit` bytes (an item alone larger than that still goes, alone).
+fn by_body_size(items: &[String], limit: usize) -> Vec<&[String]> {
+    const ENVELOPE: usize = r#"{"objects":[]}"#.len();
+    let mut batches = Vec::new();
+    let (mut start, mut size) = (0, ENVELOPE);
+    for (index, item) in items.iter().enumerate() {
+        // The item quoted (JSON-escaped), and a comma before all but the first.
+        let item_size =
+            serde_json::Value::from(item.as_str()).to_string().len() + usize::from(index > start);
+        if index > start && size + item_size > limit {
+            batches.push(&items[start..index]);
+            start = index;
+            size = ENVELOPE + item_size - 1;
+        } else {
+            size += item_size;
+        }
+    }
+    if start < items.len() {
+        batches.push(&items[start..]);
+    }
+    batches
 }
 
 fn webhook_request(
@@ -380,6 +479,13 @@ mod tests {
             .collect()
     }
 
+    fn options(cloudflare_batch_size: usize) -> Options {
+        Options {
+            cloudflare_batch_size,
+            ..Options::default()
+        }
+    }
+
     /// The plan with the default batch size and no webhook context.
     fn planned(
         provider: Provider,
@@ -390,7 +496,7 @@ mod tests {
             provider,
             targets,
             credentials,
-            30,
+            &options(30),
             &WebhookContext::default(),
         )
     }
@@ -423,7 +529,7 @@ mod tests {
             Provider::Bunny,
             &targets,
             &bunny_credentials(),
-            30,
+            &options(30),
             &WebhookContext::default(),
         )
         .unwrap();
@@ -478,7 +584,7 @@ mod tests {
             Provider::Bunny,
             &everything,
             &bunny_credentials(),
-            30,
+            &options(30),
             &WebhookContext::default(),
         )
         .unwrap();
@@ -497,7 +603,7 @@ mod tests {
                 Provider::Bunny,
                 &hosts,
                 &bunny_credentials(),
-                30,
+                &options(30),
                 &WebhookContext::default()
             ),
             Err(Unsupported {
@@ -505,6 +611,158 @@ mod tests {
                 what: "host names"
             })
         );
+    }
+
+    fn akamai_credentials() -> Credentials {
+        credentials(&[
+            ("AKAMAI_HOST", "https://akab-test.luna.akamaiapis.net/"),
+            ("AKAMAI_CLIENT_TOKEN", "akab-client-token"),
+            ("AKAMAI_CLIENT_SECRET", "s3cret"),
+            ("AKAMAI_ACCESS_TOKEN", "akab-access-token"),
+        ])
+    }
+
+    #[test]
+    fn akamai_sends_urls_then_tags_each_request_signed() {
+        let targets = PurgeTargets {
+            urls: vec!["https://www.example.com/".into()],
+            tags: vec!["shop".into(), "blog".into()],
+            ..PurgeTargets::default()
+        };
+        let delete_on_staging = Options {
+            akamai: AkamaiOptions {
+                action: cache_buster::providers::AkamaiAction::Delete,
+                network: cache_buster::providers::AkamaiNetwork::Staging,
+            },
+            ..options(30)
+        };
+        let requests = plan(
+            Provider::Akamai,
+            &targets,
+            &akamai_credentials(),
+            &delete_on_staging,
+            &WebhookContext::default(),
+        )
+        .unwrap();
+        let seen: Vec<(&str, Option<&str>)> = requests
+            .iter()
+            .map(|r| (r.url.as_str(), r.body.as_deref()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (
+                    "https://akab-test.luna.akamaiapis.net/ccu/v3/delete/url/staging",
+                    Some(r#"{"objects":["https://www.example.com/"]}"#)
+                ),
+                (
+                    "https://akab-test.luna.akamaiapis.net/ccu/v3/delete/tag/staging",
+                    Some(r#"{"objects":["shop","blog"]}"#)
+                ),
+            ]
+        );
+        // The secret travels only as the signer's key, never as a header.
+        assert!(requests.iter().all(|r| r.signed_by.is_some()));
+        assert!(
+            requests
+                .iter()
+                .all(|r| r.headers.iter().all(|(_, value)| !value.contains("s3cret")))
+        );
+        let defaults = planned(Provider::Akamai, &targets, &akamai_credentials()).unwrap();
+        assert!(
+            defaults[0]
+                .url
+                .ends_with("/ccu/v3/invalidate/url/production")
+        );
+    }
+
+    #[test]
+    fn akamai_bodies_stay_within_50000_bytes() {
+        let targets = PurgeTargets {
+            urls: urls(2000),
+            ..PurgeTargets::default()
+        };
+        let requests = planned(Provider::Akamai, &targets, &akamai_credentials()).unwrap();
+        assert!(requests.len() > 1, "{} requests", requests.len());
+        let mut sent = Vec::new();
+        for request in &requests {
+            let body = request.body.as_deref().unwrap();
+            assert!(body.len() <= AKAMAI_MAX_BODY, "{} bytes", body.len());
+            let value: serde_json::Value = serde_json::from_str(body).unwrap();
+            sent.extend(
+                value["objects"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|url| url.as_str().unwrap().to_owned()),
+            );
+        }
+        // Every URL once, in order; and each batch as full as the limit allows.
+        assert_eq!(sent, targets.urls);
+        for pair in requests.windows(2) {
+            let body = pair[0].body.as_deref().unwrap();
+            let next: serde_json::Value =
+                serde_json::from_str(pair[1].body.as_deref().unwrap()).unwrap();
+            let next_quoted = next["objects"][0].to_string();
+            assert!(
+                body.len() + 1 + next_quoted.len() > AKAMAI_MAX_BODY,
+                "the next URL would have fit in a body of {} bytes",
+                body.len()
+            );
+        }
+    }
+
+    #[test]
+    fn akamai_batches_at_the_exact_limit() {
+        // Two items that fill 50,000 bytes exactly go together; one byte
+        // more and the second goes alone.
+        let envelope = r#"{"objects":[]}"#.len();
+        let half = |extra: usize| {
+            let first = "a".repeat((AKAMAI_MAX_BODY - envelope - 1) / 2 - 2);
+            let second = "b".repeat(AKAMAI_MAX_BODY - envelope - 1 - first.len() - 4 + extra);
+            vec![first, second]
+        };
+        let fits = half(0);
+        assert_eq!(by_body_size(&fits, AKAMAI_MAX_BODY).len(), 1);
+        let body = serde_json::json!({ "objects": fits }).to_string();
+        assert_eq!(body.len(), AKAMAI_MAX_BODY);
+        assert_eq!(by_body_size(&half(1), AKAMAI_MAX_BODY).len(), 2);
+        assert!(by_body_size(&[], AKAMAI_MAX_BODY).is_empty());
+    }
+
+    #[test]
+    fn akamai_refuses_what_fast_purge_has_no_request_for() {
+        for (targets, what) in [
+            (
+                PurgeTargets {
+                    everything: true,
+                    ..PurgeTargets::default()
+                },
+                "everything",
+            ),
+            (
+                PurgeTargets {
+                    prefixes: vec!["www.example.com/blog".into()],
+                    ..PurgeTargets::default()
+                },
+                "URL prefixes",
+            ),
+            (
+                PurgeTargets {
+                    hosts: vec!["www.example.com".into()],
+                    ..PurgeTargets::default()
+                },
+                "host names",
+            ),
+        ] {
+            assert_eq!(
+                planned(Provider::Akamai, &targets, &akamai_credentials()),
+                Err(Unsupported {
+                    provider: "akamai",
+                    what
+                })
+            );
+        }
     }
 
     #[test]
@@ -651,7 +909,14 @@ mod tests {
             job_name: "shop-cache-buster-b4612648a6".into(),
         };
         let without = credentials(&[("WEBHOOK_URL", "https://hooks.example.test/purge")]);
-        let requests = plan(Provider::Webhook, &targets, &without, 30, &context).unwrap();
+        let requests = plan(
+            Provider::Webhook,
+            &targets,
+            &without,
+            &options(30),
+            &context,
+        )
+        .unwrap();
         assert_eq!(requests.len(), 1);
         assert_eq!(requests[0].url, "https://hooks.example.test/purge");
         assert!(
@@ -673,7 +938,7 @@ mod tests {
             ("WEBHOOK_URL", "https://hooks.example.test/purge"),
             ("WEBHOOK_TOKEN", "s3cret"),
         ]);
-        let requests = plan(Provider::Webhook, &targets, &with, 30, &context).unwrap();
+        let requests = plan(Provider::Webhook, &targets, &with, &options(30), &context).unwrap();
         assert!(
             requests[0]
                 .headers
