@@ -191,7 +191,7 @@ apply_patch_to() {
 
 @test "an unknown provider is rejected" {
   evaluate create-unknown-provider.json
-  assert_rejected_with 'annotation cache-buster.io/provider: "keycdn" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai'
+  assert_rejected_with 'annotation cache-buster.io/provider: "keycdn" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http'
 }
 
 @test "a Deployment without purge target is rejected" {
@@ -329,6 +329,18 @@ apply_patch_to() {
     "$FIXTURES/create-labelled.json" >"$BATS_TEST_TMPDIR/akamai-everything.json"
   evaluate "$BATS_TEST_TMPDIR/akamai-everything.json"
   assert_rejected_with 'annotation cache-buster.io/everything: provider akamai cannot purge everything; expected only cache-buster.io/urls, cache-buster.io/tags with this provider'
+}
+
+@test "http purges the caches behind a Service: the purge reads the API, and the Service must be named" {
+  jq '.request.object.metadata.annotations += {"cache-buster.io/provider": "http", "cache-buster.io/http-service": "varnish:purge", "cache-buster.io/tags": "shop"}' \
+    "$FIXTURES/create-labelled.json" >"$BATS_TEST_TMPDIR/http.json"
+  evaluate "$BATS_TEST_TMPDIR/http.json"
+  [ "$(purge_args | jq -c '[.[] | select(test("^--(provider|namespace|http-[a-z-]+)="))]')" = '["--provider=http","--namespace=web","--http-service=varnish:purge","--http-method=PURGE","--http-tag-header=xkey"]' ]
+  [ "$(stamped_job | jq -r '.spec.template.spec.containers[0].volumeMounts | map(.mountPath) | join(" ")')" = '/var/run/secrets/cache-buster /var/run/secrets/kubernetes.io/serviceaccount' ]
+  jq '.request.object.metadata.annotations += {"cache-buster.io/provider": "http"}' \
+    "$FIXTURES/create-labelled.json" >"$BATS_TEST_TMPDIR/http-no-service.json"
+  evaluate "$BATS_TEST_TMPDIR/http-no-service.json"
+  assert_rejected_with 'annotation cache-buster.io/http-service is missing: provider http purges the caches behind a Service; expected <service>[:<port>]'
 }
 
 @test "no secret value is in the Job: the program reads the mounted Secret" {

@@ -10,6 +10,7 @@
 #     which is what Flux applies;
 #   - the Job the policy generates for each provider, taken from what the
 #     real policy.wasm stamps (through KWCTL, kwrun or kwctl).
+#   - the deploy/site-http component (its Role's rules checked too);
 #   - docs/examples/cluster (the base with the deploy/monitoring component),
 #     and the deploy/network-policy component through docs/examples/site.
 # Custom resources have no schema there: the ClusterAdmissionPolicy is
@@ -38,6 +39,13 @@ for fixture in create-labelled create-fastly create-webhook create-cloudflare-ba
     jq -r '.patch | @base64d | fromjson | .[] | select(.path | endswith("~1job")) | .value' >"$generated/job-$fixture.json"
   [ -s "$generated/job-$fixture.json" ] || { echo "no Job stamped for $fixture" >&2; exit 1; }
 done
+# Provider http's Job: its purge container mounts the token too.
+jq '.request.object.metadata.annotations += {"cache-buster.io/provider": "http", "cache-buster.io/http-service": "varnish:purge"}' \
+  e2e-tests/fixtures/create-labelled.json >"$generated/create-http.request"
+"$kwctl" run --request-path "$generated/create-http.request" "$policy" 2>/dev/null |
+  jq -r '.patch | @base64d | fromjson | .[] | select(.path | endswith("~1job")) | .value' >"$generated/job-create-http.json"
+rm "$generated/create-http.request"
+[ -s "$generated/job-create-http.json" ] || { echo "no Job stamped for provider http" >&2; exit 1; }
 "$kwctl" run --request-path e2e-tests/fixtures/create-labelled.json --settings-path e2e-tests/settings/fastly.json "$policy" 2>/dev/null |
   jq -r '.patch | @base64d | fromjson | .[] | select(.path | endswith("~1job")) | .value' >"$generated/job-settings-fastly.json"
 
@@ -58,6 +66,31 @@ for index, document in enumerate(documents):
 PY
   rm "$generated/$name.yaml"
 done
+
+# The deploy/site-http component, as a site whose provider is http includes
+# it: the Role of deploy/site, and the Service and EndpointSlices the purge reads.
+# (kustomize takes only relative paths to a component: the site is made
+# under target/.)
+site_http=target/site-http-render
+rm -rf "$site_http" && mkdir -p "$site_http"
+printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: web\ncomponents:\n  - ../../deploy/site-http\n' \
+  >"$site_http/kustomization.yaml"
+"$venv/bin/kubectl" kustomize "$site_http" >"$generated/rendered-site-http.yaml"
+"$venv/bin/python" - "$generated/rendered-site-http.yaml" "$generated/rendered-site-http" <<'PY'
+import sys, yaml, json
+documents = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+role = next(d for d in documents if d["kind"] == "Role")
+rules = [(r["apiGroups"], r["resources"], r["verbs"]) for r in role["rules"]]
+assert rules == [
+    (["apps"], ["deployments"], ["get", "list", "watch"]),
+    ([""], ["services"], ["get"]),
+    (["discovery.k8s.io"], ["endpointslices"], ["list"]),
+], rules
+for index, document in enumerate(documents):
+    with open(f"{sys.argv[2]}-{index}-{document['kind']}.json", "w") as out:
+        json.dump(document, out)
+PY
+rm -r "$site_http" "$generated/rendered-site-http.yaml"
 
 manifests=(deploy/site/job-rbac.yaml deploy/launcher.yaml deploy/secrets/*.yaml "$generated"/*.json)
 for version in "${kubernetes_versions[@]}"; do

@@ -7,10 +7,13 @@
 //! dry-runs and re-applies always see the same result.
 
 use crate::error::{PolicyError, PolicyResult};
+use crate::http_service::{EXPECTED_SERVICE, HttpService};
 use crate::image::{ImageReference, SelectedImage, hash_input_lines, image_hash};
 use crate::job::{JobInput, build_job};
 use crate::names::{is_dns1123_label, is_dns1123_subdomain, is_label_value, job_name};
-use crate::providers::{AkamaiOptions, Provider, PurgeMode, WebhookPayload, purge_args};
+use crate::providers::{
+    AkamaiOptions, HttpOptions, Provider, PurgeMode, WebhookPayload, purge_args,
+};
 use crate::settings::Settings;
 use crate::targets::{PurgeTargets, read_boolean};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -18,7 +21,7 @@ use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
 
-use crate::keys::{CONTAINER, DRY_RUN, IMAGE_HASH, JOB, JOB_NAME, PROVIDER, SECRET};
+use crate::keys::{CONTAINER, DRY_RUN, HTTP_SERVICE, IMAGE_HASH, JOB, JOB_NAME, PROVIDER, SECRET};
 
 /// The three annotations the policy owns, in the order it writes them.
 pub fn stamp_keys(settings: &Settings) -> [String; 3] {
@@ -195,6 +198,13 @@ pub fn derive_stamp(
     let purge = PurgeTargets::from_annotations(annotations, annotation)?;
     let dry_run = read_boolean(&annotation(DRY_RUN), annotations)?;
     let mut warnings = provider.check_targets(&purge, &qualified_name, annotation)?;
+    let http_service = http_service(provider, annotations, &annotation(HTTP_SERVICE))?;
+    if provider != Provider::Http && annotations.contains_key(&annotation(HTTP_SERVICE)) {
+        warnings.push(format!(
+            "{} is read only with provider http; this Deployment's provider is {provider}",
+            annotation(HTTP_SERVICE)
+        ));
+    }
 
     let selected = selected_images(settings, deployment, annotations)?;
     warnings.extend(mutable_tag_warnings(settings, &selected));
@@ -227,6 +237,11 @@ pub fn derive_stamp(
             action: settings.akamai_action,
             network: settings.akamai_network,
         },
+        http: HttpOptions {
+            service: http_service.as_ref(),
+            method: settings.http_method,
+            tag_header: &settings.http_tag_header,
+        },
     };
     let purge_args = purge_args(mode, &purge, &webhook);
     let job = build_job(JobInput {
@@ -238,6 +253,7 @@ pub fn derive_stamp(
         job_name: &job_name,
         credentials_secret: secret,
         purge_args,
+        purge_reads_the_api: provider == Provider::Http,
     });
     let job_json = serde_json::to_string(&job)
         .map_err(|error| PolicyError::JobSerialization(error.to_string()))?;
@@ -253,6 +269,33 @@ pub fn derive_stamp(
         },
         warnings,
     ))
+}
+
+/// Provider `http` purges the caches of the Service `P/http-service` names:
+/// it needs one, and a valid one.
+fn http_service(
+    provider: Provider,
+    annotations: &BTreeMap<String, String>,
+    key: &str,
+) -> PolicyResult<Option<HttpService>> {
+    if provider != Provider::Http {
+        return Ok(None);
+    }
+    let Some(value) = annotations.get(key) else {
+        return Err(PolicyError::MissingAnnotation {
+            key: key.to_owned(),
+            provider: provider.name().to_owned(),
+            expected: EXPECTED_SERVICE.to_owned(),
+        });
+    };
+    HttpService::parse(value)
+        .map(Some)
+        .map_err(|problem| PolicyError::InvalidAnnotation {
+            key: key.to_owned(),
+            value: value.clone(),
+            problem,
+            expected: EXPECTED_SERVICE.to_owned(),
+        })
 }
 
 fn site_name<'a>(settings: &Settings, metadata: &'a ObjectMeta) -> PolicyResult<&'a str> {
@@ -777,17 +820,17 @@ mod tests {
     #[case::provider(
         "cache-buster.io/provider",
         "keycdn",
-        "annotation cache-buster.io/provider: \"keycdn\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai"
+        "annotation cache-buster.io/provider: \"keycdn\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http"
     )]
     #[case::provider_in_capitals(
         "cache-buster.io/provider",
         "Cloudflare",
-        "annotation cache-buster.io/provider: \"Cloudflare\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai (provider names are lowercase: did you mean \"cloudflare\"?)"
+        "annotation cache-buster.io/provider: \"Cloudflare\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http (provider names are lowercase: did you mean \"cloudflare\"?)"
     )]
     #[case::provider_misspelt(
         "cache-buster.io/provider",
         "fasty",
-        "annotation cache-buster.io/provider: \"fasty\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai (did you mean \"fastly\"?)"
+        "annotation cache-buster.io/provider: \"fasty\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http (did you mean \"fastly\"?)"
     )]
     #[case::secret(
         "cache-buster.io/secret",
@@ -813,6 +856,44 @@ mod tests {
         annotations[key] = json!(value);
         let error = error_of(&site(annotations, web("nginx:1.25")));
         assert!(error.starts_with(message), "{error}");
+    }
+
+    #[rstest]
+    #[case::missing(json!({}), "annotation cache-buster.io/http-service is missing: provider http purges the caches behind a Service; expected <service>[:<port>], a Service in the Deployment's namespace (a DNS-1035 label) and optionally one of its ports by number (1-65535) or name, such as varnish or varnish:http")]
+    #[case::bad_name(json!({"cache-buster.io/http-service": "Varnish"}), "annotation cache-buster.io/http-service: \"Varnish\" names no Service: \"Varnish\" is not a DNS-1035 label; expected <service>[:<port>]")]
+    #[case::bad_port(json!({"cache-buster.io/http-service": "varnish:70000"}), "annotation cache-buster.io/http-service: \"varnish:70000\" has port 70000, out of range 1-65535; expected <service>[:<port>]")]
+    fn provider_http_needs_a_cache_service(#[case] service: Value, #[case] message: &str) {
+        let mut annotations = json!({
+            "cache-buster.io/provider": "http",
+            "cache-buster.io/urls": "https://shop.example.com/",
+        });
+        annotations
+            .as_object_mut()
+            .unwrap()
+            .extend(service.as_object().unwrap().clone());
+        let error = error_of(&site(annotations, web("nginx:1.25")));
+        assert!(error.starts_with(message), "{error}");
+    }
+
+    #[test]
+    fn the_cache_service_reaches_the_argv_and_is_read_only_with_http() {
+        let (stamp, warnings) = stamp_of(&site(
+            json!({"cache-buster.io/provider": "http", "cache-buster.io/http-service": " varnish:6081 ",
+                   "cache-buster.io/urls": "https://shop.example.com/"}),
+            web("nginx:1.25"),
+        ));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert!(stamp.job_json.contains(r#""--http-service=varnish:6081""#));
+        let (_, warnings) = stamp_of(&site(
+            json!({"cache-buster.io/http-service": "varnish", "cache-buster.io/urls": "https://shop.example.com/"}),
+            web("nginx:1.25"),
+        ));
+        assert_eq!(
+            warnings,
+            [
+                "cache-buster.io/http-service is read only with provider http; this Deployment's provider is cloudflare"
+            ]
+        );
     }
 
     #[test]

@@ -56,6 +56,15 @@ pub enum PolicyError {
         expected: String,
     },
 
+    #[error(
+        "annotation {key} is missing: provider {provider} purges the caches behind a Service; expected {expected}"
+    )]
+    MissingAnnotation {
+        key: String,
+        provider: String,
+        expected: String,
+    },
+
     #[error("cannot build the companion Job: {0}")]
     JobSerialization(String),
 }

@@ -41,6 +41,9 @@ pub struct JobInput<'a> {
     pub credentials_secret: &'a str,
     /// The purge container's arguments (providers::purge_args).
     pub purge_args: Vec<String>,
+    /// Whether the purge reads the API too (provider `http` lists the
+    /// cache Service's EndpointSlices): then it gets the token as well.
+    pub purge_reads_the_api: bool,
 }
 
 /// The shortest `activeDeadlineSeconds` that leaves the Job time for all it
@@ -55,7 +58,7 @@ pub fn build_job(input: JobInput<'_>) -> Job {
     let labels = job_labels(settings, input.site, input.image_hash);
 
     // One init container waits for the stamp, then for the rollout: it
-    // alone gets the service-account token.
+    // gets the service-account token (the purge only with provider http).
     let wait_rollout = Container {
         name: WAIT_ROLLOUT_CONTAINER.to_owned(),
         command: Some(strings(&[PROGRAM])),
@@ -73,11 +76,15 @@ pub fn build_job(input: JobInput<'_>) -> Job {
         )]),
         ..restricted_container(settings)
     };
+    let mut purge_mounts = vec![read_only_mount(CREDENTIALS_VOLUME, CREDENTIALS_DIR)];
+    if input.purge_reads_the_api {
+        purge_mounts.push(read_only_mount(SERVICE_ACCOUNT_VOLUME, SERVICE_ACCOUNT_DIR));
+    }
     let purge = Container {
         name: PURGE_CONTAINER.to_owned(),
         command: Some(strings(&[PROGRAM])),
         args: Some(input.purge_args),
-        volume_mounts: Some(vec![read_only_mount(CREDENTIALS_VOLUME, CREDENTIALS_DIR)]),
+        volume_mounts: Some(purge_mounts),
         ..restricted_container(settings)
     };
 
@@ -103,8 +110,8 @@ pub fn build_job(input: JobInput<'_>) -> Job {
                 spec: Some(PodSpec {
                     restart_policy: Some("Never".to_owned()),
                     service_account_name: Some(settings.service_account_name.clone()),
-                    // Only wait-rollout gets a token, through its own
-                    // projected volume.
+                    // Only the containers that read the API get a token,
+                    // through their own projected volume.
                     automount_service_account_token: Some(false),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
@@ -288,6 +295,7 @@ mod tests {
             cloudflare_batch_size: 30,
             dry_run: false,
             akamai: Default::default(),
+            http: Default::default(),
         };
         purge_args(mode, &purge, &payload)
     }
@@ -302,6 +310,7 @@ mod tests {
             job_name: "shop-cache-buster-d568c927cb",
             credentials_secret: "cdn-credentials",
             purge_args: command(provider),
+            purge_reads_the_api: provider == Provider::Http,
         })
     }
 
@@ -536,16 +545,31 @@ mod tests {
         );
     }
 
+    fn mounts_token(container: &Container) -> bool {
+        container.volume_mounts.iter().flatten().any(|mount| {
+            mount.mount_path == "/var/run/secrets/kubernetes.io/serviceaccount"
+                && mount.read_only == Some(true)
+        })
+    }
+
+    /// Provider http's purge lists the cache Service's endpoints: it alone
+    /// of the providers reads the API.
+    #[test]
+    fn the_purge_gets_the_token_only_with_provider_http() {
+        for provider in Provider::ALL {
+            let job = job_with(&Settings::default(), provider);
+            assert_eq!(
+                mounts_token(&pod(&job).containers[0]),
+                provider == Provider::Http,
+                "{provider}"
+            );
+        }
+    }
+
     #[test]
     fn only_wait_rollout_gets_the_service_account_token() {
         let job = job();
         let pod = pod(&job);
-        let mounts_token = |container: &Container| {
-            container.volume_mounts.iter().flatten().any(|mount| {
-                mount.mount_path == "/var/run/secrets/kubernetes.io/serviceaccount"
-                    && mount.read_only == Some(true)
-            })
-        };
         assert!(pod.init_containers.iter().flatten().all(mounts_token));
         assert!(!mounts_token(&pod.containers[0]));
         let token_volume = pod

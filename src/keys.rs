@@ -23,6 +23,8 @@ pub const SECRET: &str = "secret";
 pub const CONTAINER: &str = "container";
 /// `"true"`: the purge sends nothing and reports what it would have sent.
 pub const DRY_RUN: &str = "dry-run";
+/// Provider `http`: the cache Service, `<service>[:<port>]`.
+pub const HTTP_SERVICE: &str = "http-service";
 
 // SPEC §3.4: the three annotations the policy writes (the hash is also a
 // label of the Job, SPEC §4).
@@ -79,7 +81,17 @@ mod tests {
     #[test]
     fn the_readme_names_every_annotation() {
         let read = [
-            SITE, URLS, PREFIXES, HOSTS, TAGS, EVERYTHING, PROVIDER, SECRET, CONTAINER, DRY_RUN,
+            SITE,
+            URLS,
+            PREFIXES,
+            HOSTS,
+            TAGS,
+            EVERYTHING,
+            PROVIDER,
+            HTTP_SERVICE,
+            SECRET,
+            CONTAINER,
+            DRY_RUN,
         ]
         .map(|name| prefixed(DEFAULT_PREFIX, name));
         assert_eq!(documented("| annotation | meaning |"), read);

@@ -8,6 +8,7 @@
 //! themselves are the program's (launcher/src/purge/plan.rs).
 
 use crate::error::{PolicyError, PolicyResult};
+use crate::http_service::{DEFAULT_TAG_HEADER, HttpMethod, HttpService};
 use crate::keys;
 use crate::targets::PurgeTargets;
 use serde::{Deserialize, Serialize};
@@ -30,15 +31,17 @@ pub enum Provider {
     Webhook,
     Bunny,
     Akamai,
+    Http,
 }
 
 impl Provider {
-    pub const ALL: [Provider; 5] = [
+    pub const ALL: [Provider; 6] = [
         Provider::Cloudflare,
         Provider::Fastly,
         Provider::Webhook,
         Provider::Bunny,
         Provider::Akamai,
+        Provider::Http,
     ];
 
     pub fn name(self) -> &'static str {
@@ -48,6 +51,7 @@ impl Provider {
             Provider::Webhook => "webhook",
             Provider::Bunny => "bunny",
             Provider::Akamai => "akamai",
+            Provider::Http => "http",
         }
     }
 
@@ -103,13 +107,19 @@ impl Provider {
                 "AKAMAI_CLIENT_SECRET",
                 "AKAMAI_ACCESS_TOKEN",
             ],
+            // The caches are the site's own: `P/http-service` names them.
+            Provider::Http => &[],
         }
     }
 
     /// Those of `secret_keys` the Secret may leave out.
     pub fn optional_secret_keys(self) -> &'static [&'static str] {
         match self {
-            Provider::Cloudflare | Provider::Fastly | Provider::Bunny | Provider::Akamai => &[],
+            Provider::Cloudflare
+            | Provider::Fastly
+            | Provider::Bunny
+            | Provider::Akamai
+            | Provider::Http => &[],
             Provider::Webhook => &["WEBHOOK_TOKEN"],
         }
     }
@@ -125,12 +135,15 @@ impl Provider {
             Provider::Bunny => &[keys::URLS, keys::PREFIXES, keys::TAGS],
             // Fast Purge by URL and by cache tag (by CP code: a later addition).
             Provider::Akamai => &[keys::URLS, keys::TAGS],
+            // `PURGE <path>` to each cache, tags in one header.
+            Provider::Http => &[keys::URLS, keys::TAGS],
         }
     }
 
-    /// Whether `everything` can be purged: Fast Purge has no such request.
+    /// Whether `everything` can be purged: Fast Purge has no such request,
+    /// and a self-hosted cache none that every cache understands.
     fn purges_everything(self) -> bool {
-        self != Provider::Akamai
+        !matches!(self, Provider::Akamai | Provider::Http)
     }
 
     /// SPEC §2: a target the provider cannot purge, or no target at all (the
@@ -250,6 +263,27 @@ pub struct PurgeMode<'a> {
     /// `P/dry-run`: send nothing, report what would have been sent.
     pub dry_run: bool,
     pub akamai: AkamaiOptions,
+    pub http: HttpOptions<'a>,
+}
+
+/// Provider `http`'s request: to which Service's caches, with which method,
+/// tags in which header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpOptions<'a> {
+    /// `P/http-service`; the policy stamps provider `http` only with one.
+    pub service: Option<&'a HttpService>,
+    pub method: HttpMethod,
+    pub tag_header: &'a str,
+}
+
+impl Default for HttpOptions<'_> {
+    fn default() -> Self {
+        HttpOptions {
+            service: None,
+            method: HttpMethod::Purge,
+            tag_header: DEFAULT_TAG_HEADER,
+        }
+    }
 }
 
 /// Fast Purge's request: invalidate (serve stale while revalidating) or
@@ -307,6 +341,7 @@ pub fn purge_args(
         cloudflare_batch_size,
         dry_run,
         akamai,
+        http,
     } = mode;
     let mut args = vec![
         "purge".to_owned(),
@@ -336,6 +371,17 @@ pub fn purge_args(
             format!("--akamai-action={}", akamai.action.name()),
             format!("--akamai-network={}", akamai.network.name()),
         ]),
+        // The Service is looked up in the site's namespace.
+        Provider::Http => {
+            args.push(format!("--namespace={}", webhook.namespace));
+            if let Some(service) = http.service {
+                args.push(format!("--http-service={service}"));
+            }
+            args.push(format!("--http-method={}", http.method.name()));
+            if !purge.tags.is_empty() {
+                args.push(format!("--http-tag-header={}", http.tag_header));
+            }
+        }
         // What the webhook is told besides the targets.
         Provider::Webhook => args.extend([
             format!("--site={}", webhook.site),
@@ -378,7 +424,12 @@ mod tests {
                         }
                     })
                     .collect();
-                (provider.name().to_owned(), keys.join(", "))
+                let keys = if keys.is_empty() {
+                    "none".to_owned()
+                } else {
+                    keys.join(", ")
+                };
+                (provider.name().to_owned(), keys)
             })
             .collect();
         assert_eq!(documented, expected);
@@ -417,6 +468,7 @@ mod tests {
             cloudflare_batch_size: 30,
             dry_run: false,
             akamai: AkamaiOptions::default(),
+            http: HttpOptions::default(),
         }
     }
 
@@ -490,6 +542,44 @@ mod tests {
         );
     }
 
+    /// Provider http: the namespace and the Service to look the caches up
+    /// in, the method, and the tag header only when there are tags.
+    #[test]
+    fn the_http_purge_names_its_service_and_method() {
+        let service = HttpService::parse("varnish:http").unwrap();
+        let mut purge = PurgeTargets {
+            urls: urls(1),
+            ..PurgeTargets::default()
+        };
+        let http = PurgeMode {
+            http: HttpOptions {
+                service: Some(&service),
+                method: HttpMethod::Ban,
+                tag_header: "Surrogate-Key",
+            },
+            ..mode(Provider::Http)
+        };
+        assert_eq!(
+            purge_args(http, &purge, &payload(&purge)),
+            [
+                "purge",
+                "--provider=http",
+                "--secret=cdn-credentials",
+                "--url=https://www.example.com/0",
+                "--namespace=web",
+                "--http-service=varnish:http",
+                "--http-method=BAN",
+                "--budget-seconds=180"
+            ]
+        );
+        purge.tags = vec!["shop".into()];
+        let args = purge_args(http, &purge, &payload(&purge));
+        assert!(
+            args.contains(&"--http-tag-header=Surrogate-Key".to_owned()),
+            "{args:?}"
+        );
+    }
+
     #[test]
     fn the_webhook_is_told_the_site_the_image_and_the_job() {
         let purge = PurgeTargets {
@@ -545,6 +635,10 @@ mod tests {
         "annotation cache-buster.io/hosts: provider bunny cannot purge by host name; expected only cache-buster.io/urls, cache-buster.io/prefixes, cache-buster.io/tags, cache-buster.io/everything (\"true\") with this provider")]
     #[case::akamai_everything(Provider::Akamai, PurgeTargets { everything: true, ..Default::default() },
         "annotation cache-buster.io/everything: provider akamai cannot purge everything; expected only cache-buster.io/urls, cache-buster.io/tags with this provider")]
+    #[case::http_everything(Provider::Http, PurgeTargets { everything: true, ..Default::default() },
+        "annotation cache-buster.io/everything: provider http cannot purge everything; expected only cache-buster.io/urls, cache-buster.io/tags with this provider")]
+    #[case::http_hosts(Provider::Http, PurgeTargets { hosts: vec!["a.example".into()], ..Default::default() },
+        "annotation cache-buster.io/hosts: provider http cannot purge by host name; expected only cache-buster.io/urls, cache-buster.io/tags with this provider")]
     #[case::akamai_prefixes(Provider::Akamai, PurgeTargets { prefixes: vec!["a.example/b".into()], ..Default::default() },
         "annotation cache-buster.io/prefixes: provider akamai cannot purge by URL prefix; expected only cache-buster.io/urls, cache-buster.io/tags with this provider")]
     #[case::fastly_nothing(

@@ -1,6 +1,7 @@
 //! Policy settings (SPEC §6): every default is here, every value is checked
 //! by `Validatable::validate`, and unknown keys are refused.
 
+use crate::http_service::{DEFAULT_TAG_HEADER, HttpMethod, is_header_name};
 use crate::image::ImageReference;
 use crate::keys;
 use crate::names::{is_dns1123_subdomain, is_qualified_name};
@@ -54,6 +55,10 @@ pub struct Settings {
     pub akamai_action: AkamaiAction,
     /// Fast Purge's network (provider akamai): `production` or `staging`.
     pub akamai_network: AkamaiNetwork,
+    /// The request each self-hosted cache gets (provider http).
+    pub http_method: HttpMethod,
+    /// The header that carries the tags to a self-hosted cache (provider http).
+    pub http_tag_header: String,
     pub run_as_user: i64,
     pub resources: ContainerResources,
     /// The Job pod's placement and what it carries for the cluster's
@@ -87,6 +92,8 @@ impl Default for Settings {
             cloudflare_batch_size: 30,
             akamai_action: AkamaiAction::Invalidate,
             akamai_network: AkamaiNetwork::Production,
+            http_method: HttpMethod::Purge,
+            http_tag_header: DEFAULT_TAG_HEADER.to_owned(),
             run_as_user: 65532,
             resources: ContainerResources::default(),
             image_pull_secrets: Vec::new(),
@@ -340,6 +347,14 @@ impl Validatable for Settings {
             ),
         );
 
+        check(
+            is_header_name(&self.http_tag_header),
+            format!(
+                "httpTagHeader: {:?} is not an HTTP header name; expected a token such as xkey or Surrogate-Key",
+                self.http_tag_header
+            ),
+        );
+
         problems.extend(self.resources.problems());
         problems.extend(image_pull_secret_problems(&self.image_pull_secrets));
         problems.extend(node_selector_problems(&self.node_selector));
@@ -480,6 +495,8 @@ mod tests {
             "cloudflareBatchSize": 500,
             "akamaiAction": "delete",
             "akamaiNetwork": "staging",
+            "httpMethod": "BAN",
+            "httpTagHeader": "Surrogate-Key",
             "runAsUser": 1000,
             "resources": {"requests": {"cpu": "5m", "memory": "16Mi"}, "limits": {"cpu": "1", "memory": "256Mi"}},
             "imagePullSecrets": [{"name": "registry-mirror"}],
@@ -498,12 +515,13 @@ mod tests {
 
     #[rstest]
     #[case::misspelt_key(json!({"lable": "x"}), "settings.lable: unknown field `lable`, expected one of `siteLabel`")]
-    #[case::unknown_provider(json!({"provider": "keycdn"}), "settings.provider: unknown provider \"keycdn\", expected one of cloudflare, fastly, webhook, bunny, akamai")]
-    #[case::provider_in_capitals(json!({"provider": "Fastly"}), "settings.provider: unknown provider \"Fastly\", expected one of cloudflare, fastly, webhook, bunny, akamai (provider names are lowercase: did you mean \"fastly\"?)")]
+    #[case::unknown_provider(json!({"provider": "keycdn"}), "settings.provider: unknown provider \"keycdn\", expected one of cloudflare, fastly, webhook, bunny, akamai, http")]
+    #[case::provider_in_capitals(json!({"provider": "Fastly"}), "settings.provider: unknown provider \"Fastly\", expected one of cloudflare, fastly, webhook, bunny, akamai, http (provider names are lowercase: did you mean \"fastly\"?)")]
     #[case::provider_not_a_string(json!({"provider": 3}), "settings.provider: invalid type: integer `3`, expected a string")]
     #[case::wrong_type(json!({"backoffLimit": "three"}), "settings.backoffLimit: invalid type: string \"three\"")]
     #[case::akamai_action(json!({"akamaiAction": "purge"}), "settings.akamaiAction: unknown variant `purge`, expected `invalidate` or `delete`")]
     #[case::akamai_network(json!({"akamaiNetwork": "prod"}), "settings.akamaiNetwork: unknown variant `prod`, expected `production` or `staging`")]
+    #[case::http_method(json!({"httpMethod": "purge"}), "settings.httpMethod: unknown variant `purge`, expected `PURGE` or `BAN`")]
     #[case::nested_unknown(json!({"resources": {"limits": {"gpu": "1", "cpu": "1", "memory": "1Gi"}}}), "settings.resources.limits.gpu: unknown field `gpu`, expected `cpu` or `memory`")]
     #[case::not_an_object(json!([1]), "settings: expected an object of settings")]
     #[case::a_string(json!("fastly"), "settings: expected an object of settings")]
@@ -525,6 +543,8 @@ mod tests {
     #[case::deadline_below_wait_and_purge(json!({"rolloutTimeoutSeconds": 800}), "activeDeadlineSeconds: 900 leaves the Job no time to purge: it may wait 800s (rolloutTimeoutSeconds) for its stamp and the rollout, then purge for up to 180s with its retries; set activeDeadlineSeconds to at least 980, or lower rolloutTimeoutSeconds")]
     #[case::ttl(json!({"ttlSecondsAfterFinished": -5}), "ttlSecondsAfterFinished: -5 is out of range; expected 0 to 2147483647")]
     #[case::batch_zero(json!({"cloudflareBatchSize": 0}), "cloudflareBatchSize: 0 is out of range; expected 1 to 500")]
+    #[case::tag_header_space(json!({"httpTagHeader": "Surrogate Key"}), "httpTagHeader: \"Surrogate Key\" is not an HTTP header name; expected a token such as xkey or Surrogate-Key")]
+    #[case::tag_header_empty(json!({"httpTagHeader": ""}), "httpTagHeader: \"\" is not an HTTP header name; expected a token such as xkey or Surrogate-Key")]
     #[case::batch_too_big(json!({"cloudflareBatchSize": 501}), "cloudflareBatchSize: 501 is out of range; expected 1 to 500")]
     #[case::root(json!({"runAsUser": 0}), "runAsUser: 0 is out of range; expected 1 to 2147483647")]
     #[case::quantity(json!({"resources": {"limits": {"cpu": "lots", "memory": "128Mi"}}}), "resources.limits.cpu: \"lots\" is not a positive quantity")]
@@ -677,7 +697,7 @@ mod tests {
         assert_eq!(
             error,
             "settings.backoffLimit: invalid type: string \"three\", expected i64; \
-             settings.provider: unknown provider \"Fastly\", expected one of cloudflare, fastly, webhook, bunny, akamai (provider names are lowercase: did you mean \"fastly\"?); \
+             settings.provider: unknown provider \"Fastly\", expected one of cloudflare, fastly, webhook, bunny, akamai, http (provider names are lowercase: did you mean \"fastly\"?); \
              runAsUser: 0 is out of range; expected 1 to 2147483647"
         );
     }

@@ -64,6 +64,42 @@ pub struct Recorded {
 }
 
 impl Recorded {
+    /// The request as it arrived, its body read whole.
+    pub async fn of(request: Request<Incoming>) -> Result<Recorded, hyper::Error> {
+        let at = Instant::now();
+        let method = request.method().as_str().to_owned();
+        let host = request
+            .headers()
+            .get(hyper::header::HOST)
+            .and_then(|host| host.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let path = request
+            .uri()
+            .path_and_query()
+            .map(|path| path.as_str().to_owned())
+            .unwrap_or_default();
+        let headers = request
+            .headers()
+            .iter()
+            .map(|(key, value)| {
+                (
+                    key.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = request.into_body().collect().await?.to_bytes();
+        Ok(Recorded {
+            at,
+            method,
+            host,
+            path,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -204,38 +240,7 @@ async fn answer(
     state: Arc<Mutex<State>>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
-    let at = Instant::now();
-    let method = request.method().as_str().to_owned();
-    let host = request
-        .headers()
-        .get(hyper::header::HOST)
-        .and_then(|host| host.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let path = request
-        .uri()
-        .path_and_query()
-        .map(|path| path.as_str().to_owned())
-        .unwrap_or_default();
-    let headers = request
-        .headers()
-        .iter()
-        .map(|(key, value)| {
-            (
-                key.as_str().to_owned(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let body = request.into_body().collect().await?.to_bytes();
-    let recorded = Recorded {
-        at,
-        method,
-        host,
-        path,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    };
+    let recorded = Recorded::of(request).await?;
     let target = format!("{}{}", recorded.host, recorded.path);
     if recorded.host == AKAMAI_HOST
         && let Err(why) = edgegrid::verify(

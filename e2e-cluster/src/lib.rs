@@ -3,6 +3,7 @@
 //! released behind Kubewarden's policy-server, and the launcher, on loopback
 //! in a temporary directory. `tests/scenarios.rs` runs the scenarios on it.
 
+pub mod caches;
 pub mod cdn;
 pub mod cluster;
 pub mod edgegrid;

@@ -3,8 +3,9 @@
 
 use crate::purge::http::{Limits, Network};
 use crate::purge::plan::WebhookContext;
-use crate::purge::{PurgeJob, run};
+use crate::purge::{HttpJob, PurgeJob, run};
 use crate::rollout::{WaitFor, wait};
+use cache_buster::http_service::{DEFAULT_TAG_HEADER, HttpMethod, HttpService};
 use cache_buster::providers::{
     AkamaiAction, AkamaiNetwork, AkamaiOptions, CREDENTIALS_DIR, PURGE_BUDGET_SECONDS, Provider,
 };
@@ -66,7 +67,16 @@ pub struct PurgeArgs {
     /// Fast Purge's network (provider akamai)
     #[arg(long, value_parser = akamai_network, default_value = "production")]
     pub akamai_network: AkamaiNetwork,
-    /// The webhook's payload (SPEC §5)
+    /// The cache Service in --namespace (provider http): <service>[:<port>]
+    #[arg(long, value_parser = http_service)]
+    pub http_service: Option<HttpService>,
+    /// The request each cache gets (provider http)
+    #[arg(long, value_parser = http_method, default_value = "PURGE")]
+    pub http_method: HttpMethod,
+    /// The header with the tags (provider http)
+    #[arg(long, default_value = DEFAULT_TAG_HEADER)]
+    pub http_tag_header: String,
+    /// The webhook's payload (SPEC §5); --namespace also provider http's
     #[arg(long, default_value = "")]
     pub site: String,
     #[arg(long, default_value = "")]
@@ -95,6 +105,14 @@ fn akamai_action(name: &str) -> Result<AkamaiAction, String> {
 fn akamai_network(name: &str) -> Result<AkamaiNetwork, String> {
     serde_json::from_value(serde_json::Value::from(name))
         .map_err(|_| "expected production or staging".to_owned())
+}
+
+fn http_service(value: &str) -> Result<HttpService, String> {
+    HttpService::parse(value).map_err(|problem| format!("{value:?} {problem}"))
+}
+
+fn http_method(name: &str) -> Result<HttpMethod, String> {
+    HttpMethod::from_name(name).ok_or_else(|| "expected PURGE or BAN".to_owned())
 }
 
 fn provider(name: &str) -> Result<Provider, String> {
@@ -129,6 +147,11 @@ impl PurgeArgs {
             akamai: AkamaiOptions {
                 action: self.akamai_action,
                 network: self.akamai_network,
+            },
+            http: HttpJob {
+                service: self.http_service,
+                method: self.http_method,
+                tag_header: self.http_tag_header,
             },
             webhook: WebhookContext {
                 site: self.site,

@@ -122,11 +122,13 @@ fn walk(path: String, stamped: &Value, derived: &Value, out: &mut Vec<Difference
 }
 
 /// The purge and wait flags whose value a setting decides.
-const ARGS_OF_SETTINGS: [(&str, &str); 4] = [
+const ARGS_OF_SETTINGS: [(&str, &str); 6] = [
     ("--timeout-seconds", "rolloutTimeoutSeconds"),
     ("--cloudflare-batch-size", "cloudflareBatchSize"),
     ("--akamai-action", "akamaiAction"),
     ("--akamai-network", "akamaiNetwork"),
+    ("--http-method", "httpMethod"),
+    ("--http-tag-header", "httpTagHeader"),
 ];
 
 /// The setting that decides the value at this place of the Job, if one does.

@@ -6,6 +6,7 @@
 //! The only test-only inputs are the CA to trust and the address to
 //! connect to (commands.rs); the argv is the Job's.
 
+use cache_buster_e2e_cluster::caches::{Caches, EndpointsApi};
 use cache_buster_e2e_cluster::cdn::{
     AKAMAI_ACCESS_TOKEN, AKAMAI_CLIENT_SECRET, AKAMAI_CLIENT_TOKEN, AKAMAI_HOST, CdnDouble,
     Failure, Recorded,
@@ -55,6 +56,12 @@ impl Setup {
     }
 
     async fn purge(&self, credentials: &Path, args: &[&str]) -> Ran {
+        self.purge_with(credentials, args, &[]).await
+    }
+
+    /// The same, with these variables besides the test-only ones (the
+    /// kubeconfig of provider http's API).
+    async fn purge_with(&self, credentials: &Path, args: &[&str], env: &[(&str, &Path)]) -> Ran {
         let log = self.dir.path().join("termination-log");
         let _ = std::fs::remove_file(&log);
         let started = Instant::now();
@@ -68,6 +75,7 @@ impl Setup {
             .env_clear()
             .env("CACHE_BUSTER_TEST_CA_FILE", self.pki.ca_file())
             .env("CACHE_BUSTER_TEST_CONNECT_TO", self.cdn.address.to_string())
+            .envs(env.iter().copied())
             .output()
             .await
             .unwrap();
@@ -761,4 +769,193 @@ async fn akamai_refuses_a_wrong_signature_and_its_429_is_waited_out() {
         "each try has its own timestamp and nonce"
     );
     assert_eq!(ran.outcome["attempts"], 2);
+}
+
+/// Three ready caches behind the Service `web/varnish` (port `purge`), and
+/// a fourth endpoint that is not ready (terminating), whose cache runs but
+/// must get nothing.
+async fn varnish(setup: &Setup) -> (Caches, EndpointsApi) {
+    let addresses: Vec<std::net::IpAddr> = ["127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6"]
+        .iter()
+        .map(|address| address.parse().unwrap())
+        .collect();
+    let caches = Caches::start(&addresses).await.unwrap();
+    let (ready, not_ready) = caches.endpoints.split_at(3);
+    let api = EndpointsApi::start(setup.dir.path(), "web", "varnish", ready, not_ready)
+        .await
+        .unwrap();
+    (caches, api)
+}
+
+const HTTP_ARGS: [&str; 4] = [
+    "--provider=http",
+    "--namespace=web",
+    "--http-service=varnish:purge",
+    "--http-tag-header=xkey",
+];
+
+/// Provider http: the Service and its EndpointSlices are read from the API
+/// (the pod's own, here a kubeconfig), and each ready cache gets every URL
+/// with its Host, then the tags in one xkey header. No Secret is needed.
+#[tokio::test]
+async fn http_purges_every_ready_cache_behind_the_service() {
+    let setup = setup().await;
+    let (caches, api) = varnish(&setup).await;
+    let no_secret = setup.dir.path().join("no-secret");
+    let mut args = HTTP_ARGS.to_vec();
+    args.extend([
+        "--url=https://shop.example.com/a?b=1",
+        "--tag=shop",
+        "--tag=home",
+    ]);
+    let ran = setup
+        .purge_with(&no_secret, &args, &[("KUBECONFIG", &api.kubeconfig)])
+        .await;
+    assert!(ran.success, "{}", ran.output);
+    assert_eq!(
+        api.requests(),
+        [
+            "GET /api/v1/namespaces/web/services/varnish",
+            "GET /apis/discovery.k8s.io/v1/namespaces/web/endpointslices?&labelSelector=kubernetes.io%2Fservice-name%3Dvarnish",
+        ]
+    );
+    for endpoint in &caches.endpoints[..3] {
+        let got: Vec<(String, String, String, Option<String>)> = caches
+            .requests(*endpoint)
+            .iter()
+            .map(|r| {
+                (
+                    r.method.clone(),
+                    r.host.clone(),
+                    r.path.clone(),
+                    r.header("xkey").map(str::to_owned),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "PURGE".into(),
+                    "shop.example.com".into(),
+                    "/a?b=1".into(),
+                    None
+                ),
+                (
+                    "PURGE".into(),
+                    endpoint.to_string(),
+                    "/".into(),
+                    Some("shop home".into())
+                ),
+            ],
+            "{endpoint}"
+        );
+    }
+    assert!(
+        caches.requests(caches.endpoints[3]).is_empty(),
+        "the endpoint that is not ready"
+    );
+    assert_eq!(
+        ran.outcome["purged"],
+        json!(["3 URL purges", "6 tag purges"])
+    );
+    assert_eq!(ran.outcome["requests"], 6);
+
+    // BAN, as some VCLs define it, by setting.
+    let mut ban = HTTP_ARGS.to_vec();
+    ban.extend(["--http-method=BAN", "--url=https://shop.example.com/"]);
+    let ran = setup
+        .purge_with(&no_secret, &ban, &[("KUBECONFIG", &api.kubeconfig)])
+        .await;
+    assert!(ran.success, "{}", ran.output);
+    let last = caches.requests(caches.endpoints[2]);
+    assert_eq!(last.last().map(|r| r.method.as_str()), Some("BAN"));
+}
+
+/// A cache that refuses the purge fails it (each cache keeps its own
+/// objects: a purge that misses one is no purge), naming the cache and
+/// quoting its answer; a Service without that port, or with no ready
+/// endpoint, fails before anything is sent.
+#[tokio::test]
+async fn http_fails_when_a_cache_refuses_or_there_is_none() {
+    let setup = setup().await;
+    let (caches, api) = varnish(&setup).await;
+    let no_secret = setup.dir.path().join("no-secret");
+    let refusing = caches.endpoints[1];
+    caches.refuse(refusing);
+    let mut args = HTTP_ARGS.to_vec();
+    args.push("--url=https://shop.example.com/");
+    let ran = setup
+        .purge_with(&no_secret, &args, &[("KUBECONFIG", &api.kubeconfig)])
+        .await;
+    assert!(!ran.success);
+    assert_eq!(ran.outcome["failure"]["status"], 405);
+    assert_eq!(
+        ran.outcome["failure"]["request"],
+        format!("PURGE http://{refusing}/")
+    );
+    assert_eq!(ran.outcome["failure"]["answer"], "Not allowed.");
+    assert_eq!(caches.requests(refusing).len(), 1, "a 405 is not retried");
+    assert!(
+        caches.requests(caches.endpoints[2]).is_empty(),
+        "stopped at the refusal"
+    );
+
+    let mut wrong_port = args.clone();
+    wrong_port[2] = "--http-service=varnish:admin";
+    let ran = setup
+        .purge_with(&no_secret, &wrong_port, &[("KUBECONFIG", &api.kubeconfig)])
+        .await;
+    assert!(!ran.success);
+    assert_eq!(
+        ran.outcome["failure"]["error"],
+        "the cache Service web/varnish has no port admin; it has http (80), purge (6091)"
+    );
+
+    let elsewhere = setup.dir.path().join("no-ready-endpoint");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let empty = EndpointsApi::start(&elsewhere, "web", "varnish", &[], &caches.endpoints)
+        .await
+        .unwrap();
+    let ran = setup
+        .purge_with(&no_secret, &args, &[("KUBECONFIG", &empty.kubeconfig)])
+        .await;
+    assert!(!ran.success);
+    assert!(
+        ran.outcome["failure"]["error"]
+            .as_str()
+            .unwrap()
+            .ends_with("has no ready endpoint on port purge: no cache to purge"),
+        "{}",
+        ran.outcome
+    );
+}
+
+/// A dry run reads the endpoints (no Secret) and says what each cache
+/// would have been sent.
+#[tokio::test]
+async fn an_http_dry_run_lists_each_cache() {
+    let setup = setup().await;
+    let (caches, api) = varnish(&setup).await;
+    let mut args = HTTP_ARGS.to_vec();
+    args.extend(["--dry-run", "--url=https://shop.example.com/"]);
+    let ran = setup
+        .purge_with(
+            &setup.dir.path().join("no-secret"),
+            &args,
+            &[("KUBECONFIG", &api.kubeconfig)],
+        )
+        .await;
+    assert!(ran.success, "{}", ran.output);
+    let expected: Vec<String> = caches.endpoints[..3]
+        .iter()
+        .map(|endpoint| format!("PURGE http://{endpoint}/ (Host: shop.example.com)"))
+        .collect();
+    assert_eq!(ran.outcome["wouldSend"], json!(expected));
+    assert!(
+        caches
+            .endpoints
+            .iter()
+            .all(|e| caches.requests(*e).is_empty())
+    );
 }

@@ -51,6 +51,10 @@ impl Credentials {
             .copied()
             .filter(|key| !provider.optional_secret_keys().contains(key))
             .collect();
+        // A provider without keys (http) needs no Secret at all.
+        if provider.secret_keys().is_empty() {
+            return Ok(Credentials::default());
+        }
         let keys = provider.secret_keys().join(", ");
         let mounted = std::fs::read_dir(dir)
             .map(|entries| {

@@ -205,7 +205,7 @@ impl Client {
             .map_err(|error| error.to_string())?;
         let mut builder = self.http.request(method, &request.url).timeout(timeout);
         for (name, value) in &request.headers {
-            builder = builder.header(*name, value);
+            builder = builder.header(name.as_ref(), value);
         }
         // EdgeGrid signs each try anew: its timestamp and nonce are fresh.
         if let Some(signer) = &request.signed_by {

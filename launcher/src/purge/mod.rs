@@ -4,16 +4,18 @@
 
 pub mod credentials;
 pub mod edgegrid;
+pub mod endpoints;
 pub mod http;
 pub mod outcome;
 pub mod plan;
 
+use cache_buster::http_service::{HttpMethod, HttpService};
 use cache_buster::providers::{AkamaiOptions, Provider};
 use cache_buster::targets::PurgeTargets;
 use credentials::Credentials;
 use http::{Client, Limits, Network};
 use outcome::{Failure, Outcome, answer_excerpt, ids_in, redact};
-use plan::{Options, WebhookContext};
+use plan::{Options, SelfHosted, WebhookContext};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -24,6 +26,7 @@ pub struct PurgeJob {
     pub targets: PurgeTargets,
     pub cloudflare_batch_size: usize,
     pub akamai: AkamaiOptions,
+    pub http: HttpJob,
     pub webhook: WebhookContext,
     /// Where the Secret is mounted, and its name (for the messages).
     pub credentials_dir: PathBuf,
@@ -32,6 +35,44 @@ pub struct PurgeJob {
     pub network: Network,
     /// Send nothing; report what would have been sent.
     pub dry_run: bool,
+}
+
+/// Provider http's request: which Service's caches (in the webhook
+/// context's namespace), with which method, tags in which header.
+#[derive(Debug, Clone, Default)]
+pub struct HttpJob {
+    pub service: Option<HttpService>,
+    pub method: HttpMethod,
+    pub tag_header: String,
+}
+
+impl PurgeJob {
+    /// The caches to purge (provider http only): the ready endpoints of the
+    /// Service, read from the API with the pod's token.
+    async fn caches(&self) -> Result<Vec<std::net::SocketAddr>, String> {
+        if self.provider != Provider::Http {
+            return Ok(Vec::new());
+        }
+        let Some(service) = &self.http.service else {
+            return Err("provider http needs --http-service=<service>[:<port>]".to_owned());
+        };
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|error| format!("cannot reach the Kubernetes API: {error}"))?;
+        endpoints::ready_endpoints(client, &self.webhook.namespace, service).await
+    }
+
+    fn options(&self, caches: Vec<std::net::SocketAddr>) -> Options {
+        Options {
+            cloudflare_batch_size: self.cloudflare_batch_size,
+            akamai: self.akamai,
+            http: SelfHosted {
+                endpoints: caches,
+                method: self.http.method,
+                tag_header: self.http.tag_header.clone(),
+            },
+        }
+    }
 }
 
 fn failed(job: &PurgeJob, started: Instant, error: String) -> Outcome {
@@ -58,17 +99,18 @@ fn seconds(started: Instant) -> f64 {
 }
 
 /// A dry run: the same plan, with `<KEY>` for each credential, and nothing
-/// read, sent or needed.
-fn dry_run(job: &PurgeJob) -> Outcome {
+/// read (but a self-hosted cache's endpoints), sent or needed.
+async fn dry_run(job: &PurgeJob) -> Outcome {
     let credentials = Credentials::placeholders(job.provider);
+    let caches = match job.caches().await {
+        Ok(caches) => caches,
+        Err(error) => return failed(job, Instant::now(), error),
+    };
     match plan::plan(
         job.provider,
         &job.targets,
         &credentials,
-        &Options {
-            cloudflare_batch_size: job.cloudflare_batch_size,
-            akamai: job.akamai,
-        },
+        &job.options(caches),
         &job.webhook,
     ) {
         Ok(requests) => {
@@ -109,7 +151,7 @@ fn purged_by_kind<'a>(requests: impl IntoIterator<Item = &'a plan::PlannedReques
 
 pub async fn run(job: &PurgeJob) -> Outcome {
     if job.dry_run {
-        return dry_run(job);
+        return dry_run(job).await;
     }
     let started = Instant::now();
     let credentials = match Credentials::read(job.provider, &job.credentials_dir, &job.secret) {
@@ -117,14 +159,15 @@ pub async fn run(job: &PurgeJob) -> Outcome {
         Err(error) => return failed(job, started, error.to_string()),
     };
     let secrets = credentials.secrets();
+    let caches = match job.caches().await {
+        Ok(caches) => caches,
+        Err(error) => return failed(job, started, error),
+    };
     let requests = match plan::plan(
         job.provider,
         &job.targets,
         &credentials,
-        &Options {
-            cloudflare_batch_size: job.cloudflare_batch_size,
-            akamai: job.akamai,
-        },
+        &job.options(caches),
         &job.webhook,
     ) {
         Ok(requests) => requests,

@@ -4,10 +4,13 @@
 
 use super::credentials::Credentials;
 use super::edgegrid::EdgeGrid;
+use cache_buster::http_service::HttpMethod;
 use cache_buster::providers::{
     AkamaiOptions, FASTLY_SURROGATE_KEYS_PER_REQUEST, Provider, WebhookPayload,
 };
 use cache_buster::targets::PurgeTargets;
+use std::borrow::Cow;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 pub const CLOUDFLARE_API: &str = "https://api.cloudflare.com/client/v4";
@@ -25,7 +28,7 @@ pub const BUNNY_WILDCARD_GAP: Duration = Duration::from_secs(2);
 pub struct PlannedRequest {
     pub method: &'static str,
     pub url: String,
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<Header>,
     /// A JSON body.
     pub body: Option<String>,
     /// What it purges, for the outcome ("30 URLs").
@@ -108,18 +111,26 @@ pub struct Unsupported {
     pub what: &'static str,
 }
 
+/// A header's name (most are fixed, a self-hosted cache's tag header is a
+/// setting) and value.
+pub type Header = (Cow<'static, str>, String);
+
+fn header(name: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Header {
+    (name.into(), value.into())
+}
+
 fn counted(count: usize, one: &'static str, many: &'static str) -> Purges {
     Purges { count, one, many }
 }
 
 fn json_request(
     url: String,
-    headers: Vec<(&'static str, String)>,
+    headers: Vec<Header>,
     body: serde_json::Value,
     purges: Purges,
 ) -> PlannedRequest {
     let mut headers = headers;
-    headers.push(("Content-Type", "application/json".to_owned()));
+    headers.push(header("Content-Type", "application/json"));
     PlannedRequest {
         method: "POST",
         url,
@@ -132,10 +143,19 @@ fn json_request(
 }
 
 /// The providers' options, from the settings through the argv.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {
     pub cloudflare_batch_size: usize,
     pub akamai: AkamaiOptions,
+    pub http: SelfHosted,
+}
+
+/// Provider http: the caches found behind the Service, and how each is asked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SelfHosted {
+    pub endpoints: Vec<SocketAddr>,
+    pub method: HttpMethod,
+    pub tag_header: String,
 }
 
 /// The requests for `provider`, in the order SPEC §5 gives.
@@ -156,6 +176,7 @@ pub fn plan(
         Provider::Webhook => Ok(vec![webhook_request(targets, credentials, webhook)]),
         Provider::Bunny => bunny(targets, credentials),
         Provider::Akamai => akamai(targets, credentials, options.akamai),
+        Provider::Http => self_hosted(targets, &options.http),
     }
 }
 
@@ -171,7 +192,7 @@ fn cloudflare(
         path_segment(credentials.value("CLOUDFLARE_ZONE_ID"))
     );
     let auth = || {
-        vec![(
+        vec![header(
             "Authorization",
             format!("Bearer {}", credentials.value("CLOUDFLARE_API_TOKEN")),
         )]
@@ -221,12 +242,7 @@ fn fastly(
         "{FASTLY_API}/service/{}",
         path_segment(credentials.value("FASTLY_SERVICE_ID"))
     );
-    let key = || {
-        (
-            "Fastly-Key",
-            credentials.value("FASTLY_API_TOKEN").to_owned(),
-        )
-    };
+    let key = || header("Fastly-Key", credentials.value("FASTLY_API_TOKEN"));
     if targets.everything {
         return Ok(vec![PlannedRequest {
             method: "POST",
@@ -244,7 +260,7 @@ fn fastly(
         .map(|keys| PlannedRequest {
             method: "POST",
             url: format!("{service}/purge"),
-            headers: vec![key(), ("Surrogate-Key", keys.join(" "))],
+            headers: vec![key(), header("Surrogate-Key", keys.join(" "))],
             body: None,
             purges: counted(keys.len(), "surrogate key", "surrogate keys"),
             gap: Duration::ZERO,
@@ -278,7 +294,7 @@ fn bunny(
             what: "host names",
         });
     }
-    let key = || ("AccessKey", credentials.value("BUNNY_API_KEY").to_owned());
+    let key = || header("AccessKey", credentials.value("BUNNY_API_KEY"));
     let zone = format!(
         "{BUNNY_API}/pullzone/{}/purgeCache",
         path_segment(credentials.value("BUNNY_PULL_ZONE_ID"))
@@ -327,6 +343,22 @@ fn bunny(
     Ok(requests)
 }
 
+/// For the providers that purge URLs and tags only (Akamai, self-hosted
+/// caches): the first target they have no request for.
+fn only_urls_and_tags(provider: &'static str, targets: &PurgeTargets) -> Result<(), Unsupported> {
+    let unsupported = |what| Err(Unsupported { provider, what });
+    if targets.everything {
+        return unsupported("everything");
+    }
+    if !targets.prefixes.is_empty() {
+        return unsupported("URL prefixes");
+    }
+    if !targets.hosts.is_empty() {
+        return unsupported("host names");
+    }
+    Ok(())
+}
+
 /// Fast Purge: `{"objects":[…]}` of one type (URLs, then tags) a request,
 /// each body at most this many bytes.
 pub const AKAMAI_MAX_BODY: usize = 50_000;
@@ -338,19 +370,7 @@ fn akamai(
     credentials: &Credentials,
     options: AkamaiOptions,
 ) -> Result<Vec<PlannedRequest>, Unsupported> {
-    let unsupported = |what| Unsupported {
-        provider: "akamai",
-        what,
-    };
-    if targets.everything {
-        return Err(unsupported("everything"));
-    }
-    if !targets.prefixes.is_empty() {
-        return Err(unsupported("URL prefixes"));
-    }
-    if !targets.hosts.is_empty() {
-        return Err(unsupported("host names"));
-    }
+    only_urls_and_tags("akamai", targets)?;
     let signer = EdgeGrid {
         client_token: credentials.value("AKAMAI_CLIENT_TOKEN").to_owned(),
         client_secret: credentials.value("AKAMAI_CLIENT_SECRET").to_owned(),
@@ -407,6 +427,62 @@ fn by_body_size(items: &[String], limit: usize) -> Vec<&[String]> {
     batches
 }
 
+/// Every cache gets, for each URL, `PURGE <path>` with the URL's `Host`,
+/// then one request with all the tags in the tag header; cache by cache.
+fn self_hosted(
+    targets: &PurgeTargets,
+    caches: &SelfHosted,
+) -> Result<Vec<PlannedRequest>, Unsupported> {
+    only_urls_and_tags("http", targets)?;
+    // The policy admits only absolute http(s) URLs: each has a host.
+    let urls: Vec<(String, String)> = targets
+        .urls
+        .iter()
+        .filter_map(|url| reqwest::Url::parse(url).ok())
+        .map(|url| {
+            let host = match (url.host_str(), url.port()) {
+                (Some(host), Some(port)) => format!("{host}:{port}"),
+                (host, None) => host.unwrap_or_default().to_owned(),
+                (None, Some(_)) => String::new(),
+            };
+            let path = match url.query() {
+                Some(query) => format!("{}?{query}", url.path()),
+                None => url.path().to_owned(),
+            };
+            (host, path)
+        })
+        .collect();
+    let request = |endpoint: &SocketAddr, path: &str, headers, purges| PlannedRequest {
+        method: caches.method.name(),
+        url: format!("http://{endpoint}{path}"),
+        headers,
+        body: None,
+        purges,
+        gap: Duration::ZERO,
+        signed_by: None,
+    };
+    let mut requests = Vec::new();
+    for endpoint in &caches.endpoints {
+        for (host, path) in &urls {
+            requests.push(request(
+                endpoint,
+                path,
+                vec![header("Host", host.clone())],
+                counted(1, "URL purge", "URL purges"),
+            ));
+        }
+        if !targets.tags.is_empty() {
+            requests.push(request(
+                endpoint,
+                "/",
+                vec![header(caches.tag_header.clone(), targets.tags.join(" "))],
+                counted(targets.tags.len(), "tag purge", "tag purges"),
+            ));
+        }
+    }
+    Ok(requests)
+}
+
 fn webhook_request(
     targets: &PurgeTargets,
     credentials: &Credentials,
@@ -428,7 +504,7 @@ fn webhook_request(
     let mut headers = Vec::new();
     // No token, no Authorization header: never `Bearer ` with nothing after it.
     if let Some(token) = credentials.optional("WEBHOOK_TOKEN") {
-        headers.push(("Authorization", format!("Bearer {token}")));
+        headers.push(header("Authorization", format!("Bearer {token}")));
     }
     json_request(
         credentials.value("WEBHOOK_URL").to_owned(),
@@ -562,7 +638,7 @@ mod tests {
         for request in &requests {
             assert_eq!(request.method, "POST");
             assert!(request.url.starts_with(BUNNY_API), "{}", request.url);
-            assert_eq!(request.headers[0], ("AccessKey", "bunny-key".to_owned()));
+            assert_eq!(request.headers[0], header("AccessKey", "bunny-key"));
         }
         assert_eq!(
             requests
@@ -730,9 +806,67 @@ mod tests {
         assert!(by_body_size(&[], AKAMAI_MAX_BODY).is_empty());
     }
 
+    fn three_caches(method: HttpMethod) -> Options {
+        Options {
+            http: SelfHosted {
+                endpoints: ["10.0.0.3:6091", "10.0.0.4:6091", "[fd00::5]:6091"]
+                    .map(|address| address.parse().unwrap())
+                    .to_vec(),
+                method,
+                tag_header: "Surrogate-Key".into(),
+            },
+            ..options(30)
+        }
+    }
+
+    /// Each cache, in turn: each URL's path with its Host, then the tags in
+    /// one header.
     #[test]
-    fn akamai_refuses_what_fast_purge_has_no_request_for() {
-        for (targets, what) in [
+    fn http_sends_each_cache_every_url_then_the_tags() {
+        let targets = PurgeTargets {
+            urls: vec![
+                "https://shop.example.com/a?b=1".into(),
+                "http://shop.example.com:8080/".into(),
+            ],
+            tags: vec!["shop".into(), "home".into()],
+            ..PurgeTargets::default()
+        };
+        let requests = plan(
+            Provider::Http,
+            &targets,
+            &Credentials::default(),
+            &three_caches(HttpMethod::Purge),
+            &WebhookContext::default(),
+        )
+        .unwrap();
+        let described: Vec<String> = requests.iter().map(PlannedRequest::describe).collect();
+        let mut expected = Vec::new();
+        for cache in ["10.0.0.3:6091", "10.0.0.4:6091", "[fd00::5]:6091"] {
+            expected.extend([
+                format!("PURGE http://{cache}/a?b=1 (Host: shop.example.com)"),
+                format!("PURGE http://{cache}/ (Host: shop.example.com:8080)"),
+                format!("PURGE http://{cache}/ (Surrogate-Key: shop home)"),
+            ]);
+        }
+        assert_eq!(described, expected);
+        assert!(requests.iter().all(|r| r.body.is_none()));
+
+        let ban = plan(
+            Provider::Http,
+            &targets,
+            &Credentials::default(),
+            &three_caches(HttpMethod::Ban),
+            &WebhookContext::default(),
+        )
+        .unwrap();
+        assert!(ban.iter().all(|r| r.method == "BAN"));
+    }
+
+    /// Fast Purge has no request for everything, prefixes or hosts, nor
+    /// has a self-hosted cache one that every cache understands.
+    #[test]
+    fn akamai_and_http_refuse_what_they_have_no_request_for() {
+        let unpurgeable = [
             (
                 PurgeTargets {
                     everything: true,
@@ -754,14 +888,31 @@ mod tests {
                 },
                 "host names",
             ),
+        ];
+        for (provider, credentials, options) in [
+            (Provider::Akamai, akamai_credentials(), options(30)),
+            (
+                Provider::Http,
+                Credentials::default(),
+                three_caches(HttpMethod::Purge),
+            ),
         ] {
-            assert_eq!(
-                planned(Provider::Akamai, &targets, &akamai_credentials()),
-                Err(Unsupported {
-                    provider: "akamai",
-                    what
-                })
-            );
+            for (targets, what) in &unpurgeable {
+                assert_eq!(
+                    plan(
+                        provider,
+                        targets,
+                        &credentials,
+                        &options,
+                        &WebhookContext::default()
+                    ),
+                    Err(Unsupported {
+                        provider: provider.name(),
+                        what
+                    }),
+                    "{provider}"
+                );
+            }
         }
     }
 
@@ -801,8 +952,8 @@ mod tests {
             assert_eq!(
                 request.headers,
                 [
-                    ("Authorization", "Bearer cf-token".to_owned()),
-                    ("Content-Type", "application/json".to_owned())
+                    header("Authorization", "Bearer cf-token"),
+                    header("Content-Type", "application/json")
                 ]
             );
         }
@@ -846,7 +997,7 @@ mod tests {
             assert!(
                 request
                     .headers
-                    .contains(&("Fastly-Key", "fastly-key".to_owned()))
+                    .contains(&header("Fastly-Key", "fastly-key"))
             );
         }
         let keys: Vec<usize> = requests
@@ -942,7 +1093,7 @@ mod tests {
         assert!(
             requests[0]
                 .headers
-                .contains(&("Authorization", "Bearer s3cret".to_owned()))
+                .contains(&header("Authorization", "Bearer s3cret"))
         );
     }
 }

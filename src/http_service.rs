@@ -1,0 +1,200 @@
+//! Provider `http` (SPEC §5): the cache Service of `P/http-service`
+//! (`<service>[:<port>]`), how its purge requests look (method, tag header),
+//! and the rules these names follow. Shared by the policy, which checks them
+//! at admission, and the purge program, which reads them from its argv.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The Service whose ready endpoints each get the purge, in the site's
+/// namespace, and which of its ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpService {
+    pub name: String,
+    /// The Service's port, by number or name; none: its only port.
+    pub port: Option<ServicePort>,
+}
+
+/// A port of a Service as `P/http-service` names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServicePort {
+    Number(u16),
+    Name(String),
+}
+
+/// What is expected of `P/http-service`, for every message about it.
+pub const EXPECTED_SERVICE: &str = "<service>[:<port>], a Service in the Deployment's namespace (a DNS-1035 label) and optionally one of its ports by number (1-65535) or name, such as varnish or varnish:http";
+
+impl HttpService {
+    /// Reads `<service>[:<port>]`; the problem, when there is one, is said
+    /// of the value (it follows the value in the message).
+    pub fn parse(value: &str) -> Result<HttpService, String> {
+        let value = value.trim();
+        let (name, port) = match value.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (value, None),
+        };
+        if !is_dns1035_label(name) {
+            return Err(format!(
+                "names no Service: {name:?} is not a DNS-1035 label"
+            ));
+        }
+        let port = match port {
+            None => None,
+            Some(digits) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+                match digits.parse::<u16>() {
+                    Ok(number) if number > 0 => Some(ServicePort::Number(number)),
+                    _ => return Err(format!("has port {digits}, out of range 1-65535")),
+                }
+            }
+            Some(name) if is_port_name(name) => Some(ServicePort::Name(name.to_owned())),
+            Some(name) => {
+                return Err(format!(
+                    "has port {name:?}, neither a number nor a port name (at most 15 of a-z, 0-9 and -, with a letter)"
+                ));
+            }
+        };
+        Ok(HttpService {
+            name: name.to_owned(),
+            port,
+        })
+    }
+}
+
+impl fmt::Display for HttpService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)?;
+        match &self.port {
+            Some(ServicePort::Number(number)) => write!(f, ":{number}"),
+            Some(ServicePort::Name(name)) => write!(f, ":{name}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The request each cache gets (setting `httpMethod`): Varnish's VCL
+/// examples and ngx_cache_purge use `PURGE`, some VCLs `BAN`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    #[default]
+    Purge,
+    Ban,
+}
+
+impl HttpMethod {
+    pub fn name(self) -> &'static str {
+        match self {
+            HttpMethod::Purge => "PURGE",
+            HttpMethod::Ban => "BAN",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<HttpMethod> {
+        [HttpMethod::Purge, HttpMethod::Ban]
+            .into_iter()
+            .find(|method| method.name() == name)
+    }
+}
+
+/// The header that carries the tags (setting `httpTagHeader`): `xkey` for
+/// Varnish's xkey vmod, `Surrogate-Key` for Souin.
+pub const DEFAULT_TAG_HEADER: &str = "xkey";
+
+/// RFC 9110 `token`: what an HTTP header name is made of.
+pub fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A Service name: at most 63 of `[a-z0-9-]`, starting with a letter and
+/// ending alphanumeric.
+fn is_dns1035_label(name: &str) -> bool {
+    crate::names::is_dns1123_label(name) && name.starts_with(|c: char| c.is_ascii_lowercase())
+}
+
+/// IANA_SVC_NAME, as apimachinery checks a port's name.
+fn is_port_name(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && name.bytes().any(|b| b.is_ascii_lowercase())
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::name_only("varnish", "varnish", None)]
+    #[case::port_number("varnish:6081", "varnish", Some(ServicePort::Number(6081)))]
+    #[case::port_name("varnish:http", "varnish", Some(ServicePort::Name("http".into())))]
+    #[case::spaces_around(" souin:http-cache ", "souin", Some(ServicePort::Name("http-cache".into())))]
+    fn services_are_read(
+        #[case] value: &str,
+        #[case] name: &str,
+        #[case] port: Option<ServicePort>,
+    ) {
+        let service = HttpService::parse(value).unwrap();
+        assert_eq!(
+            service,
+            HttpService {
+                name: name.into(),
+                port
+            }
+        );
+        assert_eq!(service.to_string(), value.trim());
+    }
+
+    #[rstest]
+    #[case::empty("", "names no Service: \"\" is not a DNS-1035 label")]
+    #[case::capitals("Varnish", "names no Service: \"Varnish\" is not a DNS-1035 label")]
+    #[case::starts_with_digit("1cache", "names no Service: \"1cache\" is not a DNS-1035 label")]
+    #[case::namespaced(
+        "varnish.web",
+        "names no Service: \"varnish.web\" is not a DNS-1035 label"
+    )]
+    #[case::port_zero("varnish:0", "has port 0, out of range 1-65535")]
+    #[case::port_too_big("varnish:65536", "has port 65536, out of range 1-65535")]
+    #[case::port_empty(
+        "varnish:",
+        "has port \"\", neither a number nor a port name (at most 15 of a-z, 0-9 and -, with a letter)"
+    )]
+    #[case::port_name_too_long(
+        "varnish:a-very-long-port-name",
+        "has port \"a-very-long-port-name\", neither a number nor a port name (at most 15 of a-z, 0-9 and -, with a letter)"
+    )]
+    #[case::two_colons(
+        "varnish:http:80",
+        "has port \"http:80\", neither a number nor a port name (at most 15 of a-z, 0-9 and -, with a letter)"
+    )]
+    fn bad_services_say_why(#[case] value: &str, #[case] problem: &str) {
+        assert_eq!(HttpService::parse(value).unwrap_err(), problem);
+    }
+
+    #[test]
+    fn header_names_are_tokens() {
+        for good in ["xkey", "Surrogate-Key", "X-Cache-Tags", "Cache_Tag"] {
+            assert!(is_header_name(good), "{good}");
+        }
+        for bad in ["", "x key", "xkey:", "tag\u{e9}"] {
+            assert!(!is_header_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn methods_are_named_as_sent() {
+        for method in [HttpMethod::Purge, HttpMethod::Ban] {
+            assert_eq!(HttpMethod::from_name(method.name()), Some(method));
+            assert_eq!(serde_json::to_value(method).unwrap(), method.name());
+        }
+        assert_eq!(HttpMethod::from_name("purge"), None);
+    }
+}
