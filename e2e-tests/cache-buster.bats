@@ -191,7 +191,7 @@ apply_patch_to() {
 
 @test "an unknown provider is rejected" {
   evaluate create-unknown-provider.json
-  assert_rejected_with 'annotation cache-buster.io/provider: "keycdn" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http'
+  assert_rejected_with 'annotation cache-buster.io/provider: "keycdn" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront'
 }
 
 @test "a Deployment without purge target is rejected" {
@@ -341,6 +341,19 @@ apply_patch_to() {
     "$FIXTURES/create-labelled.json" >"$BATS_TEST_TMPDIR/http-no-service.json"
   evaluate "$BATS_TEST_TMPDIR/http-no-service.json"
   assert_rejected_with 'annotation cache-buster.io/http-service is missing: provider http purges the caches behind a Service; expected <service>[:<port>]'
+}
+
+@test "cloudfront invalidates URLs and prefixes under the Job's name, and refuses tags" {
+  jq '.request.object.metadata.annotations += {"cache-buster.io/provider": "cloudfront", "cache-buster.io/prefixes": "shop.example.com/blog/"}' \
+    "$FIXTURES/create-labelled.json" >"$BATS_TEST_TMPDIR/cloudfront.json"
+  evaluate "$BATS_TEST_TMPDIR/cloudfront.json"
+  [ "$(purge_flag provider)" = '["cloudfront"]' ]
+  [ "$(purge_flag prefix)" = '["shop.example.com/blog/"]' ]
+  [ "$(purge_flag job-name)" = "[\"$(patched_annotation cache-buster.io/job-name)\"]" ]
+  jq '.request.object.metadata.annotations += {"cache-buster.io/provider": "cloudfront", "cache-buster.io/tags": "shop"}' \
+    "$FIXTURES/create-labelled.json" >"$BATS_TEST_TMPDIR/cloudfront-tags.json"
+  evaluate "$BATS_TEST_TMPDIR/cloudfront-tags.json"
+  assert_rejected_with 'annotation cache-buster.io/tags: provider cloudfront cannot purge by cache tag; expected only cache-buster.io/urls, cache-buster.io/prefixes, cache-buster.io/everything ("true") with this provider'
 }
 
 @test "no secret value is in the Job: the program reads the mounted Secret" {

@@ -820,17 +820,17 @@ mod tests {
     #[case::provider(
         "cache-buster.io/provider",
         "keycdn",
-        "annotation cache-buster.io/provider: \"keycdn\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http"
+        "annotation cache-buster.io/provider: \"keycdn\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront"
     )]
     #[case::provider_in_capitals(
         "cache-buster.io/provider",
         "Cloudflare",
-        "annotation cache-buster.io/provider: \"Cloudflare\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http (provider names are lowercase: did you mean \"cloudflare\"?)"
+        "annotation cache-buster.io/provider: \"Cloudflare\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront (provider names are lowercase: did you mean \"cloudflare\"?)"
     )]
     #[case::provider_misspelt(
         "cache-buster.io/provider",
         "fasty",
-        "annotation cache-buster.io/provider: \"fasty\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http (did you mean \"fastly\"?)"
+        "annotation cache-buster.io/provider: \"fasty\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront (did you mean \"fastly\"?)"
     )]
     #[case::secret(
         "cache-buster.io/secret",

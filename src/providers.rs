@@ -32,16 +32,18 @@ pub enum Provider {
     Bunny,
     Akamai,
     Http,
+    Cloudfront,
 }
 
 impl Provider {
-    pub const ALL: [Provider; 6] = [
+    pub const ALL: [Provider; 7] = [
         Provider::Cloudflare,
         Provider::Fastly,
         Provider::Webhook,
         Provider::Bunny,
         Provider::Akamai,
         Provider::Http,
+        Provider::Cloudfront,
     ];
 
     pub fn name(self) -> &'static str {
@@ -52,6 +54,7 @@ impl Provider {
             Provider::Bunny => "bunny",
             Provider::Akamai => "akamai",
             Provider::Http => "http",
+            Provider::Cloudfront => "cloudfront",
         }
     }
 
@@ -109,6 +112,13 @@ impl Provider {
             ],
             // The caches are the site's own: `P/http-service` names them.
             Provider::Http => &[],
+            // Without keys, the pod's IRSA or EKS Pod Identity credentials.
+            Provider::Cloudfront => &[
+                "CLOUDFRONT_DISTRIBUTION_ID",
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_SESSION_TOKEN",
+            ],
         }
     }
 
@@ -121,6 +131,11 @@ impl Provider {
             | Provider::Akamai
             | Provider::Http => &[],
             Provider::Webhook => &["WEBHOOK_TOKEN"],
+            Provider::Cloudfront => &[
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_SESSION_TOKEN",
+            ],
         }
     }
 
@@ -137,6 +152,8 @@ impl Provider {
             Provider::Akamai => &[keys::URLS, keys::TAGS],
             // `PURGE <path>` to each cache, tags in one header.
             Provider::Http => &[keys::URLS, keys::TAGS],
+            // Paths: a URL's, a prefix's with `*`.
+            Provider::Cloudfront => &[keys::URLS, keys::PREFIXES],
         }
     }
 
@@ -367,6 +384,8 @@ pub fn purge_args(
             args.push(format!("--cloudflare-batch-size={cloudflare_batch_size}"))
         }
         Provider::Fastly | Provider::Bunny => {}
+        // The invalidation's CallerReference: a retried pod makes no second one.
+        Provider::Cloudfront => args.push(format!("--job-name={}", webhook.job_name)),
         Provider::Akamai => args.extend([
             format!("--akamai-action={}", akamai.action.name()),
             format!("--akamai-network={}", akamai.network.name()),
@@ -580,6 +599,26 @@ mod tests {
         );
     }
 
+    /// CloudFront's CallerReference is the Job's name.
+    #[test]
+    fn cloudfront_is_told_the_job() {
+        let purge = PurgeTargets {
+            prefixes: vec!["www.example.com/blog".into()],
+            ..PurgeTargets::default()
+        };
+        assert_eq!(
+            args(Provider::Cloudfront, &purge),
+            [
+                "purge",
+                "--provider=cloudfront",
+                "--secret=cdn-credentials",
+                "--prefix=www.example.com/blog",
+                "--job-name=shop-cache-buster-d568c927cb",
+                "--budget-seconds=180"
+            ]
+        );
+    }
+
     #[test]
     fn the_webhook_is_told_the_site_the_image_and_the_job() {
         let purge = PurgeTargets {
@@ -639,6 +678,10 @@ mod tests {
         "annotation cache-buster.io/everything: provider http cannot purge everything; expected only cache-buster.io/urls, cache-buster.io/tags with this provider")]
     #[case::http_hosts(Provider::Http, PurgeTargets { hosts: vec!["a.example".into()], ..Default::default() },
         "annotation cache-buster.io/hosts: provider http cannot purge by host name; expected only cache-buster.io/urls, cache-buster.io/tags with this provider")]
+    #[case::cloudfront_tags(Provider::Cloudfront, PurgeTargets { tags: vec!["shop".into()], ..Default::default() },
+        "annotation cache-buster.io/tags: provider cloudfront cannot purge by cache tag; expected only cache-buster.io/urls, cache-buster.io/prefixes, cache-buster.io/everything (\"true\") with this provider")]
+    #[case::cloudfront_hosts(Provider::Cloudfront, PurgeTargets { hosts: vec!["a.example".into()], ..Default::default() },
+        "annotation cache-buster.io/hosts: provider cloudfront cannot purge by host name; expected only cache-buster.io/urls, cache-buster.io/prefixes, cache-buster.io/everything (\"true\") with this provider")]
     #[case::akamai_prefixes(Provider::Akamai, PurgeTargets { prefixes: vec!["a.example/b".into()], ..Default::default() },
         "annotation cache-buster.io/prefixes: provider akamai cannot purge by URL prefix; expected only cache-buster.io/urls, cache-buster.io/tags with this provider")]
     #[case::fastly_nothing(

@@ -48,7 +48,7 @@ fn recorded(shared: &Mutex<Shared>, keep: impl Fn(&Recorded) -> bool) -> Vec<Rec
 }
 
 /// Runs `answer` for each request to `listener`, until the task is aborted.
-fn serve<F>(listener: TcpListener, answer: F) -> tokio::task::JoinHandle<()>
+pub(crate) fn serve<F>(listener: TcpListener, answer: F) -> tokio::task::JoinHandle<()>
 where
     F: Fn(Recorded, SocketAddr) -> Response<Full<Bytes>> + Clone + Send + Sync + 'static,
 {
@@ -73,7 +73,11 @@ where
     })
 }
 
-fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+pub(crate) fn respond(
+    status: StatusCode,
+    content_type: &str,
+    body: String,
+) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
     if let Ok(value) = hyper::header::HeaderValue::from_str(content_type) {

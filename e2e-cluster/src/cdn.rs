@@ -8,6 +8,7 @@
 //! sandboxes trust that CA through their CA bundle and reach the double
 //! through their `/etc/hosts`. Nothing in the Job's command is rewritten.
 
+use crate::aws;
 use crate::edgegrid;
 use crate::pki::Pki;
 use anyhow::{Context as _, Result};
@@ -36,6 +37,8 @@ pub const CDN_HOSTS: &[&str] = &[
     "api.fastly.com",
     "api.bunny.net",
     AKAMAI_HOST,
+    aws::CLOUDFRONT_HOST,
+    aws::STS_HOST,
     "hooks.example.test",
     "shop.example.com",
     "blog.example.com",
@@ -149,6 +152,7 @@ struct Rule {
 struct State {
     requests: Vec<Recorded>,
     rules: Vec<Rule>,
+    cloudfront: aws::CloudFront,
 }
 
 pub struct CdnDouble {
@@ -242,6 +246,22 @@ async fn answer(
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
     let recorded = Recorded::of(request).await?;
     let target = format!("{}{}", recorded.host, recorded.path);
+    // AWS plays its own answers: signatures, STS, invalidations in progress.
+    if [aws::CLOUDFRONT_HOST, aws::STS_HOST].contains(&recorded.host.as_str()) {
+        let (status, body) = match state.lock() {
+            Ok(mut state) => {
+                state.requests.push(recorded.clone());
+                if recorded.host == aws::STS_HOST {
+                    aws::sts_answer(&recorded)
+                } else {
+                    state.cloudfront.answer(&recorded)
+                }
+            }
+            Err(_) => (500, String::new()),
+        };
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return Ok(crate::caches::respond(status, "text/xml", body));
+    }
     if recorded.host == AKAMAI_HOST
         && let Err(why) = edgegrid::verify(
             &recorded,

@@ -3,6 +3,7 @@
 //! released behind Kubewarden's policy-server, and the launcher, on loopback
 //! in a temporary directory. `tests/scenarios.rs` runs the scenarios on it.
 
+pub mod aws;
 pub mod caches;
 pub mod cdn;
 pub mod cluster;

@@ -1,6 +1,7 @@
 //! The companion Job's two commands, as the image runs them: their argv
 //! (which a person can read in the Job) and what each prints and writes.
 
+use crate::purge::aws::AwsEnvironment;
 use crate::purge::http::{Limits, Network};
 use crate::purge::plan::WebhookContext;
 use crate::purge::{HttpJob, PurgeJob, run};
@@ -153,6 +154,7 @@ impl PurgeArgs {
                 method: self.http_method,
                 tag_header: self.http_tag_header,
             },
+            aws: AwsEnvironment::read(&env),
             webhook: WebhookContext {
                 site: self.site,
                 namespace: self.namespace,

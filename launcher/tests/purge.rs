@@ -6,6 +6,7 @@
 //! The only test-only inputs are the CA to trust and the address to
 //! connect to (commands.rs); the argv is the Job's.
 
+use cache_buster_e2e_cluster::aws::{self, PodIdentityAgent};
 use cache_buster_e2e_cluster::caches::{Caches, EndpointsApi};
 use cache_buster_e2e_cluster::cdn::{
     AKAMAI_ACCESS_TOKEN, AKAMAI_CLIENT_SECRET, AKAMAI_CLIENT_TOKEN, AKAMAI_HOST, CdnDouble,
@@ -113,6 +114,13 @@ impl Ran {
             WEBHOOK_TOKEN,
             BUNNY_KEY,
             AKAMAI_CLIENT_SECRET,
+            aws::SECRET_ACCESS_KEY,
+            aws::FROM_STS.1,
+            aws::FROM_STS.2,
+            aws::FROM_AGENT.1,
+            aws::FROM_AGENT.2,
+            aws::WEB_IDENTITY_TOKEN,
+            aws::POD_IDENTITY_TOKEN,
             "hooks.example.test/s3cret",
         ] {
             assert!(
@@ -957,5 +965,228 @@ async fn an_http_dry_run_lists_each_cache() {
             .endpoints
             .iter()
             .all(|e| caches.requests(*e).is_empty())
+    );
+}
+
+const DISTRIBUTION: &str = "EDFDVBD6EXAMPLE";
+const CLOUDFRONT_JOB: &str = "--job-name=shop-cache-buster-b4612648a6";
+const CLOUDFRONT_URL: [&str; 3] = [
+    "--provider=cloudfront",
+    CLOUDFRONT_JOB,
+    "--url=https://shop.example.com/",
+];
+
+/// A file of the pod's with this token, as EKS projects it.
+fn token_file(setup: &Setup, name: &str, token: &str) -> PathBuf {
+    let file = setup.dir.path().join(name);
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    file
+}
+
+/// A Secret with the distribution, and the access keys when given.
+fn cloudfront(setup: &Setup, name: &str, keys: Option<(&str, &str)>) -> PathBuf {
+    let mut files = vec![("CLOUDFRONT_DISTRIBUTION_ID", DISTRIBUTION)];
+    if let Some((id, secret)) = keys {
+        files.extend([("AWS_ACCESS_KEY_ID", id), ("AWS_SECRET_ACCESS_KEY", secret)]);
+    }
+    setup.secret(name, &files)
+}
+
+/// The requests CloudFront got, as `METHOD path`.
+fn cloudfront_calls(setup: &Setup) -> Vec<String> {
+    setup
+        .cdn
+        .requests(aws::CLOUDFRONT_HOST)
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+/// CloudFront with the Secret's keys: one invalidation of the URLs' paths
+/// and the prefixes as wildcards, its CallerReference the Job's name, every
+/// request SigV4-signed (the double verifies each), then GetInvalidation
+/// until it is Completed; its id in the outcome. The same Job again makes
+/// no second invalidation.
+#[tokio::test]
+async fn cloudfront_invalidates_and_waits_until_completed() {
+    let setup = setup().await;
+    let secret = cloudfront(
+        &setup,
+        "cloudfront",
+        Some((aws::ACCESS_KEY_ID, aws::SECRET_ACCESS_KEY)),
+    );
+    let args = [
+        "--provider=cloudfront",
+        CLOUDFRONT_JOB,
+        "--url=https://shop.example.com/a?b=1",
+        "--prefix=shop.example.com/blog/",
+    ];
+    let ran = setup.purge(&secret, &args).await;
+    assert!(ran.success, "{}", ran.output);
+    let calls = cloudfront_calls(&setup);
+    let id = ran.outcome["ids"][0].as_str().unwrap().to_owned();
+    assert!(id.starts_with('I') && id.len() == 14, "{id}");
+    let created = format!("POST /2020-05-31/distribution/{DISTRIBUTION}/invalidation");
+    let polled = format!("GET /2020-05-31/distribution/{DISTRIBUTION}/invalidation/{id}");
+    assert_eq!(calls[0], created);
+    assert!(
+        calls.len() >= 3,
+        "created, then InProgress, then Completed: {calls:?}"
+    );
+    assert!(calls[1..].iter().all(|call| *call == polled), "{calls:?}");
+    let body = &setup.cdn.requests(aws::CLOUDFRONT_HOST)[0].body;
+    assert!(body.contains("<CallerReference>shop-cache-buster-b4612648a6</CallerReference>"));
+    assert!(body.contains("<Paths><Quantity>2</Quantity><Items><Path>/a?b=1</Path><Path>/blog/*</Path></Items></Paths>"));
+    assert_eq!(ran.outcome["purged"], json!(["2 paths"]));
+    ran.reveals_nothing();
+
+    // A retried pod: the same reference, the same invalidation.
+    let again = setup.purge(&secret, &args).await;
+    assert!(again.success, "{}", again.output);
+    assert_eq!(again.outcome["ids"][0], id.as_str());
+}
+
+/// More wildcards than CloudFront takes in progress: a second batch, which
+/// meets TooManyInvalidationsInProgress while the first runs and is
+/// retried until it fits; a wrong secret gets SignatureDoesNotMatch at once.
+#[tokio::test]
+async fn cloudfront_waits_out_too_many_invalidations_and_refuses_a_wrong_secret() {
+    let setup = setup().await;
+    let secret = cloudfront(
+        &setup,
+        "cloudfront",
+        Some((aws::ACCESS_KEY_ID, aws::SECRET_ACCESS_KEY)),
+    );
+    let prefixes: Vec<String> = (0..20)
+        .map(|i| format!("--prefix=shop.example.com/{i}/"))
+        .collect();
+    let mut args = vec!["--provider=cloudfront", CLOUDFRONT_JOB];
+    args.extend(prefixes.iter().map(String::as_str));
+    let ran = setup.purge(&secret, &args).await;
+    assert!(ran.success, "{}", ran.output);
+    let creates = cloudfront_calls(&setup)
+        .iter()
+        .filter(|call| call.starts_with("POST"))
+        .count();
+    assert!(
+        creates >= 3,
+        "the second batch was refused, then retried: {creates}"
+    );
+    assert_eq!(ran.outcome["ids"].as_array().unwrap().len(), 2);
+    assert_eq!(ran.outcome["purged"], json!(["20 paths"]));
+
+    let wrong = cloudfront(
+        &setup,
+        "cloudfront-wrong",
+        Some((aws::ACCESS_KEY_ID, "not-the-secret-key")),
+    );
+    let before = cloudfront_calls(&setup).len();
+    let ran = setup
+        .purge(
+            &wrong,
+            &[
+                "--provider=cloudfront",
+                CLOUDFRONT_JOB,
+                "--url=https://shop.example.com/",
+            ],
+        )
+        .await;
+    assert!(!ran.success);
+    assert_eq!(
+        cloudfront_calls(&setup).len(),
+        before + 1,
+        "a 403 is not retried"
+    );
+    assert_eq!(ran.outcome["failure"]["status"], 403);
+    let answer = ran.outcome["failure"]["answer"].as_str().unwrap();
+    assert!(
+        answer.contains("<Code>SignatureDoesNotMatch</Code>"),
+        "{answer}"
+    );
+}
+
+/// IRSA: no keys in the Secret; STS's AssumeRoleWithWebIdentity with the
+/// pod's role and token file gives temporary credentials, whose session
+/// token CloudFront's requests carry. A token STS refuses fails the purge.
+#[tokio::test]
+async fn cloudfront_takes_irsa_credentials_from_sts() {
+    let setup = setup().await;
+    let secret = cloudfront(&setup, "cloudfront-irsa", None);
+    let token_file = token_file(&setup, "eks-token", aws::WEB_IDENTITY_TOKEN);
+    let role = PathBuf::from(aws::ROLE_ARN);
+    let env: [(&str, &Path); 2] = [
+        ("AWS_ROLE_ARN", &role),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", &token_file),
+    ];
+    let args = CLOUDFRONT_URL;
+    let ran = setup.purge_with(&secret, &args, &env).await;
+    assert!(ran.success, "{}", ran.output);
+    let sts = setup.cdn.requests(aws::STS_HOST);
+    assert_eq!(sts.len(), 1);
+    assert!(sts[0].body.contains("Action=AssumeRoleWithWebIdentity"));
+    assert!(
+        sts[0]
+            .body
+            .contains("RoleSessionName=shop-cache-buster-b4612648a6")
+    );
+    assert!(
+        sts[0].header("authorization").is_none(),
+        "STS's call is unsigned"
+    );
+    let created = &setup.cdn.requests(aws::CLOUDFRONT_HOST)[0];
+    assert_eq!(
+        created.header("x-amz-security-token"),
+        Some(aws::FROM_STS.2)
+    );
+    ran.reveals_nothing();
+
+    std::fs::write(&token_file, "a-forged-token").unwrap();
+    let ran = setup.purge_with(&secret, &args, &env).await;
+    assert!(!ran.success);
+    let error = ran.outcome["failure"]["error"].as_str().unwrap();
+    assert!(error.starts_with("STS AssumeRoleWithWebIdentity for arn:aws:iam::111122223333:role/cache-buster (IRSA) failed: HTTP 400"), "{error}");
+    assert!(error.contains("InvalidIdentityToken"), "{error}");
+}
+
+/// EKS Pod Identity: the agent's URL and token file give temporary
+/// credentials; with neither that nor IRSA nor keys, the purge says what
+/// is missing.
+#[tokio::test]
+async fn cloudfront_takes_pod_identity_credentials_from_the_agent() {
+    let setup = setup().await;
+    let agent = PodIdentityAgent::start().await.unwrap();
+    let secret = cloudfront(&setup, "cloudfront-pod-identity", None);
+    let token_file = token_file(&setup, "eks-pod-identity-token", aws::POD_IDENTITY_TOKEN);
+    let url = PathBuf::from(&agent.url);
+    let env: [(&str, &Path); 2] = [
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &url),
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file),
+    ];
+    let args = CLOUDFRONT_URL;
+    let ran = setup.purge_with(&secret, &args, &env).await;
+    assert!(ran.success, "{}", ran.output);
+    let created = &setup.cdn.requests(aws::CLOUDFRONT_HOST)[0];
+    assert_eq!(
+        created.header("x-amz-security-token"),
+        Some(aws::FROM_AGENT.2)
+    );
+    assert!(
+        created
+            .header("authorization")
+            .unwrap()
+            .contains(&format!("Credential={}/", aws::FROM_AGENT.0))
+    );
+    assert!(setup.cdn.requests(aws::STS_HOST).is_empty());
+    ran.reveals_nothing();
+
+    let ran = setup.purge(&secret, &args).await;
+    assert!(!ran.success);
+    assert!(
+        ran.outcome["failure"]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("provider cloudfront found no AWS credentials"),
+        "{}",
+        ran.outcome
     );
 }

@@ -194,7 +194,15 @@ fn questions_cover_every_setting_with_its_default() {
         .unwrap();
     assert_eq!(
         provider["options"],
-        serde_json::json!(["cloudflare", "fastly", "webhook", "bunny", "akamai", "http"])
+        serde_json::json!([
+            "cloudflare",
+            "fastly",
+            "webhook",
+            "bunny",
+            "akamai",
+            "http",
+            "cloudfront"
+        ])
     );
 }
 

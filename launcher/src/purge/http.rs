@@ -3,7 +3,7 @@
 //! and jitter that honour `Retry-After` on 429 and 503, all within a total
 //! budget that ends before the Job's deadline.
 
-use super::plan::PlannedRequest;
+use super::plan::{PlannedRequest, Signer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -123,7 +123,8 @@ impl Client {
         })
     }
 
-    fn remaining(&self) -> Duration {
+    /// What is left of the purge's budget.
+    pub fn remaining(&self) -> Duration {
         self.limits.budget.saturating_sub(self.started.elapsed())
     }
 
@@ -146,7 +147,11 @@ impl Client {
                     };
                 }
                 Ok((status, retry_after, body)) => {
-                    let retryable = matches!(status, 429 | 500 | 502 | 503 | 504);
+                    let waited_out = status == 400
+                        && request
+                            .waits_out
+                            .is_some_and(|code| body.contains(&format!("<Code>{code}</Code>")));
+                    let retryable = waited_out || matches!(status, 429 | 500 | 502 | 503 | 504);
                     let error = format!("HTTP {status}");
                     if !retryable {
                         return Answer {
@@ -207,22 +212,40 @@ impl Client {
         for (name, value) in &request.headers {
             builder = builder.header(name.as_ref(), value);
         }
-        // EdgeGrid signs each try anew: its timestamp and nonce are fresh.
+        // Each try is signed anew: its timestamp (and EdgeGrid's nonce) are fresh.
         if let Some(signer) = &request.signed_by {
             let url = reqwest::Url::parse(&request.url).map_err(|error| error.to_string())?;
-            let path = match url.query() {
-                Some(query) => format!("{}?{query}", url.path()),
-                None => url.path().to_owned(),
-            };
-            let authorization = signer.authorization(
-                request.method,
-                url.host_str().unwrap_or_default(),
-                &path,
-                request.body.as_deref().unwrap_or_default().as_bytes(),
-                &super::edgegrid::timestamp_now(),
-                &super::edgegrid::nonce(),
-            );
-            builder = builder.header("Authorization", authorization);
+            let host = url.host_str().unwrap_or_default();
+            let body = request.body.as_deref().unwrap_or_default().as_bytes();
+            match signer {
+                Signer::EdgeGrid(signer) => {
+                    let path = match url.query() {
+                        Some(query) => format!("{}?{query}", url.path()),
+                        None => url.path().to_owned(),
+                    };
+                    let authorization = signer.authorization(
+                        request.method,
+                        host,
+                        &path,
+                        body,
+                        &super::edgegrid::timestamp_now(),
+                        &super::edgegrid::nonce(),
+                    );
+                    builder = builder.header("Authorization", authorization);
+                }
+                Signer::SigV4(signer) => {
+                    for (name, value) in signer.headers(
+                        request.method,
+                        host,
+                        url.path(),
+                        url.query().unwrap_or_default(),
+                        body,
+                        &super::sigv4::amz_date_now(),
+                    ) {
+                        builder = builder.header(name, value);
+                    }
+                }
+            }
         }
         if let Some(body) = &request.body {
             builder = builder.body(body.clone());

@@ -2,12 +2,15 @@
 //! credentials, sends the provider's requests one after the other, stops at
 //! the first that fails for good, and reports the outcome.
 
+pub mod aws;
+pub mod cloudfront;
 pub mod credentials;
 pub mod edgegrid;
 pub mod endpoints;
 pub mod http;
 pub mod outcome;
 pub mod plan;
+pub mod sigv4;
 
 use cache_buster::http_service::{HttpMethod, HttpService};
 use cache_buster::providers::{AkamaiOptions, Provider};
@@ -27,6 +30,8 @@ pub struct PurgeJob {
     pub cloudflare_batch_size: usize,
     pub akamai: AkamaiOptions,
     pub http: HttpJob,
+    /// Where the pod's AWS identity is (provider cloudfront).
+    pub aws: aws::AwsEnvironment,
     pub webhook: WebhookContext,
     /// Where the Secret is mounted, and its name (for the messages).
     pub credentials_dir: PathBuf,
@@ -62,7 +67,7 @@ impl PurgeJob {
         endpoints::ready_endpoints(client, &self.webhook.namespace, service).await
     }
 
-    fn options(&self, caches: Vec<std::net::SocketAddr>) -> Options {
+    fn options(&self, caches: Vec<std::net::SocketAddr>, credentials: &Credentials) -> Options {
         Options {
             cloudflare_batch_size: self.cloudflare_batch_size,
             akamai: self.akamai,
@@ -70,6 +75,11 @@ impl PurgeJob {
                 endpoints: caches,
                 method: self.http.method,
                 tag_header: self.http.tag_header.clone(),
+            },
+            cloudfront: cloudfront::Invalidations {
+                distribution: credentials.value("CLOUDFRONT_DISTRIBUTION_ID").to_owned(),
+                job_name: self.webhook.job_name.clone(),
+                signer: None,
             },
         }
     }
@@ -110,7 +120,7 @@ async fn dry_run(job: &PurgeJob) -> Outcome {
         job.provider,
         &job.targets,
         &credentials,
-        &job.options(caches),
+        &job.options(caches, &credentials),
         &job.webhook,
     ) {
         Ok(requests) => {
@@ -158,16 +168,36 @@ pub async fn run(job: &PurgeJob) -> Outcome {
         Ok(credentials) => credentials,
         Err(error) => return failed(job, started, error.to_string()),
     };
-    let secrets = credentials.secrets();
     let caches = match job.caches().await {
         Ok(caches) => caches,
         Err(error) => return failed(job, started, error),
     };
+    let mut options = job.options(caches, &credentials);
+    // CloudFront's signing credentials may come from the pod's identity.
+    let mut found_secrets: Vec<String> = Vec::new();
+    if job.provider == Provider::Cloudfront {
+        let sts = [job.aws.sts_host()];
+        let resolved = match Client::new(job.limits, &job.network, &sts) {
+            Ok(client) => aws::resolve(&credentials, &job.aws, &client, &session_name(job)).await,
+            Err(error) => Err(error.to_string()),
+        };
+        match resolved {
+            Ok(resolved) => {
+                options.cloudfront.signer = Some(resolved.signer);
+                found_secrets = resolved.secrets;
+            }
+            Err(error) => return failed(job, started, redact(&error, &credentials.secrets())),
+        }
+    }
+    let mut secrets = credentials.secrets();
+    secrets.extend(found_secrets.iter().map(String::as_str));
+    secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+
     let requests = match plan::plan(
         job.provider,
         &job.targets,
         &credentials,
-        &job.options(caches),
+        &options,
         &job.webhook,
     ) {
         Ok(requests) => requests,
@@ -194,9 +224,44 @@ pub async fn run(job: &PurgeJob) -> Outcome {
         failure: None,
         would_send: Vec::new(),
     };
+    let accepted = send_all(&client, &requests, &secrets, &mut outcome).await;
+    outcome.purged = purged_by_kind(&requests[..accepted]);
+    if job.provider == Provider::Cloudfront && outcome.failure.is_none() {
+        let ids = outcome.ids.clone();
+        for id in &ids {
+            let poll = cloudfront::status_request(&options.cloudfront, id);
+            if let Err(failure) = wait_completed(&client, &poll, id, &secrets, &mut outcome).await {
+                outcome.result = "failed".to_owned();
+                outcome.failure = Some(failure);
+                break;
+            }
+        }
+    }
+    outcome.ids.truncate(outcome::MAX_IDS);
+    outcome.seconds = seconds(started);
+    outcome
+}
+
+/// CloudFront's RoleSessionName: the Job's name, which fits its 64
+/// characters and its alphabet.
+fn session_name(job: &PurgeJob) -> String {
+    match job.webhook.job_name.as_str() {
+        "" => "cache-buster".to_owned(),
+        name => name.chars().take(64).collect(),
+    }
+}
+
+/// Sends the requests in order, paced, until one fails for good; returns
+/// how many were accepted.
+async fn send_all(
+    client: &Client,
+    requests: &[plan::PlannedRequest],
+    secrets: &[&str],
+    outcome: &mut Outcome,
+) -> usize {
     let mut accepted = 0;
     let mut previous_answered: Option<Instant> = None;
-    for request in &requests {
+    for request in requests {
         // A CDN's documented rate, kept (Bunny's). Counted from the answer
         // before, which the CDN sent after the request arrived: so the CDN
         // sees at least the gap between two arrivals, however slow the
@@ -208,28 +273,68 @@ pub async fn run(job: &PurgeJob) -> Outcome {
         previous_answered = Some(Instant::now());
         outcome.requests += 1;
         outcome.attempts += answer.attempts;
-        if let Some(error) = answer.error {
+        if let Some(error) = &answer.error {
             outcome.result = "failed".to_owned();
-            outcome.failure = Some(Failure {
-                request: Some(redact(
-                    &format!("{} {}", request.method, request.url),
-                    &secrets,
-                )),
-                status: answer.status,
-                error: redact(&error, &secrets),
-                answer: answer_excerpt(&answer.body, &secrets),
-            });
+            outcome.failure = Some(failure_of(request, &answer, error, secrets));
             break;
         }
         accepted += 1;
         outcome.ids.extend(
             ids_in(&answer.body)
                 .into_iter()
-                .map(|id| redact(&id, &secrets)),
+                .map(|id| redact(&id, secrets)),
         );
     }
-    outcome.purged = purged_by_kind(&requests[..accepted]);
-    outcome.ids.truncate(outcome::MAX_IDS);
-    outcome.seconds = seconds(started);
-    outcome
+    accepted
+}
+
+fn failure_of(
+    request: &plan::PlannedRequest,
+    answer: &http::Answer,
+    error: &str,
+    secrets: &[&str],
+) -> Failure {
+    Failure {
+        request: Some(redact(
+            &format!("{} {}", request.method, request.url),
+            secrets,
+        )),
+        status: answer.status,
+        error: redact(error, secrets),
+        answer: answer_excerpt(&answer.body, secrets),
+    }
+}
+
+/// Asks about invalidation `id` every few seconds until CloudFront says
+/// `Completed`, within the purge's budget.
+async fn wait_completed(
+    client: &Client,
+    poll: &plan::PlannedRequest,
+    id: &str,
+    secrets: &[&str],
+    outcome: &mut Outcome,
+) -> Result<(), Failure> {
+    loop {
+        let answer = client.send(poll).await;
+        outcome.attempts += answer.attempts;
+        if let Some(error) = &answer.error {
+            return Err(failure_of(poll, &answer, error, secrets));
+        }
+        let status = cloudfront::xml_text(&answer.body, "Status").unwrap_or("unknown");
+        if status == "Completed" {
+            return Ok(());
+        }
+        if client.remaining() <= cloudfront::POLL_INTERVAL {
+            return Err(Failure {
+                request: Some(redact(&format!("{} {}", poll.method, poll.url), secrets)),
+                status: answer.status,
+                error: format!(
+                    "invalidation {id} is still {status} at the end of the purge's budget; \
+                     CloudFront goes on with it (see the distribution's invalidations)"
+                ),
+                answer: answer_excerpt(&answer.body, secrets),
+            });
+        }
+        tokio::time::sleep(cloudfront::POLL_INTERVAL).await;
+    }
 }

@@ -210,6 +210,12 @@ pub fn answer_excerpt(answer: &str, secrets: &[&str]) -> String {
 /// The purge ids in a CDN's answer: Cloudflare's `result.id`, Fastly's `id`
 /// or its map of surrogate key → id, a webhook's `id`.
 pub fn ids_in(answer: &str) -> Vec<String> {
+    // CloudFront answers in XML: the invalidation's `Id`.
+    if answer.trim_start().starts_with('<') {
+        return super::cloudfront::xml_text(answer, "Id")
+            .map(|id| vec![id.to_owned()])
+            .unwrap_or_default();
+    }
     let Ok(value) = serde_json::from_str::<serde_json::Value>(answer) else {
         return Vec::new();
     };
@@ -261,6 +267,12 @@ mod tests {
                 r#"{"httpStatus":201,"detail":"Request accepted","estimatedSeconds":5,"purgeId":"e535071c-26b2-11e7-94d7-276f2f54d938","supportId":"17PY1492793544958045-219026624"}"#
             ),
             ["e535071c-26b2-11e7-94d7-276f2f54d938"]
+        );
+        assert_eq!(
+            ids_in(
+                r#"<?xml version="1.0"?><Invalidation xmlns="http://cloudfront.amazonaws.com/doc/2020-05-31/"><Id>I2J0I21PCUYOIK</Id><Status>InProgress</Status></Invalidation>"#
+            ),
+            ["I2J0I21PCUYOIK"]
         );
         assert_eq!(ids_in(r#"{"status":"ok"}"#), Vec::<String>::new());
         assert_eq!(ids_in("accepted"), Vec::<String>::new());

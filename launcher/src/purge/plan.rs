@@ -2,8 +2,10 @@
 //! provider's requests, in order, with the credentials in place. Pure: the
 //! same targets and credentials always give the same requests.
 
+use super::cloudfront::{self, Invalidations};
 use super::credentials::Credentials;
 use super::edgegrid::EdgeGrid;
+use super::sigv4::SigV4;
 use cache_buster::http_service::HttpMethod;
 use cache_buster::providers::{
     AkamaiOptions, FASTLY_SURROGATE_KEYS_PER_REQUEST, Provider, WebhookPayload,
@@ -36,8 +38,11 @@ pub struct PlannedRequest {
     /// Sent at least this long after the request before it: a CDN's
     /// documented rate (Bunny's), kept rather than met with 429s.
     pub gap: Duration,
-    /// Signed with EdgeGrid on each try (Akamai).
-    pub signed_by: Option<EdgeGrid>,
+    /// Signed anew on each try (Akamai's EdgeGrid, AWS's SigV4).
+    pub signed_by: Option<Signer>,
+    /// An answer 400 with this error code is waited out and retried, as a
+    /// 429 is (CloudFront's TooManyInvalidationsInProgress).
+    pub waits_out: Option<&'static str>,
 }
 
 impl PlannedRequest {
@@ -72,7 +77,7 @@ pub struct Purges {
 }
 
 impl Purges {
-    const fn whole(what: &'static str) -> Purges {
+    pub(super) const fn whole(what: &'static str) -> Purges {
         Purges {
             count: 1,
             one: what,
@@ -119,7 +124,7 @@ fn header(name: impl Into<Cow<'static, str>>, value: impl Into<String>) -> Heade
     (name.into(), value.into())
 }
 
-fn counted(count: usize, one: &'static str, many: &'static str) -> Purges {
+pub(super) fn counted(count: usize, one: &'static str, many: &'static str) -> Purges {
     Purges { count, one, many }
 }
 
@@ -139,7 +144,15 @@ fn json_request(
         purges,
         gap: Duration::ZERO,
         signed_by: None,
+        waits_out: None,
     }
+}
+
+/// How a request is signed, anew for each try.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signer {
+    EdgeGrid(EdgeGrid),
+    SigV4(SigV4),
 }
 
 /// The providers' options, from the settings through the argv.
@@ -148,6 +161,7 @@ pub struct Options {
     pub cloudflare_batch_size: usize,
     pub akamai: AkamaiOptions,
     pub http: SelfHosted,
+    pub cloudfront: Invalidations,
 }
 
 /// Provider http: the caches found behind the Service, and how each is asked.
@@ -177,6 +191,20 @@ pub fn plan(
         Provider::Bunny => bunny(targets, credentials),
         Provider::Akamai => akamai(targets, credentials, options.akamai),
         Provider::Http => self_hosted(targets, &options.http),
+        Provider::Cloudfront => {
+            for (list, what) in [
+                (&targets.hosts, "host names"),
+                (&targets.tags, "cache tags"),
+            ] {
+                if !list.is_empty() {
+                    return Err(Unsupported {
+                        provider: "cloudfront",
+                        what,
+                    });
+                }
+            }
+            Ok(cloudfront::requests(targets, &options.cloudfront))
+        }
     }
 }
 
@@ -252,6 +280,7 @@ fn fastly(
             purges: Purges::whole("everything"),
             gap: Duration::ZERO,
             signed_by: None,
+            waits_out: None,
         }]);
     }
     let mut requests: Vec<PlannedRequest> = targets
@@ -265,6 +294,7 @@ fn fastly(
             purges: counted(keys.len(), "surrogate key", "surrogate keys"),
             gap: Duration::ZERO,
             signed_by: None,
+            waits_out: None,
         })
         .collect();
     for url in &targets.urls {
@@ -276,6 +306,7 @@ fn fastly(
             purges: counted(1, "URL", "URLs"),
             gap: Duration::ZERO,
             signed_by: None,
+            waits_out: None,
         });
     }
     Ok(requests)
@@ -308,6 +339,7 @@ fn bunny(
             purges: Purges::whole("everything"),
             gap: BUNNY_WILDCARD_GAP,
             signed_by: None,
+            waits_out: None,
         }]);
     }
     let by_url = |url: &str, purges: Purges, gap: Duration| PlannedRequest {
@@ -318,6 +350,7 @@ fn bunny(
         purges,
         gap,
         signed_by: None,
+        waits_out: None,
     };
     let mut requests: Vec<PlannedRequest> = targets
         .urls
@@ -385,7 +418,7 @@ fn akamai(
     ] {
         for batch in by_body_size(items, AKAMAI_MAX_BODY) {
             requests.push(PlannedRequest {
-                signed_by: Some(signer.clone()),
+                signed_by: Some(Signer::EdgeGrid(signer.clone())),
                 ..json_request(
                     format!(
                         "https://{}/ccu/v3/{}/{kind}/{}",
@@ -460,6 +493,7 @@ fn self_hosted(
         purges,
         gap: Duration::ZERO,
         signed_by: None,
+        waits_out: None,
     };
     let mut requests = Vec::new();
     for endpoint in &caches.endpoints {
@@ -521,7 +555,7 @@ fn without_scheme(url: &str) -> &str {
 
 /// A credential placed in a URL path: percent-encoded, so a stray `/` or
 /// `?` cannot change which API is called.
-fn path_segment(value: &str) -> String {
+pub(super) fn path_segment(value: &str) -> String {
     value
         .bytes()
         .map(|byte| match byte {

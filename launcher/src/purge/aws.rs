@@ -1,0 +1,217 @@
+//! CloudFront's credentials, where an AWS SDK would find them in the pod:
+//! the Secret's `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (and
+//! `AWS_SESSION_TOKEN`); else EKS Pod Identity (the agent at
+//! `AWS_CONTAINER_CREDENTIALS_FULL_URI`, with the token of
+//! `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`); else IRSA (STS
+//! `AssumeRoleWithWebIdentity` with `AWS_ROLE_ARN` and the token of
+//! `AWS_WEB_IDENTITY_TOKEN_FILE`). The variables are those EKS injects.
+
+use super::cloudfront::xml_text;
+use super::credentials::Credentials;
+use super::http::Client;
+use super::plan::{PlannedRequest, Purges};
+use super::sigv4::SigV4;
+use std::time::Duration;
+
+/// The pod's variables that say where its AWS identity is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AwsEnvironment {
+    pub container_credentials_full_uri: Option<String>,
+    pub container_authorization_token_file: Option<String>,
+    pub role_arn: Option<String>,
+    pub web_identity_token_file: Option<String>,
+    /// `AWS_REGION`: STS's regional endpoint, as EKS's SDKs use.
+    pub region: Option<String>,
+}
+
+impl AwsEnvironment {
+    pub fn read(env: impl Fn(&str) -> Option<String>) -> AwsEnvironment {
+        let set = |name: &str| env(name).filter(|value| !value.trim().is_empty());
+        AwsEnvironment {
+            container_credentials_full_uri: set("AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+            container_authorization_token_file: set("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"),
+            role_arn: set("AWS_ROLE_ARN"),
+            web_identity_token_file: set("AWS_WEB_IDENTITY_TOKEN_FILE"),
+            region: set("AWS_REGION"),
+        }
+    }
+
+    /// The STS host: regional when the pod has a region.
+    pub fn sts_host(&self) -> String {
+        match &self.region {
+            Some(region) => format!("sts.{region}.amazonaws.com"),
+            None => "sts.amazonaws.com".to_owned(),
+        }
+    }
+}
+
+/// Where the credentials came from, for the outcome and the messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Secret,
+    PodIdentity,
+    WebIdentity,
+}
+
+/// Signing credentials for CloudFront, and every secret value met on the
+/// way (tokens, keys) for the redaction of the outcome.
+pub struct Resolved {
+    pub signer: SigV4,
+    pub source: Source,
+    pub secrets: Vec<String>,
+}
+
+fn signer(access_key_id: &str, secret_access_key: &str, session_token: Option<&str>) -> SigV4 {
+    SigV4 {
+        access_key_id: access_key_id.to_owned(),
+        secret_access_key: secret_access_key.to_owned(),
+        session_token: session_token.map(str::to_owned),
+        region: "us-east-1",
+        service: "cloudfront",
+    }
+}
+
+fn token(file: &str, variable: &str) -> Result<String, String> {
+    std::fs::read_to_string(file)
+        .map(|token| token.trim().to_owned())
+        .map_err(|error| format!("cannot read {variable} ({file}): {error}"))
+}
+
+fn get(url: String, headers: Vec<super::plan::Header>, body: Option<String>) -> PlannedRequest {
+    PlannedRequest {
+        method: if body.is_some() { "POST" } else { "GET" },
+        url,
+        headers,
+        body,
+        purges: Purges::whole("credentials"),
+        gap: Duration::ZERO,
+        signed_by: None,
+        waits_out: None,
+    }
+}
+
+/// The credentials, from the first source that has them.
+pub async fn resolve(
+    secret: &Credentials,
+    environment: &AwsEnvironment,
+    client: &Client,
+    session_name: &str,
+) -> Result<Resolved, String> {
+    if let (Some(id), Some(key)) = (
+        secret.optional("AWS_ACCESS_KEY_ID"),
+        secret.optional("AWS_SECRET_ACCESS_KEY"),
+    ) {
+        return Ok(Resolved {
+            signer: signer(id, key, secret.optional("AWS_SESSION_TOKEN")),
+            source: Source::Secret,
+            secrets: Vec::new(),
+        });
+    }
+    if let (Some(uri), Some(file)) = (
+        &environment.container_credentials_full_uri,
+        &environment.container_authorization_token_file,
+    ) {
+        let token = token(file, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")?;
+        let answer = client
+            .send(&get(
+                uri.clone(),
+                vec![("Authorization".into(), token.clone())],
+                None,
+            ))
+            .await;
+        if let Some(error) = answer.error {
+            return Err(format!(
+                "EKS Pod Identity (AWS_CONTAINER_CREDENTIALS_FULL_URI) gave no credentials: {error}: {}",
+                super::outcome::answer_excerpt(&answer.body, &[&token])
+            ));
+        }
+        let fields: serde_json::Value = serde_json::from_str(&answer.body)
+            .map_err(|error| format!("EKS Pod Identity's answer is not JSON: {error}"))?;
+        let field = |name: &str| fields.get(name).and_then(serde_json::Value::as_str);
+        let (Some(id), Some(key)) = (field("AccessKeyId"), field("SecretAccessKey")) else {
+            return Err(
+                "EKS Pod Identity's answer has no AccessKeyId and SecretAccessKey".to_owned(),
+            );
+        };
+        let session = field("Token");
+        return Ok(Resolved {
+            signer: signer(id, key, session),
+            source: Source::PodIdentity,
+            secrets: [Some(token.as_str()), Some(key), session]
+                .into_iter()
+                .flatten()
+                .map(str::to_owned)
+                .collect(),
+        });
+    }
+    if let (Some(role), Some(file)) = (&environment.role_arn, &environment.web_identity_token_file)
+    {
+        let token = token(file, "AWS_WEB_IDENTITY_TOKEN_FILE")?;
+        let form: String = [
+            ("Action", "AssumeRoleWithWebIdentity"),
+            ("Version", "2011-06-15"),
+            ("RoleArn", role.as_str()),
+            ("RoleSessionName", session_name),
+            ("WebIdentityToken", token.as_str()),
+        ]
+        .iter()
+        .map(|(name, value)| format!("{name}={}", super::plan::path_segment(value)))
+        .collect::<Vec<_>>()
+        .join("&");
+        let answer = client
+            .send(&get(
+                format!("https://{}/", environment.sts_host()),
+                vec![(
+                    "Content-Type".into(),
+                    "application/x-www-form-urlencoded".to_owned(),
+                )],
+                Some(form),
+            ))
+            .await;
+        if let Some(error) = answer.error {
+            return Err(format!(
+                "STS AssumeRoleWithWebIdentity for {role} (IRSA) failed: {error}: {}",
+                super::outcome::answer_excerpt(&answer.body, &[&token])
+            ));
+        }
+        let field = |name| xml_text(&answer.body, name);
+        let (Some(id), Some(key), Some(session)) = (
+            field("AccessKeyId"),
+            field("SecretAccessKey"),
+            field("SessionToken"),
+        ) else {
+            return Err("STS's answer has no Credentials".to_owned());
+        };
+        return Ok(Resolved {
+            signer: signer(id, key, Some(session)),
+            source: Source::WebIdentity,
+            secrets: vec![token, key.to_owned(), session.to_owned()],
+        });
+    }
+    Err("provider cloudfront found no AWS credentials: the Secret has no AWS_ACCESS_KEY_ID and \
+         AWS_SECRET_ACCESS_KEY, and the pod has neither EKS Pod Identity \
+         (AWS_CONTAINER_CREDENTIALS_FULL_URI) nor IRSA (AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE); \
+         give the Job's ServiceAccount an IAM role, or put the keys in the Secret"
+        .to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_variables_are_those_eks_injects() {
+        let environment = AwsEnvironment::read(|name| match name {
+            "AWS_ROLE_ARN" => Some("arn:aws:iam::111122223333:role/cache-buster".into()),
+            "AWS_WEB_IDENTITY_TOKEN_FILE" => {
+                Some("/var/run/secrets/eks.amazonaws.com/serviceaccount/token".into())
+            }
+            "AWS_REGION" => Some("eu-west-1".into()),
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI" => Some("  ".into()),
+            _ => None,
+        });
+        assert_eq!(environment.sts_host(), "sts.eu-west-1.amazonaws.com");
+        assert_eq!(environment.container_credentials_full_uri, None);
+        assert_eq!(AwsEnvironment::default().sts_host(), "sts.amazonaws.com");
+    }
+}
