@@ -77,7 +77,12 @@ fn token(file: &str, variable: &str) -> Result<String, String> {
         .map_err(|error| format!("cannot read {variable} ({file}): {error}"))
 }
 
-fn get(url: String, headers: Vec<super::plan::Header>, body: Option<String>) -> PlannedRequest {
+/// A request for credentials: a GET (the agent), or a POST of `body` (STS).
+fn credentials_request(
+    url: String,
+    headers: Vec<super::plan::Header>,
+    body: Option<String>,
+) -> PlannedRequest {
     PlannedRequest {
         method: if body.is_some() { "POST" } else { "GET" },
         url,
@@ -113,7 +118,7 @@ pub async fn resolve(
     ) {
         let token = token(file, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")?;
         let answer = client
-            .send(&get(
+            .send(&credentials_request(
                 uri.clone(),
                 vec![("Authorization".into(), token.clone())],
                 None,
@@ -159,7 +164,7 @@ pub async fn resolve(
         .collect::<Vec<_>>()
         .join("&");
         let answer = client
-            .send(&get(
+            .send(&credentials_request(
                 format!("https://{}/", environment.sts_host()),
                 vec![(
                     "Content-Type".into(),
