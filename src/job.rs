@@ -5,7 +5,9 @@
 
 use crate::providers::CREDENTIALS_DIR;
 use crate::settings::Settings;
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::batch::v1::{
+    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
+};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapProjection, Container, DownwardAPIProjection, DownwardAPIVolumeFile,
     KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
@@ -22,6 +24,13 @@ use crate::keys::{COMPONENT_LABEL, IMAGE_HASH, LABEL_VALUE, MANAGED_BY_LABEL, SI
 
 /// The project's program in its image (on the image's PATH).
 pub const PROGRAM: &str = "cache-buster-launcher";
+/// The exit code of a failure that no retry can mend: a Secret or key that
+/// is missing, a CDN's refusal of the credentials or the request (4xx), an
+/// API server's refusal of the Job's ServiceAccount, an argv the program
+/// does not understand (clap's usage error is 2 too). The Job's
+/// podFailurePolicy fails the Job at once on it, so the Event names the
+/// cause within seconds instead of after every back-off of `backoffLimit`.
+pub const FINAL_FAILURE_EXIT_CODE: i32 = 2;
 /// Where Kubernetes itself mounts a service-account token; the program's
 /// in-cluster configuration finds it there.
 const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -98,6 +107,7 @@ pub fn build_job(input: JobInput<'_>) -> Job {
         spec: Some(JobSpec {
             backoff_limit: i32::try_from(settings.backoff_limit).ok(),
             active_deadline_seconds: Some(settings.active_deadline_seconds),
+            pod_failure_policy: Some(fail_at_once_on_a_final_failure()),
             ttl_seconds_after_finished: settings
                 .ttl_seconds_after_finished
                 .and_then(|ttl| i32::try_from(ttl).ok()),
@@ -152,6 +162,23 @@ pub fn build_job(input: JobInput<'_>) -> Job {
             ..JobSpec::default()
         }),
         ..Job::default()
+    }
+}
+
+/// FailJob on `FINAL_FAILURE_EXIT_CODE` from any container (the Job
+/// controller reads init containers' exit codes too); every other failure
+/// is retried up to `backoffLimit`.
+fn fail_at_once_on_a_final_failure() -> PodFailurePolicy {
+    PodFailurePolicy {
+        rules: vec![PodFailurePolicyRule {
+            action: "FailJob".to_owned(),
+            on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                container_name: None,
+                operator: "In".to_owned(),
+                values: vec![FINAL_FAILURE_EXIT_CODE],
+            }),
+            on_pod_conditions: None,
+        }],
     }
 }
 
@@ -435,6 +462,21 @@ mod tests {
         let spec = job_with(&settings, Provider::Cloudflare).spec.unwrap();
         assert_eq!(spec.ttl_seconds_after_finished, Some(86400));
         assert_eq!(spec.backoff_limit, Some(0));
+    }
+
+    /// A final failure (exit code 2 from either container) fails the Job at
+    /// once; any other is retried up to backoffLimit.
+    #[test]
+    fn a_final_failure_fails_the_job_at_once() {
+        let job = job();
+        let policy = serde_json::to_value(&job.spec.as_ref().unwrap().pod_failure_policy).unwrap();
+        assert_eq!(
+            policy,
+            serde_json::json!({"rules": [{
+                "action": "FailJob",
+                "onExitCodes": {"operator": "In", "values": [2]}
+            }]})
+        );
     }
 
     #[test]

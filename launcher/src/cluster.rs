@@ -696,9 +696,9 @@ mod tests {
         );
         let missing = r#"{"provider":"cloudflare","result":"failed","requests":0,"attempts":0,"purged":[],"seconds":0.0,"failure":{"error":"the Secret half has no key CLOUDFLARE_API_TOKEN (cloudflare needs CLOUDFLARE_ZONE_ID, CLOUDFLARE_API_TOKEN)"}}"#;
         assert_eq!(
-            failed_container(&terminated(1, Some(missing))).as_deref(),
+            failed_container(&terminated(2, Some(missing))).as_deref(),
             Some(
-                "container purge exited with 1: the Secret half has no key CLOUDFLARE_API_TOKEN \
+                "container purge exited with 2: the Secret half has no key CLOUDFLARE_API_TOKEN \
                  (cloudflare needs CLOUDFLARE_ZONE_ID, CLOUDFLARE_API_TOKEN)"
             )
         );

@@ -5,7 +5,7 @@ use crate::purge::aws::AwsEnvironment;
 use crate::purge::http::{Limits, Network};
 use crate::purge::plan::WebhookContext;
 use crate::purge::{HttpJob, PurgeJob, run};
-use crate::rollout::{WaitFor, wait};
+use crate::rollout::{NotRolledOut, WaitFor, wait};
 use cache_buster::http_service::{DEFAULT_TAG_HEADER, HttpMethod, HttpService};
 use cache_buster::providers::{
     AkamaiAction, AkamaiNetwork, AkamaiOptions, CREDENTIALS_DIR, PURGE_BUDGET_SECONDS, Provider,
@@ -199,9 +199,16 @@ pub async fn purge(args: PurgeArgs) -> ExitCode {
     }
     if outcome.succeeded() {
         ExitCode::SUCCESS
+    } else if outcome.failed_for_good() {
+        final_failure()
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// The exit code the Job's podFailurePolicy fails the Job at once on.
+fn final_failure() -> ExitCode {
+    ExitCode::from(u8::try_from(cache_buster::job::FINAL_FAILURE_EXIT_CODE).unwrap_or(1))
 }
 
 pub async fn wait_rollout(args: WaitRolloutArgs) -> ExitCode {
@@ -214,15 +221,22 @@ pub async fn wait_rollout(args: WaitRolloutArgs) -> ExitCode {
     };
     let result = match kube::Client::try_default().await {
         Ok(client) => wait(client, &wait_for).await,
-        Err(error) => Err(format!("cannot reach the Kubernetes API: {error}")),
+        Err(error) => Err(NotRolledOut::Failed(format!(
+            "cannot reach the Kubernetes API: {error}"
+        ))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err(failure) => {
+            let message = failure.message();
             eprintln!("Error: {message}");
             // The kubelet shows it as the init container's termination message.
-            let _ = std::fs::write("/dev/termination-log", &message);
-            ExitCode::FAILURE
+            let _ = std::fs::write("/dev/termination-log", message);
+            if failure.is_final() {
+                final_failure()
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

@@ -82,6 +82,27 @@ pub fn rollout(deployment: &Deployment, hash_annotation: &str, hash: &str) -> Ro
     Rollout::Complete
 }
 
+/// Why `wait-rollout` gave up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotRolledOut {
+    /// The API server refused the ServiceAccount: no retry can mend a Role.
+    Refused(String),
+    /// The rollout failed or did not come in time.
+    Failed(String),
+}
+
+impl NotRolledOut {
+    pub fn message(&self) -> &str {
+        match self {
+            NotRolledOut::Refused(message) | NotRolledOut::Failed(message) => message,
+        }
+    }
+
+    pub fn is_final(&self) -> bool {
+        matches!(self, NotRolledOut::Refused(_))
+    }
+}
+
 /// What `wait-rollout` needs, from its argv.
 #[derive(Debug, Clone)]
 pub struct WaitFor {
@@ -94,7 +115,7 @@ pub struct WaitFor {
 
 /// Watches the Deployment (reconnecting when a watch ends) until its
 /// rollout of this hash is complete, it fails, or the time-out passes.
-pub async fn wait(client: Client, wait_for: &WaitFor) -> Result<(), String> {
+pub async fn wait(client: Client, wait_for: &WaitFor) -> Result<(), NotRolledOut> {
     let deployments: Api<Deployment> = Api::namespaced(client, &wait_for.namespace);
     let config =
         watcher::Config::default().fields(&format!("metadata.name={}", wait_for.deployment));
@@ -109,6 +130,9 @@ pub async fn wait(client: Client, wait_for: &WaitFor) -> Result<(), String> {
             let deployment = match event {
                 Ok(deployment) => deployment,
                 Err(error) => {
+                    if let Some(refusal) = refusal(&error) {
+                        return Err(NotRolledOut::Refused(refusal));
+                    }
                     eprintln!(
                         "watch of deployment {}: {error}; reconnecting",
                         wait_for.deployment
@@ -134,28 +158,53 @@ pub async fn wait(client: Client, wait_for: &WaitFor) -> Result<(), String> {
                         );
                         return Ok(());
                     }
-                    Rollout::Failed(message) => return Err(message.clone()),
+                    Rollout::Failed(message) => return Err(NotRolledOut::Failed(message.clone())),
                 }
                 last = Some(state);
             }
         }
-        Err("the watch of the Deployment ended".to_owned())
+        Err(NotRolledOut::Failed(
+            "the watch of the Deployment ended".to_owned(),
+        ))
     };
     match tokio::time::timeout(wait_for.timeout, watching).await {
         Ok(result) => result,
-        Err(_) => Err(format!(
+        Err(_) => Err(NotRolledOut::Failed(format!(
             "deployment {:?} did not roll out image hash {} within {}s",
             wait_for.deployment,
             wait_for.hash,
             wait_for.timeout.as_secs()
-        )),
+        ))),
     }
+}
+
+/// A refusal by the API server (401, 403) is final: retrying cannot change
+/// a Role. The server's own message names the verb, the resource and the
+/// ServiceAccount (`User "system:serviceaccount:web:cache-buster" cannot
+/// list resource "deployments" …`), so it is quoted whole.
+fn refusal(error: &watcher::Error) -> Option<String> {
+    let status = match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => status.as_ref(),
+        watcher::Error::WatchError(status) => status.as_ref(),
+        _ => return None,
+    };
+    matches!(status.code, 401 | 403).then(|| {
+        format!(
+            "the API server refused to watch the Deployment (HTTP {} {}): {}; \
+             the Job's ServiceAccount needs get, list and watch on deployments \
+             in its namespace (deploy/site's Role)",
+            status.code, status.reason, status.message
+        )
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::sync::Arc;
 
     const HASH: &str = "b4612648a6";
 
@@ -307,7 +356,7 @@ mod tests {
         let stuck = deployment(3, 3, (3, 4, 1, 3), "ProgressDeadlineExceeded");
         assert_eq!(
             wait(api_listing(stuck), &waiting_for(HASH)).await,
-            Err("deployment \"shop\" exceeded its progress deadline: ReplicaSet \"shop-7d4b9c\" has timed out progressing.".to_owned())
+            Err(NotRolledOut::Failed("deployment \"shop\" exceeded its progress deadline: ReplicaSet \"shop-7d4b9c\" has timed out progressing.".to_owned()))
         );
     }
 
@@ -317,7 +366,53 @@ mod tests {
         let other = deployment(3, 3, (3, 3, 3, 3), "NewReplicaSetAvailable");
         assert_eq!(
             wait(api_listing(other), &waiting_for("0000000000")).await,
-            Err("deployment \"shop\" did not roll out image hash 0000000000 within 1s".to_owned())
+            Err(NotRolledOut::Failed(
+                "deployment \"shop\" did not roll out image hash 0000000000 within 1s".to_owned()
+            ))
+        );
+    }
+
+    /// A mock API server that refuses the list as a Role without `list`
+    /// makes it refuse; the requests it got.
+    fn api_refusing(seen: Arc<std::sync::Mutex<usize>>) -> Client {
+        use http::{Request, Response, StatusCode};
+        use kube::client::Body;
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        tokio::spawn(async move {
+            while let Some((_, send)) = handle.next_request().await {
+                *seen.lock().unwrap() += 1;
+                let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                    "status": "Failure", "reason": "Forbidden", "code": 403,
+                    "message": "deployments.apps is forbidden: User \"system:serviceaccount:web:cache-buster\" cannot list resource \"deployments\" in API group \"apps\" in the namespace \"web\"",
+                    "details": {"group": "apps", "kind": "deployments"}});
+                let mut response = Response::new(Body::from(status.to_string().into_bytes()));
+                *response.status_mut() = StatusCode::FORBIDDEN;
+                send.send_response(response);
+            }
+        });
+        Client::new(service, "web")
+    }
+
+    #[tokio::test]
+    async fn a_refused_watch_fails_at_once_naming_the_verb_the_resource_and_the_service_account() {
+        let seen = Arc::new(std::sync::Mutex::new(0));
+        let mut waiting = waiting_for(HASH);
+        waiting.timeout = Duration::from_secs(30);
+        let started = std::time::Instant::now();
+        let refused = wait(api_refusing(Arc::clone(&seen)), &waiting)
+            .await
+            .unwrap_err();
+        assert!(refused.is_final(), "{refused:?}");
+        let message = refused.message();
+        assert!(started.elapsed() < Duration::from_secs(5), "{message}");
+        assert_eq!(*seen.lock().unwrap(), 1, "a refusal is not retried");
+        assert!(
+            message.starts_with("the API server refused to watch the Deployment (HTTP 403 Forbidden): ")
+                && message.contains(
+                    "User \"system:serviceaccount:web:cache-buster\" cannot list resource \"deployments\""
+                )
+                && message.contains("needs get, list and watch on deployments"),
+            "{message}"
         );
     }
 

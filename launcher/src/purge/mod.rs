@@ -86,6 +86,16 @@ impl PurgeJob {
 }
 
 fn failed(job: &PurgeJob, started: Instant, error: String) -> Outcome {
+    failed_before_sending(job, started, error, false)
+}
+
+/// A failure found before any request; `for_good` when no retry can mend it.
+fn failed_before_sending(
+    job: &PurgeJob,
+    started: Instant,
+    error: String,
+    for_good: bool,
+) -> Outcome {
     Outcome {
         provider: job.provider.name().to_owned(),
         result: "failed".to_owned(),
@@ -100,6 +110,7 @@ fn failed(job: &PurgeJob, started: Instant, error: String) -> Outcome {
             status: None,
             error,
             answer: String::new(),
+            before_sending_for_good: for_good,
         }),
     }
 }
@@ -166,7 +177,8 @@ pub async fn run(job: &PurgeJob) -> Outcome {
     let started = Instant::now();
     let credentials = match Credentials::read(job.provider, &job.credentials_dir, &job.secret) {
         Ok(credentials) => credentials,
-        Err(error) => return failed(job, started, error.to_string()),
+        // A missing Secret or key stays missing: the Job fails at once.
+        Err(error) => return failed_before_sending(job, started, error.to_string(), true),
     };
     let caches = match job.caches().await {
         Ok(caches) => caches,
@@ -302,6 +314,7 @@ fn failure_of(
         status: answer.status,
         error: redact(error, secrets),
         answer: answer_excerpt(&answer.body, secrets),
+        before_sending_for_good: false,
     }
 }
 
@@ -333,6 +346,7 @@ async fn wait_completed(
                      CloudFront goes on with it (see the distribution's invalidations)"
                 ),
                 answer: answer_excerpt(&answer.body, secrets),
+                before_sending_for_good: false,
             });
         }
         tokio::time::sleep(cloudfront::POLL_INTERVAL).await;

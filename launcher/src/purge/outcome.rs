@@ -39,7 +39,7 @@ pub const DRY_RUN: &str = "dry-run";
 /// Each request of a dry run is quoted up to this many bytes.
 const WOULD_SEND_EXCERPT: usize = 600;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Failure {
     /// `METHOD URL` of the request that failed, if one was sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -50,11 +50,32 @@ pub struct Failure {
     /// The start of the CDN's answer.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub answer: String,
+    /// Found before any request, and no retry can mend it (a missing
+    /// Secret or key). Not part of the message: its exit code says it.
+    #[serde(skip)]
+    pub before_sending_for_good: bool,
+}
+
+impl Failure {
+    /// Whether retrying the purge cannot help: nothing was wrong but the
+    /// configuration, or the CDN refused the credentials or the request
+    /// itself (a 4xx other than a time-out, too early or too many).
+    pub fn is_final(&self) -> bool {
+        self.before_sending_for_good
+            || self.status.is_some_and(|status| {
+                (400..500).contains(&status) && !matches!(status, 408 | 425 | 429)
+            })
+    }
 }
 
 impl Outcome {
     pub fn succeeded(&self) -> bool {
         self.failure.is_none()
+    }
+
+    /// Failed in a way no retry of the pod can mend (`Failure::is_final`).
+    pub fn failed_for_good(&self) -> bool {
+        self.failure.as_ref().is_some_and(Failure::is_final)
     }
 
     pub fn is_dry_run(&self) -> bool {
@@ -180,14 +201,50 @@ fn quoted_requests(would_send: &[String]) -> usize {
         .count()
 }
 
-/// Hides every secret value in `text` (longest first).
+/// From this many characters a secret value is hidden wherever it appears,
+/// even inside a longer word: no real token, key or id is shorter, and one
+/// this long does not occur in ordinary text by chance.
+const HIDDEN_ANYWHERE_FROM: usize = 8;
+
+/// Hides every secret value in `text`. A value of `HIDDEN_ANYWHERE_FROM`
+/// characters or more is hidden wherever it appears; a shorter one (a test
+/// token `t`, a numeric pull zone id) only where it stands whole, between
+/// characters that are not letters or digits, so that the `t`s of `https`
+/// and `tries` stay readable. Every place is found in the original text and
+/// hidden in one pass: one value inside another, or overlapping it, is
+/// hidden with it.
 pub fn redact(text: &str, secrets: &[&str]) -> String {
-    secrets
-        .iter()
-        .filter(|secret| !secret.is_empty())
-        .fold(text.to_owned(), |text, secret| {
-            text.replace(secret, REDACTED)
-        })
+    let mut hidden: Vec<std::ops::Range<usize>> = Vec::new();
+    for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
+        let anywhere = secret.chars().count() >= HIDDEN_ANYWHERE_FROM;
+        hidden.extend(
+            text.match_indices(secret)
+                .map(|(start, found)| start..start + found.len())
+                .filter(|place| anywhere || stands_whole(text, place)),
+        );
+    }
+    hidden.sort_by_key(|place| (place.start, std::cmp::Reverse(place.end)));
+    let mut redacted = String::with_capacity(text.len());
+    let mut copied = 0;
+    for place in hidden {
+        if place.end <= copied {
+            continue;
+        }
+        if place.start >= copied {
+            redacted.push_str(&text[copied..place.start]);
+            redacted.push_str(REDACTED);
+        }
+        copied = place.end;
+    }
+    redacted.push_str(&text[copied..]);
+    redacted
+}
+
+/// Whether `place` in `text` has no letter or digit right before or after it.
+fn stands_whole(text: &str, place: &std::ops::Range<usize>) -> bool {
+    let word = |c: char| c.is_alphanumeric();
+    !text[..place.start].chars().next_back().is_some_and(word)
+        && !text[place.end..].chars().next().is_some_and(word)
 }
 
 /// At most `limit` bytes of `text`, cut at a character boundary, `…` marking the cut.
@@ -279,14 +336,91 @@ mod tests {
     }
 
     #[test]
-    fn secrets_are_redacted_longest_first() {
-        let secrets = ["https://hooks.example.test/s3cret-path", "s3cret"];
+    fn a_secret_inside_another_is_hidden_with_it() {
+        let secrets = ["s3cret", "https://hooks.example.test/s3cret-path"];
         assert_eq!(
             redact(
                 "POST https://hooks.example.test/s3cret-path: token s3cret refused",
                 &secrets
             ),
             "POST [redacted]: token [redacted] refused"
+        );
+        // Overlapping values: one mark for both.
+        assert_eq!(
+            redact("key abcdefgh12345678 end", &["abcdefgh1234", "gh12345678"]),
+            "key [redacted] end"
+        );
+    }
+
+    /// The cases of SPEC §4's "redacted wherever they appear, whole or in
+    /// part", for values long and short.
+    #[test]
+    fn long_secrets_are_hidden_anywhere_and_short_ones_where_they_stand_whole() {
+        let cases: &[(&str, &[&str], &str)] = &[
+            // A token of one character (the tests' `t`): the word, not the letters.
+            (
+                "POST https://api.cloudflare.com/client/v4/zones/z/purge_cache: HTTP 503; gave up after 6 tries",
+                &["t", "z"],
+                "POST https://api.cloudflare.com/client/v4/zones/[redacted]/purge_cache: HTTP 503; gave up after 6 tries",
+            ),
+            (
+                "Authorization: Bearer t",
+                &["t"],
+                "Authorization: Bearer [redacted]",
+            ),
+            ("token=t&x=1", &["t"], "token=[redacted]&x=1"),
+            // Two characters, a numeric id: whole only.
+            (
+                "pull zone 42 of 4242",
+                &["42"],
+                "pull zone [redacted] of 4242",
+            ),
+            // Eight characters or more: also inside a longer word.
+            ("id=XXab12cd34efYY", &["ab12cd34ef"], "id=XX[redacted]YY"),
+            ("%3Dab12cd34ef%26", &["ab12cd34ef"], "%3D[redacted]%26"),
+            // Nothing secret: the text as it was.
+            ("HTTP 403", &[], "HTTP 403"),
+            ("naïve", &["ï"], "naïve"),
+            ("€t€", &["t"], "€[redacted]€"),
+        ];
+        for (text, secrets, expected) in cases {
+            assert_eq!(&redact(text, secrets), expected, "{text} {secrets:?}");
+        }
+    }
+
+    /// Which failures fail the Job at once (exit code 2) and which the Job
+    /// retries: a CDN's refusal of the request or the credentials is final;
+    /// a time-out, "too early", a rate limit, a 5xx or a network error is not.
+    #[test]
+    fn a_refusal_or_a_missing_credential_is_final_and_the_rest_is_retried() {
+        let with_status = |status: Option<u16>| Failure {
+            status,
+            error: "x".into(),
+            ..Failure::default()
+        };
+        for (status, is_final) in [
+            (Some(400), true),
+            (Some(401), true),
+            (Some(403), true),
+            (Some(404), true),
+            (Some(408), false),
+            (Some(425), false),
+            (Some(429), false),
+            (Some(500), false),
+            (Some(503), false),
+            (None, false),
+        ] {
+            assert_eq!(with_status(status).is_final(), is_final, "{status:?}");
+        }
+        let missing_secret = Failure {
+            before_sending_for_good: true,
+            ..with_status(None)
+        };
+        assert!(missing_secret.is_final());
+        // The mark is the exit code's, not the message's.
+        assert_eq!(
+            serde_json::to_value(&missing_secret).unwrap(),
+            serde_json::json!({"error": "x"})
         );
     }
 
@@ -308,6 +442,7 @@ mod tests {
                 status: Some(503),
                 error: "HTTP 503".into(),
                 answer: "é".repeat(5000),
+                ..Failure::default()
             }),
         };
         let message = outcome.to_message();
