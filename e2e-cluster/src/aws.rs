@@ -470,13 +470,17 @@ fn hex(bytes: &[u8]) -> String {
 pub struct PodIdentityAgent {
     pub url: String,
     server: tokio::task::JoinHandle<()>,
+    asked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl PodIdentityAgent {
     pub async fn start() -> anyhow::Result<PodIdentityAgent> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let address: SocketAddr = listener.local_addr()?;
-        let server = crate::caches::serve(listener, |request, _| {
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = std::sync::Arc::clone(&asked);
+        let server = crate::caches::serve(listener, move |request, _| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let (status, body) = agent_answer(&request);
             crate::caches::respond(
                 hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::BAD_REQUEST),
@@ -487,7 +491,13 @@ impl PodIdentityAgent {
         Ok(PodIdentityAgent {
             url: format!("http://{address}/v1/credentials"),
             server,
+            asked,
         })
+    }
+
+    /// How many requests the agent has answered.
+    pub fn requests(&self) -> usize {
+        self.asked.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 

@@ -39,6 +39,8 @@ async fn setup() -> Setup {
 /// What one run of `purge` left: exit code, output, termination message.
 struct Ran {
     success: bool,
+    /// 1 for a failure the Job retries, 2 for one it fails at once on.
+    exit_code: Option<i32>,
     output: String,
     outcome: Value,
     message: String,
@@ -84,6 +86,7 @@ impl Setup {
         let message = std::fs::read_to_string(&log).unwrap_or_default();
         Ran {
             success: output.status.success(),
+            exit_code: output.status.code(),
             output: format!(
                 "{}{}",
                 String::from_utf8_lossy(&output.stdout),
@@ -353,6 +356,11 @@ async fn a_permanent_5xx_fails_within_the_budget_quoting_the_cdn() {
         .purge_cloudflare(&["--tag=shop", "--budget-seconds=4"])
         .await;
     assert!(!ran.success);
+    assert_eq!(
+        ran.exit_code,
+        Some(1),
+        "a 5xx may pass: the Job tries again"
+    );
     assert!(ran.took < Duration::from_secs(8), "took {:?}", ran.took);
     assert!(setup.cdn.requests("api.cloudflare.com").len() >= 3);
     assert_eq!(ran.outcome["result"], "failed");
@@ -374,6 +382,44 @@ async fn a_permanent_5xx_fails_within_the_budget_quoting_the_cdn() {
         "{failure}"
     );
     ran.reveals_nothing();
+}
+
+/// A credential of one character (a test's `t`) is hidden where it stands
+/// whole, not letter by letter: the message stays readable.
+#[tokio::test]
+async fn a_one_character_token_is_hidden_without_turning_the_message_into_noise() {
+    let setup = setup().await;
+    setup
+        .cdn
+        .fail("api.cloudflare.com", Failure::Permanent { status: 503 });
+    let short = setup.secret(
+        "short",
+        &[
+            ("CLOUDFLARE_ZONE_ID", "zone-t"),
+            ("CLOUDFLARE_API_TOKEN", "t"),
+        ],
+    );
+    let ran = setup
+        .purge(
+            &short,
+            &["--provider=cloudflare", "--tag=shop", "--budget-seconds=2"],
+        )
+        .await;
+    let failure = &ran.outcome["failure"];
+    assert_eq!(
+        failure["request"],
+        "POST https://api.cloudflare.com/client/v4/zones/[redacted]/purge_cache"
+    );
+    let error = failure["error"].as_str().unwrap();
+    assert!(error.starts_with("HTTP 503; "), "{error}");
+    assert!(!error.contains("[redacted]"), "{error}");
+    assert!(
+        failure["answer"]
+            .as_str()
+            .unwrap()
+            .contains("origin is down for maintenance"),
+        "{failure}"
+    );
 }
 
 #[tokio::test]
@@ -428,6 +474,7 @@ async fn a_wrong_credential_gets_the_providers_answer_without_retries() {
     );
     let ran = setup.purge_cloudflare(&["--tag=shop"]).await;
     assert!(!ran.success);
+    assert_eq!(ran.exit_code, Some(2), "a refused credential is final");
     assert_eq!(setup.cdn.requests("api.cloudflare.com").len(), 1);
     assert_eq!(ran.outcome["failure"]["status"], 403);
     assert!(
@@ -471,14 +518,15 @@ async fn a_missing_secret_or_key_fails_at_once_naming_them() {
     let ran = setup
         .purge(&no_token, &["--provider=cloudflare", "--tag=shop"])
         .await;
-    assert!(!ran.success);
+    // Final: the Job's podFailurePolicy fails it at once on exit code 2.
+    assert_eq!(ran.exit_code, Some(2), "{}", ran.output);
     assert_eq!(
         ran.outcome["failure"]["error"],
         "the Secret cache-buster-credentials has no key CLOUDFLARE_API_TOKEN (cloudflare needs CLOUDFLARE_ZONE_ID, CLOUDFLARE_API_TOKEN)"
     );
     let missing = setup.secret("missing", &[]);
     let ran = setup.purge(&missing, &["--provider=webhook"]).await;
-    assert!(!ran.success);
+    assert_eq!(ran.exit_code, Some(2), "{}", ran.output);
     let error = ran.outcome["failure"]["error"].as_str().unwrap();
     assert!(
         error.starts_with("the Secret cache-buster-credentials is missing or empty"),
@@ -1189,4 +1237,33 @@ async fn cloudfront_takes_pod_identity_credentials_from_the_agent() {
         "{}",
         ran.outcome
     );
+}
+
+/// A pod moving from IRSA to Pod Identity has both: the AWS SDKs take web
+/// identity first, and so does the purge.
+#[tokio::test]
+async fn cloudfront_takes_irsa_before_pod_identity_as_the_aws_sdks_do() {
+    let setup = setup().await;
+    let agent = PodIdentityAgent::start().await.unwrap();
+    let secret = cloudfront(&setup, "cloudfront-both", None);
+    let web_token = token_file(&setup, "eks-token", aws::WEB_IDENTITY_TOKEN);
+    let agent_token = token_file(&setup, "eks-pod-identity-token", aws::POD_IDENTITY_TOKEN);
+    let role = PathBuf::from(aws::ROLE_ARN);
+    let url = PathBuf::from(&agent.url);
+    let env: [(&str, &Path); 4] = [
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &url),
+        ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &agent_token),
+        ("AWS_ROLE_ARN", &role),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", &web_token),
+    ];
+    let ran = setup.purge_with(&secret, &CLOUDFRONT_URL, &env).await;
+    assert!(ran.success, "{}", ran.output);
+    assert_eq!(setup.cdn.requests(aws::STS_HOST).len(), 1);
+    assert_eq!(agent.requests(), 0, "the agent was asked first");
+    let created = &setup.cdn.requests(aws::CLOUDFRONT_HOST)[0];
+    assert_eq!(
+        created.header("x-amz-security-token"),
+        Some(aws::FROM_STS.2)
+    );
+    ran.reveals_nothing();
 }

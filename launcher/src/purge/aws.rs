@@ -1,10 +1,10 @@
 //! CloudFront's credentials, where an AWS SDK would find them in the pod:
 //! the Secret's `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (and
-//! `AWS_SESSION_TOKEN`); else EKS Pod Identity (the agent at
-//! `AWS_CONTAINER_CREDENTIALS_FULL_URI`, with the token of
-//! `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`); else IRSA (STS
-//! `AssumeRoleWithWebIdentity` with `AWS_ROLE_ARN` and the token of
-//! `AWS_WEB_IDENTITY_TOKEN_FILE`). The variables are those EKS injects.
+//! `AWS_SESSION_TOKEN`); else IRSA (STS `AssumeRoleWithWebIdentity` with
+//! `AWS_ROLE_ARN` and the token of `AWS_WEB_IDENTITY_TOKEN_FILE`); else EKS
+//! Pod Identity (the agent at `AWS_CONTAINER_CREDENTIALS_FULL_URI`, with the
+//! token of `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`): the order of the AWS
+//! SDKs' default chain (SPEC §5). The variables are those EKS injects.
 
 use super::cloudfront::xml_text;
 use super::credentials::Credentials;
@@ -112,43 +112,9 @@ pub async fn resolve(
             secrets: Vec::new(),
         });
     }
-    if let (Some(uri), Some(file)) = (
-        &environment.container_credentials_full_uri,
-        &environment.container_authorization_token_file,
-    ) {
-        let token = token(file, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")?;
-        let answer = client
-            .send(&credentials_request(
-                uri.clone(),
-                vec![("Authorization".into(), token.clone())],
-                None,
-            ))
-            .await;
-        if let Some(error) = answer.error {
-            return Err(format!(
-                "EKS Pod Identity (AWS_CONTAINER_CREDENTIALS_FULL_URI) gave no credentials: {error}: {}",
-                super::outcome::answer_excerpt(&answer.body, &[&token])
-            ));
-        }
-        let fields: serde_json::Value = serde_json::from_str(&answer.body)
-            .map_err(|error| format!("EKS Pod Identity's answer is not JSON: {error}"))?;
-        let field = |name: &str| fields.get(name).and_then(serde_json::Value::as_str);
-        let (Some(id), Some(key)) = (field("AccessKeyId"), field("SecretAccessKey")) else {
-            return Err(
-                "EKS Pod Identity's answer has no AccessKeyId and SecretAccessKey".to_owned(),
-            );
-        };
-        let session = field("Token");
-        return Ok(Resolved {
-            signer: signer(id, key, session),
-            source: Source::PodIdentity,
-            secrets: [Some(token.as_str()), Some(key), session]
-                .into_iter()
-                .flatten()
-                .map(str::to_owned)
-                .collect(),
-        });
-    }
+    // The SDKs' default chain: web identity (IRSA) before the container
+    // credentials endpoint (Pod Identity), so a pod that has both while it
+    // moves from one to the other signs as the SDKs would.
     if let (Some(role), Some(file)) = (&environment.role_arn, &environment.web_identity_token_file)
     {
         let token = token(file, "AWS_WEB_IDENTITY_TOKEN_FILE")?;
@@ -193,11 +159,50 @@ pub async fn resolve(
             secrets: vec![token, key.to_owned(), session.to_owned()],
         });
     }
-    Err("provider cloudfront found no AWS credentials: the Secret has no AWS_ACCESS_KEY_ID and \
-         AWS_SECRET_ACCESS_KEY, and the pod has neither EKS Pod Identity \
-         (AWS_CONTAINER_CREDENTIALS_FULL_URI) nor IRSA (AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE); \
+    if let (Some(uri), Some(file)) = (
+        &environment.container_credentials_full_uri,
+        &environment.container_authorization_token_file,
+    ) {
+        let token = token(file, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")?;
+        let answer = client
+            .send(&credentials_request(
+                uri.clone(),
+                vec![("Authorization".into(), token.clone())],
+                None,
+            ))
+            .await;
+        if let Some(error) = answer.error {
+            return Err(format!(
+                "EKS Pod Identity (AWS_CONTAINER_CREDENTIALS_FULL_URI) gave no credentials: {error}: {}",
+                super::outcome::answer_excerpt(&answer.body, &[&token])
+            ));
+        }
+        let fields: serde_json::Value = serde_json::from_str(&answer.body)
+            .map_err(|error| format!("EKS Pod Identity's answer is not JSON: {error}"))?;
+        let field = |name: &str| fields.get(name).and_then(serde_json::Value::as_str);
+        let (Some(id), Some(key)) = (field("AccessKeyId"), field("SecretAccessKey")) else {
+            return Err(
+                "EKS Pod Identity's answer has no AccessKeyId and SecretAccessKey".to_owned(),
+            );
+        };
+        let session = field("Token");
+        return Ok(Resolved {
+            signer: signer(id, key, session),
+            source: Source::PodIdentity,
+            secrets: [Some(token.as_str()), Some(key), session]
+                .into_iter()
+                .flatten()
+                .map(str::to_owned)
+                .collect(),
+        });
+    }
+    Err(
+        "provider cloudfront found no AWS credentials: the Secret has no AWS_ACCESS_KEY_ID and \
+         AWS_SECRET_ACCESS_KEY, and the pod has neither IRSA (AWS_ROLE_ARN, \
+         AWS_WEB_IDENTITY_TOKEN_FILE) nor EKS Pod Identity (AWS_CONTAINER_CREDENTIALS_FULL_URI); \
          give the Job's ServiceAccount an IAM role, or put the keys in the Secret"
-        .to_owned())
+            .to_owned(),
+    )
 }
 
 #[cfg(test)]

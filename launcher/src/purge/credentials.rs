@@ -132,13 +132,57 @@ impl Credentials {
         self.values.get(key).map(String::as_str)
     }
 
-    /// Every secret value, for redaction: longest first, so a value that
-    /// contains another is hidden whole.
+    /// Every secret value, for redaction, and the parts of a secret URL that
+    /// an answer may quote on their own: a receiver's stock 404 quotes the
+    /// path (`Cannot POST /services/T0…/B0…/hK7w…`), another the query.
+    /// Longest first.
     pub fn secrets(&self) -> Vec<&str> {
-        let mut secrets: Vec<&str> = self.values.values().map(String::as_str).collect();
-        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+        let mut secrets: Vec<&str> = self
+            .values
+            .values()
+            .flat_map(|value| std::iter::once(value.as_str()).chain(url_parts(value)))
+            .collect();
+        secrets.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+        secrets.dedup();
         secrets
     }
+}
+
+/// A part of a secret URL this long or longer is hidden on its own; a
+/// shorter path segment (`/purge`, `/hooks`) names a route, not a secret.
+const SECRET_URL_PART: usize = 8;
+
+/// Of `value`, if it is a URL: its path with the query, its path, its query,
+/// and each path segment and query value of `SECRET_URL_PART` characters or
+/// more. Nothing for a bare root path.
+fn url_parts(value: &str) -> Vec<&str> {
+    let Some((_, after_scheme)) = value.split_once("://") else {
+        return Vec::new();
+    };
+    let Some(slash) = after_scheme.find('/') else {
+        return Vec::new();
+    };
+    let path_and_query = after_scheme[slash..].split('#').next().unwrap_or_default();
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let mut parts = Vec::new();
+    if path.len() > 1 {
+        parts.extend([path_and_query, path]);
+    }
+    if !query.is_empty() {
+        parts.extend([path_and_query, query]);
+    }
+    let long_parts = path
+        .split('/')
+        .chain(
+            query
+                .split('&')
+                .map(|pair| pair.split_once('=').map_or(pair, |(_, v)| v)),
+        )
+        .filter(|part| part.chars().count() >= SECRET_URL_PART);
+    parts.extend(long_parts);
+    parts
 }
 
 #[cfg(test)]
@@ -206,6 +250,40 @@ mod tests {
         let dir = secret_dir(&[("WEBHOOK_URL", "https://hooks.example.test/x\n")]);
         let credentials = Credentials::read(Provider::Webhook, dir.path(), "hook").unwrap();
         assert_eq!(credentials.optional("WEBHOOK_TOKEN"), None);
-        assert_eq!(credentials.secrets(), ["https://hooks.example.test/x"]);
+        assert_eq!(
+            credentials.secrets(),
+            ["https://hooks.example.test/x", "/x"]
+        );
+    }
+
+    /// A webhook URL's path is its secret: an answer that quotes the path,
+    /// a part of it or the query hides them all.
+    #[test]
+    fn a_secret_urls_path_query_and_long_parts_are_secrets_too() {
+        let credentials = Credentials::from_pairs(&[(
+            "WEBHOOK_URL",
+            "https://hooks.example.test/services/T0AB12CD3/B0EF45GH6/hK7wXyZ0123456789abcdef?sig=Zm9vYmFyYmF6cXV4&v=1",
+        )]);
+        let secrets = credentials.secrets();
+        for part in [
+            "/services/T0AB12CD3/B0EF45GH6/hK7wXyZ0123456789abcdef?sig=Zm9vYmFyYmF6cXV4&v=1",
+            "/services/T0AB12CD3/B0EF45GH6/hK7wXyZ0123456789abcdef",
+            "sig=Zm9vYmFyYmF6cXV4&v=1",
+            "T0AB12CD3",
+            "hK7wXyZ0123456789abcdef",
+            "Zm9vYmFyYmF6cXV4",
+        ] {
+            assert!(secrets.contains(&part), "{part} in {secrets:?}");
+        }
+        assert!(!secrets.contains(&"1"), "{secrets:?}");
+        let answer = "Cannot POST /services/T0AB12CD3/B0EF45GH6/hK7wXyZ0123456789abcdef \
+                      (unknown hook hK7wXyZ0123456789abcdef)";
+        assert_eq!(
+            crate::purge::outcome::redact(answer, &secrets),
+            "Cannot POST [redacted] (unknown hook [redacted])"
+        );
+        // A URL without a path, and a value that is no URL, have no parts.
+        let plain = Credentials::from_pairs(&[("A", "https://hooks.example.test"), ("B", "token")]);
+        assert_eq!(plain.secrets(), ["https://hooks.example.test", "token"]);
     }
 }

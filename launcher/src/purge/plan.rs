@@ -208,6 +208,9 @@ pub fn plan(
     }
 }
 
+/// Cloudflare's limit of prefixes, hosts or tags in one purge, on every plan.
+const CLOUDFLARE_MAX_PREFIXES_HOSTS_TAGS: usize = 100;
+
 /// `{"files":[…]}` in batches, then prefixes, hosts and tags likewise, or
 /// `{"purge_everything":true}` alone.
 fn cloudflare(
@@ -233,14 +236,17 @@ fn cloudflare(
             Purges::whole("everything"),
         )];
     }
+    // Only URLs go up to 500 a request (on Enterprise); prefixes, hosts and
+    // tags stay at 100 on every plan (SPEC §5).
+    let others = batch_size.min(CLOUDFLARE_MAX_PREFIXES_HOSTS_TAGS);
     let mut requests = Vec::new();
-    for (field, items, one, many) in [
-        ("files", &targets.urls, "URL", "URLs"),
-        ("prefixes", &targets.prefixes, "prefix", "prefixes"),
-        ("hosts", &targets.hosts, "host", "hosts"),
-        ("tags", &targets.tags, "tag", "tags"),
+    for (field, items, one, many, size) in [
+        ("files", &targets.urls, "URL", "URLs", batch_size),
+        ("prefixes", &targets.prefixes, "prefix", "prefixes", others),
+        ("hosts", &targets.hosts, "host", "hosts", others),
+        ("tags", &targets.tags, "tag", "tags", others),
     ] {
-        for batch in items.chunks(batch_size) {
+        for batch in items.chunks(size) {
             requests.push(json_request(
                 url.clone(),
                 auth(),
@@ -991,6 +997,58 @@ mod tests {
                 ]
             );
         }
+    }
+
+    /// A batch size raised for URLs (Enterprise: 500) leaves prefixes,
+    /// hosts and tags at Cloudflare's 100 a request.
+    #[test]
+    fn cloudflare_sends_at_most_100_prefixes_hosts_or_tags_whatever_the_batch_size() {
+        let many = |prefix: &str, count: usize| -> Vec<String> {
+            (0..count).map(|n| format!("{prefix}{n}")).collect()
+        };
+        let targets = PurgeTargets {
+            urls: urls(501),
+            prefixes: many("www.example.com/p", 120),
+            hosts: many("h", 100),
+            tags: many("t", 150),
+            everything: false,
+        };
+        let credentials = cloudflare_credentials();
+        let with_batch_size = |size| {
+            plan(
+                Provider::Cloudflare,
+                &targets,
+                &credentials,
+                &options(size),
+                &WebhookContext::default(),
+            )
+            .unwrap()
+        };
+        let sizes: Vec<(String, usize)> = bodies(&with_batch_size(500))
+            .iter()
+            .flat_map(|body| body.as_object().unwrap().clone())
+            .map(|(field, items)| (field, items.as_array().unwrap().len()))
+            .collect();
+        let expected = [
+            ("files", 500),
+            ("files", 1),
+            ("prefixes", 100),
+            ("prefixes", 20),
+            ("hosts", 100),
+            ("tags", 100),
+            ("tags", 50),
+        ];
+        assert_eq!(
+            sizes,
+            expected.map(|(field, size)| (field.to_owned(), size))
+        );
+        // Below 100, the batch size is every kind's.
+        assert!(bodies(&with_batch_size(40)).iter().all(|body| {
+            body.as_object()
+                .unwrap()
+                .values()
+                .all(|items| items.as_array().unwrap().len() <= 40)
+        }));
     }
 
     #[test]
