@@ -28,6 +28,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+#[path = "scenarios/healthy.rs"]
+mod healthy;
 #[path = "scenarios/running.rs"]
 mod running;
 
@@ -130,6 +132,12 @@ const CONCURRENT: &[(&str, Scenario)] = &[
 /// Scenarios that stop or change a shared component: one at a time, after
 /// the others.
 const EXCLUSIVE: &[(&str, Scenario)] = &[
+    // First: the watch error counters, since the launchers started, must
+    // still be 0 (a_forbidden_watch… counts some on purpose).
+    (
+        "a_healthy_control_plane_counts_no_watch_error_and_every_purge_has_its_event",
+        |c| healthy::healthy_watches(c).boxed_local(),
+    ),
     (
         "a_launcher_restart_creates_no_duplicate_job_nor_event",
         |c| launcher_restart(c).boxed_local(),
@@ -666,19 +674,30 @@ async fn label_removed(cluster: &Cluster) -> Result<()> {
 async fn misconfigured(cluster: &Cluster) -> Result<()> {
     let ns = "misconfigured";
     cluster.site_namespace(ns).await?;
-    let mut manifest = site("shop", ns, "nginx:1.27.1");
-    manifest["metadata"]["annotations"]["cache-buster.io/provider"] = json!("akamai");
-    let error = flux_apply(cluster, &manifest, false)
-        .await
-        .err()
-        .ok_or_else(|| anyhow!("a Deployment with provider akamai was accepted"))?;
-    let text = format!("{error:#}");
-    ensure!(
-        text.contains("denied the request")
-            && text.contains("annotation cache-buster.io/provider")
-            && text.contains("akamai"),
-        "{text}"
-    );
+    // A provider that does not exist, and a target the provider cannot
+    // purge (Fastly purges no prefix): each refused, naming the annotation.
+    for (annotations, named) in [
+        (
+            json!({"cache-buster.io/provider": "akamia"}),
+            ["annotation cache-buster.io/provider", "akamia"],
+        ),
+        (
+            json!({"cache-buster.io/provider": "fastly", "cache-buster.io/prefixes": "shop.example.com/a"}),
+            ["annotation cache-buster.io/prefixes", "fastly"],
+        ),
+    ] {
+        let mut manifest = site("shop", ns, "nginx:1.27.1");
+        manifest["metadata"]["annotations"] = annotations.clone();
+        let error = flux_apply(cluster, &manifest, false)
+            .await
+            .err()
+            .ok_or_else(|| anyhow!("a Deployment with {annotations} was accepted"))?;
+        let text = format!("{error:#}");
+        ensure!(
+            text.contains("denied the request") && named.iter().all(|name| text.contains(name)),
+            "{text}"
+        );
+    }
     ensure!(
         deployments(cluster, ns).get_opt("shop").await?.is_none(),
         "it was stored"
@@ -1120,8 +1139,9 @@ async fn purge_failure_reported(cluster: &Cluster) -> Result<()> {
         .args(purge.args.iter().flatten());
     let output = tokio::task::spawn_blocking(move || command.output()).await??;
     let message = std::fs::read_to_string(&termination_log)?;
+    // A refused credential is final: exit code 2, the Job fails at once.
     ensure!(
-        output.status.code() == Some(1),
+        output.status.code() == Some(cache_buster::job::FINAL_FAILURE_EXIT_CODE),
         "purge exited with {:?}: {message} {}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
@@ -1142,21 +1162,24 @@ async fn purge_failure_reported(cluster: &Cluster) -> Result<()> {
         .first()
         .ok_or_else(|| anyhow!("nothing reached the CDN"))?;
     ensure!(request.starts_with("POST /purge HTTP/1.1"), "{request}");
-    ensure!(
-        request.contains("Authorization: Bearer s3cret"),
-        "{request}"
-    );
-    ensure!(
-        request.contains("Content-Type: application/json"),
-        "{request}"
-    );
+    // Header names are case-insensitive (RFC 9110); HTTP/1.1 clients of
+    // today send them in lower case.
+    let header = |name: &str, value: &str| {
+        request.lines().any(|line| {
+            line.split_once(':').is_some_and(|(field, content)| {
+                field.eq_ignore_ascii_case(name) && content.trim() == value
+            })
+        })
+    };
+    ensure!(header("Authorization", "Bearer s3cret"), "{request}");
+    ensure!(header("Content-Type", "application/json"), "{request}");
 
     // What the kubelet would report, as the launcher quotes it.
     let status = ContainerStatus {
         name: purge.name.clone(),
         state: Some(ContainerState {
             terminated: Some(ContainerStateTerminated {
-                exit_code: 1,
+                exit_code: cache_buster::job::FINAL_FAILURE_EXIT_CODE,
                 message: Some(message),
                 ..Default::default()
             }),
@@ -1167,7 +1190,7 @@ async fn purge_failure_reported(cluster: &Cluster) -> Result<()> {
     let quoted = cache_buster_launcher::cluster::failed_container(&status).unwrap_or_default();
     ensure!(
         quoted.starts_with(
-            "container purge exited with 1: POST [redacted]: HTTP 403; the CDN answered: "
+            "container purge exited with 2: POST [redacted]: HTTP 403; the CDN answered: "
         ) && quoted.contains("Authentication error"),
         "{quoted}"
     );

@@ -3,7 +3,10 @@
 //! sites (`make bench-sites` measures the bytes retained per site).
 //! - The watches decode into types of their own. `CachedJob` keeps a Job's
 //!   identity, owner, companion labels, image hash and end, as decoded; a
-//!   pod template or a status counter is skipped, never stored.
+//!   pod template or a status counter is skipped, never stored. Its
+//!   `resourceVersion` is kept only until kube's watcher has read it (it
+//!   resumes from it, and rejects an event without one): `Keep::job` drops
+//!   it after the watcher, before the cache.
 //!   `SiteDeployment` keeps metadata and each container's name and image.
 //! - `Keep::deployment` then drops what the policy's derivation does not
 //!   read (managedFields, foreign labels and annotations), shares the site
@@ -76,7 +79,8 @@ pub struct NamedImage {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(from = "JobOnTheWire")]
 pub struct CachedJob {
-    /// Name, namespace, uid, creation and owners; nothing else.
+    /// Name, namespace, uid, creation and owners; and, until `Keep::job`
+    /// drops it, the resourceVersion the watcher needs.
     pub metadata: ObjectMeta,
     /// Labelled `managed-by` and `component` cache-buster.
     pub companion: bool,
@@ -141,6 +145,7 @@ impl From<JobOnTheWire> for CachedJob {
                 name: metadata.name,
                 namespace: metadata.namespace,
                 uid: metadata.uid,
+                resource_version: metadata.resource_version,
                 creation_timestamp: metadata.creation_timestamp,
                 owner_references: metadata.owner_references.map(|owners| {
                     owners
@@ -318,6 +323,12 @@ impl Keep {
             own_prefixes,
             job_annotations,
         }
+    }
+
+    /// A companion Job, after kube's watcher has read its resourceVersion:
+    /// no decision reads it, so the cache does not keep it.
+    pub fn job(job: &mut CachedJob) {
+        job.metadata.resource_version = None;
     }
 
     /// A site Deployment: the site label (its key shared) and the policy's
@@ -581,9 +592,24 @@ mod tests {
             ),
             (None, None, None)
         );
+        // kube's watcher resumes from the resourceVersion (and refuses an
+        // event without one): decoded, it is there; in the cache, not.
         assert_eq!(
-            (metadata.resource_version.as_ref(), metadata.generation),
-            (None, None)
+            (metadata.resource_version.as_deref(), metadata.generation),
+            (Some("77"), None)
+        );
+        let mut cached = job.clone();
+        Keep::job(&mut cached);
+        assert_eq!(cached.metadata.resource_version, None);
+        assert_eq!(
+            CachedJob {
+                metadata: ObjectMeta {
+                    resource_version: Some("77".to_owned()),
+                    ..cached.metadata.clone()
+                },
+                ..cached
+            },
+            job
         );
         let owner = &metadata.owner_references.as_ref().unwrap()[0];
         assert_eq!(

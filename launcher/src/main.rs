@@ -428,10 +428,12 @@ fn controllers(
         let watch = format!("jobs in {scope}");
         watches.register(&watch);
         let health = Arc::clone(watches);
-        // A CachedJob is compact as decoded (cache.rs).
+        // A CachedJob is compact as decoded (cache.rs), but for the
+        // resourceVersion the watcher itself needs: dropped after it.
         let trigger = reflector::reflector(
             writer,
             watcher(jobs.clone(), watcher::Config::default().labels(&companions))
+                .modify(Keep::job)
                 .inspect(move |event| health.observe(&watch, "jobs", event)),
         )
         .default_backoff()

@@ -732,8 +732,9 @@ pub async fn missing_credentials(cluster: &Cluster) -> Result<()> {
         let stored = flux_apply(cluster, &manifest, false).await?;
         let job = stamped_job_name(&stored)?;
         let run = container_ran(cluster, ns, &job, "purge").await?;
+        // Exit code 2: no retry can mend a missing Secret or key.
         ensure!(
-            run.exit_code == 1,
+            run.exit_code == cache_buster::job::FINAL_FAILURE_EXIT_CODE,
             "the purge without its credentials exited {}",
             run.exit_code
         );
@@ -742,8 +743,15 @@ pub async fn missing_credentials(cluster: &Cluster) -> Result<()> {
             "the purge took {:?} to name what is missing",
             run.finished - run.started
         );
-        // Once the Job has failed (backoffLimit 3), the Deployment's Event names them.
-        job_ends(cluster, ns, &job, "Failed", Duration::from_secs(60)).await?;
+        // The Job's podFailurePolicy fails it at once, without the back-offs
+        // of backoffLimit 3, and the Deployment's Event names what is missing.
+        let failed = job_ends(cluster, ns, &job, "Failed", Duration::from_secs(15)).await?;
+        let pods_run = failed
+            .status
+            .as_ref()
+            .and_then(|status| status.failed)
+            .unwrap_or_default();
+        ensure!(pods_run == 1, "{pods_run} pods ran, not one");
         let event = wait_for_events(cluster, ns, site, "CacheBusterPurgeFailed", 1).await?;
         let text = event[0].message.clone().unwrap_or_default();
         ensure!(text.contains(expected), "{text}");
