@@ -306,7 +306,7 @@ fn fastly(
     for url in &targets.urls {
         requests.push(PlannedRequest {
             method: "POST",
-            url: format!("{FASTLY_API}/purge/{}", without_scheme(url)),
+            url: format!("{FASTLY_API}/purge/{}", cached_url(url)),
             headers: vec![key()],
             body: None,
             purges: counted(1, "URL", "URLs"),
@@ -555,6 +555,16 @@ fn webhook_request(
 }
 
 /// `https://www.example.com/a?b` → `www.example.com/a?b`.
+/// Fastly's `{cached_url}`: the URL without its scheme, as one path
+/// parameter of `POST /purge/{cached_url}`. Its query is part of it, so its
+/// `?` is percent-encoded: left bare, `?c=1` would be the API call's own
+/// query, and Fastly would purge `/a/b`, not `/a/b?c=1`. A fragment never
+/// reaches a cache and is dropped.
+fn cached_url(url: &str) -> String {
+    let without_fragment = url.split('#').next().unwrap_or_default();
+    without_scheme(without_fragment).replace('?', "%3F")
+}
+
 fn without_scheme(url: &str) -> &str {
     url.split_once("://").map_or(url, |(_, rest)| rest)
 }
@@ -1051,6 +1061,26 @@ mod tests {
         }));
     }
 
+    /// Fastly's `POST /purge/{cached_url}`: the query belongs to the cached
+    /// URL, so the API call itself has none.
+    #[test]
+    fn a_fastly_url_keeps_its_query_inside_the_cached_url() {
+        for (url, cached) in [
+            ("https://shop.example.com/a/b", "shop.example.com/a/b"),
+            (
+                "https://shop.example.com/a/b?c=1",
+                "shop.example.com/a/b%3Fc=1",
+            ),
+            (
+                "https://shop.example.com/?c=1&d=2",
+                "shop.example.com/%3Fc=1&d=2",
+            ),
+            ("http://shop.example.com/a#top", "shop.example.com/a"),
+        ] {
+            assert_eq!(cached_url(url), cached, "{url}");
+        }
+    }
+
     #[test]
     fn cloudflare_purges_everything_alone() {
         let targets = PurgeTargets {
@@ -1102,7 +1132,7 @@ mod tests {
         assert_eq!(
             urls,
             [
-                "https://api.fastly.com/purge/attacker.example/steal?x=1",
+                "https://api.fastly.com/purge/attacker.example/steal%3Fx=1",
                 "https://api.fastly.com/purge/www.example.com/a"
             ]
         );
