@@ -293,6 +293,12 @@ apply_patch_to() {
   [ "$(purge_flag tag)" = '["shop","product-list"]' ]
   [ "$(purge_flag secret)" = '["fastly-credentials"]' ]
   [ "$(jq -r '.spec.template.spec.volumes[] | select(.name == "credentials") | .secret | "\(.secretName) \(.optional)"' <<<"$job")" = 'fastly-credentials true' ]
+  [ "$(purge_flag fastly-soft-purge)" = '["false"]' ]
+}
+
+@test "a fastly soft purge comes from the settings" {
+  evaluate create-fastly.json --settings-json '{"fastlySoftPurge": true}'
+  [ "$(purge_flag fastly-soft-purge)" = '["true"]' ]
 }
 
 @test "the webhook is told the rollout it purges for" {

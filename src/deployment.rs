@@ -232,6 +232,7 @@ pub fn derive_stamp(
         provider,
         credentials_secret: secret,
         cloudflare_batch_size: usize::try_from(settings.cloudflare_batch_size).unwrap_or(1),
+        fastly_soft_purge: settings.fastly_soft_purge,
         dry_run,
         akamai: AkamaiOptions {
             action: settings.akamai_action,

@@ -320,6 +320,7 @@ mod tests {
             provider,
             credentials_secret: "cdn-credentials",
             cloudflare_batch_size: 30,
+            fastly_soft_purge: false,
             dry_run: false,
             akamai: Default::default(),
             http: Default::default(),

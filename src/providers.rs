@@ -277,6 +277,8 @@ pub struct PurgeMode<'a> {
     pub provider: Provider,
     pub credentials_secret: &'a str,
     pub cloudflare_batch_size: usize,
+    /// Setting `fastlySoftPurge`.
+    pub fastly_soft_purge: bool,
     /// `P/dry-run`: send nothing, report what would have been sent.
     pub dry_run: bool,
     pub akamai: AkamaiOptions,
@@ -356,6 +358,7 @@ pub fn purge_args(
         provider,
         credentials_secret,
         cloudflare_batch_size,
+        fastly_soft_purge,
         dry_run,
         akamai,
         http,
@@ -383,7 +386,10 @@ pub fn purge_args(
         Provider::Cloudflare => {
             args.push(format!("--cloudflare-batch-size={cloudflare_batch_size}"))
         }
-        Provider::Fastly | Provider::Bunny => {}
+        // Always given, so that a stamp made before an edit of the setting
+        // differs in this flag's value, which the launcher names.
+        Provider::Fastly => args.push(format!("--fastly-soft-purge={fastly_soft_purge}")),
+        Provider::Bunny => {}
         // The invalidation's CallerReference: a retried pod makes no second one.
         Provider::Cloudfront => args.push(format!("--job-name={}", webhook.job_name)),
         Provider::Akamai => args.extend([
@@ -485,6 +491,7 @@ mod tests {
             provider,
             credentials_secret: "cdn-credentials",
             cloudflare_batch_size: 30,
+            fastly_soft_purge: false,
             dry_run: false,
             akamai: AkamaiOptions::default(),
             http: HttpOptions::default(),
@@ -514,8 +521,37 @@ mod tests {
                 "--secret=cdn-credentials",
                 "--dry-run",
                 "--tag=shop",
+                "--fastly-soft-purge=false",
                 "--budget-seconds=180"
             ]
+        );
+    }
+
+    /// Setting fastlySoftPurge reaches the Fastly purge's argv.
+    #[test]
+    fn a_fastly_soft_purge_is_in_the_argv() {
+        let purge = PurgeTargets {
+            tags: vec!["shop".into()],
+            ..PurgeTargets::default()
+        };
+        let soft = PurgeMode {
+            fastly_soft_purge: true,
+            ..mode(Provider::Fastly)
+        };
+        let argv = purge_args(soft, &purge, &payload(&purge));
+        assert!(
+            argv.contains(&"--fastly-soft-purge=true".to_owned()),
+            "{argv:?}"
+        );
+        // Other providers are not told.
+        let cloudflare = PurgeMode {
+            fastly_soft_purge: true,
+            ..mode(Provider::Cloudflare)
+        };
+        let argv = purge_args(cloudflare, &purge, &payload(&purge));
+        assert!(
+            !argv.iter().any(|arg| arg.starts_with("--fastly")),
+            "{argv:?}"
         );
     }
 
@@ -556,6 +592,7 @@ mod tests {
                 "--provider=fastly",
                 "--secret=cdn-credentials",
                 "--everything",
+                "--fastly-soft-purge=false",
                 "--budget-seconds=180"
             ]
         );

@@ -51,6 +51,9 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl_seconds_after_finished: Option<i64>,
     pub cloudflare_batch_size: i64,
+    /// Fastly marks content stale instead of evicting it
+    /// (`Fastly-Soft-Purge: 1`), so the origin is not stampeded.
+    pub fastly_soft_purge: bool,
     /// Fast Purge's request (provider akamai): `invalidate` or `delete`.
     pub akamai_action: AkamaiAction,
     /// Fast Purge's network (provider akamai): `production` or `staging`.
@@ -90,6 +93,7 @@ impl Default for Settings {
             active_deadline_seconds: 900,
             ttl_seconds_after_finished: None,
             cloudflare_batch_size: 30,
+            fastly_soft_purge: false,
             akamai_action: AkamaiAction::Invalidate,
             akamai_network: AkamaiNetwork::Production,
             http_method: HttpMethod::Purge,
@@ -493,6 +497,7 @@ mod tests {
             "activeDeadlineSeconds": 540,
             "ttlSecondsAfterFinished": 3600,
             "cloudflareBatchSize": 500,
+            "fastlySoftPurge": true,
             "akamaiAction": "delete",
             "akamaiNetwork": "staging",
             "httpMethod": "BAN",

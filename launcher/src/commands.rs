@@ -62,6 +62,9 @@ pub struct PurgeArgs {
     pub dry_run: bool,
     #[arg(long, default_value_t = 30)]
     pub cloudflare_batch_size: usize,
+    /// Fastly: mark stale instead of evicting (`Fastly-Soft-Purge: 1`).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    pub fastly_soft_purge: bool,
     /// Fast Purge's action (provider akamai)
     #[arg(long, value_parser = akamai_action, default_value = "invalidate")]
     pub akamai_action: AkamaiAction,
@@ -145,6 +148,7 @@ impl PurgeArgs {
                 everything: self.everything,
             },
             cloudflare_batch_size: self.cloudflare_batch_size,
+            fastly_soft_purge: self.fastly_soft_purge,
             akamai: AkamaiOptions {
                 action: self.akamai_action,
                 network: self.akamai_network,

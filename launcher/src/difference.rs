@@ -122,9 +122,10 @@ fn walk(path: String, stamped: &Value, derived: &Value, out: &mut Vec<Difference
 }
 
 /// The purge and wait flags whose value a setting decides.
-const ARGS_OF_SETTINGS: [(&str, &str); 6] = [
+const ARGS_OF_SETTINGS: [(&str, &str); 7] = [
     ("--timeout-seconds", "rolloutTimeoutSeconds"),
     ("--cloudflare-batch-size", "cloudflareBatchSize"),
+    ("--fastly-soft-purge", "fastlySoftPurge"),
     ("--akamai-action", "akamaiAction"),
     ("--akamai-network", "akamaiNetwork"),
     ("--http-method", "httpMethod"),
@@ -231,6 +232,11 @@ mod tests {
                 "--cloudflare-batch-size=30",
                 "--cloudflare-batch-size=500",
                 "cloudflareBatchSize",
+            ),
+            (
+                "--fastly-soft-purge=false",
+                "--fastly-soft-purge=true",
+                "fastlySoftPurge",
             ),
             (
                 "--timeout-seconds=600",

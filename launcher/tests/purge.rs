@@ -259,7 +259,29 @@ async fn fastly_keys_and_urls_go_to_the_api_host_only() {
     assert_eq!(all[1].path, "/purge/shop.example.com/a/b%3Fc=1");
     assert_eq!(all[2].path, "/purge/www.example.com/steal");
     assert_eq!(ran.outcome["purged"], json!(["2 surrogate keys", "2 URLs"]));
+    assert!(all.iter().all(|r| r.header("fastly-soft-purge").is_none()));
     ran.reveals_nothing();
+
+    // fastlySoftPurge: each request marks stale instead of evicting.
+    let ran = setup
+        .purge(
+            &secret,
+            &[
+                "--provider=fastly",
+                "--tag=shop",
+                "--url=https://shop.example.com/a",
+                "--fastly-soft-purge=true",
+            ],
+        )
+        .await;
+    assert!(ran.success, "{}", ran.output);
+    let soft = &setup.cdn.requests("")[3..];
+    assert_eq!(soft.len(), 2, "{soft:?}");
+    assert!(
+        soft.iter()
+            .all(|r| r.header("fastly-soft-purge") == Some("1")),
+        "{soft:?}"
+    );
 
     let ran = setup
         .purge(&secret, &["--provider=fastly", "--everything"])

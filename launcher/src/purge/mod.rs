@@ -28,6 +28,7 @@ pub struct PurgeJob {
     pub provider: Provider,
     pub targets: PurgeTargets,
     pub cloudflare_batch_size: usize,
+    pub fastly_soft_purge: bool,
     pub akamai: AkamaiOptions,
     pub http: HttpJob,
     /// Where the pod's AWS identity is (provider cloudfront).
@@ -70,6 +71,7 @@ impl PurgeJob {
     fn options(&self, caches: Vec<std::net::SocketAddr>, credentials: &Credentials) -> Options {
         Options {
             cloudflare_batch_size: self.cloudflare_batch_size,
+            fastly_soft_purge: self.fastly_soft_purge,
             akamai: self.akamai,
             http: SelfHosted {
                 endpoints: caches,

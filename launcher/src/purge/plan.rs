@@ -159,6 +159,7 @@ pub enum Signer {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {
     pub cloudflare_batch_size: usize,
+    pub fastly_soft_purge: bool,
     pub akamai: AkamaiOptions,
     pub http: SelfHosted,
     pub cloudfront: Invalidations,
@@ -186,7 +187,7 @@ pub fn plan(
             credentials,
             options.cloudflare_batch_size.max(1),
         )),
-        Provider::Fastly => fastly(targets, credentials),
+        Provider::Fastly => fastly(targets, credentials, options.fastly_soft_purge),
         Provider::Webhook => Ok(vec![webhook_request(targets, credentials, webhook)]),
         Provider::Bunny => bunny(targets, credentials),
         Provider::Akamai => akamai(targets, credentials, options.akamai),
@@ -263,6 +264,7 @@ fn cloudflare(
 fn fastly(
     targets: &PurgeTargets,
     credentials: &Credentials,
+    soft: bool,
 ) -> Result<Vec<PlannedRequest>, Unsupported> {
     for (list, what) in [(&targets.prefixes, "prefixes"), (&targets.hosts, "hosts")] {
         if !list.is_empty() {
@@ -276,12 +278,19 @@ fn fastly(
         "{FASTLY_API}/service/{}",
         path_segment(credentials.value("FASTLY_SERVICE_ID"))
     );
-    let key = || header("Fastly-Key", credentials.value("FASTLY_API_TOKEN"));
+    // A soft purge marks stale: keys and URLs only (purge_all has none).
+    let key = || {
+        let mut headers = vec![header("Fastly-Key", credentials.value("FASTLY_API_TOKEN"))];
+        if soft {
+            headers.push(header("Fastly-Soft-Purge", "1"));
+        }
+        headers
+    };
     if targets.everything {
         return Ok(vec![PlannedRequest {
             method: "POST",
             url: format!("{service}/purge_all"),
-            headers: vec![key()],
+            headers: vec![header("Fastly-Key", credentials.value("FASTLY_API_TOKEN"))],
             body: None,
             purges: Purges::whole("everything"),
             gap: Duration::ZERO,
@@ -295,7 +304,7 @@ fn fastly(
         .map(|keys| PlannedRequest {
             method: "POST",
             url: format!("{service}/purge"),
-            headers: vec![key(), header("Surrogate-Key", keys.join(" "))],
+            headers: [key(), vec![header("Surrogate-Key", keys.join(" "))]].concat(),
             body: None,
             purges: counted(keys.len(), "surrogate key", "surrogate keys"),
             gap: Duration::ZERO,
@@ -307,7 +316,7 @@ fn fastly(
         requests.push(PlannedRequest {
             method: "POST",
             url: format!("{FASTLY_API}/purge/{}", cached_url(url)),
-            headers: vec![key()],
+            headers: key(),
             body: None,
             purges: counted(1, "URL", "URLs"),
             gap: Duration::ZERO,
@@ -1059,6 +1068,57 @@ mod tests {
                 .values()
                 .all(|items| items.as_array().unwrap().len() <= 40)
         }));
+    }
+
+    /// fastlySoftPurge: `Fastly-Soft-Purge: 1` on every key and URL purge,
+    /// none on purge_all (which has no soft form).
+    #[test]
+    fn a_fastly_soft_purge_marks_keys_and_urls_stale() {
+        let credentials = credentials(&[
+            ("FASTLY_SERVICE_ID", "svc"),
+            ("FASTLY_API_TOKEN", "fastly-key"),
+        ]);
+        let soft = Options {
+            fastly_soft_purge: true,
+            ..options(30)
+        };
+        let targets = PurgeTargets {
+            urls: vec!["https://www.example.com/a".into()],
+            tags: vec!["shop".into()],
+            ..PurgeTargets::default()
+        };
+        let soft_header = header("Fastly-Soft-Purge", "1");
+        let requests = plan(
+            Provider::Fastly,
+            &targets,
+            &credentials,
+            &soft,
+            &WebhookContext::default(),
+        )
+        .unwrap();
+        assert_eq!(requests.len(), 2);
+        assert!(
+            requests.iter().all(|r| r.headers.contains(&soft_header)),
+            "{requests:?}"
+        );
+        let hard = planned(Provider::Fastly, &targets, &credentials).unwrap();
+        assert!(
+            hard.iter().all(|r| !r.headers.contains(&soft_header)),
+            "{hard:?}"
+        );
+        let everything = PurgeTargets {
+            everything: true,
+            ..PurgeTargets::default()
+        };
+        let all = plan(
+            Provider::Fastly,
+            &everything,
+            &credentials,
+            &soft,
+            &WebhookContext::default(),
+        )
+        .unwrap();
+        assert_eq!(all[0].headers, [header("Fastly-Key", "fastly-key")]);
     }
 
     /// Fastly's `POST /purge/{cached_url}`: the query belongs to the cached
