@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 
 #[path = "scenarios/healthy.rs"]
 mod healthy;
+#[path = "scenarios/refused.rs"]
+mod refused;
 #[path = "scenarios/running.rs"]
 mod running;
 
@@ -124,6 +126,10 @@ const CONCURRENT: &[(&str, Scenario)] = &[
     ("missing_credentials_are_named_where_the_user_looks", |c| {
         running::missing_credentials(c).boxed_local()
     }),
+    (
+        "a_service_account_refused_by_the_api_server_fails_the_job_at_once_naming_it",
+        |c| refused::refused_watch(c).boxed_local(),
+    ),
     ("the_readmes_quick_start_ends_in_cache_buster_purged", |c| {
         running::quick_start(c).boxed_local()
     }),
