@@ -5,6 +5,7 @@
 //! growing back-off, sees Jobs late, and can cancel a Job that has already
 //! purged: an outcome lost, which this scenario catches.
 
+use super::running::{START_DELAY, node_namespace, secret};
 use super::*;
 use cache_buster_e2e_cluster::node::Readiness;
 
@@ -75,22 +76,17 @@ async fn purges_at(cluster: &Cluster, zone: &str, count: usize) -> Result<()> {
 
 pub async fn healthy_watches(cluster: &Cluster) -> Result<()> {
     let ns = "node-healthy";
-    cluster.site_namespace(ns).await?;
-    cluster
-        .node
-        .serve(ns, Readiness::After(Duration::from_millis(500)));
-    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
-        Api::namespaced(cluster.client.clone(), ns);
-    secrets
-        .create(
-            &Default::default(),
-            &serde_json::from_value(json!({
-                "metadata": {"name": "cache-buster-credentials"},
-                "stringData": {"CLOUDFLARE_ZONE_ID": "zone-healthy",
-                               "CLOUDFLARE_API_TOKEN": "cf-token-healthy"}
-            }))?,
-        )
-        .await?;
+    node_namespace(cluster, ns, Readiness::After(START_DELAY)).await?;
+    secret(
+        cluster,
+        ns,
+        "cache-buster-credentials",
+        &[
+            ("CLOUDFLARE_ZONE_ID", "zone-healthy"),
+            ("CLOUDFLARE_API_TOKEN", "cf-token-healthy"),
+        ],
+    )
+    .await?;
 
     // A rollout, another, and a rollback to the first image (A→B→A): three
     // purges. Creation times have a resolution of one second: each next

@@ -5,16 +5,14 @@
 //! Deployment's Event names the verb, the resource and the ServiceAccount
 //! within seconds instead of after the rollout time-out and every back-off.
 
+use super::running::{START_DELAY, job_ends, node_namespace};
 use super::*;
 use cache_buster_e2e_cluster::node::Readiness;
 use k8s_openapi::api::rbac::v1::Role;
 
 pub async fn refused_watch(cluster: &Cluster) -> Result<()> {
     let ns = "node-refused";
-    cluster.site_namespace(ns).await?;
-    cluster
-        .node
-        .serve(ns, Readiness::After(Duration::from_millis(500)));
+    node_namespace(cluster, ns, Readiness::After(START_DELAY)).await?;
     // The Role that lets the Job's ServiceAccount watch Deployments, gone.
     let roles: Api<Role> = Api::namespaced(cluster.client.clone(), ns);
     roles
@@ -23,22 +21,7 @@ pub async fn refused_watch(cluster: &Cluster) -> Result<()> {
 
     let stored = flux_apply(cluster, &site("shop", ns, "nginx:1.27.1"), false).await?;
     let name = stamped_job_name(&stored)?;
-    let failed = eventually(
-        &format!("Job {ns}/{name} Failed"),
-        Duration::from_secs(20),
-        || {
-            let name = name.clone();
-            async move {
-                Ok(jobs(cluster, ns).get_opt(&name).await?.filter(|job| {
-                    job.status
-                        .iter()
-                        .flat_map(|status| status.conditions.iter().flatten())
-                        .any(|condition| condition.type_ == "Failed" && condition.status == "True")
-                }))
-            }
-        },
-    )
-    .await?;
+    let failed = job_ends(cluster, ns, &name, "Failed", Duration::from_secs(20)).await?;
     let status = failed.status.unwrap_or_default();
     ensure!(
         status.failed == Some(1),

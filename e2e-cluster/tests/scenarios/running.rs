@@ -10,18 +10,27 @@ use cache_buster_e2e_cluster::node::{Executed, Readiness};
 use k8s_openapi::api::core::v1::Secret;
 
 /// A start delay short enough for the tests, long enough to be a real wait.
-const START_DELAY: Duration = Duration::from_millis(500);
+pub(super) const START_DELAY: Duration = Duration::from_millis(500);
 /// How long the scenarios watch for something that must not happen.
 const QUIET: Duration = Duration::from_secs(4);
 
 /// A namespace the test node serves.
-async fn node_namespace(cluster: &Cluster, ns: &str, readiness: Readiness) -> Result<()> {
+pub(super) async fn node_namespace(
+    cluster: &Cluster,
+    ns: &str,
+    readiness: Readiness,
+) -> Result<()> {
     cluster.site_namespace(ns).await?;
     cluster.node.serve(ns, readiness);
     Ok(())
 }
 
-async fn secret(cluster: &Cluster, ns: &str, name: &str, data: &[(&str, &str)]) -> Result<()> {
+pub(super) async fn secret(
+    cluster: &Cluster,
+    ns: &str,
+    name: &str,
+    data: &[(&str, &str)],
+) -> Result<()> {
     let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), ns);
     let data: BTreeMap<String, String> = data
         .iter()
@@ -64,7 +73,7 @@ async fn purges(
 }
 
 /// Waits until Job `name` has the condition `wanted` (Complete, Failed).
-async fn job_ends(
+pub(super) async fn job_ends(
     cluster: &Cluster,
     ns: &str,
     name: &str,
