@@ -120,10 +120,34 @@ pub fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// A free TCP port on loopback (bound, then released for the program).
+/// Ports handed to the programs: below Linux's ephemeral range (32768 to
+/// 60999 by default). A port the kernel picks for `:0` comes from that
+/// range, and between this check and the program's own bind any outgoing
+/// connection of the control plane may take it ("Address already in use":
+/// a launcher that never started, once in a CI run).
+const PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A free TCP port on loopback (bound, then released for the program), a
+/// different one at each call of this process.
 pub fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let count = PORTS.len();
+    // Another run on the same machine starts elsewhere in the range.
+    let start = std::process::id() as usize * 7_919;
+    for _ in 0..count {
+        let offset = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let Ok(port) = u16::try_from(usize::from(PORTS.start) + (start + offset) % count) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!(
+        "no free port on 127.0.0.1 between {} and {}",
+        PORTS.start,
+        PORTS.end
+    )
 }
 
 /// Polls `ready` every 100 ms until it is true, the process exits, or
@@ -192,4 +216,19 @@ pub fn run(program: &Path, args: &[&str], env: &[(&str, &OsStr)]) -> Result<Stri
         );
     }
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_ports_differ_and_stay_below_the_ephemeral_range() {
+        let ports: Vec<u16> = (0..20).map(|_| free_port().unwrap()).collect();
+        assert!(ports.iter().all(|port| PORTS.contains(port)), "{ports:?}");
+        let mut unique = ports.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), ports.len(), "{ports:?}");
+    }
 }
