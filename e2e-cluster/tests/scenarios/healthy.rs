@@ -5,7 +5,7 @@
 //! growing back-off, sees Jobs late, and can cancel a Job that has already
 //! purged: an outcome lost, which this scenario catches.
 
-use super::running::{START_DELAY, node_namespace, secret};
+use super::running::{START_DELAY, node_namespace, purges, secret};
 use super::*;
 use cache_buster_e2e_cluster::node::Readiness;
 
@@ -55,7 +55,13 @@ async fn rolled_out_and_purged(
 ) -> Result<Job> {
     let stored = flux_apply(cluster, &site("shop", ns, image), false).await?;
     let name = stamped_job_name(&stored)?;
-    purges_at(cluster, "/zones/zone-healthy/", count).await?;
+    purges(
+        cluster,
+        "/zones/zone-healthy/",
+        count,
+        Duration::from_secs(60),
+    )
+    .await?;
     wait_for_events(cluster, ns, "shop", "CacheBusterPurged", count)
         .await
         .with_context(|| format!("the Event of purge {count} ({image})"))?;
@@ -63,15 +69,6 @@ async fn rolled_out_and_purged(
         .get_opt(&name)
         .await?
         .ok_or_else(|| anyhow!("no Job {name}"))
-}
-
-async fn purges_at(cluster: &Cluster, zone: &str, count: usize) -> Result<()> {
-    eventually(
-        &format!("{count} purge(s) at {zone}"),
-        Duration::from_secs(60),
-        || async move { Ok((cluster.cdn.requests(zone).len() >= count).then_some(())) },
-    )
-    .await
 }
 
 pub async fn healthy_watches(cluster: &Cluster) -> Result<()> {

@@ -55,7 +55,7 @@ fn annotated_site(name: &str, ns: &str, image: &str, annotations: &[(&str, &str)
 }
 
 /// Waits until `count` requests matching `matching` reached the CDN.
-async fn purges(
+pub(super) async fn purges(
     cluster: &Cluster,
     matching: &str,
     count: usize,

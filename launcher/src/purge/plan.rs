@@ -1088,14 +1088,17 @@ mod tests {
             ..PurgeTargets::default()
         };
         let soft_header = header("Fastly-Soft-Purge", "1");
-        let requests = plan(
-            Provider::Fastly,
-            &targets,
-            &credentials,
-            &soft,
-            &WebhookContext::default(),
-        )
-        .unwrap();
+        let softly = |targets: &PurgeTargets| {
+            plan(
+                Provider::Fastly,
+                targets,
+                &credentials,
+                &soft,
+                &WebhookContext::default(),
+            )
+            .unwrap()
+        };
+        let requests = softly(&targets);
         assert_eq!(requests.len(), 2);
         assert!(
             requests.iter().all(|r| r.headers.contains(&soft_header)),
@@ -1110,14 +1113,7 @@ mod tests {
             everything: true,
             ..PurgeTargets::default()
         };
-        let all = plan(
-            Provider::Fastly,
-            &everything,
-            &credentials,
-            &soft,
-            &WebhookContext::default(),
-        )
-        .unwrap();
+        let all = softly(&everything);
         assert_eq!(all[0].headers, [header("Fastly-Key", "fastly-key")]);
     }
 
