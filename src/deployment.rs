@@ -12,10 +12,10 @@ use crate::image::{ImageReference, SelectedImage, hash_input_lines, image_hash};
 use crate::job::{JobInput, build_job};
 use crate::names::{is_dns1123_label, is_dns1123_subdomain, is_label_value, job_name};
 use crate::providers::{
-    AkamaiOptions, HttpOptions, Provider, PurgeMode, WebhookPayload, purge_args,
+    AkamaiOptions, HttpOptions, Provider, PurgeMode, WebhookPayload, check_layers, purge_args,
 };
 use crate::settings::Settings;
-use crate::targets::{PurgeTargets, read_boolean};
+use crate::targets::{from_annotations, read_boolean};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -42,7 +42,8 @@ pub struct Stamp {
     /// The canonical image the hash is of (with several counted containers,
     /// their `name=image` lines joined by ", "): what Events name.
     pub image: String,
-    pub provider: Provider,
+    /// The providers, in the order they purge (layers).
+    pub providers: Vec<Provider>,
 }
 
 impl Stamp {
@@ -171,16 +172,9 @@ pub fn derive_stamp(
     let namespace = namespace(metadata.namespace.as_deref().or(context.namespace))?;
     let qualified_name = format!("{namespace}/{name}");
 
-    let provider = match annotations.get(&annotation(PROVIDER)) {
-        Some(value) => {
-            Provider::from_name(value.trim()).ok_or_else(|| PolicyError::InvalidAnnotation {
-                key: annotation(PROVIDER),
-                value: value.clone(),
-                problem: "is not a known provider".to_owned(),
-                expected: Provider::expected_for(value),
-            })?
-        }
-        None => settings.provider,
+    let providers = match annotations.get(&annotation(PROVIDER)) {
+        Some(value) => layers(value, &annotation(PROVIDER))?,
+        None => vec![settings.provider],
     };
     let secret = match annotations.get(&annotation(SECRET)) {
         Some(value) if is_dns1123_subdomain(value.trim()) => value.trim(),
@@ -195,14 +189,16 @@ pub fn derive_stamp(
         None => settings.credentials_secret.as_str(),
     };
 
-    let purge = PurgeTargets::from_annotations(annotations, annotation)?;
+    let purge = from_annotations(annotations, annotation)?;
     let dry_run = read_boolean(&annotation(DRY_RUN), annotations)?;
-    let mut warnings = provider.check_targets(&purge, &qualified_name, annotation)?;
-    let http_service = http_service(provider, annotations, &annotation(HTTP_SERVICE))?;
-    if provider != Provider::Http && annotations.contains_key(&annotation(HTTP_SERVICE)) {
+    let mut warnings = check_layers(&providers, &purge, &qualified_name, annotation)?;
+    let with_http = providers.contains(&Provider::Http);
+    let http_service = http_service(with_http, annotations, &annotation(HTTP_SERVICE))?;
+    if !with_http && annotations.contains_key(&annotation(HTTP_SERVICE)) {
         warnings.push(format!(
-            "{} is read only with provider http; this Deployment's provider is {provider}",
-            annotation(HTTP_SERVICE)
+            "{} is read only with provider http; this Deployment's provider is {}",
+            annotation(HTTP_SERVICE),
+            names(&providers)
         ));
     }
 
@@ -229,7 +225,7 @@ pub fn derive_stamp(
         everything: purge.everything,
     };
     let mode = PurgeMode {
-        provider,
+        providers: &providers,
         credentials_secret: secret,
         cloudflare_batch_size: usize::try_from(settings.cloudflare_batch_size).unwrap_or(1),
         fastly_soft_purge: settings.fastly_soft_purge,
@@ -254,7 +250,9 @@ pub fn derive_stamp(
         job_name: &job_name,
         credentials_secret: secret,
         purge_args,
-        purge_reads_the_api: provider == Provider::Http,
+        purge_reads_the_api: providers
+            .iter()
+            .any(|provider| provider.info().reads_the_api),
     });
     let job_json = serde_json::to_string(&job)
         .map_err(|error| PolicyError::JobSerialization(error.to_string()))?;
@@ -266,26 +264,67 @@ pub fn derive_stamp(
             job_name,
             job_json,
             image,
-            provider,
+            providers,
         },
         warnings,
     ))
 }
 
+/// `P/provider`: one provider, or several purged in order (layers, SPEC
+/// §5: `http, cloudflare`), each once.
+fn layers(value: &str, key: &str) -> PolicyResult<Vec<Provider>> {
+    let mut providers: Vec<Provider> = Vec::new();
+    for name in value.split(|c: char| c == ',' || c.is_whitespace()) {
+        if name.is_empty() {
+            continue;
+        }
+        let provider = Provider::from_name(name).ok_or_else(|| PolicyError::InvalidAnnotation {
+            key: key.to_owned(),
+            value: name.to_owned(),
+            problem: "is not a known provider".to_owned(),
+            expected: Provider::expected_for(name),
+        })?;
+        if !providers.contains(&provider) {
+            providers.push(provider);
+        }
+    }
+    if providers.is_empty() {
+        return Err(PolicyError::InvalidAnnotation {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            problem: "names no provider".to_owned(),
+            expected: format!(
+                "{}, or several separated by commas, purged in that order",
+                Provider::expected_for("")
+            ),
+        });
+    }
+    Ok(providers)
+}
+
+/// "http, cloudflare".
+pub fn names(providers: &[Provider]) -> String {
+    providers
+        .iter()
+        .map(|provider| provider.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Provider `http` purges the caches of the Service `P/http-service` names:
 /// it needs one, and a valid one.
 fn http_service(
-    provider: Provider,
+    with_http: bool,
     annotations: &BTreeMap<String, String>,
     key: &str,
 ) -> PolicyResult<Option<HttpService>> {
-    if provider != Provider::Http {
+    if !with_http {
         return Ok(None);
     }
     let Some(value) = annotations.get(key) else {
         return Err(PolicyError::MissingAnnotation {
             key: key.to_owned(),
-            provider: provider.name().to_owned(),
+            provider: Provider::Http.name().to_owned(),
             expected: EXPECTED_SERVICE.to_owned(),
         });
     };

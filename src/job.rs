@@ -317,7 +317,7 @@ mod tests {
             everything: false,
         };
         let mode = PurgeMode {
-            provider,
+            providers: &[provider],
             credentials_secret: "cdn-credentials",
             cloudflare_batch_size: 30,
             fastly_soft_purge: false,

@@ -8,13 +8,14 @@
 pub mod admission;
 pub mod deployment;
 pub mod error;
-pub mod http_service;
 pub mod image;
 pub mod job;
 pub mod keys;
 pub mod names;
 pub mod placement;
 pub mod providers;
+/// Provider http's Service and request names, shared with the purge.
+pub use cache_buster_purge::options as http_service;
 pub mod quantity;
 #[cfg(test)]
 mod readme;

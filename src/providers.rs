@@ -1,186 +1,58 @@
-//! Purge providers (SPEC §5): which targets each can purge, and the argv of
-//! the Job's `purge` container, which runs the project's own program.
+//! Purge providers (SPEC §5) at admission: whether each layer can purge the
+//! Deployment's targets (from the purge crate's table), and the argv of the
+//! Job's `purge` container, which runs the project's own program.
 //!
 //! The argv reads as what it does (`purge --provider=cloudflare
 //! --secret=… --url=…`), never a shell script. Credentials stay in the
 //! files of the mounted Secret, which the program reads: no secret value is
 //! ever part of the Job, an annotation or a command line. The requests
-//! themselves are the program's (launcher/src/purge/plan.rs).
+//! themselves are the program's (purge/src/providers/).
 
 use crate::error::{PolicyError, PolicyResult};
 use crate::http_service::{DEFAULT_TAG_HEADER, HttpMethod, HttpService};
 use crate::keys;
-use crate::targets::PurgeTargets;
-use serde::{Deserialize, Serialize};
-use std::fmt;
+use crate::targets::{PurgeTargets, Target};
 
-/// Where the Job mounts the credentials Secret in the purge container.
-pub const CREDENTIALS_DIR: &str = "/var/run/secrets/cache-buster";
-/// Fastly accepts at most 256 surrogate keys in one purge request.
-pub const FASTLY_SURROGATE_KEYS_PER_REQUEST: usize = 256;
+pub use cache_buster_purge::options::{
+    AkamaiAction, AkamaiNetwork, AkamaiOptions, CREDENTIALS_DIR, PURGE_BUDGET_SECONDS,
+    WebhookPayload,
+};
+pub use cache_buster_purge::providers::Provider;
 
-/// How long the purge may take with all its retries (`--budget-seconds`,
-/// the program's default too); the deadline check counts on it.
-pub const PURGE_BUDGET_SECONDS: i64 = 180;
-
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase", try_from = "String")]
-pub enum Provider {
-    Cloudflare,
-    Fastly,
-    Webhook,
-    Bunny,
-    Akamai,
-    Http,
-    Cloudfront,
-}
-
-impl Provider {
-    pub const ALL: [Provider; 7] = [
-        Provider::Cloudflare,
-        Provider::Fastly,
-        Provider::Webhook,
-        Provider::Bunny,
-        Provider::Akamai,
-        Provider::Http,
-        Provider::Cloudfront,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Provider::Cloudflare => "cloudflare",
-            Provider::Fastly => "fastly",
-            Provider::Webhook => "webhook",
-            Provider::Bunny => "bunny",
-            Provider::Akamai => "akamai",
-            Provider::Http => "http",
-            Provider::Cloudfront => "cloudfront",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Provider> {
-        Provider::ALL
-            .into_iter()
-            .find(|provider| provider.name() == name)
-    }
-
-    /// For a name that is not a provider, the provider it most likely means,
-    /// as a hint to add to the message: the same name in another case, or
-    /// one within two edits (`fasty`, `web-hook`).
-    pub fn did_you_mean(name: &str) -> Option<String> {
-        let lowercase = name.trim().to_lowercase();
-        if let Some(provider) = Provider::from_name(&lowercase) {
-            return Some(format!(
-                "provider names are lowercase: did you mean {:?}?",
-                provider.name()
-            ));
-        }
-        Provider::ALL
-            .into_iter()
-            .map(|provider| (strsim::levenshtein(&lowercase, provider.name()), provider))
-            .filter(|(distance, _)| *distance <= 2)
-            .min_by_key(|(distance, _)| *distance)
-            .map(|(_, provider)| format!("did you mean {:?}?", provider.name()))
-    }
-
-    /// "one of cloudflare, fastly, webhook, bunny", with the hint for `name`.
-    pub fn expected_for(name: &str) -> String {
-        let names: Vec<&str> = Provider::ALL
-            .iter()
-            .map(|provider| provider.name())
-            .collect();
-        let mut expected = format!("one of {}", names.join(", "));
-        if let Some(hint) = Provider::did_you_mean(name) {
-            expected.push_str(&format!(" ({hint})"));
-        }
-        expected
-    }
-
-    /// The keys the credentials Secret must (or, for `WEBHOOK_TOKEN`, may) hold.
-    pub fn secret_keys(self) -> &'static [&'static str] {
-        match self {
-            Provider::Cloudflare => &["CLOUDFLARE_ZONE_ID", "CLOUDFLARE_API_TOKEN"],
-            Provider::Fastly => &["FASTLY_SERVICE_ID", "FASTLY_API_TOKEN"],
-            Provider::Webhook => &["WEBHOOK_URL", "WEBHOOK_TOKEN"],
-            Provider::Bunny => &["BUNNY_API_KEY", "BUNNY_PULL_ZONE_ID"],
-            // The fields of an API client's `.edgerc` section.
-            Provider::Akamai => &[
-                "AKAMAI_HOST",
-                "AKAMAI_CLIENT_TOKEN",
-                "AKAMAI_CLIENT_SECRET",
-                "AKAMAI_ACCESS_TOKEN",
-            ],
-            // The caches are the site's own: `P/http-service` names them.
-            Provider::Http => &[],
-            // Without keys, the pod's IRSA or EKS Pod Identity credentials.
-            Provider::Cloudfront => &[
-                "CLOUDFRONT_DISTRIBUTION_ID",
-                "AWS_ACCESS_KEY_ID",
-                "AWS_SECRET_ACCESS_KEY",
-                "AWS_SESSION_TOKEN",
-            ],
-        }
-    }
-
-    /// Those of `secret_keys` the Secret may leave out.
-    pub fn optional_secret_keys(self) -> &'static [&'static str] {
-        match self {
-            Provider::Cloudflare
-            | Provider::Fastly
-            | Provider::Bunny
-            | Provider::Akamai
-            | Provider::Http => &[],
-            Provider::Webhook => &["WEBHOOK_TOKEN"],
-            Provider::Cloudfront => &[
-                "AWS_ACCESS_KEY_ID",
-                "AWS_SECRET_ACCESS_KEY",
-                "AWS_SESSION_TOKEN",
-            ],
-        }
-    }
-
-    /// The target lists this provider can purge (besides `everything`).
-    fn supported_lists(self) -> &'static [&'static str] {
-        match self {
-            Provider::Cloudflare | Provider::Webhook => {
-                &[keys::URLS, keys::PREFIXES, keys::HOSTS, keys::TAGS]
-            }
-            Provider::Fastly => &[keys::URLS, keys::TAGS],
-            // Prefixes as wildcard URLs (`https://host/path*`).
-            Provider::Bunny => &[keys::URLS, keys::PREFIXES, keys::TAGS],
-            // Fast Purge by URL and by cache tag (by CP code: a later addition).
-            Provider::Akamai => &[keys::URLS, keys::TAGS],
-            // `PURGE <path>` to each cache, tags in one header.
-            Provider::Http => &[keys::URLS, keys::TAGS],
-            // Paths: a URL's, a prefix's with `*`.
-            Provider::Cloudfront => &[keys::URLS, keys::PREFIXES],
-        }
-    }
-
-    /// Whether `everything` can be purged: Fast Purge has no such request,
-    /// and a self-hosted cache none that every cache understands.
-    fn purges_everything(self) -> bool {
-        !matches!(self, Provider::Akamai | Provider::Http)
-    }
-
+/// What the policy checks of a provider, from the purge's table.
+pub trait Admission {
     /// SPEC §2: a target the provider cannot purge, or no target at all (the
     /// webhook needs none), is an error. Returns warnings for what is accepted
     /// but has no effect.
-    pub fn check_targets(
+    fn check_targets(
+        self,
+        purge: &PurgeTargets,
+        deployment: &str,
+        key: impl Fn(&str) -> String,
+    ) -> PolicyResult<Vec<String>>;
+}
+
+impl Admission for Provider {
+    fn check_targets(
         self,
         purge: &PurgeTargets,
         deployment: &str,
         key: impl Fn(&str) -> String,
     ) -> PolicyResult<Vec<String>> {
-        let supported = self.supported_lists();
+        let supported: Vec<&str> = Target::LISTS
+            .into_iter()
+            .filter(|target| self.accepts(*target))
+            .map(Target::key)
+            .collect();
+        let purges_everything = self.accepts(Target::Everything);
         let expected = || {
             let mut names: Vec<String> = supported.iter().map(|name| key(name)).collect();
-            if self.purges_everything() {
+            if purges_everything {
                 names.push(format!("{} (\"true\")", key(keys::EVERYTHING)));
             }
             names.join(", ")
         };
-        if purge.everything && !self.purges_everything() {
+        if purge.everything && !purges_everything {
             return Err(PolicyError::NoPurgeEverything {
                 key: key(keys::EVERYTHING),
                 provider: self.name().to_owned(),
@@ -195,11 +67,15 @@ impl Provider {
             return Err(PolicyError::UnsupportedTarget {
                 key: key(unsupported),
                 provider: self.name().to_owned(),
-                target: target_noun(unsupported).to_owned(),
+                target: Target::LISTS
+                    .into_iter()
+                    .find(|target| target.key() == unsupported)
+                    .map_or("URL", Target::noun)
+                    .to_owned(),
                 expected: expected(),
             });
         }
-        if purge.is_empty() && self != Provider::Webhook {
+        if purge.is_empty() && !self.info().needs_no_target {
             return Err(PolicyError::NoPurgeTarget {
                 deployment: deployment.to_owned(),
                 provider: self.name().to_owned(),
@@ -208,7 +84,7 @@ impl Provider {
         }
         let redundant = purge.non_empty_lists();
         let mut warnings = Vec::new();
-        if purge.everything && !redundant.is_empty() && self != Provider::Webhook {
+        if purge.everything && !redundant.is_empty() && !self.info().needs_no_target {
             warnings.push(format!(
                 "{} is \"true\": the whole cache is purged, so {} need no purge of their own",
                 key(keys::EVERYTHING),
@@ -223,58 +99,30 @@ impl Provider {
     }
 }
 
-impl TryFrom<String> for Provider {
-    type Error = String;
-
-    fn try_from(name: String) -> Result<Self, Self::Error> {
-        Provider::from_name(&name).ok_or_else(|| {
-            format!(
-                "unknown provider {name:?}, expected {}",
-                Provider::expected_for(&name)
-            )
-        })
+/// SPEC §5, layers: every listed provider must accept every target; the
+/// first that does not is named. Warnings are given once.
+pub fn check_layers(
+    providers: &[Provider],
+    purge: &PurgeTargets,
+    deployment: &str,
+    key: impl Fn(&str) -> String,
+) -> PolicyResult<Vec<String>> {
+    let mut warnings: Vec<String> = Vec::new();
+    for provider in providers {
+        for warning in provider.check_targets(purge, deployment, &key)? {
+            if !warnings.contains(&warning) {
+                warnings.push(warning);
+            }
+        }
     }
+    Ok(warnings)
 }
 
-impl fmt::Display for Provider {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-fn target_noun(list: &str) -> &'static str {
-    match list {
-        keys::PREFIXES => "URL prefix",
-        keys::HOSTS => "host name",
-        keys::TAGS => "cache tag",
-        _ => "URL",
-    }
-}
-
-/// What the webhook receives, in the field order of SPEC §5.
-#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct WebhookPayload<'a> {
-    pub site: &'a str,
-    pub namespace: &'a str,
-    pub deployment: &'a str,
-    /// The canonical image; with several counted containers, their
-    /// `name=image` lines joined by ", ".
-    pub image: String,
-    pub image_hash: &'a str,
-    pub job_name: &'a str,
-    pub urls: &'a [String],
-    pub prefixes: &'a [String],
-    pub hosts: &'a [String],
-    pub tags: &'a [String],
-    pub everything: bool,
-}
-
-/// How one Deployment's purge is made: by which provider, with which
-/// Secret, and whether it only reports.
+/// How one Deployment's purge is made: by which providers (layers, in
+/// order), with which Secret, and whether it only reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PurgeMode<'a> {
-    pub provider: Provider,
+    pub providers: &'a [Provider],
     pub credentials_secret: &'a str,
     pub cloudflare_batch_size: usize,
     /// Setting `fastlySoftPurge`.
@@ -305,48 +153,6 @@ impl Default for HttpOptions<'_> {
     }
 }
 
-/// Fast Purge's request: invalidate (serve stale while revalidating) or
-/// delete, on the production or the staging network (settings).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct AkamaiOptions {
-    pub action: AkamaiAction,
-    pub network: AkamaiNetwork,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AkamaiAction {
-    #[default]
-    Invalidate,
-    Delete,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AkamaiNetwork {
-    #[default]
-    Production,
-    Staging,
-}
-
-impl AkamaiAction {
-    pub fn name(self) -> &'static str {
-        match self {
-            AkamaiAction::Invalidate => "invalidate",
-            AkamaiAction::Delete => "delete",
-        }
-    }
-}
-
-impl AkamaiNetwork {
-    pub fn name(self) -> &'static str {
-        match self {
-            AkamaiNetwork::Production => "production",
-            AkamaiNetwork::Staging => "staging",
-        }
-    }
-}
-
 /// The purge container's arguments, after the program's name: the
 /// subcommand, then flags naming what it purges and with which Secret.
 pub fn purge_args(
@@ -355,17 +161,21 @@ pub fn purge_args(
     webhook: &WebhookPayload<'_>,
 ) -> Vec<String> {
     let PurgeMode {
-        provider,
+        providers,
         credentials_secret,
-        cloudflare_batch_size,
-        fastly_soft_purge,
         dry_run,
-        akamai,
-        http,
+        ..
     } = mode;
     let mut args = vec![
         "purge".to_owned(),
-        format!("--provider={}", provider.name()),
+        format!(
+            "--provider={}",
+            providers
+                .iter()
+                .map(|provider| provider.name())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
         format!("--secret={credentials_secret}"),
     ];
     if dry_run {
@@ -382,6 +192,36 @@ pub fn purge_args(
     if purge.everything {
         args.push("--everything".to_owned());
     }
+    for provider in providers {
+        let flags = &mut Vec::new();
+        provider_flags(*provider, mode, purge, webhook, flags);
+        // Layers that share a flag (http's and the webhook's namespace)
+        // give it once.
+        for flag in flags.drain(..) {
+            if !args.contains(&flag) {
+                args.push(flag);
+            }
+        }
+    }
+    args.push(format!("--budget-seconds={PURGE_BUDGET_SECONDS}"));
+    args
+}
+
+/// The flags one provider reads besides the targets.
+fn provider_flags(
+    provider: Provider,
+    mode: PurgeMode<'_>,
+    purge: &PurgeTargets,
+    webhook: &WebhookPayload<'_>,
+    args: &mut Vec<String>,
+) {
+    let PurgeMode {
+        cloudflare_batch_size,
+        fastly_soft_purge,
+        akamai,
+        http,
+        ..
+    } = mode;
     match provider {
         Provider::Cloudflare => {
             args.push(format!("--cloudflare-batch-size={cloudflare_batch_size}"))
@@ -417,8 +257,6 @@ pub fn purge_args(
             format!("--job-name={}", webhook.job_name),
         ]),
     }
-    args.push(format!("--budget-seconds={PURGE_BUDGET_SECONDS}"));
-    args
 }
 
 #[cfg(test)]
@@ -486,9 +324,15 @@ mod tests {
         }
     }
 
+    /// `provider` alone, as a layer list that lives as long as the table.
+    fn only(provider: Provider) -> &'static [Provider] {
+        let index = Provider::ALL.iter().position(|p| *p == provider).unwrap();
+        &Provider::ALL[index..=index]
+    }
+
     fn mode(provider: Provider) -> PurgeMode<'static> {
         PurgeMode {
-            provider,
+            providers: only(provider),
             credentials_secret: "cdn-credentials",
             cloudflare_batch_size: 30,
             fastly_soft_purge: false,

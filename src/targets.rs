@@ -6,61 +6,30 @@ use std::collections::BTreeMap;
 /// Cloudflare's limit for a cache tag.
 const TAG_MAX_LENGTH: usize = 1024;
 
-/// The purge targets of one Deployment, duplicates removed, order kept.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PurgeTargets {
-    pub urls: Vec<String>,
-    pub prefixes: Vec<String>,
-    pub hosts: Vec<String>,
-    pub tags: Vec<String>,
-    pub everything: bool,
-}
+pub use cache_buster_purge::targets::{PurgeTargets, Target};
 
 use crate::keys::{EVERYTHING, HOSTS, PREFIXES, TAGS, URLS};
 
-impl PurgeTargets {
-    /// Reads the purge annotations; `key` turns a name (`urls`) into the full
-    /// annotation key (`cache-buster.io/urls`).
-    pub fn from_annotations(
-        annotations: &BTreeMap<String, String>,
-        key: impl Fn(&str) -> String,
-    ) -> PolicyResult<Self> {
-        let list = |name: &str, check: fn(&str) -> Option<(&'static str, &'static str)>| {
-            let key = key(name);
-            match annotations.get(&key) {
-                Some(value) => split_list(&key, value, check),
-                None => Ok(Vec::new()),
-            }
-        };
-        Ok(PurgeTargets {
-            urls: list(URLS, check_url)?,
-            prefixes: list(PREFIXES, check_prefix)?,
-            hosts: list(HOSTS, check_host)?,
-            tags: list(TAGS, check_tag)?,
-            everything: read_boolean(&key(EVERYTHING), annotations)?,
-        })
-    }
-
-    pub fn is_empty(&self) -> bool {
-        !self.everything
-            && self.urls.is_empty()
-            && self.prefixes.is_empty()
-            && self.hosts.is_empty()
-            && self.tags.is_empty()
-    }
-
-    /// The names of the lists that hold something, for messages.
-    pub fn non_empty_lists(&self) -> Vec<&'static str> {
-        [
-            (URLS, self.urls.is_empty()),
-            (PREFIXES, self.prefixes.is_empty()),
-            (HOSTS, self.hosts.is_empty()),
-            (TAGS, self.tags.is_empty()),
-        ]
-        .into_iter()
-        .filter_map(|(name, empty)| (!empty).then_some(name))
-        .collect()
-    }
+/// Reads the purge annotations; `key` turns a name (`urls`) into the full
+/// annotation key (`cache-buster.io/urls`).
+pub fn from_annotations(
+    annotations: &BTreeMap<String, String>,
+    key: impl Fn(&str) -> String,
+) -> PolicyResult<PurgeTargets> {
+    let list = |name: &str, check: fn(&str) -> Option<(&'static str, &'static str)>| {
+        let key = key(name);
+        match annotations.get(&key) {
+            Some(value) => split_list(&key, value, check),
+            None => Ok(Vec::new()),
+        }
+    };
+    Ok(PurgeTargets {
+        urls: list(URLS, check_url)?,
+        prefixes: list(PREFIXES, check_prefix)?,
+        hosts: list(HOSTS, check_host)?,
+        tags: list(TAGS, check_tag)?,
+        everything: read_boolean(&key(EVERYTHING), annotations)?,
+    })
 }
 
 /// A `"true"`/`"false"` annotation; absent is false.
@@ -231,7 +200,7 @@ mod tests {
     }
 
     fn read(pairs: &[(&str, &str)]) -> PolicyResult<PurgeTargets> {
-        PurgeTargets::from_annotations(&annotations(pairs), |name| {
+        from_annotations(&annotations(pairs), |name| {
             format!("cache-buster.io/{name}")
         })
     }
@@ -358,11 +327,5 @@ mod tests {
         let error = read(&[("tags", &tag)]).unwrap_err().to_string();
         assert!(error.contains("is longer than 1024 characters"), "{error}");
         assert_eq!(read(&[("tags", &"t".repeat(1024))]).unwrap().tags.len(), 1);
-    }
-
-    #[test]
-    fn non_empty_lists_are_listed_in_spec_order() {
-        let targets = read(&[("tags", "a"), ("hosts", "example.com")]).unwrap();
-        assert_eq!(targets.non_empty_lists(), ["hosts", "tags"]);
     }
 }

@@ -9,10 +9,11 @@ use crate::metrics::{Metrics, NamespaceLabels, ProviderLabels, PurgeResult};
 use crate::plan::{
     Decision, JobResult, Outcome, Plan, StampedJob, decide_any, is_companion_of, waiting,
 };
-use crate::purge::outcome::Outcome as PurgeOutcome;
 use crate::settings_source::{Accepted, SettingsState};
 use cache_buster::keys;
+use cache_buster::providers::Provider;
 use cache_buster::settings::Settings;
+use cache_buster_purge::outcome::Outcome as PurgeOutcome;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Event, EventSource, ObjectReference, Pod};
@@ -379,24 +380,26 @@ impl Reconciliation<'_> {
         } else {
             format!("the image of hash {}", outcome.image_hash)
         };
-        let provider = plan.provider.name();
+        let provider = match plan.providers.as_slice() {
+            [one] => format!("{one} cache"),
+            layers => format!("{} caches", cache_buster::deployment::names(layers)),
+        };
         let job = &outcome.job;
-        let (suffix, type_, reason, message, sent) = match &outcome.result {
+        let (suffix, type_, reason, message, purge) = match &outcome.result {
             JobResult::Purged { seconds } => {
                 let purge = self.pod_detail(&outcome.job_uid, purged).await?;
-                let sent = purge.as_ref().map(|purge| purge.requests);
                 let did = if purge.as_ref().is_some_and(PurgeOutcome::is_dry_run) {
                     "made a dry run of purging"
                 } else {
                     "purged"
                 };
-                let summary = purge.map(|purge| purge.summary());
+                let summary = purge.as_ref().map(|purge| purge.summary());
                 (
                     "purged",
                     "Normal",
                     REASON_PURGED,
                     format!(
-                        "Job {job} {did} the {provider} cache for {image}{}{}",
+                        "Job {job} {did} the {provider} for {image}{}{}",
                         seconds
                             .map(|seconds| format!(", {seconds}s after it was created"))
                             .unwrap_or_default(),
@@ -404,59 +407,61 @@ impl Reconciliation<'_> {
                             .map(|summary| format!(": {summary}"))
                             .unwrap_or_default()
                     ),
-                    sent,
+                    purge,
                 )
             }
             JobResult::Failed { reason } => {
                 let failed = self.pod_detail(&outcome.job_uid, failure_detail).await?;
-                let sent = failed
-                    .as_ref()
-                    .and_then(|(_, purge)| purge.as_ref())
-                    .map(|purge| purge.requests);
-                let detail = failed.map(|(detail, _)| detail);
+                let (detail, purge) = match failed {
+                    Some((detail, purge)) => (Some(detail), purge),
+                    None => (None, None),
+                };
                 (
                     "purge-failed",
                     "Warning",
                     REASON_PURGE_FAILED,
                     format!(
-                        "Job {job} failed to purge the {provider} cache for {image}: {reason}{}. \
+                        "Job {job} failed to purge the {provider} for {image}: {reason}{}. \
                          Fix the cause, then `kubectl delete job {job} -n {}` runs it again",
                         detail
                             .map(|detail| format!("; {detail}"))
                             .unwrap_or_default(),
                         self.namespace
                     ),
-                    sent,
+                    purge,
                 )
             }
         };
         let name = format!("{job}.{}.{suffix}", outcome.job_uid);
         if self.record(name, type_, reason, message).await? {
-            if let Some(sent) = sent {
-                self.context
-                    .metrics
-                    .purge_requests
-                    .get_or_create(&ProviderLabels {
-                        provider: provider.to_owned(),
-                    })
-                    .inc_by(u64::try_from(sent).unwrap_or(u64::MAX));
-            }
-            let result = match outcome.result {
-                JobResult::Purged { seconds } => {
-                    if let Some(seconds) = seconds {
-                        self.context
-                            .metrics
-                            .purge_duration
-                            .get_or_create(&ProviderLabels {
-                                provider: provider.to_owned(),
-                            })
-                            .observe(seconds as f64);
-                    }
-                    PurgeResult::Succeeded
+            let succeeded = matches!(outcome.result, JobResult::Purged { .. });
+            for layer in layer_results(&plan.providers, purge.as_ref(), succeeded) {
+                let labels = ProviderLabels {
+                    provider: layer.provider.clone(),
+                };
+                if let Some(sent) = layer.requests {
+                    self.context
+                        .metrics
+                        .purge_requests
+                        .get_or_create(&labels)
+                        .inc_by(u64::try_from(sent).unwrap_or(u64::MAX));
                 }
-                JobResult::Failed { .. } => PurgeResult::Failed,
-            };
-            self.context.metrics.purge(provider, result).inc();
+                let Some(result) = layer.result else { continue };
+                if let (
+                    PurgeResult::Succeeded,
+                    JobResult::Purged {
+                        seconds: Some(seconds),
+                    },
+                ) = (result, &outcome.result)
+                {
+                    self.context
+                        .metrics
+                        .purge_duration
+                        .get_or_create(&labels)
+                        .observe(*seconds as f64);
+                }
+                self.context.metrics.purge(&layer.provider, result).inc();
+            }
         }
         Ok(())
     }
@@ -557,6 +562,54 @@ fn container_statuses(pod: &Pod) -> impl Iterator<Item = &ContainerStatus> {
 fn failure_detail(pod: &Pod) -> Option<(String, Option<PurgeOutcome>)> {
     let detail = container_statuses(pod).find_map(failed_container)?;
     Some((detail, purge_outcome(pod)))
+}
+
+/// One layer's part in a finished Job, for the metrics.
+#[derive(Debug, Clone, PartialEq)]
+struct LayerResult {
+    provider: String,
+    requests: Option<usize>,
+    /// None: the layer did not run (an earlier one failed).
+    result: Option<PurgeResult>,
+}
+
+/// Each layer's requests and result: from the purge's outcome where it
+/// gives them, else the Job's result for every layer.
+fn layer_results(
+    providers: &[Provider],
+    purge: Option<&PurgeOutcome>,
+    succeeded: bool,
+) -> Vec<LayerResult> {
+    if let Some(purge) = purge.filter(|purge| !purge.layers.is_empty()) {
+        return purge
+            .layers
+            .iter()
+            .map(|layer| LayerResult {
+                provider: layer.provider.clone(),
+                requests: Some(layer.requests),
+                result: match layer.result.as_str() {
+                    "failed" => Some(PurgeResult::Failed),
+                    cache_buster_purge::outcome::NOT_RUN => None,
+                    _ => Some(PurgeResult::Succeeded),
+                },
+            })
+            .collect();
+    }
+    let job_result = match succeeded {
+        true => PurgeResult::Succeeded,
+        false => PurgeResult::Failed,
+    };
+    providers
+        .iter()
+        .map(|provider| LayerResult {
+            provider: provider.name().to_owned(),
+            // A purge that failed before its first layer sent nothing.
+            requests: purge
+                .filter(|_| providers.len() == 1)
+                .map(|purge| purge.requests),
+            result: Some(job_result),
+        })
+        .collect()
 }
 
 /// The purge's outcome, from a pod whose purge container ended.

@@ -1,16 +1,17 @@
 //! The companion Job's two commands, as the image runs them: their argv
 //! (which a person can read in the Job) and what each prints and writes.
 
-use crate::purge::aws::AwsEnvironment;
-use crate::purge::http::{Limits, Network};
-use crate::purge::plan::WebhookContext;
-use crate::purge::{HttpJob, PurgeJob, run};
 use crate::rollout::{NotRolledOut, WaitFor, wait};
-use cache_buster::http_service::{DEFAULT_TAG_HEADER, HttpMethod, HttpService};
-use cache_buster::providers::{
-    AkamaiAction, AkamaiNetwork, AkamaiOptions, CREDENTIALS_DIR, PURGE_BUDGET_SECONDS, Provider,
+use cache_buster_purge::aws::AwsEnvironment;
+use cache_buster_purge::cdn::{HttpJob, Options, WebhookContext};
+use cache_buster_purge::client::{Limits, Network};
+use cache_buster_purge::options::{
+    AkamaiAction, AkamaiNetwork, AkamaiOptions, CREDENTIALS_DIR, DEFAULT_TAG_HEADER, HttpMethod,
+    HttpService, PURGE_BUDGET_SECONDS,
 };
-use cache_buster::targets::PurgeTargets;
+use cache_buster_purge::providers::{Provider, parse_layers};
+use cache_buster_purge::run::{PurgeJob, run};
+use cache_buster_purge::targets::PurgeTargets;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,8 +40,9 @@ pub struct WaitRolloutArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct PurgeArgs {
-    #[arg(long, value_parser = provider)]
-    pub provider: Provider,
+    /// The provider, or several purged in that order (layers): http,cloudflare
+    #[arg(long, value_parser = parse_layers)]
+    pub provider: Layers,
     /// The Secret with the provider's credentials (named in messages)
     #[arg(long)]
     pub secret: String,
@@ -119,9 +121,8 @@ fn http_method(name: &str) -> Result<HttpMethod, String> {
     HttpMethod::from_name(name).ok_or_else(|| "expected PURGE or BAN".to_owned())
 }
 
-fn provider(name: &str) -> Result<Provider, String> {
-    Provider::from_name(name).ok_or_else(|| format!("expected {}", Provider::expected_for(name)))
-}
+/// The providers of `--provider`, in order.
+pub type Layers = Vec<Provider>;
 
 impl PurgeArgs {
     /// The job, with the test-only network settings read from `env`.
@@ -139,7 +140,7 @@ impl PurgeArgs {
             })
             .transpose()?;
         Ok(PurgeJob {
-            provider: self.provider,
+            providers: self.provider,
             targets: PurgeTargets {
                 urls: self.urls,
                 prefixes: self.prefixes,
@@ -147,36 +148,38 @@ impl PurgeArgs {
                 tags: self.tags,
                 everything: self.everything,
             },
-            cloudflare_batch_size: self.cloudflare_batch_size,
-            fastly_soft_purge: self.fastly_soft_purge,
-            akamai: AkamaiOptions {
-                action: self.akamai_action,
-                network: self.akamai_network,
-            },
-            http: HttpJob {
-                service: self.http_service,
-                method: self.http_method,
-                tag_header: self.http_tag_header,
-            },
-            aws: AwsEnvironment::read(&env),
-            webhook: WebhookContext {
-                site: self.site,
-                namespace: self.namespace,
-                deployment: self.deployment,
-                image: self.image,
-                image_hash: self.image_hash,
-                job_name: self.job_name,
+            options: Options {
+                cloudflare_batch_size: self.cloudflare_batch_size,
+                fastly_soft_purge: self.fastly_soft_purge,
+                akamai: AkamaiOptions {
+                    action: self.akamai_action,
+                    network: self.akamai_network,
+                },
+                http: HttpJob {
+                    service: self.http_service,
+                    method: self.http_method,
+                    tag_header: self.http_tag_header,
+                },
+                aws: AwsEnvironment::read(&env),
+                webhook: WebhookContext {
+                    site: self.site,
+                    namespace: self.namespace,
+                    deployment: self.deployment,
+                    image: self.image,
+                    image_hash: self.image_hash,
+                    job_name: self.job_name,
+                },
+                limits: Limits {
+                    budget: Duration::from_secs(self.budget_seconds),
+                    ..Limits::default()
+                },
+                network: Network {
+                    extra_roots_pem,
+                    connect_to,
+                },
             },
             credentials_dir: self.credentials,
             secret: self.secret,
-            limits: Limits {
-                budget: Duration::from_secs(self.budget_seconds),
-                ..Limits::default()
-            },
-            network: Network {
-                extra_roots_pem,
-                connect_to,
-            },
             dry_run: self.dry_run,
         })
     }

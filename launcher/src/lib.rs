@@ -9,7 +9,6 @@ pub mod health;
 pub mod leader;
 pub mod metrics;
 pub mod plan;
-pub mod purge;
 #[cfg(test)]
 #[path = "../../src/readme.rs"]
 mod readme;

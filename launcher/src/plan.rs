@@ -63,7 +63,8 @@ pub struct Plan {
     /// The canonical image of the stamp, for Events.
     pub image: String,
     pub image_hash: String,
-    pub provider: Provider,
+    /// The providers, in the order the purge clears them (layers).
+    pub providers: Vec<Provider>,
     pub stamped: StampedJob,
     /// Companion Jobs still waiting for a rollout the Deployment has moved
     /// past: deleted, so they never purge for the wrong rollout.
@@ -239,7 +240,7 @@ pub fn decide(
         job_name: stamp.job_name,
         image: stamp.image,
         image_hash: stamp.image_hash,
-        provider: stamp.provider,
+        providers: stamp.providers,
         stamped,
         cancel,
         prune,
@@ -477,7 +478,7 @@ mod tests {
         assert_eq!(job.metadata.name, Some(stamped_job_name(&deployment)));
         assert_eq!(plan.job_name, stamped_job_name(&deployment));
         assert_eq!(plan.image, "docker.io/library/nginx:1.25");
-        assert_eq!(plan.provider, Provider::Cloudflare);
+        assert_eq!(plan.providers, [Provider::Cloudflare]);
         let owner = &job.metadata.owner_references.as_ref().unwrap()[0];
         assert_eq!(
             (owner.kind.as_str(), owner.name.as_str(), owner.uid.as_str()),

@@ -2,7 +2,7 @@
 //! cargo decide what is stale: a binary newer than every file make could
 //! list is still rebuilt when, say, only a purge module changed. A target
 //! whose prerequisites were `launcher/src/*.rs` ran a stale program after a
-//! change to `launcher/src/purge/*.rs`.
+//! change to a module of the purge (then `launcher/src/purge/*.rs`).
 
 use std::path::Path;
 use std::process::Command;

@@ -6,11 +6,11 @@
 //! token of `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`): the order of the AWS
 //! SDKs' default chain (SPEC §5). The variables are those EKS injects.
 
-use super::cloudfront::xml_text;
-use super::credentials::Credentials;
-use super::http::Client;
-use super::plan::{PlannedRequest, Purges};
-use super::sigv4::SigV4;
+use crate::client::Client;
+use crate::credentials::Credentials;
+use crate::request::{PlannedRequest, Purges, path_segment};
+use crate::sigv4::SigV4;
+use crate::xml::xml_text;
 use std::time::Duration;
 
 /// The pod's variables that say where its AWS identity is.
@@ -80,7 +80,7 @@ fn token(file: &str, variable: &str) -> Result<String, String> {
 /// A request for credentials: a GET (the agent), or a POST of `body` (STS).
 fn credentials_request(
     url: String,
-    headers: Vec<super::plan::Header>,
+    headers: Vec<crate::request::Header>,
     body: Option<String>,
 ) -> PlannedRequest {
     PlannedRequest {
@@ -126,7 +126,7 @@ pub async fn resolve(
             ("WebIdentityToken", token.as_str()),
         ]
         .iter()
-        .map(|(name, value)| format!("{name}={}", super::plan::path_segment(value)))
+        .map(|(name, value)| format!("{name}={}", path_segment(value)))
         .collect::<Vec<_>>()
         .join("&");
         let answer = client
@@ -142,7 +142,7 @@ pub async fn resolve(
         if let Some(error) = answer.error {
             return Err(format!(
                 "STS AssumeRoleWithWebIdentity for {role} (IRSA) failed: {error}: {}",
-                super::outcome::answer_excerpt(&answer.body, &[&token])
+                crate::outcome::answer_excerpt(&answer.body, &[&token])
             ));
         }
         let field = |name| xml_text(&answer.body, name);
@@ -174,7 +174,7 @@ pub async fn resolve(
         if let Some(error) = answer.error {
             return Err(format!(
                 "EKS Pod Identity (AWS_CONTAINER_CREDENTIALS_FULL_URI) gave no credentials: {error}: {}",
-                super::outcome::answer_excerpt(&answer.body, &[&token])
+                crate::outcome::answer_excerpt(&answer.body, &[&token])
             ));
         }
         let fields: serde_json::Value = serde_json::from_str(&answer.body)

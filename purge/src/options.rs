@@ -1,10 +1,77 @@
-//! Provider `http` (SPEC §5): the cache Service of `P/http-service`
-//! (`<service>[:<port>]`), how its purge requests look (method, tag header),
-//! and the rules these names follow. Shared by the policy, which checks them
-//! at admission, and the purge program, which reads them from its argv.
+//! The providers' options and the names they are given in (SPEC §5, §6):
+//! shared by the policy, which checks them at admission and writes them
+//! into the Job's argv, and the program, which reads them from it.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+
+/// Where the Job mounts the credentials Secret in the purge container.
+pub const CREDENTIALS_DIR: &str = "/var/run/secrets/cache-buster";
+
+/// How long the purge may take with all its retries (`--budget-seconds`,
+/// the program's default too); the policy's deadline check counts on it.
+pub const PURGE_BUDGET_SECONDS: i64 = 180;
+
+/// Fast Purge's request: invalidate (serve stale while revalidating) or
+/// delete, on the production or the staging network (settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AkamaiOptions {
+    pub action: AkamaiAction,
+    pub network: AkamaiNetwork,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AkamaiAction {
+    #[default]
+    Invalidate,
+    Delete,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AkamaiNetwork {
+    #[default]
+    Production,
+    Staging,
+}
+
+impl AkamaiAction {
+    pub fn name(self) -> &'static str {
+        match self {
+            AkamaiAction::Invalidate => "invalidate",
+            AkamaiAction::Delete => "delete",
+        }
+    }
+}
+
+impl AkamaiNetwork {
+    pub fn name(self) -> &'static str {
+        match self {
+            AkamaiNetwork::Production => "production",
+            AkamaiNetwork::Staging => "staging",
+        }
+    }
+}
+
+/// What the webhook receives, in the field order of SPEC §5.
+#[derive(Serialize, Debug, Clone, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookPayload<'a> {
+    pub site: &'a str,
+    pub namespace: &'a str,
+    pub deployment: &'a str,
+    /// The canonical image; with several counted containers, their
+    /// `name=image` lines joined by ", ".
+    pub image: String,
+    pub image_hash: &'a str,
+    pub job_name: &'a str,
+    pub urls: &'a [String],
+    pub prefixes: &'a [String],
+    pub hosts: &'a [String],
+    pub tags: &'a [String],
+    pub everything: bool,
+}
 
 /// The Service whose ready endpoints each get the purge, in the site's
 /// namespace, and which of its ports.
@@ -112,7 +179,12 @@ pub fn is_header_name(name: &str) -> bool {
 /// A Service name: at most 63 of `[a-z0-9-]`, starting with a letter and
 /// ending alphanumeric.
 fn is_dns1035_label(name: &str) -> bool {
-    crate::names::is_dns1123_label(name) && name.starts_with(|c: char| c.is_ascii_lowercase())
+    (1..=63).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// IANA_SVC_NAME, as apimachinery checks a port's name.

@@ -2,7 +2,7 @@
 //! site's cache Service, read from its EndpointSlices (each replica of a
 //! cache keeps its own objects, so each one gets the purge).
 
-use cache_buster::http_service::{HttpService, ServicePort as WantedPort};
+use crate::options::{HttpService, ServicePort as WantedPort};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::Api;

@@ -32,7 +32,26 @@ pub struct Outcome {
     /// `<KEY>` where a credential would be.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub would_send: Vec<String>,
+    /// With several providers (layers, SPEC §5): each one's result, in the
+    /// order they purge. Then `provider` lists them all, `purged` names
+    /// each one's, and `failure` is the failed layer's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerOutcome>,
 }
+
+/// One layer's result: `purged`, `failed`, `dry-run`, or `not run` (an
+/// earlier layer failed).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LayerOutcome {
+    pub provider: String,
+    pub result: String,
+    pub requests: usize,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub purged: Vec<String>,
+}
+
+/// `result` of a layer after one that failed.
+pub const NOT_RUN: &str = "not run";
 
 /// `result` of a dry run.
 pub const DRY_RUN: &str = "dry-run";
@@ -97,7 +116,89 @@ impl Outcome {
                 .iter()
                 .map(|request| excerpt(request, WOULD_SEND_EXCERPT))
                 .collect(),
+            layers: Vec::new(),
         }
+    }
+
+    /// The outcome of several layers' outcomes, in order (one layer's is its own).
+    pub fn of_layers(mut outcomes: Vec<Outcome>, not_run: &[&str], seconds: f64) -> Outcome {
+        if outcomes.len() == 1 && not_run.is_empty() {
+            let mut outcome = outcomes.remove(0);
+            outcome.seconds = seconds;
+            return outcome;
+        }
+        let mut layers: Vec<LayerOutcome> = outcomes
+            .iter()
+            .map(|outcome| LayerOutcome {
+                provider: outcome.provider.clone(),
+                result: outcome.result.clone(),
+                requests: outcome.requests,
+                purged: outcome.purged.clone(),
+            })
+            .collect();
+        layers.extend(not_run.iter().map(|provider| LayerOutcome {
+            provider: (*provider).to_owned(),
+            result: NOT_RUN.to_owned(),
+            requests: 0,
+            purged: Vec::new(),
+        }));
+        let failed = outcomes.iter().find(|outcome| outcome.failure.is_some());
+        Outcome {
+            provider: layers
+                .iter()
+                .map(|layer| layer.provider.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            result: failed
+                .or(outcomes.first())
+                .map_or_else(|| "failed".to_owned(), |outcome| outcome.result.clone()),
+            requests: outcomes.iter().map(|outcome| outcome.requests).sum(),
+            attempts: outcomes.iter().map(|outcome| outcome.attempts).sum(),
+            purged: outcomes
+                .iter()
+                .flat_map(|outcome| {
+                    outcome
+                        .purged
+                        .iter()
+                        .map(|purged| format!("{}: {purged}", outcome.provider))
+                })
+                .collect(),
+            ids: outcomes
+                .iter()
+                .flat_map(|outcome| outcome.ids.iter().cloned())
+                .take(MAX_IDS)
+                .collect(),
+            seconds,
+            failure: failed
+                .and_then(|outcome| outcome.failure.clone())
+                .map(|failure| Failure {
+                    error: format!(
+                        "{}: {}",
+                        failed.map_or("", |outcome| outcome.provider.as_str()),
+                        failure.error
+                    ),
+                    ..failure
+                }),
+            would_send: outcomes
+                .iter()
+                .flat_map(|outcome| outcome.would_send.iter().cloned())
+                .collect(),
+            layers,
+        }
+    }
+
+    /// "purged 30 URLs, 2 tags", or by layer: "http purged 2 URL purges,
+    /// then cloudflare purged 1 URL".
+    fn what_was_purged(&self) -> String {
+        if self.layers.is_empty() {
+            return format!("purged {}", self.purged.join(", "));
+        }
+        self.layers
+            .iter()
+            .filter(|layer| !layer.purged.is_empty())
+            .map(|layer| format!("{} purged {}", layer.provider, layer.purged.join(", ")))
+            .collect::<Vec<_>>()
+            .join(", then ")
     }
 
     /// The outcome a termination message holds, if it holds one (a
@@ -120,26 +221,43 @@ impl Outcome {
             };
             return format!(
                 "dry run, nothing sent: it would have purged {} with {count}: {}",
-                self.purged.join(", "),
+                match self.layers.is_empty() {
+                    true => self.purged.join(", "),
+                    false => self.what_was_purged().replace(" purged ", " "),
+                },
                 self.would_send.join("; ")
             );
         }
         let mut text = match &self.failure {
             None => format!(
-                "{requests} in {}s: purged {}",
+                "{requests} in {}s: {}",
                 self.seconds,
-                self.purged.join(", ")
+                self.what_was_purged()
             ),
             Some(failure) => {
                 let mut text = failure.error.clone();
                 if let Some(request) = &failure.request {
                     text = format!("{request}: {text}");
                 }
-                if !self.purged.is_empty() {
+                if !self.purged.is_empty() && self.layers.is_empty() {
                     text.push_str(&format!(" (after purging {})", self.purged.join(", ")));
+                } else if !self.purged.is_empty() {
+                    text.push_str(&format!(" (after {})", self.what_was_purged()));
                 }
                 if !failure.answer.is_empty() {
                     text.push_str(&format!("; the CDN answered: {}", failure.answer));
+                }
+                let not_run: Vec<&str> = self
+                    .layers
+                    .iter()
+                    .filter(|layer| layer.result == NOT_RUN)
+                    .map(|layer| layer.provider.as_str())
+                    .collect();
+                if !not_run.is_empty() {
+                    text.push_str(&format!(
+                        "; not run, as an earlier layer failed: {}",
+                        not_run.join(", ")
+                    ));
                 }
                 text
             }
@@ -269,7 +387,7 @@ pub fn answer_excerpt(answer: &str, secrets: &[&str]) -> String {
 pub fn ids_in(answer: &str) -> Vec<String> {
     // CloudFront answers in XML: the invalidation's `Id`.
     if answer.trim_start().starts_with('<') {
-        return super::cloudfront::xml_text(answer, "Id")
+        return crate::xml::xml_text(answer, "Id")
             .map(|id| vec![id.to_owned()])
             .unwrap_or_default();
     }
@@ -435,6 +553,7 @@ mod tests {
             ids: vec![],
             seconds: 12.5,
             would_send: vec![],
+            layers: vec![],
             failure: Some(Failure {
                 request: Some(
                     "POST https://api.cloudflare.com/client/v4/zones/[redacted]/purge_cache".into(),
@@ -533,6 +652,70 @@ mod tests {
         assert_eq!(
             Outcome::from_message("curl: (6) Could not resolve host"),
             None
+        );
+    }
+
+    fn layer(provider: &str, result: &str, purged: &[&str], failure: Option<Failure>) -> Outcome {
+        Outcome {
+            provider: provider.into(),
+            result: result.into(),
+            requests: purged.len() + usize::from(failure.is_some()),
+            attempts: 1,
+            purged: purged.iter().map(|purged| (*purged).to_owned()).collect(),
+            ids: Vec::new(),
+            seconds: 0.1,
+            failure,
+            would_send: Vec::new(),
+            layers: Vec::new(),
+        }
+    }
+
+    /// Layers: the message lists each layer's result in order, the Event
+    /// says what each purged, which failed, and which did not run.
+    #[test]
+    fn a_layered_outcome_gives_each_layers_result() {
+        let http = layer("http", "purged", &["2 URL purges"], None);
+        let only = Outcome::of_layers(vec![http.clone()], &[], 0.5);
+        assert!(only.layers.is_empty(), "one layer keeps the plain outcome");
+        let both = Outcome::of_layers(
+            vec![
+                http.clone(),
+                layer("cloudflare", "purged", &["1 URL"], None),
+            ],
+            &[],
+            0.5,
+        );
+        let message = both.to_message();
+        assert!(
+            message.contains(r#""layers":[{"provider":"http","result":"purged","requests":1,"purged":["2 URL purges"]},{"provider":"cloudflare","result":"purged","requests":1,"purged":["1 URL"]}]"#),
+            "{message}"
+        );
+        assert_eq!(
+            Outcome::from_message(&message).unwrap().summary(),
+            "2 requests in 0.5s: http purged 2 URL purges, then cloudflare purged 1 URL"
+        );
+        let refused = Failure {
+            request: Some(
+                "POST https://api.cloudflare.com/client/v4/zones/[redacted]/purge_cache".into(),
+            ),
+            status: Some(403),
+            error: "HTTP 403".into(),
+            answer: "{\"success\":false}".into(),
+            before_sending_for_good: false,
+        };
+        let failed = Outcome::of_layers(
+            vec![http, layer("cloudflare", "failed", &[], Some(refused))],
+            &["fastly"],
+            0.7,
+        );
+        assert!(!failed.succeeded());
+        assert!(failed.failed_for_good());
+        assert_eq!(failed.provider, "http, cloudflare, fastly");
+        assert_eq!(
+            failed.summary(),
+            "POST https://api.cloudflare.com/client/v4/zones/[redacted]/purge_cache: cloudflare: HTTP 403 \
+             (after http purged 2 URL purges); the CDN answered: {\"success\":false}; \
+             not run, as an earlier layer failed: fastly"
         );
     }
 }

@@ -3,7 +3,7 @@
 //! and jitter that honour `Retry-After` on 429 and 503, all within a total
 //! budget that ends before the Job's deadline.
 
-use super::plan::{PlannedRequest, Signer};
+use crate::request::{PlannedRequest, Signer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -29,9 +29,7 @@ impl Default for Limits {
         Limits {
             connect: Duration::from_secs(10),
             request: Duration::from_secs(60),
-            budget: Duration::from_secs(
-                cache_buster::providers::PURGE_BUDGET_SECONDS.unsigned_abs(),
-            ),
+            budget: Duration::from_secs(crate::options::PURGE_BUDGET_SECONDS.unsigned_abs()),
             first_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(30),
             max_attempts: 6,
@@ -121,6 +119,12 @@ impl Client {
             limits,
             started: Instant::now(),
         })
+    }
+
+    /// The budget counted from `started`, the purge's start: the layers
+    /// after the first share what the ones before left.
+    pub fn counting_from(self, started: Instant) -> Client {
+        Client { started, ..self }
     }
 
     /// What is left of the purge's budget.
@@ -228,8 +232,8 @@ impl Client {
                         host,
                         &path,
                         body,
-                        &super::edgegrid::timestamp_now(),
-                        &super::edgegrid::nonce(),
+                        &crate::edgegrid::timestamp_now(),
+                        &crate::edgegrid::nonce(),
                     );
                     builder = builder.header("Authorization", authorization);
                 }
@@ -240,7 +244,7 @@ impl Client {
                         url.path(),
                         url.query().unwrap_or_default(),
                         body,
-                        &super::sigv4::amz_date_now(),
+                        &crate::sigv4::amz_date_now(),
                     ) {
                         builder = builder.header(name, value);
                     }

@@ -3,7 +3,7 @@
 //! mounted `optional`, so that a missing Secret or key fails the purge at
 //! once with a message naming them, instead of a pod left Pending.
 
-use cache_buster::providers::Provider;
+use crate::providers::Provider;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -39,23 +39,23 @@ pub enum CredentialsError {
 }
 
 impl Credentials {
-    /// Reads `provider`'s keys from `dir`, where the Secret `secret` is mounted.
+    /// Reads the keys of every layer's provider from `dir`, where the
+    /// Secret `secret` is mounted (one Secret holds them all, SPEC §5).
     pub fn read(
-        provider: Provider,
+        providers: &[Provider],
         dir: &Path,
         secret: &str,
     ) -> Result<Credentials, CredentialsError> {
-        let required: Vec<&str> = provider
-            .secret_keys()
-            .iter()
-            .copied()
-            .filter(|key| !provider.optional_secret_keys().contains(key))
-            .collect();
-        // A provider without keys (http) needs no Secret at all.
-        if provider.secret_keys().is_empty() {
+        let mut all_keys: Vec<&str> = Vec::new();
+        for key in providers.iter().flat_map(|provider| provider.secret_keys()) {
+            if !all_keys.contains(key) {
+                all_keys.push(key);
+            }
+        }
+        // Providers without keys (http) need no Secret at all.
+        if all_keys.is_empty() {
             return Ok(Credentials::default());
         }
-        let keys = provider.secret_keys().join(", ");
         let mounted = std::fs::read_dir(dir)
             .map(|entries| {
                 entries
@@ -67,11 +67,11 @@ impl Credentials {
             return Err(CredentialsError::NoSecret {
                 secret: secret.to_owned(),
                 dir: dir.display().to_string(),
-                keys,
+                keys: all_keys.join(", "),
             });
         }
         let mut values = BTreeMap::new();
-        for &key in provider.secret_keys() {
+        for key in all_keys {
             match std::fs::read_to_string(dir.join(key)) {
                 Ok(text) => {
                     let value = text.trim();
@@ -89,26 +89,30 @@ impl Credentials {
                 }
             }
         }
-        if let Some(key) = required.iter().find(|key| !values.contains_key(**key)) {
-            return Err(CredentialsError::NoKey {
-                secret: secret.to_owned(),
-                key: (*key).to_owned(),
-                provider: provider.name(),
-                keys,
-            });
+        for provider in providers {
+            if let Some(key) = provider
+                .required_secret_keys()
+                .find(|key| !values.contains_key(*key))
+            {
+                return Err(CredentialsError::NoKey {
+                    secret: secret.to_owned(),
+                    key: key.to_owned(),
+                    provider: provider.name(),
+                    keys: provider.secret_keys().join(", "),
+                });
+            }
         }
         Ok(Credentials { values })
     }
 
-    /// `<KEY>` for each key the provider requires: what a dry run shows
+    /// `<KEY>` for each key the providers require: what a dry run shows
     /// in place of the credentials it never reads.
-    pub fn placeholders(provider: Provider) -> Credentials {
+    pub fn placeholders(providers: &[Provider]) -> Credentials {
         Credentials {
-            values: provider
-                .secret_keys()
+            values: providers
                 .iter()
-                .filter(|key| !provider.optional_secret_keys().contains(key))
-                .map(|key| ((*key).to_owned(), format!("<{key}>")))
+                .flat_map(|provider| provider.required_secret_keys())
+                .map(|key| (key.to_owned(), format!("<{key}>")))
                 .collect(),
         }
     }
@@ -203,7 +207,7 @@ mod tests {
             ("CLOUDFLARE_ZONE_ID", "zone\n"),
             ("CLOUDFLARE_API_TOKEN", "  token \n"),
         ]);
-        let credentials = Credentials::read(Provider::Cloudflare, dir.path(), "cdn").unwrap();
+        let credentials = Credentials::read(&[Provider::Cloudflare], dir.path(), "cdn").unwrap();
         assert_eq!(credentials.value("CLOUDFLARE_ZONE_ID"), "zone");
         assert_eq!(credentials.value("CLOUDFLARE_API_TOKEN"), "token");
     }
@@ -212,7 +216,7 @@ mod tests {
     fn a_missing_key_names_the_secret_and_the_key() {
         let dir = secret_dir(&[("CLOUDFLARE_ZONE_ID", "zone")]);
         assert_eq!(
-            Credentials::read(Provider::Cloudflare, dir.path(), "cdn")
+            Credentials::read(&[Provider::Cloudflare], dir.path(), "cdn")
                 .unwrap_err()
                 .to_string(),
             "the Secret cdn has no key CLOUDFLARE_API_TOKEN (cloudflare needs CLOUDFLARE_ZONE_ID, CLOUDFLARE_API_TOKEN)"
@@ -223,7 +227,7 @@ mod tests {
             ("CLOUDFLARE_API_TOKEN", "\n"),
         ]);
         assert!(matches!(
-            Credentials::read(Provider::Cloudflare, dir.path(), "cdn"),
+            Credentials::read(&[Provider::Cloudflare], dir.path(), "cdn"),
             Err(CredentialsError::NoKey { .. })
         ));
     }
@@ -232,9 +236,10 @@ mod tests {
     fn a_missing_secret_is_named_with_the_keys_it_needs() {
         // An optional Secret volume whose Secret does not exist is an empty directory.
         let dir = secret_dir(&[]);
-        let message = Credentials::read(Provider::Fastly, dir.path(), "cache-buster-credentials")
-            .unwrap_err()
-            .to_string();
+        let message =
+            Credentials::read(&[Provider::Fastly], dir.path(), "cache-buster-credentials")
+                .unwrap_err()
+                .to_string();
         assert!(
             message.starts_with("the Secret cache-buster-credentials is missing or empty"),
             "{message}"
@@ -245,10 +250,35 @@ mod tests {
         );
     }
 
+    /// Layers: one Secret holds the keys of every provider; a layer's
+    /// missing key is named with that layer's provider.
+    #[test]
+    fn layers_read_every_providers_keys_from_one_secret() {
+        let dir = secret_dir(&[
+            ("CLOUDFLARE_ZONE_ID", "zone"),
+            ("CLOUDFLARE_API_TOKEN", "token"),
+            ("FASTLY_SERVICE_ID", "svc"),
+        ]);
+        let layers = [Provider::Http, Provider::Cloudflare];
+        let credentials = Credentials::read(&layers, dir.path(), "cdn").unwrap();
+        assert_eq!(credentials.value("CLOUDFLARE_API_TOKEN"), "token");
+        assert_eq!(
+            Credentials::read(&[Provider::Cloudflare, Provider::Fastly], dir.path(), "cdn")
+                .unwrap_err()
+                .to_string(),
+            "the Secret cdn has no key FASTLY_API_TOKEN (fastly needs FASTLY_SERVICE_ID, FASTLY_API_TOKEN)"
+        );
+        assert_eq!(
+            Credentials::placeholders(&[Provider::Http, Provider::Cloudflare])
+                .value("CLOUDFLARE_ZONE_ID"),
+            "<CLOUDFLARE_ZONE_ID>"
+        );
+    }
+
     #[test]
     fn the_webhook_token_is_optional() {
         let dir = secret_dir(&[("WEBHOOK_URL", "https://hooks.example.test/x\n")]);
-        let credentials = Credentials::read(Provider::Webhook, dir.path(), "hook").unwrap();
+        let credentials = Credentials::read(&[Provider::Webhook], dir.path(), "hook").unwrap();
         assert_eq!(credentials.optional("WEBHOOK_TOKEN"), None);
         assert_eq!(
             credentials.secrets(),
@@ -279,7 +309,7 @@ mod tests {
         let answer = "Cannot POST /services/T0AB12CD3/B0EF45GH6/hK7wXyZ0123456789abcdef \
                       (unknown hook hK7wXyZ0123456789abcdef)";
         assert_eq!(
-            crate::purge::outcome::redact(answer, &secrets),
+            crate::outcome::redact(answer, &secrets),
             "Cannot POST [redacted] (unknown hook [redacted])"
         );
         // A URL without a path, and a value that is no URL, have no parts.

@@ -1,0 +1,29 @@
+//! What a provider is, as the policy and the program need to know it: the
+//! shape of each row of the table in `providers`.
+
+use crate::targets::Target;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Info {
+    pub name: &'static str,
+    /// The keys the credentials Secret holds for it, in the README's order.
+    pub secret_keys: &'static [&'static str],
+    /// Those of `secret_keys` it can do without.
+    pub optional_keys: &'static [&'static str],
+    /// The targets it has a request for (`Everything` included where it has).
+    pub accepts: &'static [Target],
+    /// Whether it purges with no target at all (the webhook is told anyway).
+    pub needs_no_target: bool,
+    /// Whether its purge reads the Kubernetes API (the caches behind a
+    /// Service): the Job then gives the purge container the token.
+    pub reads_the_api: bool,
+}
+
+/// A target the provider cannot purge (the policy rejects it at admission;
+/// a Job written by hand may still ask).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{provider} cannot purge {what}")]
+pub struct Unsupported {
+    pub provider: &'static str,
+    pub what: &'static str,
+}

@@ -1,0 +1,109 @@
+//! The one small interface every provider's module implements: what it
+//! looks up first, the requests it plans, what it waits for. What it
+//! accepts and which Secret keys it reads are its row of the table
+//! (`providers::Provider::info`).
+
+use crate::aws::AwsEnvironment;
+use crate::client::{Limits, Network};
+use crate::credentials::Credentials;
+use crate::options::{AkamaiOptions, HttpMethod, HttpService};
+use crate::request::PlannedRequest;
+use crate::sigv4::SigV4;
+use crate::targets::PurgeTargets;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+/// Everything from the argv besides the targets, the layers and the
+/// Secret: each provider reads its own.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub cloudflare_batch_size: usize,
+    pub fastly_soft_purge: bool,
+    pub akamai: AkamaiOptions,
+    pub http: HttpJob,
+    /// Where the pod's AWS identity is (provider cloudfront).
+    pub aws: AwsEnvironment,
+    pub webhook: WebhookContext,
+    pub limits: Limits,
+    pub network: Network,
+}
+
+/// Provider http's request: which Service's caches (in the webhook
+/// context's namespace), with which method, tags in which header.
+#[derive(Debug, Clone, Default)]
+pub struct HttpJob {
+    pub service: Option<HttpService>,
+    pub method: HttpMethod,
+    pub tag_header: String,
+}
+
+/// What the webhook is told besides the targets (SPEC §5); the Job's
+/// name and namespace serve other providers too.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookContext {
+    pub site: String,
+    pub namespace: String,
+    pub deployment: String,
+    pub image: String,
+    pub image_hash: String,
+    pub job_name: String,
+}
+
+/// What a provider found before planning: the caches behind a Service,
+/// a signer from the pod's identity, and the secrets that came with it.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    pub endpoints: Vec<SocketAddr>,
+    pub sigv4: Option<SigV4>,
+    /// Values to redact that are not in the Secret (a session token).
+    pub secrets: Vec<String>,
+}
+
+/// One layer's purge, as a provider plans it.
+#[derive(Debug, Clone, Copy)]
+pub struct Layer<'a> {
+    pub targets: &'a PurgeTargets,
+    pub credentials: &'a Credentials,
+    pub options: &'a Options,
+    pub found: &'a Found,
+}
+
+/// How the purge learns that an accepted purge is done: `poll` is asked
+/// every `interval` until `status` reads `done` in its answer.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub poll: PlannedRequest,
+    pub status: fn(&str) -> Option<&str>,
+    pub done: &'static str,
+    pub interval: Duration,
+    /// What the id names, for the message ("invalidation").
+    pub what: &'static str,
+    /// What the CDN does when the budget ends first, for the message.
+    pub after_budget: &'static str,
+}
+
+pub type Preparing<'a> = Pin<Box<dyn Future<Output = Result<Found, String>> + Send + 'a>>;
+
+pub trait Cdn: Sync {
+    /// Looks up what the plan needs besides the Secret. A dry run (no
+    /// credential read) looks up only what reads no credential.
+    fn prepare<'a>(
+        &'a self,
+        _options: &'a Options,
+        _credentials: &'a Credentials,
+        _dry_run: bool,
+    ) -> Preparing<'a> {
+        Box::pin(std::future::ready(Ok(Found::default())))
+    }
+
+    /// The requests, in the order SPEC §5 gives, for targets the provider
+    /// accepts. Pure: the same layer, the same requests.
+    fn plan(&self, layer: &Layer<'_>) -> Vec<PlannedRequest>;
+
+    /// After its requests: how to wait until the purge with this id is done.
+    fn completion(&self, _layer: &Layer<'_>, _id: &str) -> Option<Completion> {
+        None
+    }
+}

@@ -1,0 +1,39 @@
+//! The cache-buster purge (SPEC §5): each CDN's requests behind one small
+//! interface, and the one table of what each provider accepts.
+//!
+//! Without the `client` feature, only the names, the table and the
+//! options: what the policy (WebAssembly) needs to check a Deployment and
+//! write the Job's argv. With it, the program that plans, sends and waits.
+
+pub mod catalog;
+pub mod options;
+pub mod providers;
+pub mod targets;
+
+#[cfg(feature = "client")]
+pub mod aws;
+#[cfg(feature = "client")]
+pub mod cdn;
+#[cfg(feature = "client")]
+pub mod client;
+#[cfg(feature = "client")]
+pub mod credentials;
+#[cfg(feature = "client")]
+pub mod edgegrid;
+#[cfg(feature = "client")]
+pub mod endpoints;
+#[cfg(feature = "client")]
+pub mod outcome;
+#[cfg(feature = "client")]
+pub mod request;
+#[cfg(feature = "client")]
+pub mod run;
+#[cfg(feature = "client")]
+pub mod sigv4;
+#[cfg(all(test, feature = "client"))]
+mod testing;
+#[cfg(feature = "client")]
+pub mod xml;
+
+pub use providers::Provider;
+pub use targets::PurgeTargets;

@@ -1,0 +1,237 @@
+//! Akamai Fast Purge v3: URLs, then tags, in bodies of at most 50,000
+//! bytes, each request signed with EdgeGrid on every try.
+use crate::catalog::Info;
+use crate::targets::Target;
+
+pub const INFO: Info = Info {
+    name: "akamai",
+    // The fields of an API client's `.edgerc` section.
+    secret_keys: &[
+        "AKAMAI_HOST",
+        "AKAMAI_CLIENT_TOKEN",
+        "AKAMAI_CLIENT_SECRET",
+        "AKAMAI_ACCESS_TOKEN",
+    ],
+    optional_keys: &[],
+    // By URL and by cache tag (by CP code: a later addition).
+    accepts: &[Target::Urls, Target::Tags],
+    needs_no_target: false,
+    reads_the_api: false,
+};
+
+#[cfg(feature = "client")]
+pub use requests::Akamai;
+
+#[cfg(feature = "client")]
+mod requests {
+    use crate::cdn::{Cdn, Layer};
+    use crate::credentials::Credentials;
+    use crate::edgegrid::EdgeGrid;
+    use crate::options::AkamaiOptions;
+    use crate::request::{PlannedRequest, Signer, counted, json_request, without_scheme};
+    use crate::targets::PurgeTargets;
+
+    pub struct Akamai;
+
+    impl Cdn for Akamai {
+        fn plan(&self, layer: &Layer<'_>) -> Vec<PlannedRequest> {
+            akamai(layer.targets, layer.credentials, layer.options.akamai)
+        }
+    }
+
+    /// Fast Purge: `{"objects":[…]}` of one type (URLs, then tags) a request,
+    /// each body at most this many bytes.
+    pub const AKAMAI_MAX_BODY: usize = 50_000;
+
+    /// URLs, then tags, in bodies of at most 50,000 bytes, each request signed
+    /// with EdgeGrid on every try.
+    fn akamai(
+        targets: &PurgeTargets,
+        credentials: &Credentials,
+        options: AkamaiOptions,
+    ) -> Vec<PlannedRequest> {
+        let signer = EdgeGrid {
+            client_token: credentials.value("AKAMAI_CLIENT_TOKEN").to_owned(),
+            client_secret: credentials.value("AKAMAI_CLIENT_SECRET").to_owned(),
+            access_token: credentials.value("AKAMAI_ACCESS_TOKEN").to_owned(),
+        };
+        // The host as the .edgerc gives it, with or without its scheme.
+        let host = without_scheme(credentials.value("AKAMAI_HOST")).trim_end_matches('/');
+        let mut requests = Vec::new();
+        for (kind, items, one, many) in [
+            ("url", &targets.urls, "URL", "URLs"),
+            ("tag", &targets.tags, "tag", "tags"),
+        ] {
+            for batch in by_body_size(items, AKAMAI_MAX_BODY) {
+                requests.push(PlannedRequest {
+                    signed_by: Some(Signer::EdgeGrid(signer.clone())),
+                    ..json_request(
+                        format!(
+                            "https://{}/ccu/v3/{}/{kind}/{}",
+                            host,
+                            options.action.name(),
+                            options.network.name()
+                        ),
+                        Vec::new(),
+                        serde_json::json!({ "objects": batch }),
+                        counted(batch.len(), one, many),
+                    )
+                });
+            }
+        }
+        requests
+    }
+
+    /// Consecutive runs of `items` whose `{"objects":[…]}` body stays within
+    /// `limit` bytes (an item alone larger than that still goes, alone).
+    fn by_body_size(items: &[String], limit: usize) -> Vec<&[String]> {
+        const ENVELOPE: usize = r#"{"objects":[]}"#.len();
+        let mut batches = Vec::new();
+        let (mut start, mut size) = (0, ENVELOPE);
+        for (index, item) in items.iter().enumerate() {
+            // The item quoted (JSON-escaped), and a comma before all but the first.
+            let item_size = serde_json::Value::from(item.as_str()).to_string().len()
+                + usize::from(index > start);
+            if index > start && size + item_size > limit {
+                batches.push(&items[start..index]);
+                start = index;
+                size = ENVELOPE + item_size - 1;
+            } else {
+                size += item_size;
+            }
+        }
+        if start < items.len() {
+            batches.push(&items[start..]);
+        }
+        batches
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::cdn::WebhookContext;
+        use crate::credentials::Credentials;
+        use crate::providers::Provider;
+        use crate::targets::PurgeTargets;
+        use crate::testing::*;
+
+        use crate::options::{AkamaiAction, AkamaiNetwork};
+
+        fn akamai_credentials() -> Credentials {
+            credentials(&[
+                ("AKAMAI_HOST", "https://akab-test.luna.akamaiapis.net/"),
+                ("AKAMAI_CLIENT_TOKEN", "akab-client-token"),
+                ("AKAMAI_CLIENT_SECRET", "s3cret"),
+                ("AKAMAI_ACCESS_TOKEN", "akab-access-token"),
+            ])
+        }
+
+        #[test]
+        fn akamai_sends_urls_then_tags_each_request_signed() {
+            let targets = PurgeTargets {
+                urls: vec!["https://www.example.com/".into()],
+                tags: vec!["shop".into(), "blog".into()],
+                ..PurgeTargets::default()
+            };
+            let delete_on_staging = Options {
+                akamai: AkamaiOptions {
+                    action: AkamaiAction::Delete,
+                    network: AkamaiNetwork::Staging,
+                },
+                ..options(30)
+            };
+            let requests = plan(
+                Provider::Akamai,
+                &targets,
+                &akamai_credentials(),
+                &delete_on_staging,
+                &WebhookContext::default(),
+            )
+            .unwrap();
+            let seen: Vec<(&str, Option<&str>)> = requests
+                .iter()
+                .map(|r| (r.url.as_str(), r.body.as_deref()))
+                .collect();
+            assert_eq!(
+                seen,
+                [
+                    (
+                        "https://akab-test.luna.akamaiapis.net/ccu/v3/delete/url/staging",
+                        Some(r#"{"objects":["https://www.example.com/"]}"#)
+                    ),
+                    (
+                        "https://akab-test.luna.akamaiapis.net/ccu/v3/delete/tag/staging",
+                        Some(r#"{"objects":["shop","blog"]}"#)
+                    ),
+                ]
+            );
+            // The secret travels only as the signer's key, never as a header.
+            assert!(requests.iter().all(|r| r.signed_by.is_some()));
+            assert!(
+                requests
+                    .iter()
+                    .all(|r| r.headers.iter().all(|(_, value)| !value.contains("s3cret")))
+            );
+            let defaults = planned(Provider::Akamai, &targets, &akamai_credentials()).unwrap();
+            assert!(
+                defaults[0]
+                    .url
+                    .ends_with("/ccu/v3/invalidate/url/production")
+            );
+        }
+
+        #[test]
+        fn akamai_bodies_stay_within_50000_bytes() {
+            let targets = PurgeTargets {
+                urls: urls(2000),
+                ..PurgeTargets::default()
+            };
+            let requests = planned(Provider::Akamai, &targets, &akamai_credentials()).unwrap();
+            assert!(requests.len() > 1, "{} requests", requests.len());
+            let mut sent = Vec::new();
+            for request in &requests {
+                let body = request.body.as_deref().unwrap();
+                assert!(body.len() <= AKAMAI_MAX_BODY, "{} bytes", body.len());
+                let value: serde_json::Value = serde_json::from_str(body).unwrap();
+                sent.extend(
+                    value["objects"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|url| url.as_str().unwrap().to_owned()),
+                );
+            }
+            // Every URL once, in order; and each batch as full as the limit allows.
+            assert_eq!(sent, targets.urls);
+            for pair in requests.windows(2) {
+                let body = pair[0].body.as_deref().unwrap();
+                let next: serde_json::Value =
+                    serde_json::from_str(pair[1].body.as_deref().unwrap()).unwrap();
+                let next_quoted = next["objects"][0].to_string();
+                assert!(
+                    body.len() + 1 + next_quoted.len() > AKAMAI_MAX_BODY,
+                    "the next URL would have fit in a body of {} bytes",
+                    body.len()
+                );
+            }
+        }
+
+        #[test]
+        fn akamai_batches_at_the_exact_limit() {
+            // Two items that fill 50,000 bytes exactly go together; one byte
+            // more and the second goes alone.
+            let envelope = r#"{"objects":[]}"#.len();
+            let half = |extra: usize| {
+                let first = "a".repeat((AKAMAI_MAX_BODY - envelope - 1) / 2 - 2);
+                let second = "b".repeat(AKAMAI_MAX_BODY - envelope - 1 - first.len() - 4 + extra);
+                vec![first, second]
+            };
+            let fits = half(0);
+            assert_eq!(by_body_size(&fits, AKAMAI_MAX_BODY).len(), 1);
+            let body = serde_json::json!({ "objects": fits }).to_string();
+            assert_eq!(body.len(), AKAMAI_MAX_BODY);
+            assert_eq!(by_body_size(&half(1), AKAMAI_MAX_BODY).len(), 2);
+            assert!(by_body_size(&[], AKAMAI_MAX_BODY).is_empty());
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! The providers (SPEC §5), one module each, and the one table of what each
+//! is: its name, the Secret keys it reads, the targets it accepts. The
+//! policy reads the table to check a Deployment at admission; the program
+//! reads it to check its argv and find the module that plans the requests.
+//!
+//! Adding a provider: a file here with its `INFO` and its [`Cdn`], a
+//! variant of [`Provider`] and its row in [`Provider::info`] and
+//! [`Provider::cdn`] (docs/development.md).
+
+pub mod akamai;
+pub mod bunny;
+pub mod cloudflare;
+pub mod cloudfront;
+pub mod fastly;
+pub mod http;
+pub mod webhook;
+
+pub use crate::catalog::{Info, Unsupported};
+use crate::targets::{PurgeTargets, Target};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase", try_from = "String")]
+pub enum Provider {
+    Cloudflare,
+    Fastly,
+    Webhook,
+    Bunny,
+    Akamai,
+    Http,
+    Cloudfront,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 7] = [
+        Provider::Cloudflare,
+        Provider::Fastly,
+        Provider::Webhook,
+        Provider::Bunny,
+        Provider::Akamai,
+        Provider::Http,
+        Provider::Cloudfront,
+    ];
+
+    /// The table: each provider's row is its module's `INFO`.
+    pub fn info(self) -> &'static Info {
+        match self {
+            Provider::Cloudflare => &cloudflare::INFO,
+            Provider::Fastly => &fastly::INFO,
+            Provider::Webhook => &webhook::INFO,
+            Provider::Bunny => &bunny::INFO,
+            Provider::Akamai => &akamai::INFO,
+            Provider::Http => &http::INFO,
+            Provider::Cloudfront => &cloudfront::INFO,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.info().name
+    }
+
+    pub fn from_name(name: &str) -> Option<Provider> {
+        Provider::ALL
+            .into_iter()
+            .find(|provider| provider.name() == name)
+    }
+
+    /// The keys the credentials Secret must (or, for the optional ones, may) hold.
+    pub fn secret_keys(self) -> &'static [&'static str] {
+        self.info().secret_keys
+    }
+
+    /// Those of `secret_keys` the Secret may leave out.
+    pub fn optional_secret_keys(self) -> &'static [&'static str] {
+        self.info().optional_keys
+    }
+
+    /// The keys a purge cannot go without.
+    pub fn required_secret_keys(self) -> impl Iterator<Item = &'static str> {
+        self.secret_keys()
+            .iter()
+            .copied()
+            .filter(move |key| !self.optional_secret_keys().contains(key))
+    }
+
+    pub fn accepts(self, target: Target) -> bool {
+        self.info().accepts.contains(&target)
+    }
+
+    /// The first of `targets` this provider has no request for.
+    pub fn refuses(self, targets: &PurgeTargets) -> Option<Unsupported> {
+        targets
+            .asked()
+            .into_iter()
+            .find(|target| !self.accepts(*target))
+            .map(|target| Unsupported {
+                provider: self.name(),
+                what: target.plural(),
+            })
+    }
+
+    /// For a name that is not a provider, the provider it most likely means,
+    /// as a hint to add to the message: the same name in another case, or
+    /// one within two edits (`fasty`, `web-hook`).
+    pub fn did_you_mean(name: &str) -> Option<String> {
+        let lowercase = name.trim().to_lowercase();
+        if let Some(provider) = Provider::from_name(&lowercase) {
+            return Some(format!(
+                "provider names are lowercase: did you mean {:?}?",
+                provider.name()
+            ));
+        }
+        Provider::ALL
+            .into_iter()
+            .map(|provider| (strsim::levenshtein(&lowercase, provider.name()), provider))
+            .filter(|(distance, _)| *distance <= 2)
+            .min_by_key(|(distance, _)| *distance)
+            .map(|(_, provider)| format!("did you mean {:?}?", provider.name()))
+    }
+
+    /// "one of cloudflare, fastly, webhook, bunny", with the hint for `name`.
+    pub fn expected_for(name: &str) -> String {
+        let names: Vec<&str> = Provider::ALL
+            .iter()
+            .map(|provider| provider.name())
+            .collect();
+        let mut expected = format!("one of {}", names.join(", "));
+        if let Some(hint) = Provider::did_you_mean(name) {
+            expected.push_str(&format!(" ({hint})"));
+        }
+        expected
+    }
+}
+
+impl TryFrom<String> for Provider {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Self, Self::Error> {
+        Provider::from_name(&name).ok_or_else(|| {
+            format!(
+                "unknown provider {name:?}, expected {}",
+                Provider::expected_for(&name)
+            )
+        })
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Layers (SPEC §5): `http, cloudflare` — the providers in the order they
+/// purge, each once. Empty names (a trailing comma) are skipped.
+pub fn parse_layers(value: &str) -> Result<Vec<Provider>, String> {
+    let mut layers: Vec<Provider> = Vec::new();
+    for name in value
+        .split([',', ' ', '\t', '\n'])
+        .filter(|name| !name.is_empty())
+    {
+        let provider = Provider::from_name(name).ok_or_else(|| {
+            format!(
+                "{name:?} is not a known provider; expected {}",
+                Provider::expected_for(name)
+            )
+        })?;
+        if !layers.contains(&provider) {
+            layers.push(provider);
+        }
+    }
+    if layers.is_empty() {
+        return Err(format!(
+            "names no provider; expected {}",
+            Provider::expected_for("")
+        ));
+    }
+    Ok(layers)
+}
+
+#[cfg(feature = "client")]
+impl Provider {
+    /// The requests for `layer`, or the first target this provider has no
+    /// request for.
+    pub fn plan(
+        self,
+        layer: &crate::cdn::Layer<'_>,
+    ) -> Result<Vec<crate::request::PlannedRequest>, Unsupported> {
+        match self.refuses(layer.targets) {
+            Some(refusal) => Err(refusal),
+            None => Ok(self.cdn().plan(layer)),
+        }
+    }
+
+    /// The module that purges for this provider.
+    pub fn cdn(self) -> &'static dyn crate::cdn::Cdn {
+        match self {
+            Provider::Cloudflare => &cloudflare::Cloudflare,
+            Provider::Fastly => &fastly::Fastly,
+            Provider::Webhook => &webhook::Webhook,
+            Provider::Bunny => &bunny::Bunny,
+            Provider::Akamai => &akamai::Akamai,
+            Provider::Http => &http::Caches,
+            Provider::Cloudfront => &cloudfront::CloudFront,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_are_read_in_order_each_once() {
+        assert_eq!(
+            parse_layers("http, cloudflare,http").unwrap(),
+            [Provider::Http, Provider::Cloudflare]
+        );
+        assert_eq!(parse_layers(" fastly\n").unwrap(), [Provider::Fastly]);
+        assert_eq!(
+            parse_layers("http, clouflare").unwrap_err(),
+            "\"clouflare\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront (did you mean \"cloudflare\"?)"
+        );
+        assert!(
+            parse_layers(" , ")
+                .unwrap_err()
+                .starts_with("names no provider")
+        );
+    }
+
+    #[test]
+    fn a_provider_refuses_the_first_target_it_has_no_request_for() {
+        let targets = PurgeTargets {
+            everything: true,
+            tags: vec!["a".into()],
+            ..PurgeTargets::default()
+        };
+        assert_eq!(
+            Provider::Akamai
+                .refuses(&targets)
+                .map(|refusal| refusal.to_string()),
+            Some("akamai cannot purge everything".to_owned())
+        );
+        let tags_only = PurgeTargets {
+            tags: vec!["a".into()],
+            ..PurgeTargets::default()
+        };
+        assert_eq!(
+            Provider::Cloudfront
+                .refuses(&tags_only)
+                .map(|refusal| refusal.to_string()),
+            Some("cloudfront cannot purge cache tags".to_owned())
+        );
+        assert_eq!(Provider::Cloudflare.refuses(&targets), None);
+    }
+
+    /// Fast Purge has no request for everything, prefixes or hosts, nor
+    /// has a self-hosted cache one that every cache understands.
+    #[test]
+    fn akamai_and_http_refuse_what_they_have_no_request_for() {
+        let unpurgeable = [
+            (
+                PurgeTargets {
+                    everything: true,
+                    ..PurgeTargets::default()
+                },
+                "everything",
+            ),
+            (
+                PurgeTargets {
+                    prefixes: vec!["www.example.com/blog".into()],
+                    ..PurgeTargets::default()
+                },
+                "URL prefixes",
+            ),
+            (
+                PurgeTargets {
+                    hosts: vec!["www.example.com".into()],
+                    ..PurgeTargets::default()
+                },
+                "host names",
+            ),
+        ];
+        for provider in [Provider::Akamai, Provider::Http] {
+            for (targets, what) in &unpurgeable {
+                assert_eq!(
+                    provider.refuses(targets),
+                    Some(Unsupported {
+                        provider: provider.name(),
+                        what
+                    }),
+                    "{provider}"
+                );
+            }
+        }
+    }
+
+    /// Every row names itself: `from_name(name)` finds the same provider.
+    #[test]
+    fn every_row_is_found_by_its_name() {
+        for provider in Provider::ALL {
+            assert_eq!(Provider::from_name(provider.name()), Some(provider));
+            for key in provider.optional_secret_keys() {
+                assert!(provider.secret_keys().contains(key), "{provider} {key}");
+            }
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Webhook: one `POST` of SPEC §5's payload to the URL in the Secret,
+//! with a bearer token only when there is one.
+use crate::catalog::Info;
+use crate::targets::Target;
+
+pub const INFO: Info = Info {
+    name: "webhook",
+    secret_keys: &["WEBHOOK_URL", "WEBHOOK_TOKEN"],
+    optional_keys: &["WEBHOOK_TOKEN"],
+    accepts: &[
+        Target::Urls,
+        Target::Prefixes,
+        Target::Hosts,
+        Target::Tags,
+        Target::Everything,
+    ],
+    needs_no_target: true,
+    reads_the_api: false,
+};
+
+#[cfg(feature = "client")]
+pub use requests::Webhook;
+
+#[cfg(feature = "client")]
+mod requests {
+    use crate::cdn::{Cdn, Layer, WebhookContext};
+    use crate::credentials::Credentials;
+    use crate::options::WebhookPayload;
+    use crate::request::{PlannedRequest, Purges, header, json_request};
+    use crate::targets::PurgeTargets;
+
+    pub struct Webhook;
+
+    impl Cdn for Webhook {
+        fn plan(&self, layer: &Layer<'_>) -> Vec<PlannedRequest> {
+            vec![webhook_request(
+                layer.targets,
+                layer.credentials,
+                &layer.options.webhook,
+            )]
+        }
+    }
+
+    fn webhook_request(
+        targets: &PurgeTargets,
+        credentials: &Credentials,
+        context: &WebhookContext,
+    ) -> PlannedRequest {
+        let payload = WebhookPayload {
+            site: &context.site,
+            namespace: &context.namespace,
+            deployment: &context.deployment,
+            image: context.image.clone(),
+            image_hash: &context.image_hash,
+            job_name: &context.job_name,
+            urls: &targets.urls,
+            prefixes: &targets.prefixes,
+            hosts: &targets.hosts,
+            tags: &targets.tags,
+            everything: targets.everything,
+        };
+        let mut headers = Vec::new();
+        // No token, no Authorization header: never `Bearer ` with nothing after it.
+        if let Some(token) = credentials.optional("WEBHOOK_TOKEN") {
+            headers.push(header("Authorization", format!("Bearer {token}")));
+        }
+        json_request(
+            credentials.value("WEBHOOK_URL").to_owned(),
+            headers,
+            serde_json::to_value(&payload).unwrap_or_default(),
+            Purges::whole("the webhook"),
+        )
+    }
+
+    #[cfg(test)]
+    mod tests {
+
+        use crate::cdn::WebhookContext;
+        use crate::testing::*;
+
+        use crate::providers::Provider;
+        use crate::request::header;
+        use crate::targets::PurgeTargets;
+        use serde_json::json;
+
+        #[test]
+        fn the_webhook_gets_the_spec_payload_and_a_token_only_when_there_is_one() {
+            let targets = PurgeTargets {
+                tags: vec!["shop".into()],
+                ..PurgeTargets::default()
+            };
+            let context = WebhookContext {
+                site: "shop".into(),
+                namespace: "web".into(),
+                deployment: "shop".into(),
+                image: "ghcr.io/acme/shop:1.4.3".into(),
+                image_hash: "b4612648a6".into(),
+                job_name: "shop-cache-buster-b4612648a6".into(),
+            };
+            let without = credentials(&[("WEBHOOK_URL", "https://hooks.example.test/purge")]);
+            let requests = plan(
+                Provider::Webhook,
+                &targets,
+                &without,
+                &options(30),
+                &context,
+            )
+            .unwrap();
+            assert_eq!(requests.len(), 1);
+            assert_eq!(requests[0].url, "https://hooks.example.test/purge");
+            assert!(
+                !requests[0]
+                    .headers
+                    .iter()
+                    .any(|(name, _)| *name == "Authorization")
+            );
+            assert_eq!(
+                bodies(&requests)[0],
+                json!({
+                    "site": "shop", "namespace": "web", "deployment": "shop",
+                    "image": "ghcr.io/acme/shop:1.4.3", "imageHash": "b4612648a6",
+                    "jobName": "shop-cache-buster-b4612648a6",
+                    "urls": [], "prefixes": [], "hosts": [], "tags": ["shop"], "everything": false
+                })
+            );
+            let with = credentials(&[
+                ("WEBHOOK_URL", "https://hooks.example.test/purge"),
+                ("WEBHOOK_TOKEN", "s3cret"),
+            ]);
+            let requests =
+                plan(Provider::Webhook, &targets, &with, &options(30), &context).unwrap();
+            assert!(
+                requests[0]
+                    .headers
+                    .contains(&header("Authorization", "Bearer s3cret"))
+            );
+        }
+    }
+}

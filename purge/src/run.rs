@@ -1,0 +1,320 @@
+//! `purge`, the companion Job's container (SPEC §4, §5): reads the
+//! credentials of every layer, then purges layer by layer, each provider's
+//! requests one after the other; a layer that fails for good stops the
+//! layers after it. The outcome gives each layer's result.
+
+use crate::cdn::{Completion, Found, Layer, Options};
+use crate::client::{Answer, Client};
+use crate::credentials::Credentials;
+use crate::outcome::{Failure, Outcome, answer_excerpt, ids_in, redact};
+use crate::providers::Provider;
+use crate::request::{PlannedRequest, Purges};
+use crate::targets::PurgeTargets;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Everything one purge needs, from the container's argv.
+#[derive(Debug, Clone)]
+pub struct PurgeJob {
+    /// The layers, in the order they purge (origin caches first).
+    pub providers: Vec<Provider>,
+    pub targets: PurgeTargets,
+    pub options: Options,
+    /// Where the Secret is mounted, and its name (for the messages).
+    pub credentials_dir: PathBuf,
+    pub secret: String,
+    /// Send nothing; report what would have been sent.
+    pub dry_run: bool,
+}
+
+impl PurgeJob {
+    fn names(&self) -> String {
+        self.providers
+            .iter()
+            .map(|provider| provider.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn failed(provider: &str, started: Instant, error: String, for_good: bool) -> Outcome {
+    Outcome {
+        provider: provider.to_owned(),
+        result: "failed".to_owned(),
+        requests: 0,
+        attempts: 0,
+        purged: Vec::new(),
+        ids: Vec::new(),
+        seconds: seconds(started),
+        would_send: Vec::new(),
+        failure: Some(Failure {
+            request: None,
+            status: None,
+            error,
+            answer: String::new(),
+            before_sending_for_good: for_good,
+        }),
+        layers: Vec::new(),
+    }
+}
+
+fn seconds(started: Instant) -> f64 {
+    (started.elapsed().as_secs_f64() * 10.0).round() / 10.0
+}
+
+pub async fn run(job: &PurgeJob) -> Outcome {
+    let started = Instant::now();
+    let credentials = if job.dry_run {
+        Credentials::placeholders(&job.providers)
+    } else {
+        match Credentials::read(&job.providers, &job.credentials_dir, &job.secret) {
+            Ok(credentials) => credentials,
+            // A missing Secret or key stays missing: the Job fails at once,
+            // before any layer is purged.
+            Err(error) => return failed(&job.names(), started, error.to_string(), true),
+        }
+    };
+    let mut outcomes = Vec::new();
+    let mut not_run = Vec::new();
+    for (index, provider) in job.providers.iter().enumerate() {
+        let outcome = match job.dry_run {
+            true => dry_run(job, *provider, &credentials).await,
+            false => purge(job, *provider, &credentials, started).await,
+        };
+        let stop = outcome.failure.is_some();
+        outcomes.push(outcome);
+        if stop {
+            not_run = job
+                .providers
+                .iter()
+                .skip(index + 1)
+                .map(|p| p.name())
+                .collect();
+            break;
+        }
+    }
+    Outcome::of_layers(outcomes, &not_run, seconds(started))
+}
+
+/// A dry run of one layer: the same plan, with `<KEY>` for each
+/// credential, and nothing read (but a self-hosted cache's endpoints),
+/// sent or needed.
+async fn dry_run(job: &PurgeJob, provider: Provider, credentials: &Credentials) -> Outcome {
+    let started = Instant::now();
+    let found = match provider
+        .cdn()
+        .prepare(&job.options, credentials, true)
+        .await
+    {
+        Ok(found) => found,
+        Err(error) => return failed(provider.name(), started, error, false),
+    };
+    let layer = layer(job, credentials, &found);
+    match provider.plan(&layer) {
+        Ok(requests) => {
+            // A placeholder in a URL's path is percent-encoded; shown as written.
+            let unencoded = |mut text: String| {
+                for key in provider.secret_keys() {
+                    text = text.replace(&format!("%3C{key}%3E"), &format!("<{key}>"));
+                }
+                text
+            };
+            Outcome::dry_run(
+                provider.name(),
+                requests
+                    .iter()
+                    .map(|request| unencoded(request.describe()))
+                    .collect(),
+                purged_by_kind(&requests),
+            )
+        }
+        Err(refusal) => failed(provider.name(), started, refusal.to_string(), true),
+    }
+}
+
+fn layer<'a>(job: &'a PurgeJob, credentials: &'a Credentials, found: &'a Found) -> Layer<'a> {
+    Layer {
+        targets: &job.targets,
+        credentials,
+        options: &job.options,
+        found,
+    }
+}
+
+/// What the requests purge, by kind, in the order first purged.
+fn purged_by_kind<'a>(requests: impl IntoIterator<Item = &'a PlannedRequest>) -> Vec<String> {
+    let mut purged: Vec<Purges> = Vec::new();
+    for request in requests {
+        match purged
+            .iter_mut()
+            .find(|done: &&mut Purges| done.one == request.purges.one)
+        {
+            Some(done) => done.count += request.purges.count,
+            None => purged.push(request.purges),
+        }
+    }
+    purged.iter().map(ToString::to_string).collect()
+}
+
+/// One layer's purge, within what is left of the budget.
+async fn purge(
+    job: &PurgeJob,
+    provider: Provider,
+    credentials: &Credentials,
+    purge_started: Instant,
+) -> Outcome {
+    let started = Instant::now();
+    let options = &job.options;
+    let found = match provider.cdn().prepare(options, credentials, false).await {
+        Ok(found) => found,
+        Err(error) => {
+            return failed(
+                provider.name(),
+                started,
+                redact(&error, &credentials.secrets()),
+                false,
+            );
+        }
+    };
+    let mut secrets = credentials.secrets();
+    secrets.extend(found.secrets.iter().map(String::as_str));
+    secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+
+    let layer = Layer {
+        targets: &job.targets,
+        credentials,
+        options,
+        found: &found,
+    };
+    let requests = match provider.plan(&layer) {
+        Ok(requests) => requests,
+        Err(refusal) => return failed(provider.name(), started, refusal.to_string(), true),
+    };
+    let hosts: Vec<String> = requests
+        .iter()
+        .filter_map(|request| reqwest::Url::parse(&request.url).ok())
+        .filter_map(|url| url.host_str().map(str::to_owned))
+        .collect();
+    let client = match Client::new(options.limits, &options.network, &hosts) {
+        Ok(client) => client.counting_from(purge_started),
+        Err(error) => return failed(provider.name(), started, error.to_string(), false),
+    };
+
+    let mut outcome = Outcome {
+        provider: provider.name().to_owned(),
+        result: "purged".to_owned(),
+        requests: 0,
+        attempts: 0,
+        purged: Vec::new(),
+        ids: Vec::new(),
+        seconds: 0.0,
+        failure: None,
+        would_send: Vec::new(),
+        layers: Vec::new(),
+    };
+    let accepted = send_all(&client, &requests, &secrets, &mut outcome).await;
+    outcome.purged = purged_by_kind(&requests[..accepted]);
+    if outcome.failure.is_none() {
+        for id in outcome.ids.clone() {
+            let Some(completion) = provider.cdn().completion(&layer, &id) else {
+                break;
+            };
+            if let Err(failure) =
+                wait_completed(&client, &completion, &id, &secrets, &mut outcome).await
+            {
+                outcome.result = "failed".to_owned();
+                outcome.failure = Some(failure);
+                break;
+            }
+        }
+    }
+    outcome.ids.truncate(crate::outcome::MAX_IDS);
+    outcome.seconds = seconds(started);
+    outcome
+}
+
+/// Sends the requests in order, paced, until one fails for good; returns
+/// how many were accepted.
+async fn send_all(
+    client: &Client,
+    requests: &[PlannedRequest],
+    secrets: &[&str],
+    outcome: &mut Outcome,
+) -> usize {
+    let mut accepted = 0;
+    let mut previous_answered: Option<Instant> = None;
+    for request in requests {
+        // A CDN's documented rate, kept (Bunny's). Counted from the answer
+        // before, which the CDN sent after the request arrived: so the CDN
+        // sees at least the gap between two arrivals, however slow the
+        // first connection was.
+        if let Some(previous) = previous_answered {
+            tokio::time::sleep_until((previous + request.gap).into()).await;
+        }
+        let answer = client.send(request).await;
+        previous_answered = Some(Instant::now());
+        outcome.requests += 1;
+        outcome.attempts += answer.attempts;
+        if let Some(error) = &answer.error {
+            outcome.result = "failed".to_owned();
+            outcome.failure = Some(failure_of(request, &answer, error, secrets));
+            break;
+        }
+        accepted += 1;
+        outcome.ids.extend(
+            ids_in(&answer.body)
+                .into_iter()
+                .map(|id| redact(&id, secrets)),
+        );
+    }
+    accepted
+}
+
+fn failure_of(request: &PlannedRequest, answer: &Answer, error: &str, secrets: &[&str]) -> Failure {
+    Failure {
+        request: Some(redact(
+            &format!("{} {}", request.method, request.url),
+            secrets,
+        )),
+        status: answer.status,
+        error: redact(error, secrets),
+        answer: answer_excerpt(&answer.body, secrets),
+        before_sending_for_good: false,
+    }
+}
+
+/// Asks about purge `id` every few seconds until the CDN says it is done
+/// (CloudFront: `Completed`), within the purge's budget.
+async fn wait_completed(
+    client: &Client,
+    completion: &Completion,
+    id: &str,
+    secrets: &[&str],
+    outcome: &mut Outcome,
+) -> Result<(), Failure> {
+    let poll = &completion.poll;
+    loop {
+        let answer = client.send(poll).await;
+        outcome.attempts += answer.attempts;
+        if let Some(error) = &answer.error {
+            return Err(failure_of(poll, &answer, error, secrets));
+        }
+        let status = (completion.status)(&answer.body).unwrap_or("unknown");
+        if status == completion.done {
+            return Ok(());
+        }
+        if client.remaining() <= completion.interval {
+            return Err(Failure {
+                request: Some(redact(&format!("{} {}", poll.method, poll.url), secrets)),
+                status: answer.status,
+                error: format!(
+                    "{} {id} is still {status} at the end of the purge's budget; {}",
+                    completion.what, completion.after_budget
+                ),
+                answer: answer_excerpt(&answer.body, secrets),
+                before_sending_for_good: false,
+            });
+        }
+        tokio::time::sleep(completion.interval).await;
+    }
+}
