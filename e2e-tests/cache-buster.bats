@@ -301,6 +301,21 @@ apply_patch_to() {
   [ "$(purge_flag fastly-soft-purge)" = '["true"]' ]
 }
 
+@test "layers purge the site's own caches, then the CDN, with one Secret" {
+  evaluate create-layers.json
+  job="$(stamped_job)"
+  [ "$(purge_flag provider)" = '["http,fastly"]' ]
+  [ "$(purge_flag http-service)" = '["varnish:purge"]' ]
+  [ "$(purge_flag fastly-soft-purge)" = '["false"]' ]
+  [ "$(purge_flag secret)" = '["fastly-credentials"]' ]
+  [ "$(purge_flag tag)" = '["shop","product-list"]' ]
+}
+
+@test "a target one layer cannot purge rejects the Deployment, naming that layer" {
+  evaluate create-layers-prefixes.json
+  assert_rejected_with 'annotation cache-buster.io/prefixes: provider http cannot purge by URL prefix'
+}
+
 @test "the webhook is told the rollout it purges for" {
   evaluate create-webhook.json
   [ "$(purge_args | jq -c '[.[] | select(test("^--(site|namespace|deployment|image|image-hash|job-name|tag)="))]')" = '["--tag=shop","--site=shop.example.com","--namespace=web","--deployment=shop","--image=ghcr.io/acme/shop:1.4.2","--image-hash=b82cce53ec","--job-name=shop-cache-buster-b82cce53ec"]' ]

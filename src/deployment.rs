@@ -984,6 +984,82 @@ mod tests {
         );
     }
 
+    /// Layers (SPEC §5): the providers in the order they purge, each with
+    /// its own flags, one Secret; the purge reads the API as http needs.
+    #[test]
+    fn layers_are_stamped_in_order_with_each_providers_flags() {
+        let (stamp, warnings) = stamp_of(&site(
+            json!({"cache-buster.io/provider": "http, cloudflare",
+                   "cache-buster.io/http-service": "varnish",
+                   "cache-buster.io/urls": "https://shop.example.com/"}),
+            web("nginx:1.25"),
+        ));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(stamp.providers, [Provider::Http, Provider::Cloudflare]);
+        let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
+        let pod = &job["spec"]["template"]["spec"];
+        assert_eq!(
+            pod["containers"][0]["args"],
+            json!([
+                "purge",
+                "--provider=http,cloudflare",
+                "--secret=cache-buster-credentials",
+                "--url=https://shop.example.com/",
+                "--namespace=web",
+                "--http-service=varnish",
+                "--http-method=PURGE",
+                "--cloudflare-batch-size=30",
+                "--budget-seconds=180"
+            ])
+        );
+        let alone = stamp_of(&site(
+            json!({"cache-buster.io/provider": "http",
+                   "cache-buster.io/http-service": "varnish",
+                   "cache-buster.io/urls": "https://shop.example.com/"}),
+            web("nginx:1.25"),
+        ))
+        .0;
+        let mounts = |job_json: &str| {
+            let job: Value = serde_json::from_str(job_json).unwrap();
+            job["spec"]["template"]["spec"]["containers"][0]["volumeMounts"].clone()
+        };
+        assert_eq!(
+            mounts(&stamp.job_json),
+            mounts(&alone.job_json),
+            "the purge gets the token as with http alone"
+        );
+        assert!(
+            mounts(&stamp.job_json)
+                .to_string()
+                .contains("/var/run/secrets/kubernetes.io/serviceaccount"),
+            "{}",
+            mounts(&stamp.job_json)
+        );
+    }
+
+    #[rstest]
+    #[case::a_layer_refuses_a_target(
+        json!({"cache-buster.io/provider": "http, cloudflare", "cache-buster.io/http-service": "varnish",
+               "cache-buster.io/prefixes": "shop.example.com/blog"}),
+        "annotation cache-buster.io/prefixes: provider http cannot purge by URL prefix"
+    )]
+    #[case::the_second_layer_refuses(
+        json!({"cache-buster.io/provider": "cloudflare,fastly", "cache-buster.io/hosts": "shop.example.com"}),
+        "annotation cache-buster.io/hosts: provider fastly cannot purge by host name"
+    )]
+    #[case::an_unknown_layer(
+        json!({"cache-buster.io/provider": "http, clouflare", "cache-buster.io/urls": "https://shop.example.com/"}),
+        "annotation cache-buster.io/provider: \"clouflare\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront (did you mean \"cloudflare\"?)"
+    )]
+    #[case::no_layer(
+        json!({"cache-buster.io/provider": " , ", "cache-buster.io/urls": "https://shop.example.com/"}),
+        "annotation cache-buster.io/provider: \" , \" names no provider; expected one of cloudflare"
+    )]
+    fn every_layer_must_purge_every_target(#[case] annotations: Value, #[case] message: &str) {
+        let error = error_of(&site(annotations, web("nginx:1.25")));
+        assert!(error.starts_with(message), "{error}");
+    }
+
     /// A dry run is a Job of its own: the flag is part of the stamp, so
     /// turning it off stamps a new Job, which then really purges.
     #[test]

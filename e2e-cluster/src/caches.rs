@@ -129,6 +129,13 @@ impl Caches {
         }
     }
 
+    /// Every cache accepts purges again.
+    pub fn refuse_none(&self) {
+        if let Ok(mut shared) = self.shared.lock() {
+            shared.refusing.clear();
+        }
+    }
+
     /// What the cache at `endpoint` was sent, in order (the `host` field is
     /// the request's `Host` header, which says which site to purge).
     pub fn requests(&self, endpoint: SocketAddr) -> Vec<Recorded> {

@@ -757,6 +757,51 @@ mod tests {
         );
     }
 
+    /// The metrics give each layer's result: from the outcome's layers,
+    /// a layer that did not run counting no purge; without them, the Job's
+    /// result for each provider.
+    #[test]
+    fn each_layer_has_its_own_metrics() {
+        let layered = PurgeOutcome::from_message(
+            r#"{"provider":"http, cloudflare, fastly","result":"failed","requests":4,"attempts":4,"purged":["http: 3 URL purges"],"seconds":0.4,
+                "failure":{"error":"cloudflare: HTTP 403","status":403},
+                "layers":[{"provider":"http","result":"purged","requests":3,"purged":["3 URL purges"]},
+                          {"provider":"cloudflare","result":"failed","requests":1},
+                          {"provider":"fastly","result":"not run","requests":0}]}"#,
+        )
+        .unwrap();
+        let layers = [Provider::Http, Provider::Cloudflare, Provider::Fastly];
+        let result = |provider: &str, requests, result| LayerResult {
+            provider: provider.to_owned(),
+            requests,
+            result,
+        };
+        assert_eq!(
+            layer_results(&layers, Some(&layered), false),
+            [
+                result("http", Some(3), Some(PurgeResult::Succeeded)),
+                result("cloudflare", Some(1), Some(PurgeResult::Failed)),
+                result("fastly", Some(0), None),
+            ]
+        );
+        // A Job that failed before its purge wrote anything: every layer failed.
+        assert_eq!(
+            layer_results(&layers[..2], None, false),
+            [
+                result("http", None, Some(PurgeResult::Failed)),
+                result("cloudflare", None, Some(PurgeResult::Failed)),
+            ]
+        );
+        let single = PurgeOutcome::from_message(
+            r#"{"provider":"fastly","result":"purged","requests":2,"attempts":2,"purged":["1 URL"],"seconds":0.2}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            layer_results(&[Provider::Fastly], Some(&single), true),
+            [result("fastly", Some(2), Some(PurgeResult::Succeeded))]
+        );
+    }
+
     #[test]
     fn a_succeeded_purge_is_summarised_from_its_outcome() {
         let pod: Pod = serde_json::from_value(serde_json::json!({

@@ -1039,6 +1039,142 @@ async fn an_http_dry_run_lists_each_cache() {
     );
 }
 
+/// Layers (SPEC §5): `http,cloudflare` with one Secret. The site's own
+/// caches, then the CDN: the CDN gets its purge only after every cache
+/// answered, so it cannot refill from one that still has the old page.
+const LAYERS: [&str; 4] = [
+    "--provider=http,cloudflare",
+    "--namespace=web",
+    "--http-service=varnish:purge",
+    "--url=https://shop.example.com/",
+];
+
+#[tokio::test]
+async fn layers_purge_the_origin_caches_then_the_cdn_in_order() {
+    let setup = setup().await;
+    let (caches, api) = varnish(&setup).await;
+    let ran = setup
+        .purge_with(
+            &cloudflare(&setup),
+            &LAYERS,
+            &[("KUBECONFIG", &api.kubeconfig)],
+        )
+        .await;
+    assert!(ran.success, "{}", ran.output);
+    ran.reveals_nothing();
+    let cdn = setup.cdn.requests("/client/v4/zones/zone-1/purge_cache");
+    assert_eq!(
+        bodies(&cdn),
+        [json!({"files": ["https://shop.example.com/"]})]
+    );
+    let last_cache_answer = caches.endpoints[..3]
+        .iter()
+        .flat_map(|endpoint| caches.requests(*endpoint))
+        .map(|request| request.at)
+        .max()
+        .expect("every ready cache purged");
+    assert!(cdn[0].at > last_cache_answer, "the CDN after the caches");
+    assert_eq!(ran.outcome["provider"], "http, cloudflare");
+    assert_eq!(
+        ran.outcome["layers"],
+        json!([
+            {"provider": "http", "result": "purged", "requests": 3, "purged": ["3 URL purges"]},
+            {"provider": "cloudflare", "result": "purged", "requests": 1, "purged": ["1 URL"]},
+        ])
+    );
+    assert_eq!(ran.outcome["requests"], 4);
+    assert!(
+        ran.outcome["ids"]
+            .as_array()
+            .is_some_and(|ids| !ids.is_empty())
+    );
+}
+
+/// A layer that fails for good stops the layers after it: the CDN is not
+/// purged while a cache in front of the origin still holds the old page.
+#[tokio::test]
+async fn a_failed_layer_stops_the_layers_after_it() {
+    let setup = setup().await;
+    let (caches, api) = varnish(&setup).await;
+    caches.refuse(caches.endpoints[0]);
+    let ran = setup
+        .purge_with(
+            &cloudflare(&setup),
+            &LAYERS,
+            &[("KUBECONFIG", &api.kubeconfig)],
+        )
+        .await;
+    assert!(!ran.success);
+    assert_eq!(ran.exit_code, Some(2), "a 405 is final: {}", ran.output);
+    assert!(setup.cdn.requests("/client/v4/zones").is_empty());
+    assert_eq!(
+        ran.outcome["layers"],
+        json!([
+            {"provider": "http", "result": "failed", "requests": 1},
+            {"provider": "cloudflare", "result": "not run", "requests": 0},
+        ])
+    );
+    assert_eq!(ran.outcome["failure"]["status"], 405);
+    assert!(
+        ran.outcome["failure"]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("http: "),
+        "{}",
+        ran.outcome
+    );
+
+    // A key a later layer needs is missing: nothing is purged at all.
+    let half = setup.secret("half", &[("CLOUDFLARE_ZONE_ID", "zone-1")]);
+    caches.refuse_none();
+    let before = caches.requests(caches.endpoints[1]).len();
+    let ran = setup
+        .purge_with(&half, &LAYERS, &[("KUBECONFIG", &api.kubeconfig)])
+        .await;
+    assert_eq!(ran.exit_code, Some(2), "{}", ran.output);
+    assert_eq!(caches.requests(caches.endpoints[1]).len(), before);
+    assert_eq!(
+        ran.outcome["failure"]["error"],
+        "the Secret cache-buster-credentials has no key CLOUDFLARE_API_TOKEN (cloudflare needs CLOUDFLARE_ZONE_ID, CLOUDFLARE_API_TOKEN)"
+    );
+}
+
+/// A dry run covers every layer: each cache's request, then the CDN's,
+/// nothing sent and no Secret read.
+#[tokio::test]
+async fn a_layered_dry_run_lists_every_layer() {
+    let setup = setup().await;
+    let (caches, api) = varnish(&setup).await;
+    let mut args = LAYERS.to_vec();
+    args.push("--dry-run");
+    let ran = setup
+        .purge_with(
+            &setup.dir.path().join("no-secret"),
+            &args,
+            &[("KUBECONFIG", &api.kubeconfig)],
+        )
+        .await;
+    assert!(ran.success, "{}", ran.output);
+    let mut expected: Vec<String> = caches.endpoints[..3]
+        .iter()
+        .map(|endpoint| format!("PURGE http://{endpoint}/ (Host: shop.example.com)"))
+        .collect();
+    expected.push(
+        "POST https://api.cloudflare.com/client/v4/zones/<CLOUDFLARE_ZONE_ID>/purge_cache \
+         (Authorization: Bearer <CLOUDFLARE_API_TOKEN>) {\"files\":[\"https://shop.example.com/\"]}"
+            .to_owned(),
+    );
+    assert_eq!(ran.outcome["wouldSend"], json!(expected));
+    assert_eq!(ran.outcome["result"], "dry-run");
+    assert!(setup.cdn.requests("/").is_empty());
+    assert!(
+        caches
+            .endpoints
+            .iter()
+            .all(|e| caches.requests(*e).is_empty())
+    );
+}
+
 const DISTRIBUTION: &str = "EDFDVBD6EXAMPLE";
 const CLOUDFRONT_JOB: &str = "--job-name=shop-cache-buster-b4612648a6";
 const CLOUDFRONT_URL: [&str; 3] = [
