@@ -95,6 +95,17 @@ pub struct Caches {
     servers: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// An address of this host that is not loopback (the API server refuses
+/// loopback endpoints in an EndpointSlice): the one its route to a
+/// TEST-NET address leaves from. A UDP connect sends nothing. None on a
+/// host with no route at all.
+pub fn host_address() -> Option<IpAddr> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let address = socket.local_addr().ok()?.ip();
+    (!address.is_loopback() && !address.is_unspecified()).then_some(address)
+}
+
 impl Caches {
     /// A cache on each of `addresses` (loopback ones: 127.0.0.0/8 is all
     /// on `lo`), on a port free on the first.

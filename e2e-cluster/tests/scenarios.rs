@@ -30,6 +30,8 @@ use std::time::{Duration, Instant};
 
 #[path = "scenarios/healthy.rs"]
 mod healthy;
+#[path = "scenarios/layers.rs"]
+mod layers;
 #[path = "scenarios/refused.rs"]
 mod refused;
 #[path = "scenarios/running.rs"]
@@ -129,6 +131,10 @@ const CONCURRENT: &[(&str, Scenario)] = &[
     (
         "a_service_account_refused_by_the_api_server_fails_the_job_at_once_naming_it",
         |c| refused::refused_watch(c).boxed_local(),
+    ),
+    (
+        "a_layered_site_purges_its_varnish_then_cloudflare_with_one_event",
+        |c| layers::varnish_then_cloudflare(c).boxed_local(),
     ),
     ("the_readmes_quick_start_ends_in_cache_buster_purged", |c| {
         running::quick_start(c).boxed_local()

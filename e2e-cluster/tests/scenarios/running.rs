@@ -44,7 +44,12 @@ pub(super) async fn secret(
 }
 
 /// A site Deployment with these annotations (besides the site label).
-fn annotated_site(name: &str, ns: &str, image: &str, annotations: &[(&str, &str)]) -> Value {
+pub(super) fn annotated_site(
+    name: &str,
+    ns: &str,
+    image: &str,
+    annotations: &[(&str, &str)],
+) -> Value {
     let mut manifest = site(name, ns, image);
     let map: serde_json::Map<String, Value> = annotations
         .iter()
@@ -271,7 +276,7 @@ async fn assert_token_hidden(
 }
 
 /// Applies `manifest`, waits for its Job to complete; the Job's name.
-async fn purged_site(cluster: &Cluster, ns: &str, manifest: &Value) -> Result<String> {
+pub(super) async fn purged_site(cluster: &Cluster, ns: &str, manifest: &Value) -> Result<String> {
     let stored = flux_apply(cluster, manifest, false).await?;
     let job = stamped_job_name(&stored)?;
     wait_for_job(cluster, ns, &job).await?;
@@ -279,7 +284,7 @@ async fn purged_site(cluster: &Cluster, ns: &str, manifest: &Value) -> Result<St
     Ok(job)
 }
 
-fn bodies(requests: &[Recorded]) -> Result<Vec<Value>> {
+pub(super) fn bodies(requests: &[Recorded]) -> Result<Vec<Value>> {
     requests
         .iter()
         .map(|request| Ok(serde_json::from_str(&request.body)?))
