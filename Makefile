@@ -23,7 +23,7 @@ E2E_POLICY ?= annotated-policy.wasm
 # Annotation is kwctl's job where the real kwctl is found, kwrun's elsewhere.
 REAL_KWCTL := $(shell scripts/toolbox.sh kwctl 2>/dev/null)
 ANNOTATOR = $(or $(REAL_KWCTL),$(KWRUN))
-LAUNCHER := $(CURDIR)/target/tools/cache-buster-launcher
+LAUNCHER := $(CURDIR)/target/tools/cache-buster
 # The Python programs of scripts/requirements.txt, in .venv.
 VENV_STAMP := .venv/.requirements.sha256
 SUITE := scripts/suite.sh
@@ -114,7 +114,7 @@ e2e-tests-kwctl: $(E2E_POLICY)
 # Cargo decides what is stale (every module of the launcher, the purge and
 # the policy it links): make always asks it, and it rebuilds only what changed.
 $(LAUNCHER): FORCE
-	$(CARGO) build --locked --workspace --profile tools --bin cache-buster-launcher
+	$(CARGO) build --locked --workspace --profile tools --bin cache-buster
 
 FORCE:
 
@@ -187,7 +187,7 @@ bench-purge: $(LAUNCHER)
 # Bytes the launcher's caches retain per site, at SITES=1000,10000
 # (launcher/benches/site_memory.rs, a counting allocator).
 bench-sites:
-	$(CARGO) bench --locked --profile tools -p cache-buster-launcher --bench site_memory
+	$(CARGO) bench --locked --profile tools -p cache-buster-cli --bench site_memory
 
 # Fuzzing (nightly toolchain, cargo-fuzz): FUZZ_SECONDS in all, default 1800.
 fuzz:

@@ -244,8 +244,8 @@ apply_patch_to() {
 @test "every container runs the project's one image and program, no shell" {
   evaluate create-labelled.json
   pod="$(stamped_job | jq .spec.template.spec)"
-  [ "$(jq -c '[.initContainers[], .containers[]] | map(.image) | unique' <<<"$pod")" = '["ghcr.io/cache-buster/launcher:v0.1.0"]' ]
-  [ "$(jq -c '[.initContainers[], .containers[]] | map(.command) | unique' <<<"$pod")" = '[["cache-buster-launcher"]]' ]
+  [ "$(jq -c '[.initContainers[], .containers[]] | map(.image) | unique' <<<"$pod")" = '["ghcr.io/cache-buster/cache-buster:v0.1.0"]' ]
+  [ "$(jq -c '[.initContainers[], .containers[]] | map(.command) | unique' <<<"$pod")" = '[["cache-buster"]]' ]
 }
 
 @test "the init container waits for this image's hash, then for the rollout" {

@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 crate_version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)"
 version="${VERSION:-v$crate_version}"
 policy_repository="${POLICY_REPOSITORY:-ghcr.io/cache-buster/policies/cache-buster}"
-image="${IMAGE:-ghcr.io/cache-buster/launcher}"
+image="${IMAGE:-ghcr.io/cache-buster/cache-buster}"
 out=target/release-artifacts
 mkdir -p "$out/digests"
 
@@ -42,7 +42,7 @@ case "${1:-}" in
       echo "release: the tag $version is not Cargo.toml's version v$crate_version (bump it everywhere first)" >&2
       exit 1
     }
-    grep -q "image: .*/launcher:$version\$" deploy/launcher.yaml || {
+    grep -q "image: .*/cache-buster:$version\$" deploy/launcher.yaml || {
       echo "release: deploy/launcher.yaml does not run the launcher image $version" >&2
       exit 1
     }

@@ -23,7 +23,7 @@ pub const PURGE_CONTAINER: &str = "purge";
 use crate::keys::{COMPONENT_LABEL, IMAGE_HASH, LABEL_VALUE, MANAGED_BY_LABEL, SITE};
 
 /// The project's program in its image (on the image's PATH).
-pub const PROGRAM: &str = "cache-buster-launcher";
+pub const PROGRAM: &str = "cache-buster";
 /// The exit code of a failure that no retry can mend: a Secret or key that
 /// is missing, a CDN's refusal of the credentials or the request (4xx), an
 /// API server's refusal of the Job's ServiceAccount, an argv the program

@@ -18,8 +18,10 @@ use std::collections::BTreeMap;
 
 /// The project's one image (the launcher, `wait-rollout` and `purge`) of
 /// this very release: the policy and the image always carry one version.
-pub const DEFAULT_IMAGE: &str =
-    concat!("ghcr.io/cache-buster/launcher:v", env!("CARGO_PKG_VERSION"));
+pub const DEFAULT_IMAGE: &str = concat!(
+    "ghcr.io/cache-buster/cache-buster:v",
+    env!("CARGO_PKG_VERSION")
+);
 
 /// Settings of earlier releases, refused with what replaced them.
 const REMOVED_SETTINGS: [&str; 2] = ["kubectlImage", "curlImage"];
@@ -453,7 +455,7 @@ mod tests {
         assert_eq!(
             defaults.image,
             format!(
-                "ghcr.io/cache-buster/launcher:v{}",
+                "ghcr.io/cache-buster/cache-buster:v{}",
                 env!("CARGO_PKG_VERSION")
             )
         );

@@ -37,9 +37,9 @@ pub const POLICY_ID: &str = "clusterwide-cache-buster";
 const KUBEWARDEN_NAMESPACE: &str = "kubewarden";
 const ADMIN_TOKEN: &str = "cache-buster-test-admin";
 const LAUNCHER_NAMESPACE: &str = "cache-buster-system";
-const LAUNCHER_ACCOUNT: &str = "cache-buster-launcher";
+const LAUNCHER_ACCOUNT: &str = "launcher";
 /// The Lease deploy/launcher.yaml creates, and the two replicas' names in it.
-pub const LAUNCHER_LEASE: &str = "cache-buster-launcher";
+pub const LAUNCHER_LEASE: &str = "launcher";
 pub const LAUNCHER_IDENTITY: &str = "launcher-a";
 pub const STANDBY_IDENTITY: &str = "launcher-b";
 /// Where the pushed policy lives in the local registry.
@@ -653,6 +653,7 @@ impl Cluster {
             identity,
             &self.tools.launcher,
             [
+                "launcher".to_owned(),
                 format!("--policy={}", self.policy_name()?),
                 "--history-limit=2".to_owned(),
                 format!("--listen=127.0.0.1:{port}"),

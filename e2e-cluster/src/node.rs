@@ -61,7 +61,7 @@ pub struct Executed {
 }
 
 /// A host program that plays an image: the file, and the name the image's
-/// commands run it by (`cache-buster-launcher`), whatever the file is called.
+/// commands run it by (`cache-buster`), whatever the file is called.
 #[derive(Debug, Clone)]
 pub struct ImageProgram {
     pub path: PathBuf,

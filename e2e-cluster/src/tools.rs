@@ -165,10 +165,10 @@ impl Tools {
         };
         let launcher = env("LAUNCHER")
             .map(PathBuf::from)
-            .unwrap_or_else(|| repository.join("target/tools/cache-buster-launcher"));
+            .unwrap_or_else(|| repository.join("target/tools/cache-buster"));
         if !launcher.is_file() {
             lookup.missing.push(Missing {
-                program: "cache-buster-launcher",
+                program: "cache-buster",
                 problem: format!("not found (looked in $LAUNCHER, {})", launcher.display()),
                 how: "build it with `make launcher`".to_owned(),
             });
@@ -334,7 +334,7 @@ mod tests {
         assert!(line(&missing, "kube-apiserver").contains("$KUBEBUILDER_ASSETS"));
         assert!(line(&missing, "kube-apiserver").contains("envtest-v"));
         assert!(line(&missing, "kube-controller-manager").contains("$KUBE_CONTROLLER_MANAGER"));
-        assert!(line(&missing, "cache-buster-launcher").contains("make launcher"));
+        assert!(line(&missing, "cache-buster").contains("make launcher"));
         assert!(missing.iter().all(|m| !m.to_string().contains("shared")));
     }
 

@@ -1199,7 +1199,7 @@ async fn purge_failure_reported(cluster: &Cluster) -> Result<()> {
         }),
         ..Default::default()
     };
-    let quoted = cache_buster_launcher::cluster::failed_container(&status).unwrap_or_default();
+    let quoted = cache_buster_cli::cluster::failed_container(&status).unwrap_or_default();
     ensure!(
         quoted.starts_with(
             "container purge exited with 2: POST [redacted]: HTTP 403; the CDN answered: "
@@ -1235,7 +1235,7 @@ async fn pod_security_enforced(cluster: &Cluster) -> Result<()> {
 async fn forbidden_watch(cluster: &Cluster) -> Result<()> {
     use k8s_openapi::api::rbac::v1::ClusterRole;
     let roles: Api<ClusterRole> = Api::all(cluster.client.clone());
-    let original = roles.get("cache-buster-launcher").await?;
+    let original = roles.get("cache-buster:launcher").await?;
     let mut narrowed = original.clone();
     for rule in narrowed.rules.iter_mut().flatten() {
         if rule
@@ -1249,7 +1249,7 @@ async fn forbidden_watch(cluster: &Cluster) -> Result<()> {
     }
     cluster.stop_launcher()?;
     roles
-        .replace("cache-buster-launcher", &Default::default(), &narrowed)
+        .replace("cache-buster:launcher", &Default::default(), &narrowed)
         .await?;
     let outcome = async {
         cluster.spawn_launcher(false).await?;
@@ -1284,7 +1284,7 @@ async fn forbidden_watch(cluster: &Cluster) -> Result<()> {
     let mut restored = original.clone();
     restored.metadata.resource_version = None;
     roles
-        .replace("cache-buster-launcher", &Default::default(), &restored)
+        .replace("cache-buster:launcher", &Default::default(), &restored)
         .await?;
     outcome?;
     readyz_until(
@@ -1357,27 +1357,15 @@ async fn kustomize_renders(cluster: &Cluster) -> Result<()> {
         rendered
             == [
                 launcher("ClusterAdmissionPolicy", "", "cache-buster"),
-                launcher("ClusterRole", "", "cache-buster-launcher"),
-                launcher("ClusterRoleBinding", "", "cache-buster-launcher"),
-                launcher("Deployment", "cache-buster-system", "cache-buster-launcher"),
-                launcher("Lease", "cache-buster-system", "cache-buster-launcher"),
+                launcher("ClusterRole", "", "cache-buster:launcher"),
+                launcher("ClusterRoleBinding", "", "cache-buster:launcher"),
+                launcher("Deployment", "cache-buster-system", "launcher"),
+                launcher("Lease", "cache-buster-system", "launcher"),
                 launcher("Namespace", "", "cache-buster-system"),
-                launcher(
-                    "PodDisruptionBudget",
-                    "cache-buster-system",
-                    "cache-buster-launcher"
-                ),
-                launcher("Role", "cache-buster-system", "cache-buster-launcher"),
-                launcher(
-                    "RoleBinding",
-                    "cache-buster-system",
-                    "cache-buster-launcher"
-                ),
-                launcher(
-                    "ServiceAccount",
-                    "cache-buster-system",
-                    "cache-buster-launcher"
-                ),
+                launcher("PodDisruptionBudget", "cache-buster-system", "launcher"),
+                launcher("Role", "cache-buster-system", "launcher"),
+                launcher("RoleBinding", "cache-buster-system", "launcher"),
+                launcher("ServiceAccount", "cache-buster-system", "launcher"),
             ],
         "the base renders {rendered:?}"
     );

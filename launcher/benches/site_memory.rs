@@ -15,7 +15,7 @@
 
 use cache_buster::deployment::{RequestContext, derive_stamp};
 use cache_buster::settings::Settings;
-use cache_buster_launcher::cache::{CachedJob, Keep, SiteDeployment};
+use cache_buster_cli::cache::{CachedJob, Keep, SiteDeployment};
 use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::runtime::reflector::{self, Store};
@@ -172,7 +172,7 @@ fn job(job_json: &str, site: usize, index: usize) -> Value {
     metadata["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "Deployment",
         "name": format!("site-{site}"), "uid": self::uid(0xdeb1, site, 0)}]);
     metadata["managedFields"] = json!([
-        {"manager": "cache-buster-launcher", "operation": "Update", "apiVersion": "batch/v1",
+        {"manager": "cache-buster", "operation": "Update", "apiVersion": "batch/v1",
          "time": "2026-12-01T09:00:00Z", "fieldsType": "FieldsV1",
          "fieldsV1": {"f:metadata": {"f:labels": {}, "f:ownerReferences": {}}, "f:spec": {"f:template": {}}}},
         {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "batch/v1",

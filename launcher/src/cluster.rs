@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::{info, warn};
 
-const COMPONENT: &str = "cache-buster-launcher";
+const COMPONENT: &str = "cache-buster.io/launcher";
 /// A refused Deployment is looked at again after this long (the policy may
 /// have restamped it meanwhile; watch events usually come first).
 const RECHECK: Duration = Duration::from_secs(300);

@@ -174,18 +174,18 @@ mod tests {
     fn settings_that_differ_are_named_with_both_values() {
         let stamped = job(
             4,
-            "ghcr.io/cache-buster/launcher:v0.1.0",
+            "ghcr.io/cache-buster/cache-buster:v0.1.0",
             &["purge", "--tag=shop"],
         );
         let derived = job(
             3,
-            "ghcr.io/cache-buster/launcher:v0.2.0",
+            "ghcr.io/cache-buster/cache-buster:v0.2.0",
             &["purge", "--tag=shop"],
         );
         assert_eq!(
             explain(&stamped, &derived),
             "it differs only where settings decide: spec.backoffLimit (4 in the stamp, 3 here), \
-             spec.template.spec.containers[0].image (\"ghcr.io/cache-buster/launcher:v0.1.0\" in the stamp, \"ghcr.io/cache-buster/launcher:v0.2.0\" here). \
+             spec.template.spec.containers[0].image (\"ghcr.io/cache-buster/cache-buster:v0.1.0\" in the stamp, \"ghcr.io/cache-buster/cache-buster:v0.2.0\" here). \
              The stamp was made with other settings (backoffLimit, image) than the launcher's: \
              it predates a change of the settings (the next rollout is stamped anew), or the policy and the launcher read \
              different settings (see the launcher's --policy and --settings)"
@@ -216,7 +216,7 @@ mod tests {
     /// Flags of the argv that a setting decides are named by that setting.
     #[test]
     fn flags_decided_by_settings_are_named_as_settings() {
-        let image = "ghcr.io/cache-buster/launcher:v0.1.0";
+        let image = "ghcr.io/cache-buster/cache-buster:v0.1.0";
         for (stamped, derived, setting) in [
             (
                 "--akamai-action=invalidate",

@@ -117,7 +117,7 @@ mod tests {
     fn forbidden() -> watcher::Error {
         watcher::Error::InitialListFailed(kube::Error::Api(Box::new(
             kube::core::Status::failure(
-                "jobs.batch is forbidden: User \"system:serviceaccount:cache-buster-system:cache-buster-launcher\" cannot list resource \"jobs\"",
+                "jobs.batch is forbidden: User \"system:serviceaccount:cache-buster-system:launcher\" cannot list resource \"jobs\"",
                 "Forbidden",
             )
             .with_code(403),

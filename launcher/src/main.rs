@@ -1,19 +1,19 @@
-//! cache-buster-launcher: watches labelled Deployments and creates each
+//! cache-buster: the launcher watches labelled Deployments and creates each
 //! stamped companion Job once. See README, "The launcher".
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use cache_buster::keys;
 use cache_buster::settings::{Settings, parse_and_validate};
-use cache_buster_launcher::cache::{CachedJob, Keep, SiteDeployment};
-use cache_buster_launcher::cluster::{Context, error_policy, reconcile};
-use cache_buster_launcher::commands;
-use cache_buster_launcher::health::Watches;
-use cache_buster_launcher::leader::{
+use cache_buster_cli::cache::{CachedJob, Keep, SiteDeployment};
+use cache_buster_cli::cluster::{Context, error_policy, reconcile};
+use cache_buster_cli::commands;
+use cache_buster_cli::health::Watches;
+use cache_buster_cli::leader::{
     LEASE_DURATION, Leadership, LeaseView, RENEW_BEFORE_EXPIRY, Role, Transition,
 };
-use cache_buster_launcher::metrics::Metrics;
-use cache_buster_launcher::server::router;
-use cache_buster_launcher::settings_source::{
+use cache_buster_cli::metrics::Metrics;
+use cache_buster_cli::server::router;
+use cache_buster_cli::settings_source::{
     Accepted, Follower, POLICY_KIND, POLICY_PLURAL, SettingsState, policy_resource,
 };
 use clap::Parser;
@@ -33,24 +33,23 @@ use tracing::{error, info, warn};
 /// only queue at the API server's rate limits and hold memory.
 const RECONCILE_CONCURRENCY: u16 = 8;
 
-/// The project's one program: the launcher by default, and the companion
+/// The project's one program (SPEC §4): the launcher, and the companion
 /// Job's two commands.
 #[derive(Parser)]
 #[command(
-    name = "cache-buster-launcher",
+    name = "cache-buster",
     version,
-    about = "Creates each stamped cache-buster Job exactly once; runs the Job's commands",
-    args_conflicts_with_subcommands = true
+    about = "Purges a site's CDN cache after each rollout: the launcher, and the companion Job's commands"
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
-    #[command(flatten)]
-    launcher: Args,
+    command: Command,
 }
 
 #[derive(clap::Subcommand)]
 enum Command {
+    /// Create each stamped cache-buster Job exactly once, and report its outcome
+    Launcher(Args),
     /// The Job's init container: wait until this image hash is rolled out
     WaitRollout(commands::WaitRolloutArgs),
     /// The Job's container: purge the CDN, write the outcome
@@ -77,7 +76,7 @@ struct Args {
     #[arg(long, default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
     /// The Lease whose holder acts (the others stand by, caches warm)
-    #[arg(long, default_value = "cache-buster-launcher")]
+    #[arg(long, default_value = "launcher")]
     lease: String,
     /// The Lease's namespace: the launcher's own
     #[arg(long, env = "POD_NAMESPACE", default_value = "cache-buster-system")]
@@ -99,12 +98,12 @@ fn load_settings(path: &PathBuf) -> Result<Settings> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Some(Command::WaitRollout(args)) => return commands::wait_rollout(args).await,
-        Some(Command::Purge(args)) => return commands::purge(*args).await,
-        None => {}
-    }
-    match run(cli.launcher).await {
+    let launcher = match cli.command {
+        Command::WaitRollout(args) => return commands::wait_rollout(args).await,
+        Command::Purge(args) => return commands::purge(*args).await,
+        Command::Launcher(args) => args,
+    };
+    match run(launcher).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             // One line an operator can act on, not a backtrace.
@@ -504,7 +503,11 @@ mod tests {
             })
             .collect();
         documented.sort();
-        let mut flags: Vec<(String, String)> = Cli::command()
+        let command = Cli::command();
+        let launcher = command
+            .find_subcommand("launcher")
+            .expect("the launcher subcommand");
+        let mut flags: Vec<(String, String)> = launcher
             .get_arguments()
             .filter_map(|argument| {
                 let name = argument.get_long()?;

@@ -12,7 +12,7 @@ fn make_asks_cargo_even_when_the_binary_is_newer_than_every_source() {
     let repository = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = tempfile::tempdir().unwrap();
     // A binary newer than every source: make alone would call it up to date.
-    let binary = dir.path().join("cache-buster-launcher");
+    let binary = dir.path().join("cache-buster");
     std::fs::write(&binary, "").unwrap();
     let output = Command::new("make")
         .current_dir(&repository)
@@ -29,9 +29,7 @@ fn make_asks_cargo_even_when_the_binary_is_newer_than_every_source() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        printed.contains(
-            "cargo build --locked --workspace --profile tools --bin cache-buster-launcher"
-        ),
+        printed.contains("cargo build --locked --workspace --profile tools --bin cache-buster"),
         "make did not ask cargo: {printed:?}"
     );
 }

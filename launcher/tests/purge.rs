@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-const PROGRAM: &str = env!("CARGO_BIN_EXE_cache-buster-launcher");
+const PROGRAM: &str = env!("CARGO_BIN_EXE_cache-buster");
 const CLOUDFLARE_TOKEN: &str = "cf-token-s3cret-0123";
 const FASTLY_KEY: &str = "fastly-key-s3cret-4567";
 const WEBHOOK_TOKEN: &str = "hook-token-s3cret-89ab";

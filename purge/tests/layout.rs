@@ -51,10 +51,10 @@ fn imports(name: &str, code: &str, known: &BTreeSet<String>) -> BTreeSet<String>
             None => used.insert(first),
         };
     }
-    if code.contains("super::") {
-        if let Some((parent, _)) = name.rsplit_once("::") {
-            used.insert(parent.to_owned());
-        }
+    if code.contains("super::")
+        && let Some((parent, _)) = name.rsplit_once("::")
+    {
+        used.insert(parent.to_owned());
     }
     for child in known
         .iter()

@@ -408,7 +408,7 @@ fn the_launcher_has_only_the_rights_it_needs() {
     );
     let binding = launcher_document("RoleBinding");
     assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
-    assert_eq!(binding["subjects"][0]["name"], "cache-buster-launcher");
+    assert_eq!(binding["subjects"][0]["name"], "launcher");
 }
 
 /// Two replicas, one Lease: the launcher is told the Lease the manifest
