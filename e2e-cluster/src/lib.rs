@@ -9,6 +9,7 @@ pub mod cdn;
 pub mod cluster;
 pub mod edgegrid;
 pub mod node;
+pub mod oci;
 pub mod pki;
 pub mod process;
 pub mod sites;
