@@ -33,7 +33,7 @@ SUITE := scripts/suite.sh
 POLICY_SOURCES := $(wildcard src/*.rs) Cargo.toml Cargo.lock
 RUNNER_SOURCES := $(wildcard runner/src/*.rs) runner/Cargo.toml Cargo.lock
 
-.PHONY: FORCE bench-cluster bench-instructions bench-purge bench-sites all setup setup-tests tools tools-pin run test fmt lint lint-workflows unit-tests \
+.PHONY: FORCE bench-cluster bench-image bench-instructions bench-purge bench-sites all setup setup-tests tools tools-pin run test fmt lint lint-workflows unit-tests \
 	e2e-tests e2e-tests-kwctl wasm-tests manifest-tests cluster-tests cluster-host launcher image image-tests bench fuzz clean \
 	release-check release-policy release-image release-image-merge release-github \
 	release-verify-policy release-verify-image
@@ -128,6 +128,10 @@ launcher: $(LAUNCHER)
 image: FORCE
 	@scripts/image.sh
 
+# The image's compressed size and its program's start (scripts/bench-image.sh).
+bench-image: image
+	@scripts/bench-image.sh
+
 # The image unpacked and run as a runtime would (e2e-cluster/tests/image.rs).
 image-tests: image
 	@IMAGE_LAYOUT="$(IMAGE_LAYOUT)" $(SUITE) image-tests \
@@ -137,15 +141,15 @@ image-tests: image
 # kube-controller-manager, an OCI registry, kwctl push, policy-server and the
 # launcher. The programs come from their variables (e2e-cluster/src/tools.rs);
 # a missing one skips the scenarios with a line that names it.
-cluster-tests: annotated-policy.wasm $(LAUNCHER)
-	@LAUNCHER="$(LAUNCHER)" POLICY="$(abspath annotated-policy.wasm)" \
+cluster-tests: annotated-policy.wasm image
+	@IMAGE_LAYOUT="$(IMAGE_LAYOUT)" POLICY="$(abspath annotated-policy.wasm)" \
 	  $(SUITE) cluster-tests $(CARGO) test --locked --workspace --profile tools --test scenarios
 
 # The chain measured on the test cluster (docs/development.md, "The chain, measured"):
 # ReplicaSet available → purge, apply → Job, the launcher with 1,000 sites.
 # Prints figures, asserts nothing. ROLLOUTS=10 SITES=1000 by default.
-bench-cluster: annotated-policy.wasm $(LAUNCHER)
-	LAUNCHER="$(LAUNCHER)" POLICY="$(abspath annotated-policy.wasm)" \
+bench-cluster: annotated-policy.wasm image
+	IMAGE_LAYOUT="$(IMAGE_LAYOUT)" POLICY="$(abspath annotated-policy.wasm)" \
 	  $(CARGO) bench --locked --workspace --profile tools --bench chain
 
 # Tests of the built modules themselves (annotation, limits), through kwrun.

@@ -61,27 +61,57 @@ case "${1:-}" in
     echo "release: pushed and signed $reference"
     ;;
   image)
+    # The image of `make image`, for this runner's own architecture (the
+    # workflow runs each platform on a native runner), pushed by digest
+    # (its tag is the platform's), signed, with a signed SBOM and provenance.
     platform="${2:?usage: scripts/release.sh image linux/<arch>}"
     arch="${platform#linux/}"
-    need docker cosign
-    docker buildx build --file launcher/Dockerfile --platform "$platform" \
-      --sbom=true --provenance=mode=max \
-      --label "org.opencontainers.image.version=$version" \
-      --label "org.opencontainers.image.source=https://github.com/${GITHUB_REPOSITORY:-cache-buster/cache-buster-policy}" \
-      --output "type=image,name=$image,push-by-digest=true,name-canonical=true,push=true" \
-      --metadata-file "$out/image-$arch.json" .
-    digest="$(jq -r '."containerimage.digest"' "$out/image-$arch.json")"
+    need skopeo cosign syft
+    case "$(uname -m)" in
+      x86_64) native=amd64 ;;
+      aarch64) native=arm64 ;;
+      *) native="$(uname -m)" ;;
+    esac
+    [ "$native" = "$arch" ] || {
+      echo "release: $platform is built on a native $arch runner, not on $native" >&2
+      exit 1
+    }
+    scripts/image.sh
+    skopeo copy --digestfile "$out/digests/$arch" "oci:target/image/oci:$version" "docker://$image:$version-$arch"
+    digest="$(cat "$out/digests/$arch")"
+    syft scan oci-dir:target/image/oci -o "spdx-json=$out/image-sbom-$arch.spdx.json"
+    repository="${GITHUB_REPOSITORY:-cache-buster/cache-buster-policy}"
+    jq -n --arg repository "$repository" --arg version "$version" --arg platform "$platform" \
+      --arg revision "$(git rev-parse HEAD)" \
+      --arg run "${GITHUB_SERVER_URL:-https://github.com}/$repository/actions/runs/${GITHUB_RUN_ID:-local}" '{
+        buildDefinition: {
+          buildType: "https://github.com/\($repository)/blob/\($version)/scripts/image.sh",
+          externalParameters: {version: $version, platform: $platform},
+          resolvedDependencies: [{uri: "git+https://github.com/\($repository)@refs/tags/\($version)", digest: {gitCommit: $revision}}]
+        },
+        runDetails: {
+          builder: {id: "https://github.com/\($repository)/.github/workflows/release.yml@refs/tags/\($version)"},
+          metadata: {invocationId: $run}
+        }
+      }' >"$out/image-provenance-$arch.json"
     cosign sign --yes "$image@$digest"
-    echo "$digest" >"$out/digests/$arch"
+    cosign attest --yes --type spdxjson --predicate "$out/image-sbom-$arch.spdx.json" "$image@$digest"
+    cosign attest --yes --type slsaprovenance1 --predicate "$out/image-provenance-$arch.json" "$image@$digest"
     echo "release: pushed and signed $image@$digest ($platform)"
     ;;
   image-merge)
-    need docker cosign
-    sources=()
-    for file in "$out"/digests/*; do sources+=("$image@$(cat "$file")"); done
-    ((${#sources[@]} == 2)) || { echo "release: expected the amd64 and arm64 digests in $out/digests" >&2; exit 1; }
-    docker buildx imagetools create --tag "$image:$version" "${sources[@]}"
-    digest="$(docker buildx imagetools inspect "$image:$version" --format '{{json .Manifest}}' | jq -r .digest)"
+    need buildah cosign
+    list="cache-buster-release-$version"
+    buildah manifest rm "$list" >/dev/null 2>&1 || true
+    buildah manifest create "$list" >/dev/null
+    count=0
+    for file in "$out"/digests/*; do
+      buildah manifest add "$list" "docker://$image@$(cat "$file")" >/dev/null
+      count=$((count + 1))
+    done
+    ((count == 2)) || { echo "release: expected the amd64 and arm64 digests in $out/digests" >&2; exit 1; }
+    buildah manifest push --all --digestfile "$out/index-digest" "$list" "docker://$image:$version"
+    digest="$(cat "$out/index-digest")"
     cosign sign --yes "$image@$digest"
     echo "release: $image:$version is $digest, signed"
     ;;

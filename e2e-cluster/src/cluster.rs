@@ -7,11 +7,12 @@
 //! running as its ServiceAccount with the RBAC of deploy/launcher.yaml.
 
 use crate::cdn::CdnDouble;
-use crate::node::{ImageProgram, NodeSetup, TestNode};
+use crate::images::{ImageStore, push};
+use crate::node::{NodeSetup, TestNode};
 use crate::pki::Pki;
 use crate::process::{Process, free_port, http_ok, run, wait_until};
 use crate::tools::{Tools, repository};
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, WebhookClientConfig,
@@ -28,7 +29,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What Kubewarden's controller calls a ClusterAdmissionPolicy named NAME.
@@ -62,6 +63,12 @@ pub struct Cluster {
     pub node: TestNode,
     /// The CDN the companion Jobs' purges reach.
     pub cdn: CdnDouble,
+    /// The project's image as the registry holds it (the policy's `image`),
+    /// and where the node keeps the images it pulled.
+    pub image: String,
+    pub images: Arc<ImageStore>,
+    /// The image's program as pulled and unpacked: what the launcher runs.
+    pub program: PathBuf,
     // Dropped last to first: the launcher and policy-server before the
     // control plane they talk to.
     launcher: Mutex<Option<Process>>,
@@ -269,10 +276,21 @@ impl Cluster {
         )
         .context("kwctl push of annotated-policy.wasm")?;
 
-        let policy: Value = serde_yaml::from_str(
-            &std::fs::read_to_string(repository.join("deploy/policy.yaml"))
-                .context("reading deploy/policy.yaml")?,
-        )?;
+        // The project's image, pushed to the registry; the policy's `image`
+        // names it there, so the Job's containers and the launcher run it.
+        let version = concat!("v", env!("CARGO_PKG_VERSION"));
+        let image = format!("127.0.0.1:{registry_port}/cache-buster/cache-buster:{version}");
+        push(&tools.skopeo, &tools.image, version, &image)
+            .context("skopeo copy of make image's layout to the registry")?;
+        let policy_text = std::fs::read_to_string(repository.join("deploy/policy.yaml"))
+            .context("reading deploy/policy.yaml")?;
+        let released_image = format!("image: ghcr.io/cache-buster/cache-buster:{version}");
+        ensure!(
+            policy_text.contains(&released_image),
+            "deploy/policy.yaml does not set {released_image}"
+        );
+        let policy_text = policy_text.replace(&released_image, &format!("image: {image}"));
+        let policy: Value = serde_yaml::from_str(&policy_text)?;
         // The ClusterAdmissionPolicy of deploy/policy.yaml, stored as
         // Kubewarden stores it: the policy-server is configured from it, and
         // the launcher reads its settings from it.
@@ -281,7 +299,7 @@ impl Cluster {
         )?;
         apply_yaml(&client, &crd, None, &[]).await?;
         {
-            let text = std::fs::read_to_string(repository.join("deploy/policy.yaml"))?;
+            let text = policy_text.clone();
             let client = client.clone();
             // Until the new CRD is served.
             wait_until(&mut control_plane[1], Duration::from_secs(30), move || {
@@ -292,25 +310,15 @@ impl Cluster {
             .await?;
         }
 
-        // The Job's one image, as the policy's settings name it, played by
-        // the launcher's own binary under the program name the Job runs.
-        let settings: cache_buster::settings::Settings =
-            serde_json::from_value(policy["spec"]["settings"].clone())
-                .context("the settings of deploy/policy.yaml")?;
-        let images = std::iter::once((
-            crate::node::repository_of(&settings.image).to_owned(),
-            ImageProgram {
-                path: tools.launcher.clone(),
-                command: cache_buster::job::PROGRAM.to_owned(),
-            },
-        ))
-        .collect();
+        let images = Arc::new(ImageStore::new(tools.skopeo.clone(), root.join("images")));
+        // The launcher runs from the image too: its program as pulled.
+        let program = images.pull(&image).await?.entrypoint_program()?;
         let cdn = CdnDouble::start(&pki, 443).await?;
         let node = TestNode::start(NodeSetup {
             client: client.clone(),
             api_port,
             bwrap: tools.bwrap.clone(),
-            images,
+            images: images.clone(),
             ca_bundle: pki.ca_pem.clone(),
             dir: root.join("node"),
         })
@@ -330,6 +338,9 @@ impl Cluster {
             policy_server_readiness: free_port()?,
             node,
             cdn,
+            image,
+            images,
+            program,
             launcher: Mutex::new(None),
             standby: Mutex::new(None),
             policy_server: Mutex::new(None),
@@ -651,7 +662,7 @@ impl Cluster {
             .await?;
         let mut launcher = Process::start(
             identity,
-            &self.tools.launcher,
+            &self.program,
             [
                 "launcher".to_owned(),
                 format!("--policy={}", self.policy_name()?),

@@ -7,8 +7,9 @@
 //! - a companion Job's pod is executed: init containers in order, then the
 //!   container, each as a process in a bubblewrap sandbox with a read-only
 //!   root, the pod's volumes at their `mountPath`s, the environment resolved
-//!   as the kubelet resolves it, and the image mapped to a local program. The
-//!   command runs as given. Exit codes, termination messages and the phase
+//!   as the kubelet resolves it; the root is the image the pod names, pulled
+//!   from its registry and unpacked (images.rs), and the command or the
+//!   image's entrypoint runs in it as the pod's user. Exit codes, termination messages and the phase
 //!   go back through the status subresource, so the Job controller counts
 //!   successes, failures and retries as in a cluster.
 //!
@@ -16,6 +17,8 @@
 //! as the kubelet confirms a graceful deletion.
 
 use crate::cdn::{CDN_ADDRESS, CDN_HOSTS};
+use crate::images::ImageStore;
+use crate::oci::find_command;
 use anyhow::{Context as _, Result, anyhow, bail};
 use futures::StreamExt as _;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
@@ -60,22 +63,14 @@ pub struct Executed {
     pub finished: Instant,
 }
 
-/// A host program that plays an image: the file, and the name the image's
-/// commands run it by (`cache-buster`), whatever the file is called.
-#[derive(Debug, Clone)]
-pub struct ImageProgram {
-    pub path: PathBuf,
-    pub command: String,
-}
-
 /// What the node needs from the cluster.
 #[derive(Clone)]
 pub struct NodeSetup {
     pub client: Client,
     pub api_port: u16,
     pub bwrap: PathBuf,
-    /// Image repository (without tag) → the program that plays it.
-    pub images: BTreeMap<String, ImageProgram>,
+    /// Where pods' images are pulled from and unpacked.
+    pub images: Arc<ImageStore>,
     /// The CA bundle the sandboxes trust (the test CA).
     pub ca_bundle: String,
     /// Where the node keeps its pods' files.
@@ -633,13 +628,12 @@ async fn environment(
     namespace: &str,
     pod: &Pod,
     container: &Container,
+    image_env: &[(String, String)],
 ) -> Result<Result<Vec<(String, String)>, String>> {
     let secrets: Api<Secret> = Api::namespaced(shared.setup.client.clone(), namespace);
-    let mut env: Vec<(String, String)> = vec![
-        (
-            "PATH".into(),
-            format!("{IMAGE_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
-        ),
+    // The image's own variables first (its PATH), as a runtime sets them.
+    let mut env: Vec<(String, String)> = image_env.to_vec();
+    env.extend([
         ("HOSTNAME".into(), pod.name_any()),
         ("HOME".into(), "/".into()),
         // The purge trusts the public roots compiled into the program; here
@@ -649,7 +643,7 @@ async fn environment(
             "CACHE_BUSTER_TEST_CA_FILE".into(),
             "/etc/ssl/certs/ca-certificates.crt".into(),
         ),
-    ];
+    ]);
     for var in container.env.iter().flatten() {
         if let Some(value) = &var.value {
             let defined: HashMap<String, String> = env.iter().cloned().collect();
@@ -726,18 +720,6 @@ pub fn expand(text: &str, defined: &HashMap<String, String>) -> String {
     out
 }
 
-/// Where a sandbox finds its image's programs (first on its PATH).
-pub const IMAGE_BIN: &str = "/opt/image/bin";
-
-/// `registry.k8s.io/kubectl:v1.34.2` → `registry.k8s.io/kubectl`.
-pub fn repository_of(image: &str) -> &str {
-    let without_digest = image.split('@').next().unwrap_or(image);
-    match without_digest.rfind(':') {
-        Some(colon) if !without_digest[colon..].contains('/') => &without_digest[..colon],
-        _ => without_digest,
-    }
-}
-
 /// Runs one container to its end: (exit code, termination message).
 async fn run_container(
     shared: &Shared,
@@ -749,15 +731,12 @@ async fn run_container(
 ) -> Result<(i32, String)> {
     let namespace = pod.namespace().unwrap_or_default();
     let image = container.image.clone().unwrap_or_default();
-    let repository = repository_of(&image);
-    let Some(program) = shared.setup.images.get(repository) else {
-        return Ok((
-            128,
-            format!("the test node has no program for image {image}"),
-        ));
+    let pulled = match shared.setup.images.pull(&image).await {
+        Ok(pulled) => pulled,
+        Err(error) => return Ok((128, format!("ErrImagePull: {error:#}"))),
     };
     let env = loop {
-        match environment(shared, &namespace, pod, container).await? {
+        match environment(shared, &namespace, pod, container, &pulled.image.config.env).await? {
             Ok(env) => break env,
             Err(message) => {
                 let status = json!({"status": {"phase": "Pending", "containerStatuses": [waiting(container, "CreateContainerConfigError", &message)]}});
@@ -779,13 +758,33 @@ async fn run_container(
         }
     };
     let defined: HashMap<String, String> = env.iter().cloned().collect();
-    let argv: Vec<String> = container
-        .command
+    // The kubelet's rule: `command` replaces the entrypoint, and then the
+    // image's Cmd too; `args` replaces the Cmd.
+    let config = &pulled.image.config;
+    let (command, args) = match (&container.command, &container.args) {
+        (Some(command), args) if !command.is_empty() => {
+            (command.clone(), args.clone().unwrap_or_default())
+        }
+        (_, Some(args)) => (config.entrypoint.clone(), args.clone()),
+        (_, None) => (config.entrypoint.clone(), config.cmd.clone()),
+    };
+    let argv: Vec<String> = command
         .iter()
-        .flatten()
-        .chain(container.args.iter().flatten())
+        .chain(&args)
         .map(|part| expand(part, &defined))
         .collect();
+    let Some(program) = argv.first().and_then(|name| {
+        find_command(
+            &pulled.rootfs,
+            defined.get("PATH").map(String::as_str),
+            name,
+        )
+    }) else {
+        return Ok((
+            128,
+            format!("StartError: {:?} is not in image {image}", argv.first()),
+        ));
+    };
 
     let security = pod
         .spec
@@ -796,6 +795,7 @@ async fn run_container(
         .as_ref()
         .and_then(|context| context.run_as_user)
         .or_else(|| security.and_then(|context| context.run_as_user))
+        .or_else(|| config.user.split(':').next()?.parse().ok())
         .unwrap_or(0);
     let group = container
         .security_context
@@ -811,6 +811,9 @@ async fn run_container(
 
     let run_dir = pod_dir.join("containers").join(&container.name);
     std::fs::create_dir_all(&run_dir)?;
+    let root = run_dir.join("rootfs");
+    let _ = std::fs::remove_dir_all(&root);
+    pulled.container_root(&root)?;
     let termination_log = run_dir.join("termination-log");
     std::fs::write(&termination_log, "")?;
     let output_file = run_dir.join("output");
@@ -820,20 +823,20 @@ async fn run_container(
     command
         .args(["--pdeathsig", "KILL", "--"])
         .arg(&shared.setup.bwrap);
+    // The image's root, the container's own (its mount points are made
+    // there), read-only once everything is mounted.
     command
-        .args(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"])
-        .args(["--tmpfs", "/tmp", "--tmpfs", "/run", "--tmpfs", "/opt"])
+        .arg("--bind")
+        .arg(&root)
+        .arg("/")
+        .args(["--dev", "/dev", "--proc", "/proc"])
+        .args(["--tmpfs", "/tmp", "--tmpfs", "/run"])
         .arg("--ro-bind")
         .arg(etc.join("hosts"))
         .arg("/etc/hosts")
         .arg("--ro-bind")
         .arg(etc.join("certs"))
         .arg("/etc/ssl/certs")
-        // The image's program itself, not a link to it: the host path may
-        // be under /tmp, which the sandbox has its own of.
-        .arg("--ro-bind")
-        .arg(program.path.canonicalize()?)
-        .arg(Path::new(IMAGE_BIN).join(&program.command))
         .arg("--bind")
         .arg(&termination_log)
         .arg(
@@ -850,16 +853,16 @@ async fn run_container(
         command
             .arg(if read_only { "--ro-bind" } else { "--bind" })
             .arg(&volume.dir)
-            .arg(resolve_symlinks(&mount.mount_path));
+            .arg(&mount.mount_path);
     }
     if read_only_root {
         command.args([
             "--remount-ro",
+            "/",
+            "--remount-ro",
             "/tmp",
             "--remount-ro",
             "/run",
-            "--remount-ro",
-            "/opt",
         ]);
     }
     command
@@ -888,7 +891,7 @@ async fn run_container(
     for (key, value) in &env {
         command.args(["--setenv", key, value]);
     }
-    command.arg("--").args(&argv);
+    command.arg("--").arg(&program).args(argv.iter().skip(1));
     let output = std::fs::File::create(&output_file)?;
     command
         .stdin(std::process::Stdio::null())
@@ -983,20 +986,6 @@ async fn event(client: &Client, pod: &Pod, reason: &str, message: &str) {
     let _ = events.create(&PostParams::default(), &event).await;
 }
 
-/// `path` with the symbolic links of its existing ancestors resolved: the
-/// sandbox's root is the host's (where /var/run links to /run), and
-/// bubblewrap does not follow links when it makes a mount point.
-pub fn resolve_symlinks(path: &str) -> PathBuf {
-    let path = Path::new(path);
-    for ancestor in path.ancestors() {
-        if let Ok(real) = ancestor.canonicalize() {
-            let rest = path.strip_prefix(ancestor).unwrap_or(Path::new(""));
-            return real.join(rest);
-        }
-    }
-    path.to_path_buf()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1007,19 +996,6 @@ mod tests {
             [("A".to_owned(), "x".to_owned())].into_iter().collect();
         assert_eq!(expand("$(A)-$(B)-$$(A)-$", &defined), "x-$(B)-$(A)-$");
         assert_eq!(expand("{{A}} $(A", &defined), "{{A}} $(A");
-    }
-
-    #[test]
-    fn the_repository_of_an_image_leaves_out_tag_and_digest() {
-        assert_eq!(
-            repository_of("registry.k8s.io/kubectl:v1.34.2"),
-            "registry.k8s.io/kubectl"
-        );
-        assert_eq!(repository_of("localhost:5000/curl"), "localhost:5000/curl");
-        assert_eq!(
-            repository_of("curlimages/curl@sha256:abc"),
-            "curlimages/curl"
-        );
     }
 
     #[test]

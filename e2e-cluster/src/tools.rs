@@ -17,7 +17,9 @@ pub struct Tools {
     pub kwctl: PathBuf,
     pub policy_server: PathBuf,
     pub registry: PathBuf,
-    pub launcher: PathBuf,
+    /// The project's image, as `make image` lays it out (OCI layout).
+    pub image: PathBuf,
+    pub skopeo: PathBuf,
     pub kubectl: PathBuf,
     pub bwrap: PathBuf,
 }
@@ -163,14 +165,17 @@ impl Tools {
             repository: repository.clone(),
             missing: Vec::new(),
         };
-        let launcher = env("LAUNCHER")
+        let image = env("IMAGE_LAYOUT")
             .map(PathBuf::from)
-            .unwrap_or_else(|| repository.join("target/tools/cache-buster"));
-        if !launcher.is_file() {
+            .unwrap_or_else(|| repository.join("target/image/oci"));
+        if !image.join("index.json").is_file() {
             lookup.missing.push(Missing {
-                program: "cache-buster",
-                problem: format!("not found (looked in $LAUNCHER, {})", launcher.display()),
-                how: "build it with `make launcher`".to_owned(),
+                program: "the cache-buster image",
+                problem: format!(
+                    "no OCI layout (looked in $IMAGE_LAYOUT, {})",
+                    image.display()
+                ),
+                how: "build it with `make image`".to_owned(),
             });
         }
         let tools = Tools {
@@ -233,7 +238,14 @@ impl Tools {
                 installed_at: None,
                 how: debian("bubblewrap", "BWRAP"),
             }),
-            launcher,
+            skopeo: lookup.find(Wanted {
+                program: "skopeo",
+                variable: Some("SKOPEO"),
+                in_envtest_assets: false,
+                installed_at: None,
+                how: debian("skopeo", "SKOPEO"),
+            }),
+            image,
         };
         (tools, lookup.missing)
     }
@@ -293,7 +305,8 @@ mod tests {
                 "kcm",
                 "registry",
                 "bwrap",
-                "launcher",
+                "skopeo",
+                "index.json",
             ],
         );
         let (tools, missing) = look_up(
@@ -304,7 +317,8 @@ mod tests {
                 ("POLICY_SERVER", release.join("policy-server-1.37")),
                 ("REGISTRY", release.join("registry")),
                 ("BWRAP", release.join("bwrap")),
-                ("LAUNCHER", release.join("launcher")),
+                ("SKOPEO", release.join("skopeo")),
+                ("IMAGE_LAYOUT", release.clone()),
                 ("KUBECTL", root.join("no-such-kubectl")),
             ],
             root,
@@ -334,7 +348,7 @@ mod tests {
         assert!(line(&missing, "kube-apiserver").contains("$KUBEBUILDER_ASSETS"));
         assert!(line(&missing, "kube-apiserver").contains("envtest-v"));
         assert!(line(&missing, "kube-controller-manager").contains("$KUBE_CONTROLLER_MANAGER"));
-        assert!(line(&missing, "cache-buster").contains("make launcher"));
+        assert!(line(&missing, "the cache-buster image").contains("make image"));
         assert!(missing.iter().all(|m| !m.to_string().contains("shared")));
     }
 

@@ -10,7 +10,6 @@
 use anyhow::{Context as _, Result, anyhow, ensure};
 use cache_buster_e2e_cluster::cluster::Cluster;
 use cache_buster_e2e_cluster::eventually;
-use cache_buster_e2e_cluster::node::{IMAGE_BIN, resolve_symlinks};
 use cache_buster_e2e_cluster::sites::{deployments, flux_apply, ready_moment, site};
 use cache_buster_e2e_cluster::tools::{Tools, real_tools_required};
 use futures::FutureExt as _;
@@ -1119,33 +1118,24 @@ async fn purge_failure_reported(cluster: &Cluster) -> Result<()> {
     std::fs::write(secret.join("WEBHOOK_TOKEN"), "s3cret\n")?;
     let termination_log = cluster.root().join("purge-termination-log");
     std::fs::write(&termination_log, "")?;
+    // The image's root, as the test node gives a container its own.
+    let pulled = cluster.images.pull(&cluster.image).await?;
+    let root = cluster.root().join("purge-root");
+    pulled.container_root(&root)?;
     let mut command = std::process::Command::new(&cluster.tools.bwrap);
     command
-        .args([
-            "--ro-bind",
-            "/",
-            "/",
-            "--dev",
-            "/dev",
-            "--proc",
-            "/proc",
-            "--tmpfs",
-            "/run",
-            "--tmpfs",
-            "/opt",
-        ])
+        .arg("--bind")
+        .arg(&root)
+        .arg("/")
+        .args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/run"])
         .arg("--ro-bind")
         .arg(&secret)
-        .arg(resolve_symlinks(&mount.mount_path))
-        // The image's program, under the name the Job runs, first on PATH.
-        .arg("--ro-bind")
-        .arg(cluster.tools.launcher.canonicalize()?)
-        .arg(Path::new(IMAGE_BIN).join(cache_buster::job::PROGRAM))
+        .arg(&mount.mount_path)
         .arg("--bind")
         .arg(&termination_log)
         .arg("/dev/termination-log")
-        .args(["--clearenv", "--setenv", "PATH"])
-        .arg(format!("{IMAGE_BIN}:/usr/bin:/bin"))
+        .args(["--remount-ro", "/", "--clearenv", "--setenv", "PATH"])
+        .arg(pulled.image.env("PATH").unwrap_or("/usr/local/bin"))
         .arg("--")
         .args(purge.command.iter().flatten())
         .args(purge.args.iter().flatten());

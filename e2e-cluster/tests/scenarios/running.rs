@@ -795,7 +795,7 @@ pub async fn cdn_hang(cluster: &Cluster) -> Result<()> {
     )?;
     let log = cluster.root().join("hang-termination-log");
     let started = Instant::now();
-    let output = tokio::process::Command::new(&cluster.tools.launcher)
+    let output = tokio::process::Command::new(&cluster.program)
         .args([
             "purge",
             "--provider=webhook",
