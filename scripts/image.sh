@@ -37,11 +37,12 @@ mkdir -p "$out/context"
 cp "$binary" "$out/context/cache-buster"
 args=(--build-arg "VERSION=$version" --build-arg "REVISION=$revision" --file launcher/Containerfile)
 if command -v buildah >/dev/null; then
-  # vfs: works in any container or VM, and the image is one small layer.
-  export STORAGE_DRIVER="${STORAGE_DRIVER:-vfs}"
-  buildah build --quiet --timestamp "$created" --tag "$name" "${args[@]}" "$out/context" >/dev/null
-  buildah push --quiet --compression-format gzip "$name" "oci:$layout:$version"
-  buildah rmi "$name" >/dev/null
+  # Storage of its own under target/ (vfs: works in any container or VM,
+  # and the image is one small layer), apart from the machine's.
+  storage=(--root "$PWD/$out/storage" --runroot "$PWD/$out/run" --storage-driver vfs)
+  buildah "${storage[@]}" build --quiet --timestamp "$created" --tag "$name" "${args[@]}" "$out/context" >/dev/null
+  buildah "${storage[@]}" push --quiet --compression-format gzip "$name" "oci:$layout:$version"
+  buildah "${storage[@]}" rmi "$name" >/dev/null
 elif command -v docker >/dev/null; then
   SOURCE_DATE_EPOCH="$created" docker buildx build --quiet --tag "$name" "${args[@]}" \
     --output "type=oci,dest=$out/oci.tar,rewrite-timestamp=true" "$out/context" >/dev/null
