@@ -30,7 +30,7 @@ IMAGE_LAYOUT := $(CURDIR)/target/image/oci
 VENV_STAMP := .venv/.requirements.sha256
 SUITE := scripts/suite.sh
 
-POLICY_SOURCES := $(wildcard src/*.rs) Cargo.toml Cargo.lock
+POLICY_SOURCES := $(wildcard src/*.rs src/*/*.rs purge/src/*.rs purge/src/*/*.rs) Cargo.toml purge/Cargo.toml Cargo.lock
 RUNNER_SOURCES := $(wildcard runner/src/*.rs) runner/Cargo.toml Cargo.lock
 
 .PHONY: FORCE bench-cluster bench-image bench-instructions bench-purge bench-sites all setup setup-tests tools tools-pin run test fmt lint lint-workflows unit-tests \

@@ -860,17 +860,17 @@ mod tests {
     #[case::provider(
         "cache-buster.io/provider",
         "keycdn",
-        "annotation cache-buster.io/provider: \"keycdn\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront"
+        "annotation cache-buster.io/provider: \"keycdn\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp"
     )]
     #[case::provider_in_capitals(
         "cache-buster.io/provider",
         "Cloudflare",
-        "annotation cache-buster.io/provider: \"Cloudflare\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront (provider names are lowercase: did you mean \"cloudflare\"?)"
+        "annotation cache-buster.io/provider: \"Cloudflare\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp (provider names are lowercase: did you mean \"cloudflare\"?)"
     )]
     #[case::provider_misspelt(
         "cache-buster.io/provider",
         "fasty",
-        "annotation cache-buster.io/provider: \"fasty\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront (did you mean \"fastly\"?)"
+        "annotation cache-buster.io/provider: \"fasty\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp (did you mean \"fastly\"?)"
     )]
     #[case::secret(
         "cache-buster.io/secret",
@@ -1049,7 +1049,7 @@ mod tests {
     )]
     #[case::an_unknown_layer(
         json!({"cache-buster.io/provider": "http, clouflare", "cache-buster.io/urls": "https://shop.example.com/"}),
-        "annotation cache-buster.io/provider: \"clouflare\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront (did you mean \"cloudflare\"?)"
+        "annotation cache-buster.io/provider: \"clouflare\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp (did you mean \"cloudflare\"?)"
     )]
     #[case::no_layer(
         json!({"cache-buster.io/provider": " , ", "cache-buster.io/urls": "https://shop.example.com/"}),

@@ -229,7 +229,7 @@ fn provider_flags(
         // Always given, so that a stamp made before an edit of the setting
         // differs in this flag's value, which the launcher names.
         Provider::Fastly => args.push(format!("--fastly-soft-purge={fastly_soft_purge}")),
-        Provider::Bunny => {}
+        Provider::Bunny | Provider::Gcp => {}
         // The invalidation's CallerReference: a retried pod makes no second one.
         Provider::Cloudfront => args.push(format!("--job-name={}", webhook.job_name)),
         Provider::Akamai => args.extend([

@@ -522,8 +522,8 @@ mod tests {
 
     #[rstest]
     #[case::misspelt_key(json!({"lable": "x"}), "settings.lable: unknown field `lable`, expected one of `siteLabel`")]
-    #[case::unknown_provider(json!({"provider": "keycdn"}), "settings.provider: unknown provider \"keycdn\", expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront")]
-    #[case::provider_in_capitals(json!({"provider": "Fastly"}), "settings.provider: unknown provider \"Fastly\", expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront (provider names are lowercase: did you mean \"fastly\"?)")]
+    #[case::unknown_provider(json!({"provider": "keycdn"}), "settings.provider: unknown provider \"keycdn\", expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp")]
+    #[case::provider_in_capitals(json!({"provider": "Fastly"}), "settings.provider: unknown provider \"Fastly\", expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp (provider names are lowercase: did you mean \"fastly\"?)")]
     #[case::provider_not_a_string(json!({"provider": 3}), "settings.provider: invalid type: integer `3`, expected a string")]
     #[case::wrong_type(json!({"backoffLimit": "three"}), "settings.backoffLimit: invalid type: string \"three\"")]
     #[case::akamai_action(json!({"akamaiAction": "purge"}), "settings.akamaiAction: unknown variant `purge`, expected `invalidate` or `delete`")]
@@ -704,7 +704,7 @@ mod tests {
         assert_eq!(
             error,
             "settings.backoffLimit: invalid type: string \"three\", expected i64; \
-             settings.provider: unknown provider \"Fastly\", expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront (provider names are lowercase: did you mean \"fastly\"?); \
+             settings.provider: unknown provider \"Fastly\", expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp (provider names are lowercase: did you mean \"fastly\"?); \
              runAsUser: 0 is out of range; expected 1 to 2147483647"
         );
     }

@@ -10,6 +10,7 @@
 
 use crate::aws;
 use crate::edgegrid;
+use crate::google;
 use crate::pki::Pki;
 use anyhow::{Context as _, Result};
 use bytes::Bytes;
@@ -39,6 +40,8 @@ pub const CDN_HOSTS: &[&str] = &[
     AKAMAI_HOST,
     aws::CLOUDFRONT_HOST,
     aws::STS_HOST,
+    google::TOKEN_HOST,
+    google::COMPUTE_HOST,
     "hooks.example.test",
     "shop.example.com",
     "blog.example.com",
@@ -153,6 +156,7 @@ struct State {
     requests: Vec<Recorded>,
     rules: Vec<Rule>,
     cloudfront: aws::CloudFront,
+    google: google::Google,
 }
 
 pub struct CdnDouble {
@@ -205,6 +209,14 @@ impl CdnDouble {
         })
     }
 
+    /// The next `times` invalidations of Cloud CDN are refused as Google
+    /// refuses too many: 403 `rateLimitExceeded`.
+    pub fn rate_limit_google(&self, times: usize) {
+        if let Ok(mut state) = self.state.lock() {
+            state.google.rate_limited = times;
+        }
+    }
+
     /// Requests whose `host + path` contains `matching` answer with `failure`.
     pub fn fail(&self, matching: &str, failure: Failure) {
         if let Ok(mut state) = self.state.lock() {
@@ -246,6 +258,18 @@ async fn answer(
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
     let recorded = Recorded::of(request).await?;
     let target = format!("{}{}", recorded.host, recorded.path);
+    // Google plays its own: the token's JWT, Operations in progress.
+    if [google::TOKEN_HOST, google::COMPUTE_HOST].contains(&recorded.host.as_str()) {
+        let (status, body) = match state.lock() {
+            Ok(mut state) => {
+                state.requests.push(recorded.clone());
+                state.google.answer(&recorded)
+            }
+            Err(_) => (500, String::new()),
+        };
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return Ok(crate::caches::respond(status, "application/json", body));
+    }
     // AWS plays its own answers: signatures, STS, invalidations in progress.
     if [aws::CLOUDFRONT_HOST, aws::STS_HOST].contains(&recorded.host.as_str()) {
         let (status, body) = match state.lock() {

@@ -8,6 +8,7 @@ pub mod caches;
 pub mod cdn;
 pub mod cluster;
 pub mod edgegrid;
+pub mod google;
 pub mod images;
 pub mod node;
 pub mod oci;

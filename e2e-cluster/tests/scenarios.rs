@@ -27,6 +27,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+#[path = "scenarios/gcp.rs"]
+mod gcp;
 #[path = "scenarios/healthy.rs"]
 mod healthy;
 #[path = "scenarios/layers.rs"]
@@ -130,6 +132,10 @@ const CONCURRENT: &[(&str, Scenario)] = &[
     (
         "a_service_account_refused_by_the_api_server_fails_the_job_at_once_naming_it",
         |c| refused::refused_watch(c).boxed_local(),
+    ),
+    (
+        "google_cloud_cdn_is_invalidated_with_a_signed_jwt_and_its_operation_awaited",
+        |c| gcp::gcp_invalidates_and_waits(c).boxed_local(),
     ),
     (
         "a_layered_site_purges_its_varnish_then_cloudflare_with_one_event",

@@ -5,6 +5,7 @@ use crate::rollout::{NotRolledOut, WaitFor, wait};
 use cache_buster_purge::aws::AwsEnvironment;
 use cache_buster_purge::cdn::{HttpJob, Options, WebhookContext};
 use cache_buster_purge::client::{Limits, Network};
+use cache_buster_purge::google::GoogleEnvironment;
 use cache_buster_purge::options::{
     AkamaiAction, AkamaiNetwork, AkamaiOptions, CREDENTIALS_DIR, DEFAULT_TAG_HEADER, HttpMethod,
     HttpService, PURGE_BUDGET_SECONDS,
@@ -161,6 +162,7 @@ impl PurgeArgs {
                     tag_header: self.http_tag_header,
                 },
                 aws: AwsEnvironment::read(&env),
+                google: GoogleEnvironment::read(&env),
                 webhook: WebhookContext {
                     site: self.site,
                     namespace: self.namespace,

@@ -25,6 +25,8 @@ pub struct Options {
     pub http: HttpJob,
     /// Where the pod's AWS identity is (provider cloudfront).
     pub aws: AwsEnvironment,
+    /// Where the pod's Google identity is (provider gcp).
+    pub google: crate::google::GoogleEnvironment,
     pub webhook: WebhookContext,
     pub limits: Limits,
     pub network: Network,
@@ -57,6 +59,8 @@ pub struct WebhookContext {
 pub struct Found {
     pub endpoints: Vec<SocketAddr>,
     pub sigv4: Option<SigV4>,
+    /// An OAuth2 access token (provider gcp).
+    pub bearer: Option<String>,
     /// Values to redact that are not in the Secret (a session token).
     pub secrets: Vec<String>,
 }

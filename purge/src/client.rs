@@ -151,10 +151,10 @@ impl Client {
                     };
                 }
                 Ok((status, retry_after, body)) => {
-                    let waited_out = status == 400
+                    let waited_out = matches!(status, 400 | 403)
                         && request
                             .waits_out
-                            .is_some_and(|code| body.contains(&format!("<Code>{code}</Code>")));
+                            .is_some_and(|code| names_error(&body, code));
                     let retryable = waited_out || matches!(status, 429 | 500 | 502 | 503 | 504);
                     let error = format!("HTTP {status}");
                     if !retryable {
@@ -306,9 +306,40 @@ fn jittered(backoff: Duration) -> Duration {
     backoff.mul_f64(0.5 + fastrand::f64() / 2.0)
 }
 
+/// Whether an error answer names `code`: AWS's `<Code>` (CloudFront's
+/// TooManyInvalidationsInProgress, a 400), or Google's `reason`
+/// (rateLimitExceeded, a 403).
+pub fn names_error(body: &str, code: &str) -> bool {
+    if body.contains(&format!("<Code>{code}</Code>")) {
+        return true;
+    }
+    serde_json::from_str::<serde_json::Value>(body).is_ok_and(|answer| {
+        answer["error"]["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|error| error["reason"] == code)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What is waited out as a rate limit: CloudFront's code in its XML,
+    /// Google's reason in its JSON; nothing else.
+    #[test]
+    fn rate_limit_answers_are_told_by_their_code() {
+        assert!(names_error(
+            "<ErrorResponse><Error><Code>TooManyInvalidationsInProgress</Code></Error></ErrorResponse>",
+            "TooManyInvalidationsInProgress"
+        ));
+        let google = r#"{"error":{"code":403,"message":"Rate Limit Exceeded","errors":[{"message":"Rate Limit Exceeded","domain":"usageLimits","reason":"rateLimitExceeded"}]}}"#;
+        assert!(names_error(google, "rateLimitExceeded"));
+        let forbidden = google.replace("rateLimitExceeded", "forbidden");
+        assert!(!names_error(&forbidden, "rateLimitExceeded"));
+        assert!(!names_error("rateLimitExceeded", "rateLimitExceeded"));
+    }
 
     #[test]
     fn retry_after_is_read_as_seconds_or_as_a_date() {

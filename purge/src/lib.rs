@@ -23,6 +23,8 @@ pub mod edgegrid;
 #[cfg(feature = "client")]
 pub mod endpoints;
 #[cfg(feature = "client")]
+pub mod google;
+#[cfg(feature = "client")]
 pub mod outcome;
 #[cfg(feature = "client")]
 pub mod request;

@@ -395,6 +395,12 @@ pub fn ids_in(answer: &str) -> Vec<String> {
         return Vec::new();
     };
     let text = |value: &serde_json::Value| value.as_str().map(str::to_owned);
+    // Google's Operation: its name is what it is asked about by.
+    if value["kind"] == "compute#operation"
+        && let Some(name) = value.get("name").and_then(text)
+    {
+        return vec![name];
+    }
     if let Some(id) = value.pointer("/result/id").and_then(text) {
         return vec![id];
     }

@@ -192,18 +192,11 @@ fn questions_cover_every_setting_with_its_default() {
         .iter()
         .find(|q| q["variable"] == "provider")
         .unwrap();
-    assert_eq!(
-        provider["options"],
-        serde_json::json!([
-            "cloudflare",
-            "fastly",
-            "webhook",
-            "bunny",
-            "akamai",
-            "http",
-            "cloudfront"
-        ])
-    );
+    let every_provider: Vec<&str> = cache_buster::providers::Provider::ALL
+        .iter()
+        .map(|provider| provider.name())
+        .collect();
+    assert_eq!(provider["options"], serde_json::json!(every_provider));
 }
 
 fn cluster_admission_policy() -> ClusterAdmissionPolicy {

@@ -12,6 +12,7 @@ pub mod bunny;
 pub mod cloudflare;
 pub mod cloudfront;
 pub mod fastly;
+pub mod gcp;
 pub mod http;
 pub mod webhook;
 
@@ -30,10 +31,11 @@ pub enum Provider {
     Akamai,
     Http,
     Cloudfront,
+    Gcp,
 }
 
 impl Provider {
-    pub const ALL: [Provider; 7] = [
+    pub const ALL: [Provider; 8] = [
         Provider::Cloudflare,
         Provider::Fastly,
         Provider::Webhook,
@@ -41,6 +43,7 @@ impl Provider {
         Provider::Akamai,
         Provider::Http,
         Provider::Cloudfront,
+        Provider::Gcp,
     ];
 
     /// The table: each provider's row is its module's `INFO`.
@@ -53,6 +56,7 @@ impl Provider {
             Provider::Akamai => &akamai::INFO,
             Provider::Http => &http::INFO,
             Provider::Cloudfront => &cloudfront::INFO,
+            Provider::Gcp => &gcp::INFO,
         }
     }
 
@@ -203,6 +207,7 @@ impl Provider {
             Provider::Akamai => &akamai::Akamai,
             Provider::Http => &http::Caches,
             Provider::Cloudfront => &cloudfront::CloudFront,
+            Provider::Gcp => &gcp::Gcp,
         }
     }
 }
@@ -220,7 +225,7 @@ mod tests {
         assert_eq!(parse_layers(" fastly\n").unwrap(), [Provider::Fastly]);
         assert_eq!(
             parse_layers("http, clouflare").unwrap_err(),
-            "\"clouflare\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront (did you mean \"cloudflare\"?)"
+            "\"clouflare\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp (did you mean \"cloudflare\"?)"
         );
         assert!(
             parse_layers(" , ")

@@ -1,0 +1,243 @@
+//! Google Cloud CDN: `invalidateCache` of the URL map, one request per URL
+//! path (with its host), per prefix (`/<path>*`) and per set of at most 10
+//! cache tags, or `/*` for everything; then each returned Operation polled
+//! until `DONE`. The bearer token comes from a service-account key in the
+//! Secret, or from GKE Workload Identity's metadata server (google.rs).
+
+use crate::catalog::Info;
+use crate::targets::Target;
+
+pub const INFO: Info = Info {
+    name: "gcp",
+    secret_keys: &["GCP_PROJECT", "GCP_URL_MAP", "GCP_SERVICE_ACCOUNT_KEY"],
+    // Without a key, the pod's GKE Workload Identity.
+    optional_keys: &["GCP_SERVICE_ACCOUNT_KEY"],
+    accepts: &[
+        Target::Urls,
+        Target::Prefixes,
+        Target::Tags,
+        Target::Everything,
+    ],
+    needs_no_target: false,
+    reads_the_api: false,
+};
+
+/// Cache tags in one invalidation, at most (Cloud CDN's limit).
+pub const TAGS_PER_REQUEST: usize = 10;
+
+#[cfg(feature = "client")]
+pub use requests::Gcp;
+
+#[cfg(feature = "client")]
+mod requests {
+    use crate::cdn::{Cdn, Completion, Found, Layer, Options, Preparing};
+    use crate::client::Client;
+    use crate::credentials::Credentials;
+    use crate::outcome::redact;
+    use crate::providers::gcp::TAGS_PER_REQUEST;
+    use crate::request::{PlannedRequest, counted, header, json_request, path_segment};
+    use std::time::Duration;
+
+    pub const COMPUTE_API: &str = "https://compute.googleapis.com/compute/v1";
+    /// How often an Operation in progress is asked about.
+    pub const POLL_INTERVAL: Duration = Duration::from_secs(3);
+    /// Google's answer to too many requests besides 429: a 403 with this reason.
+    pub const RATE_LIMITED: &str = "rateLimitExceeded";
+
+    pub struct Gcp;
+
+    impl Cdn for Gcp {
+        /// The access token (a dry run reads no credential and asks for none).
+        fn prepare<'a>(
+            &'a self,
+            options: &'a Options,
+            credentials: &'a Credentials,
+            dry_run: bool,
+        ) -> Preparing<'a> {
+            Box::pin(async move {
+                if dry_run {
+                    return Ok(Found {
+                        bearer: Some("<GCP access token>".to_owned()),
+                        ..Found::default()
+                    });
+                }
+                let key = credentials.optional("GCP_SERVICE_ACCOUNT_KEY");
+                let request = crate::google::request(key, &options.google)?;
+                let host = reqwest::Url::parse(&request.url)
+                    .ok()
+                    .and_then(|url| url.host_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let client = Client::new(options.limits, &options.network, &[host])
+                    .map_err(|error| error.to_string())?;
+                let token = crate::google::token(key, &options.google, &client)
+                    .await
+                    .map_err(|error| redact(&error, &credentials.secrets()))?;
+                Ok(Found {
+                    bearer: Some(token.clone()),
+                    secrets: vec![token],
+                    ..Found::default()
+                })
+            })
+        }
+
+        fn plan(&self, layer: &Layer<'_>) -> Vec<PlannedRequest> {
+            let url = format!(
+                "{COMPUTE_API}/projects/{}/global/urlMaps/{}/invalidateCache",
+                path_segment(layer.credentials.value("GCP_PROJECT")),
+                path_segment(layer.credentials.value("GCP_URL_MAP"))
+            );
+            let bearer = layer.found.bearer.as_deref().unwrap_or_default();
+            let request = |body: serde_json::Value, purges| PlannedRequest {
+                waits_out: Some(RATE_LIMITED),
+                ..json_request(
+                    url.clone(),
+                    vec![header("Authorization", format!("Bearer {bearer}"))],
+                    body,
+                    purges,
+                )
+            };
+            let targets = layer.targets;
+            if targets.everything {
+                return vec![request(
+                    serde_json::json!({"path": "/*"}),
+                    crate::request::Purges::whole("everything"),
+                )];
+            }
+            let mut requests = Vec::new();
+            for url in targets
+                .urls
+                .iter()
+                .filter_map(|url| reqwest::Url::parse(url).ok())
+            {
+                // Invalidation matches a path whatever its query string.
+                requests.push(request(
+                    serde_json::json!({"path": url.path(), "host": url.host_str()}),
+                    counted(1, "URL", "URLs"),
+                ));
+            }
+            for prefix in &targets.prefixes {
+                let (host, path) = prefix.split_once('/').unwrap_or((prefix.as_str(), ""));
+                requests.push(request(
+                    serde_json::json!({"path": format!("/{path}*"), "host": host}),
+                    counted(1, "prefix", "prefixes"),
+                ));
+            }
+            for tags in targets.tags.chunks(TAGS_PER_REQUEST) {
+                requests.push(request(
+                    serde_json::json!({"cacheTags": tags}),
+                    counted(tags.len(), "tag", "tags"),
+                ));
+            }
+            requests
+        }
+
+        /// `GET …/global/operations/<name>` until its status is `DONE`.
+        fn completion(&self, layer: &Layer<'_>, id: &str) -> Option<Completion> {
+            let bearer = layer.found.bearer.as_deref().unwrap_or_default();
+            Some(Completion {
+                poll: PlannedRequest {
+                    method: "GET",
+                    url: format!(
+                        "{COMPUTE_API}/projects/{}/global/operations/{}",
+                        path_segment(layer.credentials.value("GCP_PROJECT")),
+                        path_segment(id)
+                    ),
+                    headers: vec![header("Authorization", format!("Bearer {bearer}"))],
+                    body: None,
+                    purges: crate::request::Purges::whole("status"),
+                    gap: Duration::ZERO,
+                    signed_by: None,
+                    waits_out: Some(RATE_LIMITED),
+                },
+                status: |answer| {
+                    let start = answer.find("\"status\"")?;
+                    let rest = answer.get(start + "\"status\"".len()..)?;
+                    let value = rest.split('"').nth(1)?;
+                    Some(value)
+                },
+                done: "DONE",
+                interval: POLL_INTERVAL,
+                what: "operation",
+                after_budget: "Cloud CDN goes on with it (gcloud compute operations describe)",
+            })
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::cdn::{Found, Layer};
+        use crate::targets::PurgeTargets;
+        use crate::testing::*;
+        use serde_json::json;
+
+        fn gcp_plan(targets: &PurgeTargets) -> Vec<PlannedRequest> {
+            let credentials =
+                credentials(&[("GCP_PROJECT", "shop-project"), ("GCP_URL_MAP", "shop-lb")]);
+            let found = Found {
+                bearer: Some("ya29.token".into()),
+                ..Found::default()
+            };
+            let options = crate::cdn::Options::default();
+            crate::providers::Provider::Gcp
+                .plan(&Layer {
+                    targets,
+                    credentials: &credentials,
+                    options: &options,
+                    found: &found,
+                })
+                .unwrap()
+        }
+
+        #[test]
+        fn one_invalidation_per_path_prefix_and_ten_tags() {
+            let targets = PurgeTargets {
+                urls: vec!["https://shop.example.com/menu?lang=de".into()],
+                prefixes: vec!["shop.example.com/blog/".into()],
+                tags: (0..12).map(|i| format!("t{i}")).collect(),
+                ..PurgeTargets::default()
+            };
+            let requests = gcp_plan(&targets);
+            assert_eq!(
+                bodies(&requests),
+                [
+                    json!({"path": "/menu", "host": "shop.example.com"}),
+                    json!({"path": "/blog/*", "host": "shop.example.com"}),
+                    json!({"cacheTags": ["t0","t1","t2","t3","t4","t5","t6","t7","t8","t9"]}),
+                    json!({"cacheTags": ["t10","t11"]}),
+                ]
+            );
+            for request in &requests {
+                assert_eq!(
+                    request.url,
+                    "https://compute.googleapis.com/compute/v1/projects/shop-project/global/urlMaps/shop-lb/invalidateCache"
+                );
+                assert!(
+                    request
+                        .headers
+                        .contains(&header("Authorization", "Bearer ya29.token"))
+                );
+                assert_eq!(request.waits_out, Some(RATE_LIMITED));
+            }
+            let everything = PurgeTargets {
+                everything: true,
+                ..targets
+            };
+            assert_eq!(bodies(&gcp_plan(&everything)), [json!({"path": "/*"})]);
+        }
+
+        #[test]
+        fn hosts_are_refused() {
+            let hosts = PurgeTargets {
+                hosts: vec!["shop.example.com".into()],
+                ..PurgeTargets::default()
+            };
+            assert_eq!(
+                crate::providers::Provider::Gcp
+                    .refuses(&hosts)
+                    .map(|r| r.to_string()),
+                Some("gcp cannot purge host names".to_owned())
+            );
+        }
+    }
+}
