@@ -27,6 +27,8 @@ pub mod google;
 #[cfg(feature = "client")]
 pub mod outcome;
 #[cfg(feature = "client")]
+pub mod redact;
+#[cfg(feature = "client")]
 pub mod request;
 #[cfg(feature = "client")]
 pub mod run;
