@@ -90,6 +90,7 @@ fmt:
 # the large dependencies (wasmtime, kube) are compiled once.
 lint: lint-workflows
 	@$(SUITE) clippy $(CARGO) clippy --locked --workspace --all-targets --profile tools -- -D warnings
+	@$(SUITE) clippy-purge-table $(CARGO) clippy --locked -p cache-buster-purge --profile tools -- -D warnings
 
 # The GitHub workflows: GitHub's workflow schema, and zizmor's audit with no
 # finding of medium severity or worse.

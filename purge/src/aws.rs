@@ -8,10 +8,9 @@
 
 use crate::client::Client;
 use crate::credentials::Credentials;
-use crate::request::{PlannedRequest, Purges, path_segment};
+use crate::request::{PlannedRequest, path_segment};
 use crate::sigv4::SigV4;
 use crate::xml::xml_text;
-use std::time::Duration;
 
 /// The pod's variables that say where its AWS identity is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -77,24 +76,6 @@ fn token(file: &str, variable: &str) -> Result<String, String> {
         .map_err(|error| format!("cannot read {variable} ({file}): {error}"))
 }
 
-/// A request for credentials: a GET (the agent), or a POST of `body` (STS).
-fn credentials_request(
-    url: String,
-    headers: Vec<crate::request::Header>,
-    body: Option<String>,
-) -> PlannedRequest {
-    PlannedRequest {
-        method: if body.is_some() { "POST" } else { "GET" },
-        url,
-        headers,
-        body,
-        purges: Purges::whole("credentials"),
-        gap: Duration::ZERO,
-        signed_by: None,
-        waits_out: None,
-    }
-}
-
 /// The credentials, from the first source that has them.
 pub async fn resolve(
     secret: &Credentials,
@@ -130,13 +111,14 @@ pub async fn resolve(
         .collect::<Vec<_>>()
         .join("&");
         let answer = client
-            .send(&credentials_request(
+            .send(&PlannedRequest::fetching(
                 format!("https://{}/", environment.sts_host()),
                 vec![(
                     "Content-Type".into(),
                     "application/x-www-form-urlencoded".to_owned(),
                 )],
                 Some(form),
+                "credentials",
             ))
             .await;
         if let Some(error) = answer.error {
@@ -165,10 +147,11 @@ pub async fn resolve(
     ) {
         let token = token(file, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")?;
         let answer = client
-            .send(&credentials_request(
+            .send(&PlannedRequest::fetching(
                 uri.clone(),
                 vec![("Authorization".into(), token.clone())],
                 None,
+                "credentials",
             ))
             .await;
         if let Some(error) = answer.error {

@@ -81,6 +81,9 @@ pub struct Completion {
     pub poll: PlannedRequest,
     pub status: fn(&str) -> Option<&str>,
     pub done: &'static str,
+    /// Why a purge that is done failed after all (Google's Operation
+    /// `DONE` with an `error`); None when it succeeded.
+    pub failed: fn(&str) -> Option<String>,
     pub interval: Duration,
     /// What the id names, for the message ("invalidation").
     pub what: &'static str,

@@ -5,10 +5,10 @@
 //! from `GCE_METADATA_HOST`, as the libraries read it).
 
 use crate::client::Client;
-use crate::request::{PlannedRequest, Purges, path_segment};
+use crate::request::{PlannedRequest, path_segment};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 /// The one scope the purge needs (`compute.urlMaps.invalidateCache`).
@@ -84,23 +84,6 @@ fn assertion(key: &ServiceAccountKey, audience: &str, now: u64) -> Result<String
     ))
 }
 
-fn token_request(
-    url: String,
-    headers: Vec<crate::request::Header>,
-    body: Option<String>,
-) -> PlannedRequest {
-    PlannedRequest {
-        method: if body.is_some() { "POST" } else { "GET" },
-        url,
-        headers,
-        body,
-        purges: Purges::whole("token"),
-        gap: Duration::ZERO,
-        signed_by: None,
-        waits_out: None,
-    }
-}
-
 /// The token's request: to the key's token endpoint with a signed
 /// assertion, or to the metadata server.
 pub fn request(
@@ -108,13 +91,14 @@ pub fn request(
     environment: &GoogleEnvironment,
 ) -> Result<PlannedRequest, String> {
     let Some(key_json) = key_json else {
-        return Ok(token_request(
+        return Ok(PlannedRequest::fetching(
             format!(
                 "http://{}/computeMetadata/v1/instance/service-accounts/default/token",
                 environment.metadata_host()
             ),
             vec![("Metadata-Flavor".into(), "Google".to_owned())],
             None,
+            "token",
         ));
     };
     let key: ServiceAccountKey = serde_json::from_str(key_json).map_err(|error| {
@@ -129,7 +113,7 @@ pub fn request(
         .map_or(0, |elapsed| elapsed.as_secs());
     let jwt = assertion(&key, &audience, now)
         .map_err(|problem| format!("GCP_SERVICE_ACCOUNT_KEY of {}: {problem}", key.client_email))?;
-    Ok(token_request(
+    Ok(PlannedRequest::fetching(
         audience,
         vec![(
             "Content-Type".into(),
@@ -139,6 +123,7 @@ pub fn request(
             "grant_type={}&assertion={jwt}",
             path_segment("urn:ietf:params:oauth:grant-type:jwt-bearer")
         )),
+        "token",
     ))
 }
 

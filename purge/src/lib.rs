@@ -5,6 +5,23 @@
 //! options: what the policy (WebAssembly) needs to check a Deployment and
 //! write the Job's argv. With it, the program that plans, sends and waits.
 
+// What the policy links (the crate without `client`) is held to the
+// policy's own rule: nothing that request or settings data reach panics.
+// `make lint` checks this build on its own (the workspace unifies `client`).
+#![cfg_attr(
+    all(not(feature = "client"), not(test)),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::string_slice,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
+
 pub mod catalog;
 pub mod options;
 pub mod providers;

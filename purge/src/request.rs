@@ -27,6 +27,26 @@ pub struct PlannedRequest {
 }
 
 impl PlannedRequest {
+    /// A request that fetches what a purge needs (credentials, a token): a
+    /// GET, or a POST of `body`; unpaced, unsigned.
+    pub fn fetching(
+        url: String,
+        headers: Vec<Header>,
+        body: Option<String>,
+        what: &'static str,
+    ) -> PlannedRequest {
+        PlannedRequest {
+            method: if body.is_some() { "POST" } else { "GET" },
+            url,
+            headers,
+            body,
+            purges: Purges::whole(what),
+            gap: Duration::ZERO,
+            signed_by: None,
+            waits_out: None,
+        }
+    }
+
     /// `METHOD URL (Header: value, …) BODY`: what a dry run reports. Only
     /// for a request planned with placeholder credentials, as it quotes
     /// every header.

@@ -301,7 +301,19 @@ async fn wait_completed(
         }
         let status = (completion.status)(&answer.body).unwrap_or("unknown");
         if status == completion.done {
-            return Ok(());
+            return match (completion.failed)(&answer.body) {
+                None => Ok(()),
+                Some(why) => Err(Failure {
+                    request: Some(redact(&format!("{} {}", poll.method, poll.url), secrets)),
+                    status: answer.status,
+                    error: redact(
+                        &format!("{} {id} ended in an error: {why}", completion.what),
+                        secrets,
+                    ),
+                    answer: answer_excerpt(&answer.body, secrets),
+                    before_sending_for_good: false,
+                }),
+            };
         }
         if client.remaining() <= completion.interval {
             return Err(Failure {

@@ -211,6 +211,7 @@ mod requests {
                 poll: status_request(&invalidations(layer), id),
                 status: |answer| xml_text(answer, "Status"),
                 done: "Completed",
+                failed: |_| None,
                 interval: POLL_INTERVAL,
                 what: "invalidation",
                 after_budget: "CloudFront goes on with it (see the distribution's invalidations)",

@@ -149,18 +149,34 @@ mod requests {
                     signed_by: None,
                     waits_out: Some(RATE_LIMITED),
                 },
-                status: |answer| {
-                    let start = answer.find("\"status\"")?;
-                    let rest = answer.get(start + "\"status\"".len()..)?;
-                    let value = rest.split('"').nth(1)?;
-                    Some(value)
-                },
+                status: operation_status,
                 done: "DONE",
+                failed: operation_error,
                 interval: POLL_INTERVAL,
                 what: "operation",
                 after_budget: "Cloud CDN goes on with it (gcloud compute operations describe)",
             })
         }
+    }
+
+    /// An Operation's `status`, read from where Google puts it (top level).
+    fn operation_status(answer: &str) -> Option<&str> {
+        let start = answer.find("\"status\"")?;
+        answer.get(start + "\"status\"".len()..)?.split('"').nth(1)
+    }
+
+    /// A `DONE` Operation that failed: its `error.errors[].message`s.
+    fn operation_error(answer: &str) -> Option<String> {
+        let operation: serde_json::Value = serde_json::from_str(answer).ok()?;
+        let errors = operation.get("error")?.get("errors")?.as_array()?;
+        let messages: Vec<&str> = errors
+            .iter()
+            .filter_map(|error| error.get("message")?.as_str())
+            .collect();
+        Some(match messages.is_empty() {
+            true => operation["error"].to_string(),
+            false => messages.join("; "),
+        })
     }
 
     #[cfg(test)]
@@ -224,6 +240,19 @@ mod requests {
                 ..targets
             };
             assert_eq!(bodies(&gcp_plan(&everything)), [json!({"path": "/*"})]);
+        }
+
+        /// An Operation is done at `DONE`; one that is done with an error
+        /// fails the purge, quoting Google's messages.
+        #[test]
+        fn a_done_operation_with_an_error_is_a_failure() {
+            let running = r#"{"kind":"compute#operation","name":"operation-1","status":"RUNNING"}"#;
+            assert_eq!(operation_status(running), Some("RUNNING"));
+            assert_eq!(operation_error(running), None);
+            let failed = r#"{"kind":"compute#operation","name":"operation-1","status":"DONE",
+                "error":{"errors":[{"code":"INVALID_USAGE","message":"Invalid path"}]}}"#;
+            assert_eq!(operation_status(failed), Some("DONE"));
+            assert_eq!(operation_error(failed).as_deref(), Some("Invalid path"));
         }
 
         #[test]
