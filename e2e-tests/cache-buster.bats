@@ -191,7 +191,7 @@ apply_patch_to() {
 
 @test "an unknown provider is rejected" {
   evaluate create-unknown-provider.json
-  assert_rejected_with 'annotation cache-buster.io/provider: "keycdn" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp'
+  assert_rejected_with 'annotation cache-buster.io/provider: "keycdn" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp, azure'
 }
 
 @test "a Deployment without purge target is rejected" {

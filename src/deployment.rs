@@ -224,7 +224,11 @@ pub fn derive_stamp(
         tags: &purge.tags,
         everything: purge.everything,
     };
+    let (budget_seconds, budget_warning) =
+        crate::job::purge_budget(settings, &providers, &annotation(PROVIDER));
+    warnings.extend(budget_warning);
     let mode = PurgeMode {
+        budget_seconds,
         providers: &providers,
         credentials_secret: secret,
         cloudflare_batch_size: usize::try_from(settings.cloudflare_batch_size).unwrap_or(1),
@@ -253,6 +257,7 @@ pub fn derive_stamp(
         purge_reads_the_api: providers
             .iter()
             .any(|provider| provider.info().reads_the_api),
+        providers: &providers,
     });
     let job_json = serde_json::to_string(&job)
         .map_err(|error| PolicyError::JobSerialization(error.to_string()))?;
@@ -860,17 +865,17 @@ mod tests {
     #[case::provider(
         "cache-buster.io/provider",
         "keycdn",
-        "annotation cache-buster.io/provider: \"keycdn\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp"
+        "annotation cache-buster.io/provider: \"keycdn\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp, azure"
     )]
     #[case::provider_in_capitals(
         "cache-buster.io/provider",
         "Cloudflare",
-        "annotation cache-buster.io/provider: \"Cloudflare\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp (provider names are lowercase: did you mean \"cloudflare\"?)"
+        "annotation cache-buster.io/provider: \"Cloudflare\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp, azure (provider names are lowercase: did you mean \"cloudflare\"?)"
     )]
     #[case::provider_misspelt(
         "cache-buster.io/provider",
         "fasty",
-        "annotation cache-buster.io/provider: \"fasty\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp (did you mean \"fastly\"?)"
+        "annotation cache-buster.io/provider: \"fasty\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp, azure (did you mean \"fastly\"?)"
     )]
     #[case::secret(
         "cache-buster.io/secret",
@@ -1049,7 +1054,7 @@ mod tests {
     )]
     #[case::an_unknown_layer(
         json!({"cache-buster.io/provider": "http, clouflare", "cache-buster.io/urls": "https://shop.example.com/"}),
-        "annotation cache-buster.io/provider: \"clouflare\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp (did you mean \"cloudflare\"?)"
+        "annotation cache-buster.io/provider: \"clouflare\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp, azure (did you mean \"cloudflare\"?)"
     )]
     #[case::no_layer(
         json!({"cache-buster.io/provider": " , ", "cache-buster.io/urls": "https://shop.example.com/"}),
@@ -1084,6 +1089,48 @@ mod tests {
         let (real_job, real_args) = purge_args(" false ");
         assert!(!real_args.contains("--dry-run"), "{real_args}");
         assert_ne!(dry_job, real_job);
+    }
+
+    /// Front Door may take ten minutes to finish a purge: with the default
+    /// deadline the purge gets what is left after the rollout (300 s), and
+    /// the user is told what to raise; a roomy deadline gives it all 780 s.
+    #[test]
+    fn an_azure_site_gets_the_budget_the_deadline_leaves_and_a_warning() {
+        let annotations = json!({"cache-buster.io/provider": "azure",
+                                 "cache-buster.io/urls": "https://shop.example.com/"});
+        let budget = |settings: &Settings| {
+            let (stamp, warnings) = derive_stamp(
+                settings,
+                &site(annotations.clone(), web("nginx:1.25")),
+                RequestContext::default(),
+            )
+            .unwrap();
+            let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
+            let args = job["spec"]["template"]["spec"]["containers"][0]["args"].clone();
+            let budget = args
+                .as_array()
+                .and_then(|args| args.last())
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            (budget, warnings)
+        };
+        let (short, warnings) = budget(&Settings::default());
+        assert_eq!(short.as_deref(), Some("--budget-seconds=300"));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("cache-buster.io/provider: azure may take 600s")
+                && warnings[0].ends_with("set activeDeadlineSeconds to at least 1380"),
+            "{}",
+            warnings[0]
+        );
+        let roomy = Settings {
+            active_deadline_seconds: 1380,
+            ..Settings::default()
+        };
+        assert_eq!(
+            budget(&roomy),
+            (Some("--budget-seconds=780".to_owned()), vec![])
+        );
     }
 
     #[test]

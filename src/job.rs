@@ -3,8 +3,10 @@
 //! valid object by construction, and every field is decided here, from the
 //! settings and the Deployment, never from live cluster state.
 
-use crate::providers::CREDENTIALS_DIR;
+use crate::providers::{CREDENTIALS_DIR, PURGE_BUDGET_SECONDS, Provider};
 use crate::settings::Settings;
+use cache_buster_purge::catalog::Info;
+use cache_buster_purge::options::purge_budget_seconds;
 use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
 };
@@ -53,13 +55,52 @@ pub struct JobInput<'a> {
     /// Whether the purge reads the API too (provider `http` lists the
     /// cache Service's EndpointSlices): then it gets the token as well.
     pub purge_reads_the_api: bool,
+    /// The layers: their workload identities may need pod labels and
+    /// annotations (AKS Workload Identity's webhook acts on a label).
+    pub providers: &'a [Provider],
 }
 
 /// The shortest `activeDeadlineSeconds` that leaves the Job time for all it
 /// may have to do: wait for its stamp and the rollout as long as the
-/// rollout timeout, then purge through all its retries.
-pub fn shortest_deadline_seconds(rollout_timeout_seconds: i64) -> i64 {
-    rollout_timeout_seconds.saturating_add(crate::providers::PURGE_BUDGET_SECONDS)
+/// rollout timeout, then purge through all its retries and wait until the
+/// slowest layer's CDN has finished.
+pub fn shortest_deadline_seconds(rollout_timeout_seconds: i64, providers: &[Provider]) -> i64 {
+    rollout_timeout_seconds.saturating_add(purge_budget_seconds(providers))
+}
+
+/// The purge's budget for these layers within the settings' deadline, and
+/// a warning when the deadline leaves less than the layers may need (a
+/// layer chosen by annotation that the settings' check did not see).
+pub fn purge_budget(
+    settings: &Settings,
+    providers: &[Provider],
+    provider_key: &str,
+) -> (i64, Option<String>) {
+    let wanted = purge_budget_seconds(providers);
+    let room = settings
+        .active_deadline_seconds
+        .saturating_sub(settings.rollout_timeout_seconds);
+    if wanted <= room {
+        return (wanted, None);
+    }
+    let slowest = providers
+        .iter()
+        .max_by_key(|provider| provider.info().completion_seconds);
+    let warning = slowest.map(|provider| {
+        format!(
+            "{provider_key}: {provider} may take {}s to finish a purge it accepted, but \
+             activeDeadlineSeconds ({}, the policy's settings) leaves the purge {room}s after \
+             rolloutTimeoutSeconds ({}): a purge still in progress then is reported as failed; \
+             set activeDeadlineSeconds to at least {}",
+            provider.info().completion_seconds,
+            settings.active_deadline_seconds,
+            settings.rollout_timeout_seconds,
+            shortest_deadline_seconds(settings.rollout_timeout_seconds, providers)
+        )
+    });
+    // The settings' check keeps `room` at least the budget of any layer
+    // that needs no wait of its own.
+    (room.max(PURGE_BUDGET_SECONDS), warning)
 }
 
 pub fn build_job(input: JobInput<'_>) -> Job {
@@ -113,8 +154,14 @@ pub fn build_job(input: JobInput<'_>) -> Job {
                 .and_then(|ttl| i32::try_from(ttl).ok()),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(labels),
-                    annotations: non_empty(settings.annotations.clone()),
+                    labels: Some(with_identity(labels, input.providers, |info| {
+                        info.pod_labels
+                    })),
+                    annotations: non_empty(with_identity(
+                        settings.annotations.clone(),
+                        input.providers,
+                        |info| info.pod_annotations,
+                    )),
                     ..ObjectMeta::default()
                 }),
                 spec: Some(PodSpec {
@@ -163,6 +210,22 @@ pub fn build_job(input: JobInput<'_>) -> Job {
         }),
         ..Job::default()
     }
+}
+
+/// `pairs` and what the layers' workload identities need of the pod
+/// (their table's `pod_labels` or `pod_annotations`); a key already set
+/// (by the settings) is kept.
+fn with_identity(
+    mut pairs: BTreeMap<String, String>,
+    providers: &[Provider],
+    needs: impl Fn(&Info) -> &'static [(&'static str, &'static str)],
+) -> BTreeMap<String, String> {
+    for (key, value) in providers.iter().flat_map(|provider| needs(provider.info())) {
+        pairs
+            .entry((*key).to_owned())
+            .or_insert_with(|| (*value).to_owned());
+    }
+    pairs
 }
 
 /// FailJob on `FINAL_FAILURE_EXIT_CODE` from any container (the Job
@@ -324,6 +387,7 @@ mod tests {
             dry_run: false,
             akamai: Default::default(),
             http: Default::default(),
+            budget_seconds: 180,
         };
         purge_args(mode, &purge, &payload)
     }
@@ -339,6 +403,7 @@ mod tests {
             credentials_secret: "cdn-credentials",
             purge_args: command(provider),
             purge_reads_the_api: provider == Provider::Http,
+            providers: &[provider],
         })
     }
 
@@ -711,15 +776,104 @@ mod tests {
 
     /// With the default settings (rollout 600 s, deadline 900 s) the Job
     /// waits at most 600 s for its stamp and the rollout, and purges for at
-    /// most 180 s more: 780 s, within the deadline.
+    /// most 180 s more: 780 s, within the deadline. Front Door may take 600 s
+    /// more to finish a purge: 1,380 s.
     #[test]
     fn the_default_deadline_leaves_time_to_purge_after_the_wait() {
         let defaults = Settings::default();
+        let cloudflare = [Provider::Cloudflare];
         assert_eq!(
-            shortest_deadline_seconds(defaults.rollout_timeout_seconds),
+            shortest_deadline_seconds(defaults.rollout_timeout_seconds, &cloudflare),
             780
         );
         assert!(defaults.active_deadline_seconds >= 780);
-        assert_eq!(shortest_deadline_seconds(30), 210);
+        assert_eq!(shortest_deadline_seconds(30, &cloudflare), 210);
+        assert_eq!(
+            shortest_deadline_seconds(600, &[Provider::Http, Provider::Azure]),
+            1380
+        );
+    }
+
+    /// A layer chosen by annotation that needs more than the settings'
+    /// deadline leaves gets what is left, and the user is told what to raise.
+    #[test]
+    fn the_budget_is_what_the_deadline_leaves_with_a_warning_when_short() {
+        let defaults = Settings::default();
+        let key = "cache-buster.io/provider";
+        assert_eq!(
+            purge_budget(&defaults, &[Provider::Cloudflare], key),
+            (180, None)
+        );
+        let (budget, warning) = purge_budget(&defaults, &[Provider::Http, Provider::Azure], key);
+        assert_eq!(budget, 300);
+        assert_eq!(
+            warning.as_deref(),
+            Some(
+                "cache-buster.io/provider: azure may take 600s to finish a purge it accepted, but \
+                 activeDeadlineSeconds (900, the policy's settings) leaves the purge 300s after \
+                 rolloutTimeoutSeconds (600): a purge still in progress then is reported as failed; \
+                 set activeDeadlineSeconds to at least 1380"
+            )
+        );
+        let roomy = Settings {
+            active_deadline_seconds: 1380,
+            ..Settings::default()
+        };
+        assert_eq!(purge_budget(&roomy, &[Provider::Azure], key), (780, None));
+    }
+
+    /// AKS Workload Identity's webhook mutates only pods with its label;
+    /// the wait for the rollout is kept out of it. A key the settings set
+    /// already is theirs.
+    #[test]
+    fn an_azure_job_carries_the_workload_identity_label_for_its_pod_only() {
+        let job = job_with(&Settings::default(), Provider::Azure);
+        let metadata = job.spec.unwrap().template.metadata.unwrap();
+        let labels = metadata.labels.unwrap();
+        assert_eq!(
+            labels
+                .get("azure.workload.identity/use")
+                .map(String::as_str),
+            Some("true")
+        );
+        assert_eq!(
+            metadata.annotations.unwrap(),
+            BTreeMap::from([(
+                "azure.workload.identity/skip-containers".to_owned(),
+                WAIT_ROLLOUT_CONTAINER.to_owned()
+            )])
+        );
+        assert!(
+            !job.metadata
+                .labels
+                .unwrap()
+                .contains_key("azure.workload.identity/use")
+        );
+        let cloudflare = job_with(&Settings::default(), Provider::Cloudflare);
+        let metadata = cloudflare.spec.unwrap().template.metadata.unwrap();
+        assert!(
+            !metadata
+                .labels
+                .unwrap()
+                .contains_key("azure.workload.identity/use")
+        );
+        assert_eq!(metadata.annotations, None);
+
+        let mut settings = Settings::default();
+        settings.annotations.insert(
+            "azure.workload.identity/skip-containers".to_owned(),
+            "wait-rollout;purge".to_owned(),
+        );
+        let job = job_with(&settings, Provider::Azure);
+        assert_eq!(
+            job.spec
+                .unwrap()
+                .template
+                .metadata
+                .unwrap()
+                .annotations
+                .unwrap()["azure.workload.identity/skip-containers"],
+            "wait-rollout;purge"
+        );
     }
 }

@@ -131,6 +131,8 @@ pub struct PurgeMode<'a> {
     pub dry_run: bool,
     pub akamai: AkamaiOptions,
     pub http: HttpOptions<'a>,
+    /// The purge's budget (`job::purge_budget`).
+    pub budget_seconds: i64,
 }
 
 /// Provider `http`'s request: to which Service's caches, with which method,
@@ -203,7 +205,7 @@ pub fn purge_args(
             }
         }
     }
-    args.push(format!("--budget-seconds={PURGE_BUDGET_SECONDS}"));
+    args.push(format!("--budget-seconds={}", mode.budget_seconds));
     args
 }
 
@@ -229,7 +231,7 @@ fn provider_flags(
         // Always given, so that a stamp made before an edit of the setting
         // differs in this flag's value, which the launcher names.
         Provider::Fastly => args.push(format!("--fastly-soft-purge={fastly_soft_purge}")),
-        Provider::Bunny | Provider::Gcp => {}
+        Provider::Bunny | Provider::Gcp | Provider::Azure => {}
         // The invalidation's CallerReference: a retried pod makes no second one.
         Provider::Cloudfront => args.push(format!("--job-name={}", webhook.job_name)),
         Provider::Akamai => args.extend([
@@ -339,6 +341,7 @@ mod tests {
             dry_run: false,
             akamai: AkamaiOptions::default(),
             http: HttpOptions::default(),
+            budget_seconds: PURGE_BUDGET_SECONDS,
         }
     }
 
@@ -565,6 +568,12 @@ mod tests {
         "annotation cache-buster.io/hosts: provider cloudfront cannot purge by host name; expected only cache-buster.io/urls, cache-buster.io/prefixes, cache-buster.io/everything (\"true\") with this provider")]
     #[case::akamai_prefixes(Provider::Akamai, PurgeTargets { prefixes: vec!["a.example/b".into()], ..Default::default() },
         "annotation cache-buster.io/prefixes: provider akamai cannot purge by URL prefix; expected only cache-buster.io/urls, cache-buster.io/tags with this provider")]
+    #[case::azure_tags(Provider::Azure, PurgeTargets { tags: vec!["shop".into()], ..Default::default() },
+        "annotation cache-buster.io/tags: provider azure cannot purge by cache tag; expected only cache-buster.io/urls, cache-buster.io/prefixes, cache-buster.io/everything (\"true\") with this provider")]
+    #[case::azure_hosts(Provider::Azure, PurgeTargets { hosts: vec!["a.example".into()], ..Default::default() },
+        "annotation cache-buster.io/hosts: provider azure cannot purge by host name")]
+    #[case::gcp_hosts(Provider::Gcp, PurgeTargets { hosts: vec!["a.example".into()], ..Default::default() },
+        "annotation cache-buster.io/hosts: provider gcp cannot purge by host name; expected only cache-buster.io/urls, cache-buster.io/prefixes, cache-buster.io/tags, cache-buster.io/everything (\"true\") with this provider")]
     #[case::fastly_nothing(
         Provider::Fastly,
         PurgeTargets::default(),

@@ -340,12 +340,21 @@ impl Validatable for Settings {
         }
         // The deadline covers the whole Job: the wait, then the purge.
         // Shorter, a slow rollout that ends in time still leaves no purge.
-        let shortest = crate::job::shortest_deadline_seconds(self.rollout_timeout_seconds);
+        let layers = [self.provider];
+        let shortest = crate::job::shortest_deadline_seconds(self.rollout_timeout_seconds, &layers);
+        let completion = self.provider.info().completion_seconds;
+        let waits_for_the_cdn = match completion {
+            0 => String::new(),
+            seconds => format!(
+                ", and wait up to {seconds}s more for {} to finish it",
+                self.provider
+            ),
+        };
         check(
             self.active_deadline_seconds >= shortest,
             format!(
                 "activeDeadlineSeconds: {} leaves the Job no time to purge: it may wait {}s \
-                 (rolloutTimeoutSeconds) for its stamp and the rollout, then purge for up to {}s with its retries; \
+                 (rolloutTimeoutSeconds) for its stamp and the rollout, then purge for up to {}s with its retries{waits_for_the_cdn}; \
                  set activeDeadlineSeconds to at least {shortest}, or lower rolloutTimeoutSeconds",
                 self.active_deadline_seconds,
                 self.rollout_timeout_seconds,
@@ -522,8 +531,8 @@ mod tests {
 
     #[rstest]
     #[case::misspelt_key(json!({"lable": "x"}), "settings.lable: unknown field `lable`, expected one of `siteLabel`")]
-    #[case::unknown_provider(json!({"provider": "keycdn"}), "settings.provider: unknown provider \"keycdn\", expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp")]
-    #[case::provider_in_capitals(json!({"provider": "Fastly"}), "settings.provider: unknown provider \"Fastly\", expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp (provider names are lowercase: did you mean \"fastly\"?)")]
+    #[case::unknown_provider(json!({"provider": "keycdn"}), "settings.provider: unknown provider \"keycdn\", expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp, azure")]
+    #[case::provider_in_capitals(json!({"provider": "Fastly"}), "settings.provider: unknown provider \"Fastly\", expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp, azure (provider names are lowercase: did you mean \"fastly\"?)")]
     #[case::provider_not_a_string(json!({"provider": 3}), "settings.provider: invalid type: integer `3`, expected a string")]
     #[case::wrong_type(json!({"backoffLimit": "three"}), "settings.backoffLimit: invalid type: string \"three\"")]
     #[case::akamai_action(json!({"akamaiAction": "purge"}), "settings.akamaiAction: unknown variant `purge`, expected `invalidate` or `delete`")]
@@ -547,6 +556,7 @@ mod tests {
     #[case::backoff(json!({"backoffLimit": -1}), "backoffLimit: -1 is out of range; expected 0 to 20")]
     #[case::deadline(json!({"activeDeadlineSeconds": 0}), "activeDeadlineSeconds: 0 is out of range; expected 1 to 604800")]
     #[case::deadline_below_rollout(json!({"activeDeadlineSeconds": 600}), "activeDeadlineSeconds: 600 leaves the Job no time to purge: it may wait 600s (rolloutTimeoutSeconds) for its stamp and the rollout, then purge for up to 180s with its retries; set activeDeadlineSeconds to at least 780, or lower rolloutTimeoutSeconds")]
+    #[case::deadline_below_azures_wait(json!({"provider": "azure"}), "activeDeadlineSeconds: 900 leaves the Job no time to purge: it may wait 600s (rolloutTimeoutSeconds) for its stamp and the rollout, then purge for up to 180s with its retries, and wait up to 600s more for azure to finish it; set activeDeadlineSeconds to at least 1380, or lower rolloutTimeoutSeconds")]
     #[case::deadline_below_wait_and_purge(json!({"rolloutTimeoutSeconds": 800}), "activeDeadlineSeconds: 900 leaves the Job no time to purge: it may wait 800s (rolloutTimeoutSeconds) for its stamp and the rollout, then purge for up to 180s with its retries; set activeDeadlineSeconds to at least 980, or lower rolloutTimeoutSeconds")]
     #[case::ttl(json!({"ttlSecondsAfterFinished": -5}), "ttlSecondsAfterFinished: -5 is out of range; expected 0 to 2147483647")]
     #[case::batch_zero(json!({"cloudflareBatchSize": 0}), "cloudflareBatchSize: 0 is out of range; expected 1 to 500")]
@@ -704,7 +714,7 @@ mod tests {
         assert_eq!(
             error,
             "settings.backoffLimit: invalid type: string \"three\", expected i64; \
-             settings.provider: unknown provider \"Fastly\", expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp (provider names are lowercase: did you mean \"fastly\"?); \
+             settings.provider: unknown provider \"Fastly\", expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp, azure (provider names are lowercase: did you mean \"fastly\"?); \
              runAsUser: 0 is out of range; expected 1 to 2147483647"
         );
     }

@@ -9,6 +9,7 @@
 //! through their `/etc/hosts`. Nothing in the Job's command is rewritten.
 
 use crate::aws;
+use crate::azure;
 use crate::edgegrid;
 use crate::google;
 use crate::pki::Pki;
@@ -42,6 +43,8 @@ pub const CDN_HOSTS: &[&str] = &[
     aws::STS_HOST,
     google::TOKEN_HOST,
     google::COMPUTE_HOST,
+    azure::LOGIN_HOST,
+    azure::ARM_HOST,
     "hooks.example.test",
     "shop.example.com",
     "blog.example.com",
@@ -157,6 +160,7 @@ struct State {
     rules: Vec<Rule>,
     cloudfront: aws::CloudFront,
     google: google::Google,
+    azure: azure::Azure,
 }
 
 pub struct CdnDouble {
@@ -217,6 +221,16 @@ impl CdnDouble {
         }
     }
 
+    /// Azure: the next `times` purges are refused with 429, the next
+    /// operation fails, each operation runs this long.
+    pub fn azure(&self, times: usize, fail_next: bool, processing: Duration) {
+        if let Ok(mut state) = self.state.lock() {
+            state.azure.rate_limited = times;
+            state.azure.fail_next = fail_next;
+            state.azure.processing = processing;
+        }
+    }
+
     /// Requests whose `host + path` contains `matching` answer with `failure`.
     pub fn fail(&self, matching: &str, failure: Failure) {
         if let Ok(mut state) = self.state.lock() {
@@ -258,6 +272,22 @@ async fn answer(
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
     let recorded = Recorded::of(request).await?;
     let target = format!("{}{}", recorded.host, recorded.path);
+    // Azure plays its own: Entra ID's checks, ARM's operations.
+    if [azure::LOGIN_HOST, azure::ARM_HOST].contains(&recorded.host.as_str()) {
+        let (status, headers, body) = match state.lock() {
+            Ok(mut state) => {
+                state.requests.push(recorded.clone());
+                state.azure.answer(&recorded)
+            }
+            Err(_) => (500, Vec::new(), String::new()),
+        };
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+            .collect();
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return Ok(respond(status, &headers, &body));
+    }
     // Google plays its own: the token's JWT, Operations in progress.
     if [google::TOKEN_HOST, google::COMPUTE_HOST].contains(&recorded.host.as_str()) {
         let (status, body) = match state.lock() {

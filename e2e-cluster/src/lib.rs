@@ -4,6 +4,7 @@
 //! in a temporary directory. `tests/scenarios.rs` runs the scenarios on it.
 
 pub mod aws;
+pub mod azure;
 pub mod caches;
 pub mod cdn;
 pub mod cluster;

@@ -5,6 +5,7 @@ use crate::rollout::{NotRolledOut, WaitFor, wait};
 use cache_buster_purge::aws::AwsEnvironment;
 use cache_buster_purge::cdn::{HttpJob, Options, WebhookContext};
 use cache_buster_purge::client::{Limits, Network};
+use cache_buster_purge::entra::AzureEnvironment;
 use cache_buster_purge::google::GoogleEnvironment;
 use cache_buster_purge::options::{
     AkamaiAction, AkamaiNetwork, AkamaiOptions, CREDENTIALS_DIR, DEFAULT_TAG_HEADER, HttpMethod,
@@ -163,6 +164,7 @@ impl PurgeArgs {
                 },
                 aws: AwsEnvironment::read(&env),
                 google: GoogleEnvironment::read(&env),
+                azure: AzureEnvironment::read(&env),
                 webhook: WebhookContext {
                     site: self.site,
                     namespace: self.namespace,

@@ -547,7 +547,7 @@ mod tests {
         assert_eq!(
             error,
             format!(
-                "invalid settings in {}: settings.backoffLimit: invalid type: string \"three\", expected i64; settings.provider: unknown provider \"Cloudflare\", expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp (provider names are lowercase: did you mean \"cloudflare\"?)",
+                "invalid settings in {}: settings.backoffLimit: invalid type: string \"three\", expected i64; settings.provider: unknown provider \"Cloudflare\", expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp, azure (provider names are lowercase: did you mean \"cloudflare\"?)",
                 path.display()
             )
         );

@@ -184,7 +184,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             problem,
-            "invalid settings in ClusterAdmissionPolicy cache-buster: settings.provider: unknown provider \"Cloudflare\", expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp (provider names are lowercase: did you mean \"cloudflare\"?); backoffLimit: -1 is out of range; expected 0 to 20"
+            "invalid settings in ClusterAdmissionPolicy cache-buster: settings.provider: unknown provider \"Cloudflare\", expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp, azure (provider names are lowercase: did you mean \"cloudflare\"?); backoffLimit: -1 is out of range; expected 0 to 20"
         );
     }
 

@@ -17,6 +17,14 @@ pub struct Info {
     /// Whether its purge reads the Kubernetes API (the caches behind a
     /// Service): the Job then gives the purge container the token.
     pub reads_the_api: bool,
+    /// How long the CDN may take to finish a purge it has accepted, which
+    /// the purge waits for on top of its own budget (Front Door: up to 10
+    /// minutes); 0 where the budget covers it.
+    pub completion_seconds: i64,
+    /// Labels and annotations the Job's pod needs for the provider's
+    /// workload identity (AKS: its webhook acts on a labelled pod only).
+    pub pod_labels: &'static [(&'static str, &'static str)],
+    pub pod_annotations: &'static [(&'static str, &'static str)],
 }
 
 /// A target the provider cannot purge (the policy rejects it at admission;

@@ -6,6 +6,7 @@
 use crate::aws::AwsEnvironment;
 use crate::client::{Limits, Network};
 use crate::credentials::Credentials;
+pub use crate::not_prepared::NotPrepared;
 use crate::options::{AkamaiOptions, HttpMethod, HttpService};
 use crate::request::PlannedRequest;
 use crate::sigv4::SigV4;
@@ -27,6 +28,8 @@ pub struct Options {
     pub aws: AwsEnvironment,
     /// Where the pod's Google identity is (provider gcp).
     pub google: crate::google::GoogleEnvironment,
+    /// Where the pod's Azure identity is (provider azure).
+    pub azure: crate::entra::AzureEnvironment,
     pub webhook: WebhookContext,
     pub limits: Limits,
     pub network: Network,
@@ -59,7 +62,7 @@ pub struct WebhookContext {
 pub struct Found {
     pub endpoints: Vec<SocketAddr>,
     pub sigv4: Option<SigV4>,
-    /// An OAuth2 access token (provider gcp).
+    /// An OAuth2 access token (providers gcp and azure).
     pub bearer: Option<String>,
     /// Values to redact that are not in the Secret (a session token).
     pub secrets: Vec<String>,
@@ -75,14 +78,16 @@ pub struct Layer<'a> {
 }
 
 /// How the purge learns that an accepted purge is done: `poll` is asked
-/// every `interval` until `status` reads `done` in its answer.
+/// every `interval` (or as its answer's `Retry-After` says) until
+/// `status` reads `done` in its answer.
 #[derive(Debug, Clone)]
 pub struct Completion {
     pub poll: PlannedRequest,
     pub status: fn(&str) -> Option<&str>,
     pub done: &'static str,
-    /// Why a purge that is done failed after all (Google's Operation
-    /// `DONE` with an `error`); None when it succeeded.
+    /// Why the purge failed after all, read from any answer (Google's
+    /// Operation `DONE` with an `error`, Azure's operation `Failed`); None
+    /// while it runs and when it succeeded.
     pub failed: fn(&str) -> Option<String>,
     pub interval: Duration,
     /// What the id names, for the message ("invalidation").
@@ -91,7 +96,7 @@ pub struct Completion {
     pub after_budget: &'static str,
 }
 
-pub type Preparing<'a> = Pin<Box<dyn Future<Output = Result<Found, String>> + Send + 'a>>;
+pub type Preparing<'a> = Pin<Box<dyn Future<Output = Result<Found, NotPrepared>> + Send + 'a>>;
 
 pub trait Cdn: Sync {
     /// Looks up what the plan needs besides the Secret. A dry run (no

@@ -56,6 +56,19 @@ pub struct Answer {
     /// Why it failed: a status that is not 2xx, a time-out, a refused
     /// connection, the budget spent. None when it succeeded.
     pub error: Option<String>,
+    /// `Retry-After` of a successful answer: when to ask again about a
+    /// purge in progress (Azure Resource Manager's operations say).
+    pub retry_after: Option<Duration>,
+    /// The value of the request's `id_header` in the successful answer.
+    pub id: Option<String>,
+}
+
+/// One try's answer, before it is judged.
+struct Reply {
+    status: u16,
+    retry_after: Option<Duration>,
+    id: Option<String>,
+    body: String,
 }
 
 impl Answer {
@@ -142,15 +155,22 @@ impl Client {
             let remaining = self.remaining();
             let timeout = self.limits.request.min(remaining);
             let (status, body, error, retry_after) = match self.attempt(request, timeout).await {
-                Ok((status, _, body)) if (200..300).contains(&status) => {
+                Ok(reply) if (200..300).contains(&reply.status) => {
                     return Answer {
-                        status: Some(status),
-                        body,
+                        status: Some(reply.status),
+                        body: reply.body,
                         attempts,
                         error: None,
+                        retry_after: reply.retry_after,
+                        id: reply.id,
                     };
                 }
-                Ok((status, retry_after, body)) => {
+                Ok(Reply {
+                    status,
+                    retry_after,
+                    body,
+                    ..
+                }) => {
                     let waited_out = matches!(status, 400 | 403)
                         && request
                             .waits_out
@@ -163,6 +183,8 @@ impl Client {
                             body,
                             attempts,
                             error: Some(error),
+                            retry_after: None,
+                            id: None,
                         };
                     }
                     // Retry-After counts on 429 and 503 only (RFC 9110).
@@ -177,6 +199,8 @@ impl Client {
                     body,
                     attempts,
                     error: Some(format!("{error}; gave up after {attempts} tries")),
+                    retry_after: None,
+                    id: None,
                 };
             }
             let wait = retry_after.unwrap_or_else(|| jittered(backoff));
@@ -198,6 +222,8 @@ impl Client {
                     body,
                     attempts,
                     error: Some(why),
+                    retry_after: None,
+                    id: None,
                 };
             }
             tokio::time::sleep(wait).await;
@@ -205,11 +231,7 @@ impl Client {
     }
 
     /// One try: (status, Retry-After, body), or why there is no answer.
-    async fn attempt(
-        &self,
-        request: &PlannedRequest,
-        timeout: Duration,
-    ) -> Result<(u16, Option<Duration>, String), String> {
+    async fn attempt(&self, request: &PlannedRequest, timeout: Duration) -> Result<Reply, String> {
         let method = reqwest::Method::from_bytes(request.method.as_bytes())
             .map_err(|error| error.to_string())?;
         let mut builder = self.http.request(method, &request.url).timeout(timeout);
@@ -264,11 +286,21 @@ impl Client {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| retry_after(value, SystemTime::now()));
+        let id = request
+            .id_header
+            .and_then(|name| response.headers().get(name))
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
         let body = response
             .text()
             .await
             .map_err(|error| describe(error, timeout))?;
-        Ok((status, retry_after, body))
+        Ok(Reply {
+            status,
+            retry_after,
+            id,
+            body,
+        })
     }
 }
 

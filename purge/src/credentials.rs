@@ -10,6 +10,8 @@ use std::path::Path;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Credentials {
     values: BTreeMap<String, String>,
+    /// The Secret's name, for the messages.
+    secret: String,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -54,7 +56,10 @@ impl Credentials {
         }
         // Providers without keys (http) need no Secret at all.
         if all_keys.is_empty() {
-            return Ok(Credentials::default());
+            return Ok(Credentials {
+                secret: secret.to_owned(),
+                ..Credentials::default()
+            });
         }
         let mounted = std::fs::read_dir(dir)
             .map(|entries| {
@@ -102,7 +107,18 @@ impl Credentials {
                 });
             }
         }
-        Ok(Credentials { values })
+        Ok(Credentials {
+            values,
+            secret: secret.to_owned(),
+        })
+    }
+
+    /// The Secret's name ("the Secret" when none was read: a dry run).
+    pub fn secret_name(&self) -> String {
+        match self.secret.is_empty() {
+            true => "the Secret".to_owned(),
+            false => format!("the Secret {}", self.secret),
+        }
     }
 
     /// `<KEY>` for each key the providers require: what a dry run shows
@@ -114,6 +130,7 @@ impl Credentials {
                 .flat_map(|provider| provider.required_secret_keys())
                 .map(|key| (key.to_owned(), format!("<{key}>")))
                 .collect(),
+            secret: String::new(),
         }
     }
 
@@ -124,6 +141,7 @@ impl Credentials {
                 .iter()
                 .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
                 .collect(),
+            secret: "cache-buster-credentials".to_owned(),
         }
     }
 

@@ -5,6 +5,7 @@
 //! from `GCE_METADATA_HOST`, as the libraries read it).
 
 use crate::client::Client;
+use crate::not_prepared::NotPrepared;
 use crate::request::{PlannedRequest, path_segment};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -132,7 +133,7 @@ pub async fn token(
     key_json: Option<&str>,
     environment: &GoogleEnvironment,
     client: &Client,
-) -> Result<String, String> {
+) -> Result<String, NotPrepared> {
     let request = request(key_json, environment)?;
     let answer = client.send(&request).await;
     let from = match key_json {
@@ -143,15 +144,19 @@ pub async fn token(
         ),
     };
     if let Some(error) = &answer.error {
-        return Err(format!(
-            "no access token from {from}: {error}; it answered: {}",
-            crate::outcome::answer_excerpt(&answer.body, &[])
-        ));
+        return Err(NotPrepared {
+            error: format!(
+                "no access token from {from}: {error}; it answered: {}",
+                crate::outcome::answer_excerpt(&answer.body, &[])
+            ),
+            status: answer.status,
+            for_good: false,
+        });
     }
     serde_json::from_str::<serde_json::Value>(&answer.body)
         .ok()
         .and_then(|value| value["access_token"].as_str().map(str::to_owned))
-        .ok_or_else(|| format!("no access_token in the answer of {from}"))
+        .ok_or_else(|| NotPrepared::from(format!("no access_token in the answer of {from}")))
 }
 
 #[cfg(test)]

@@ -40,7 +40,11 @@ pub mod edgegrid;
 #[cfg(feature = "client")]
 pub mod endpoints;
 #[cfg(feature = "client")]
+pub mod entra;
+#[cfg(feature = "client")]
 pub mod google;
+#[cfg(feature = "client")]
+pub mod not_prepared;
 #[cfg(feature = "client")]
 pub mod outcome;
 #[cfg(feature = "client")]

@@ -12,6 +12,18 @@ pub const CREDENTIALS_DIR: &str = "/var/run/secrets/cache-buster";
 /// the program's default too); the policy's deadline check counts on it.
 pub const PURGE_BUDGET_SECONDS: i64 = 180;
 
+/// The budget of a purge through these layers: [`PURGE_BUDGET_SECONDS`],
+/// and as long again as the slowest of them may take to finish a purge it
+/// accepted (SPEC §6: `activeDeadlineSeconds` must leave room for it).
+pub fn purge_budget_seconds(layers: &[crate::Provider]) -> i64 {
+    let completion = layers
+        .iter()
+        .map(|provider| provider.info().completion_seconds)
+        .max()
+        .unwrap_or(0);
+    PURGE_BUDGET_SECONDS.saturating_add(completion)
+}
+
 /// Fast Purge's request: invalidate (serve stale while revalidating) or
 /// delete, on the production or the staging network (settings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -24,6 +24,9 @@ pub struct PlannedRequest {
     /// An answer 400 with this error code is waited out and retried, as a
     /// 429 is (CloudFront's TooManyInvalidationsInProgress).
     pub waits_out: Option<&'static str>,
+    /// The answer's header that names the accepted purge, when its body
+    /// does not (Azure's `Azure-AsyncOperation`, the URL to poll).
+    pub id_header: Option<&'static str>,
 }
 
 impl PlannedRequest {
@@ -44,6 +47,7 @@ impl PlannedRequest {
             gap: Duration::ZERO,
             signed_by: None,
             waits_out: None,
+            id_header: None,
         }
     }
 
@@ -126,6 +130,7 @@ pub fn json_request(
         gap: Duration::ZERO,
         signed_by: None,
         waits_out: None,
+        id_header: None,
     }
 }
 

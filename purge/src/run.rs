@@ -3,7 +3,7 @@
 //! requests one after the other; a layer that fails for good stops the
 //! layers after it. The outcome gives each layer's result.
 
-use crate::cdn::{Completion, Found, Layer, Options};
+use crate::cdn::{Completion, Found, Layer, NotPrepared, Options};
 use crate::client::{Answer, Client};
 use crate::credentials::Credentials;
 use crate::outcome::{Failure, Outcome, answer_excerpt, ids_in, redact};
@@ -11,7 +11,11 @@ use crate::providers::Provider;
 use crate::request::{PlannedRequest, Purges};
 use crate::targets::PurgeTargets;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The bounds of a poll interval a CDN asks for with `Retry-After`.
+const MIN_POLL_INTERVAL: Duration = Duration::from_secs(1);
+const MAX_POLL_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Everything one purge needs, from the container's argv.
 #[derive(Debug, Clone)]
@@ -56,6 +60,21 @@ fn failed(provider: &str, started: Instant, error: String, for_good: bool) -> Ou
         }),
         layers: Vec::new(),
     }
+}
+
+/// A layer with nothing to purge with: its identity provider's status
+/// decides, as a CDN's does, whether a retry of the pod may mend it.
+fn not_prepared(provider: &str, started: Instant, error: NotPrepared, secrets: &[&str]) -> Outcome {
+    let mut outcome = failed(
+        provider,
+        started,
+        redact(&error.error, secrets),
+        error.for_good,
+    );
+    if let Some(failure) = &mut outcome.failure {
+        failure.status = error.status;
+    }
+    outcome
 }
 
 fn seconds(started: Instant) -> f64 {
@@ -107,7 +126,7 @@ async fn dry_run(job: &PurgeJob, provider: Provider, credentials: &Credentials) 
         .await
     {
         Ok(found) => found,
-        Err(error) => return failed(provider.name(), started, error, false),
+        Err(error) => return not_prepared(provider.name(), started, error, &[]),
     };
     let layer = layer(job, credentials, &found);
     match provider.plan(&layer) {
@@ -168,12 +187,7 @@ async fn purge(
     let found = match provider.cdn().prepare(options, credentials, false).await {
         Ok(found) => found,
         Err(error) => {
-            return failed(
-                provider.name(),
-                started,
-                redact(&error, &credentials.secrets()),
-                false,
-            );
+            return not_prepared(provider.name(), started, error, &credentials.secrets());
         }
     };
     let mut secrets = credentials.secrets();
@@ -219,8 +233,14 @@ async fn purge(
             let Some(completion) = provider.cdn().completion(&layer, &id) else {
                 break;
             };
-            if let Err(failure) =
-                wait_completed(&client, &completion, &id, &secrets, &mut outcome).await
+            if let Err(failure) = wait_completed(
+                &client,
+                &completion,
+                &reported_id(&id),
+                &secrets,
+                &mut outcome,
+            )
+            .await
             {
                 outcome.result = "failed".to_owned();
                 outcome.failure = Some(failure);
@@ -228,6 +248,7 @@ async fn purge(
             }
         }
     }
+    outcome.ids = outcome.ids.iter().map(|id| reported_id(id)).collect();
     outcome.ids.truncate(crate::outcome::MAX_IDS);
     outcome.seconds = seconds(started);
     outcome
@@ -261,13 +282,58 @@ async fn send_all(
             break;
         }
         accepted += 1;
-        outcome.ids.extend(
-            ids_in(&answer.body)
-                .into_iter()
-                .map(|id| redact(&id, secrets)),
-        );
+        let Some(header) = request.id_header else {
+            outcome.ids.extend(
+                ids_in(&answer.body)
+                    .into_iter()
+                    .map(|id| redact(&id, secrets)),
+            );
+            continue;
+        };
+        match answer.id.as_deref().map(|id| same_origin(&request.url, id)) {
+            Some(Ok(id)) => outcome.ids.push(id),
+            Some(Err(elsewhere)) => {
+                // Its poll would carry the token: only to the API's own host.
+                outcome.result = "failed".to_owned();
+                outcome.failure = Some(Failure {
+                    error: format!(
+                        "its answer's {header} points at {elsewhere}, not at the API it was sent to; not followed"
+                    ),
+                    ..failure_of(request, &answer, "", secrets)
+                });
+                break;
+            }
+            None => {}
+        }
     }
     accepted
+}
+
+/// `id`, a URL to poll, when it has the scheme, host and port of `url`;
+/// else its origin, for the message.
+fn same_origin(url: &str, id: &str) -> Result<String, String> {
+    let origin = |text: &str| {
+        reqwest::Url::parse(text)
+            .ok()
+            .map(|url| url.origin().ascii_serialization())
+    };
+    match (origin(url), origin(id)) {
+        (Some(sent), Some(poll)) if sent == poll => Ok(id.to_owned()),
+        (_, poll) => Err(poll.unwrap_or_else(|| format!("{id:?}"))),
+    }
+}
+
+/// What the outcome calls a purge: an id that is a URL to poll (Azure's
+/// operation) by its last path segment, the operation's own id.
+fn reported_id(id: &str) -> String {
+    match reqwest::Url::parse(id) {
+        Ok(url) => url
+            .path_segments()
+            .and_then(|mut segments| segments.next_back().map(str::to_owned))
+            .filter(|segment| !segment.is_empty())
+            .unwrap_or_else(|| id.to_owned()),
+        Err(_) => id.to_owned(),
+    }
 }
 
 fn failure_of(request: &PlannedRequest, answer: &Answer, error: &str, secrets: &[&str]) -> Failure {
@@ -300,22 +366,26 @@ async fn wait_completed(
             return Err(failure_of(poll, &answer, error, secrets));
         }
         let status = (completion.status)(&answer.body).unwrap_or("unknown");
-        if status == completion.done {
-            return match (completion.failed)(&answer.body) {
-                None => Ok(()),
-                Some(why) => Err(Failure {
-                    request: Some(redact(&format!("{} {}", poll.method, poll.url), secrets)),
-                    status: answer.status,
-                    error: redact(
-                        &format!("{} {id} ended in an error: {why}", completion.what),
-                        secrets,
-                    ),
-                    answer: answer_excerpt(&answer.body, secrets),
-                    before_sending_for_good: false,
-                }),
-            };
+        if let Some(why) = (completion.failed)(&answer.body) {
+            return Err(Failure {
+                request: Some(redact(&format!("{} {}", poll.method, poll.url), secrets)),
+                status: answer.status,
+                error: redact(
+                    &format!("{} {id} ended in an error: {why}", completion.what),
+                    secrets,
+                ),
+                answer: answer_excerpt(&answer.body, secrets),
+                before_sending_for_good: false,
+            });
         }
-        if client.remaining() <= completion.interval {
+        if status == completion.done {
+            return Ok(());
+        }
+        // The CDN's own `Retry-After` (Azure Resource Manager's), within reason.
+        let interval = answer.retry_after.map_or(completion.interval, |asked| {
+            asked.clamp(MIN_POLL_INTERVAL, MAX_POLL_INTERVAL)
+        });
+        if client.remaining() <= interval {
             return Err(Failure {
                 request: Some(redact(&format!("{} {}", poll.method, poll.url), secrets)),
                 status: answer.status,
@@ -327,6 +397,6 @@ async fn wait_completed(
                 before_sending_for_good: false,
             });
         }
-        tokio::time::sleep(completion.interval).await;
+        tokio::time::sleep(interval).await;
     }
 }

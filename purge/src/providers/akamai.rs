@@ -17,6 +17,9 @@ pub const INFO: Info = Info {
     accepts: &[Target::Urls, Target::Tags],
     needs_no_target: false,
     reads_the_api: false,
+    completion_seconds: 0,
+    pod_labels: &[],
+    pod_annotations: &[],
 };
 
 #[cfg(feature = "client")]

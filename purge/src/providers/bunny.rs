@@ -15,6 +15,9 @@ pub const INFO: Info = Info {
     ],
     needs_no_target: false,
     reads_the_api: false,
+    completion_seconds: 0,
+    pod_labels: &[],
+    pod_annotations: &[],
 };
 
 #[cfg(feature = "client")]
@@ -62,6 +65,7 @@ mod requests {
                 gap: BUNNY_WILDCARD_GAP,
                 signed_by: None,
                 waits_out: None,
+                id_header: None,
             }];
         }
         let by_url = |url: &str, purges: Purges, gap: Duration| PlannedRequest {
@@ -73,6 +77,7 @@ mod requests {
             gap,
             signed_by: None,
             waits_out: None,
+            id_header: None,
         };
         let mut requests: Vec<PlannedRequest> = targets
             .urls

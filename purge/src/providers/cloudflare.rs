@@ -16,6 +16,9 @@ pub const INFO: Info = Info {
     ],
     needs_no_target: false,
     reads_the_api: false,
+    completion_seconds: 0,
+    pod_labels: &[],
+    pod_annotations: &[],
 };
 
 #[cfg(feature = "client")]

@@ -25,6 +25,9 @@ pub const INFO: Info = Info {
     accepts: &[Target::Urls, Target::Prefixes, Target::Everything],
     needs_no_target: false,
     reads_the_api: false,
+    completion_seconds: 0,
+    pod_labels: &[],
+    pod_annotations: &[],
 };
 
 #[cfg(feature = "client")]
@@ -163,6 +166,7 @@ mod requests {
                     gap: Duration::ZERO,
                     signed_by: signed(invalidations),
                     waits_out: Some(TOO_MANY_IN_PROGRESS),
+                    id_header: None,
                 }
             })
             .collect()
@@ -254,6 +258,7 @@ mod requests {
             gap: Duration::ZERO,
             signed_by: signed(invalidations),
             waits_out: None,
+            id_header: None,
         }
     }
 

@@ -10,6 +10,9 @@ pub const INFO: Info = Info {
     accepts: &[Target::Urls, Target::Tags, Target::Everything],
     needs_no_target: false,
     reads_the_api: false,
+    completion_seconds: 0,
+    pod_labels: &[],
+    pod_annotations: &[],
 };
 
 /// Fastly accepts at most 256 surrogate keys in one purge request.
@@ -71,6 +74,7 @@ mod requests {
                 gap: Duration::ZERO,
                 signed_by: None,
                 waits_out: None,
+                id_header: None,
             }];
         }
         let mut requests: Vec<PlannedRequest> = targets
@@ -85,6 +89,7 @@ mod requests {
                 gap: Duration::ZERO,
                 signed_by: None,
                 waits_out: None,
+                id_header: None,
             })
             .collect();
         for url in &targets.urls {
@@ -97,6 +102,7 @@ mod requests {
                 gap: Duration::ZERO,
                 signed_by: None,
                 waits_out: None,
+                id_header: None,
             });
         }
         requests

@@ -20,6 +20,9 @@ pub const INFO: Info = Info {
     ],
     needs_no_target: false,
     reads_the_api: false,
+    completion_seconds: 0,
+    pod_labels: &[],
+    pod_annotations: &[],
 };
 
 /// Cache tags in one invalidation, at most (Cloud CDN's limit).
@@ -30,7 +33,7 @@ pub use requests::Gcp;
 
 #[cfg(feature = "client")]
 mod requests {
-    use crate::cdn::{Cdn, Completion, Found, Layer, Options, Preparing};
+    use crate::cdn::{Cdn, Completion, Found, Layer, NotPrepared, Options, Preparing};
     use crate::client::Client;
     use crate::credentials::Credentials;
     use crate::outcome::redact;
@@ -62,7 +65,13 @@ mod requests {
                     });
                 }
                 let key = credentials.optional("GCP_SERVICE_ACCOUNT_KEY");
-                let request = crate::google::request(key, &options.google)?;
+                // A key that is no key: no retry mends it.
+                let request =
+                    crate::google::request(key, &options.google).map_err(|error| NotPrepared {
+                        error,
+                        for_good: true,
+                        ..NotPrepared::default()
+                    })?;
                 let host = reqwest::Url::parse(&request.url)
                     .ok()
                     .and_then(|url| url.host_str().map(str::to_owned))
@@ -71,7 +80,10 @@ mod requests {
                     .map_err(|error| error.to_string())?;
                 let token = crate::google::token(key, &options.google, &client)
                     .await
-                    .map_err(|error| redact(&error, &credentials.secrets()))?;
+                    .map_err(|error| NotPrepared {
+                        error: redact(&error.error, &credentials.secrets()),
+                        ..error
+                    })?;
                 Ok(Found {
                     bearer: Some(token.clone()),
                     secrets: vec![token],
@@ -148,6 +160,7 @@ mod requests {
                     gap: Duration::ZERO,
                     signed_by: None,
                     waits_out: Some(RATE_LIMITED),
+                    id_header: None,
                 },
                 status: operation_status,
                 done: "DONE",

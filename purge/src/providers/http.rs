@@ -14,6 +14,9 @@ pub const INFO: Info = Info {
     accepts: &[Target::Urls, Target::Tags],
     needs_no_target: false,
     reads_the_api: true,
+    completion_seconds: 0,
+    pod_labels: &[],
+    pod_annotations: &[],
 };
 
 #[cfg(feature = "client")]
@@ -21,7 +24,7 @@ pub use requests::Caches;
 
 #[cfg(feature = "client")]
 mod requests {
-    use crate::cdn::{Cdn, Found, Layer, Options, Preparing};
+    use crate::cdn::{Cdn, Found, Layer, NotPrepared, Options, Preparing};
     use crate::credentials::Credentials;
     use crate::request::{PlannedRequest, counted, header};
     use crate::targets::PurgeTargets;
@@ -41,7 +44,11 @@ mod requests {
         ) -> Preparing<'a> {
             Box::pin(async move {
                 let Some(service) = &options.http.service else {
-                    return Err("provider http needs --http-service=<service>[:<port>]".to_owned());
+                    return Err(NotPrepared {
+                        error: "provider http needs --http-service=<service>[:<port>]".to_owned(),
+                        for_good: true,
+                        ..NotPrepared::default()
+                    });
                 };
                 let client = kube::Client::try_default()
                     .await
@@ -102,6 +109,7 @@ mod requests {
             gap: Duration::ZERO,
             signed_by: None,
             waits_out: None,
+            id_header: None,
         };
         let mut requests = Vec::new();
         for endpoint in endpoints {

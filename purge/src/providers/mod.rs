@@ -8,6 +8,7 @@
 //! [`Provider::cdn`] (docs/development.md).
 
 pub mod akamai;
+pub mod azure;
 pub mod bunny;
 pub mod cloudflare;
 pub mod cloudfront;
@@ -32,10 +33,11 @@ pub enum Provider {
     Http,
     Cloudfront,
     Gcp,
+    Azure,
 }
 
 impl Provider {
-    pub const ALL: [Provider; 8] = [
+    pub const ALL: [Provider; 9] = [
         Provider::Cloudflare,
         Provider::Fastly,
         Provider::Webhook,
@@ -44,6 +46,7 @@ impl Provider {
         Provider::Http,
         Provider::Cloudfront,
         Provider::Gcp,
+        Provider::Azure,
     ];
 
     /// The table: each provider's row is its module's `INFO`.
@@ -57,6 +60,7 @@ impl Provider {
             Provider::Http => &http::INFO,
             Provider::Cloudfront => &cloudfront::INFO,
             Provider::Gcp => &gcp::INFO,
+            Provider::Azure => &azure::INFO,
         }
     }
 
@@ -208,6 +212,7 @@ impl Provider {
             Provider::Http => &http::Caches,
             Provider::Cloudfront => &cloudfront::CloudFront,
             Provider::Gcp => &gcp::Gcp,
+            Provider::Azure => &azure::Azure,
         }
     }
 }
@@ -225,7 +230,7 @@ mod tests {
         assert_eq!(parse_layers(" fastly\n").unwrap(), [Provider::Fastly]);
         assert_eq!(
             parse_layers("http, clouflare").unwrap_err(),
-            "\"clouflare\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp (did you mean \"cloudflare\"?)"
+            "\"clouflare\" is not a known provider; expected one of cloudflare, fastly, webhook, bunny, akamai, http, cloudfront, gcp, azure (did you mean \"cloudflare\"?)"
         );
         assert!(
             parse_layers(" , ")

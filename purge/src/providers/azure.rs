@@ -1,0 +1,350 @@
+//! Azure Front Door (Standard/Premium): the endpoint's `purge` action of
+//! Azure Resource Manager, `{"contentPaths":[…],"domains":[…]}` for each
+//! host's paths (at most 100 a request), or `/*` for everything; then the
+//! operation that ARM names in `Azure-AsyncOperation` polled until
+//! `Succeeded`. The bearer token is Entra ID's, for a client secret in the
+//! Secret or for AKS Workload Identity (entra.rs).
+
+use crate::catalog::Info;
+use crate::targets::Target;
+
+pub const INFO: Info = Info {
+    name: "azure",
+    secret_keys: &[
+        "AZURE_SUBSCRIPTION_ID",
+        "AZURE_RESOURCE_GROUP",
+        "AZURE_PROFILE",
+        "AZURE_ENDPOINT",
+        "AZURE_TENANT_ID",
+        "AZURE_CLIENT_ID",
+        "AZURE_CLIENT_SECRET",
+    ],
+    // Without a client secret, the pod's AKS Workload Identity (whose
+    // webhook gives the tenant and the client too).
+    optional_keys: &["AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET"],
+    accepts: &[Target::Urls, Target::Prefixes, Target::Everything],
+    needs_no_target: false,
+    reads_the_api: false,
+    // "A cache purge can take up to 10 minutes to propagate" (Front Door's
+    // cache purge documentation): the purge waits for it.
+    completion_seconds: 600,
+    pod_labels: &[("azure.workload.identity/use", "true")],
+    // Only the purge talks to Azure: the rollout's wait gets no Azure token.
+    pod_annotations: &[("azure.workload.identity/skip-containers", "wait-rollout")],
+};
+
+/// Paths in one purge request, at most (Front Door's limit).
+pub const PATHS_PER_REQUEST: usize = 100;
+/// The Azure Resource Manager API version the requests are written for.
+pub const API_VERSION: &str = "2023-05-01";
+
+#[cfg(feature = "client")]
+pub use requests::Azure;
+
+#[cfg(feature = "client")]
+mod requests {
+    use crate::cdn::{Cdn, Completion, Found, Layer, NotPrepared, Options, Preparing};
+    use crate::client::Client;
+    use crate::credentials::Credentials;
+    use crate::outcome::redact;
+    use crate::providers::azure::{API_VERSION, PATHS_PER_REQUEST};
+    use crate::request::{PlannedRequest, Purges, counted, header, json_request, path_segment};
+    use std::time::Duration;
+
+    pub const RESOURCE_MANAGER: &str = "https://management.azure.com";
+    /// How often an operation in progress is asked about, unless ARM's
+    /// `Retry-After` says otherwise.
+    pub const POLL_INTERVAL: Duration = Duration::from_secs(10);
+    const ASYNC_OPERATION: &str = "Azure-AsyncOperation";
+
+    pub struct Azure;
+
+    impl Cdn for Azure {
+        /// Entra ID's token (a dry run reads no credential and asks for none).
+        fn prepare<'a>(
+            &'a self,
+            options: &'a Options,
+            credentials: &'a Credentials,
+            dry_run: bool,
+        ) -> Preparing<'a> {
+            Box::pin(async move {
+                if dry_run {
+                    return Ok(Found {
+                        bearer: Some("<Entra ID access token>".to_owned()),
+                        ..Found::default()
+                    });
+                }
+                let hosts = [crate::entra::host(&options.azure)];
+                let client = Client::new(options.limits, &options.network, &hosts)
+                    .map_err(|error| error.to_string())?;
+                let (token, secrets) = crate::entra::token(credentials, &options.azure, &client)
+                    .await
+                    .map_err(|error| NotPrepared {
+                        error: redact(&error.error, &credentials.secrets()),
+                        ..error
+                    })?;
+                Ok(Found {
+                    bearer: Some(token),
+                    secrets,
+                    ..Found::default()
+                })
+            })
+        }
+
+        fn plan(&self, layer: &Layer<'_>) -> Vec<PlannedRequest> {
+            let value = |key| path_segment(layer.credentials.value(key));
+            let url = format!(
+                "{RESOURCE_MANAGER}/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Cdn/profiles/{}/afdEndpoints/{}/purge?api-version={API_VERSION}",
+                value("AZURE_SUBSCRIPTION_ID"),
+                value("AZURE_RESOURCE_GROUP"),
+                value("AZURE_PROFILE"),
+                value("AZURE_ENDPOINT"),
+            );
+            let bearer = layer.found.bearer.as_deref().unwrap_or_default();
+            let request = |body: serde_json::Value, purges| PlannedRequest {
+                id_header: Some(ASYNC_OPERATION),
+                ..json_request(
+                    url.clone(),
+                    vec![header("Authorization", format!("Bearer {bearer}"))],
+                    body,
+                    purges,
+                )
+            };
+            let targets = layer.targets;
+            if targets.everything {
+                // No domain: every domain of the endpoint.
+                return vec![request(
+                    serde_json::json!({"contentPaths": ["/*"]}),
+                    Purges::whole("everything"),
+                )];
+            }
+            let urls = targets
+                .urls
+                .iter()
+                .filter_map(|url| reqwest::Url::parse(url).ok())
+                .filter_map(|url| Some((url.host_str()?.to_owned(), url.path().to_owned())));
+            let prefixes = targets.prefixes.iter().map(|prefix| {
+                let (host, path) = prefix.split_once('/').unwrap_or((prefix.as_str(), ""));
+                // Front Door's wildcard is a whole folder: `/blog/*`.
+                let folder = path.trim_end_matches('/');
+                let path = match folder.is_empty() {
+                    true => "/*".to_owned(),
+                    false => format!("/{folder}/*"),
+                };
+                (host.to_owned(), path)
+            });
+            let mut requests = Vec::new();
+            for (paths, one, many) in [
+                (by_host(urls), "URL", "URLs"),
+                (by_host(prefixes), "prefix", "prefixes"),
+            ] {
+                for (host, paths) in paths {
+                    for batch in paths.chunks(PATHS_PER_REQUEST) {
+                        requests.push(request(
+                            serde_json::json!({"contentPaths": batch, "domains": [host]}),
+                            counted(batch.len(), one, many),
+                        ));
+                    }
+                }
+            }
+            requests
+        }
+
+        /// `GET <Azure-AsyncOperation>` until its status is `Succeeded`.
+        fn completion(&self, layer: &Layer<'_>, id: &str) -> Option<Completion> {
+            let bearer = layer.found.bearer.as_deref().unwrap_or_default();
+            Some(Completion {
+                poll: PlannedRequest::fetching(
+                    id.to_owned(),
+                    vec![header("Authorization", format!("Bearer {bearer}"))],
+                    None,
+                    "status",
+                ),
+                status: |answer| status(answer),
+                done: "Succeeded",
+                failed: operation_error,
+                interval: POLL_INTERVAL,
+                what: "purge operation",
+                after_budget: "Front Door goes on with it (the profile's activity log shows it); \
+                     to wait longer, raise activeDeadlineSeconds",
+            })
+        }
+    }
+
+    /// Each host's paths, hosts in the order first met, each path once.
+    fn by_host(pairs: impl Iterator<Item = (String, String)>) -> Vec<(String, Vec<String>)> {
+        let mut hosts: Vec<(String, Vec<String>)> = Vec::new();
+        for (host, path) in pairs {
+            match hosts.iter_mut().find(|(known, _)| *known == host) {
+                Some((_, paths)) if paths.contains(&path) => {}
+                Some((_, paths)) => paths.push(path),
+                None => hosts.push((host, vec![path])),
+            }
+        }
+        hosts
+    }
+
+    /// An ARM operation's `status`.
+    fn status(answer: &str) -> Option<&str> {
+        let start = answer.find("\"status\"")?;
+        answer.get(start + "\"status\"".len()..)?.split('"').nth(1)
+    }
+
+    /// A `Failed` or `Canceled` operation: its `error.message`.
+    fn operation_error(answer: &str) -> Option<String> {
+        let operation: serde_json::Value = serde_json::from_str(answer).ok()?;
+        let status = operation["status"].as_str()?;
+        if !matches!(status, "Failed" | "Canceled") {
+            return None;
+        }
+        let error = &operation["error"];
+        Some(match (error["code"].as_str(), error["message"].as_str()) {
+            (Some(code), Some(message)) => format!("{status}: {code}: {message}"),
+            (None, Some(message)) => format!("{status}: {message}"),
+            _ => status.to_owned(),
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::cdn::{Found, Layer};
+        use crate::targets::PurgeTargets;
+        use crate::testing::*;
+        use serde_json::json;
+
+        const PURGE: &str = "https://management.azure.com/subscriptions/sub-1/resourceGroups/shop-rg/providers/Microsoft.Cdn/profiles/shop-afd/afdEndpoints/shop-ep/purge?api-version=2023-05-01";
+
+        fn azure_plan(targets: &PurgeTargets) -> Vec<PlannedRequest> {
+            let credentials = credentials(&[
+                ("AZURE_SUBSCRIPTION_ID", "sub-1"),
+                ("AZURE_RESOURCE_GROUP", "shop-rg"),
+                ("AZURE_PROFILE", "shop-afd"),
+                ("AZURE_ENDPOINT", "shop-ep"),
+            ]);
+            let found = Found {
+                bearer: Some("eyJ0.token".into()),
+                ..Found::default()
+            };
+            let options = crate::cdn::Options::default();
+            crate::providers::Provider::Azure
+                .plan(&Layer {
+                    targets,
+                    credentials: &credentials,
+                    options: &options,
+                    found: &found,
+                })
+                .unwrap()
+        }
+
+        /// SPEC §5: URLs → their paths with their hosts as domains,
+        /// prefixes → `/<path>/*`, everything `/*`; one request per host.
+        #[test]
+        fn each_hosts_paths_go_in_one_request_with_that_domain() {
+            let targets = PurgeTargets {
+                urls: vec![
+                    "https://shop.example.com/menu?lang=de".into(),
+                    "https://blog.example.com/".into(),
+                    "https://shop.example.com/menu?lang=fr".into(),
+                    "https://shop.example.com/cart".into(),
+                ],
+                prefixes: vec![
+                    "shop.example.com/blog/".into(),
+                    "shop.example.com/news".into(),
+                    "docs.example.com".into(),
+                ],
+                ..PurgeTargets::default()
+            };
+            let requests = azure_plan(&targets);
+            assert_eq!(
+                bodies(&requests),
+                [
+                    json!({"contentPaths": ["/menu", "/cart"], "domains": ["shop.example.com"]}),
+                    json!({"contentPaths": ["/"], "domains": ["blog.example.com"]}),
+                    json!({"contentPaths": ["/blog/*", "/news/*"], "domains": ["shop.example.com"]}),
+                    json!({"contentPaths": ["/*"], "domains": ["docs.example.com"]}),
+                ]
+            );
+            for request in &requests {
+                assert_eq!(request.url, PURGE);
+                assert_eq!(request.id_header, Some("Azure-AsyncOperation"));
+                assert!(
+                    request
+                        .headers
+                        .contains(&header("Authorization", "Bearer eyJ0.token"))
+                );
+            }
+            let everything = PurgeTargets {
+                everything: true,
+                ..targets
+            };
+            assert_eq!(
+                bodies(&azure_plan(&everything)),
+                [json!({"contentPaths": ["/*"]})]
+            );
+        }
+
+        #[test]
+        fn a_hundred_paths_a_request_at_most() {
+            let targets = PurgeTargets {
+                urls: (0..150)
+                    .map(|i| format!("https://shop.example.com/p{i}"))
+                    .collect(),
+                ..PurgeTargets::default()
+            };
+            let requests = azure_plan(&targets);
+            let sizes: Vec<usize> = bodies(&requests)
+                .iter()
+                .map(|body| body["contentPaths"].as_array().map_or(0, Vec::len))
+                .collect();
+            assert_eq!(sizes, [100, 50]);
+            assert_eq!(requests[1].purges.to_string(), "50 URLs");
+        }
+
+        #[test]
+        fn an_operation_is_done_at_succeeded_and_failed_when_it_failed() {
+            let running =
+                r#"{"name":"op-1","status":"InProgress","startTime":"2026-12-05T06:00:00Z"}"#;
+            assert_eq!(status(running), Some("InProgress"));
+            assert_eq!(operation_error(running), None);
+            assert_eq!(operation_error(r#"{"status":"Succeeded"}"#), None);
+            let failed = r#"{"name":"op-1","status":"Failed","error":{"code":"BadRequest","message":"The domain is not part of the endpoint"}}"#;
+            assert_eq!(
+                operation_error(failed).as_deref(),
+                Some("Failed: BadRequest: The domain is not part of the endpoint")
+            );
+            assert_eq!(
+                operation_error(r#"{"status":"Canceled"}"#).as_deref(),
+                Some("Canceled")
+            );
+        }
+
+        #[test]
+        fn tags_and_hosts_are_refused() {
+            for (targets, what) in [
+                (
+                    PurgeTargets {
+                        tags: vec!["shop".into()],
+                        ..PurgeTargets::default()
+                    },
+                    "azure cannot purge cache tags",
+                ),
+                (
+                    PurgeTargets {
+                        hosts: vec!["shop.example.com".into()],
+                        ..PurgeTargets::default()
+                    },
+                    "azure cannot purge host names",
+                ),
+            ] {
+                assert_eq!(
+                    crate::providers::Provider::Azure
+                        .refuses(&targets)
+                        .map(|r| r.to_string())
+                        .as_deref(),
+                    Some(what)
+                );
+            }
+        }
+    }
+}
