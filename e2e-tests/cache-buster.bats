@@ -377,6 +377,25 @@ apply_patch_to() {
   assert_rejected_with 'annotation cache-buster.io/tags: provider cloudfront cannot purge by cache tag; expected only cache-buster.io/urls, cache-buster.io/prefixes, cache-buster.io/everything ("true") with this provider'
 }
 
+@test "azure labels its pod for AKS Workload Identity, warns of a short deadline, and refuses tags" {
+  jq '.request.object.metadata.annotations += {"cache-buster.io/provider": "azure", "cache-buster.io/prefixes": "shop.example.com/blog/"}' \
+    "$FIXTURES/create-labelled.json" >"$BATS_TEST_TMPDIR/azure.json"
+  evaluate "$BATS_TEST_TMPDIR/azure.json"
+  [ "$(purge_flag provider)" = '["azure"]' ]
+  [ "$(stamped_job | jq -r '.spec.template.metadata.labels["azure.workload.identity/use"]')" = true ]
+  [ "$(stamped_job | jq -r '.spec.template.metadata.annotations["azure.workload.identity/skip-containers"]')" = wait-rollout ]
+  # The default deadline leaves Front Door's wait 300 s, and says what to set.
+  [ "$(purge_flag budget-seconds)" = '["300"]' ]
+  [[ "$(jq -r '.warnings[0]' <<<"$output")" == *'set activeDeadlineSeconds to at least 1380' ]]
+  evaluate "$BATS_TEST_TMPDIR/azure.json" --settings-json '{"activeDeadlineSeconds": 1380}'
+  [ "$(purge_flag budget-seconds)" = '["780"]' ]
+  [ "$(jq -r '.warnings // [] | length' <<<"$output")" -eq 0 ]
+  jq '.request.object.metadata.annotations += {"cache-buster.io/provider": "azure", "cache-buster.io/tags": "shop"}' \
+    "$FIXTURES/create-labelled.json" >"$BATS_TEST_TMPDIR/azure-tags.json"
+  evaluate "$BATS_TEST_TMPDIR/azure-tags.json"
+  assert_rejected_with 'annotation cache-buster.io/tags: provider azure cannot purge by cache tag; expected only cache-buster.io/urls, cache-buster.io/prefixes, cache-buster.io/everything ("true") with this provider'
+}
+
 @test "no secret value is in the Job: the program reads the mounted Secret" {
   evaluate create-labelled.json
   [ "$(stamped_job | jq '[.. | objects | select(has("env") or has("envFrom"))] | length')" -eq 0 ]

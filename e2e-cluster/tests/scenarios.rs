@@ -27,6 +27,8 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+#[path = "scenarios/azure.rs"]
+mod azure;
 #[path = "scenarios/gcp.rs"]
 mod gcp;
 #[path = "scenarios/healthy.rs"]
@@ -136,6 +138,10 @@ const CONCURRENT: &[(&str, Scenario)] = &[
     (
         "google_cloud_cdn_is_invalidated_with_a_signed_jwt_and_its_operation_awaited",
         |c| gcp::gcp_invalidates_and_waits(c).boxed_local(),
+    ),
+    (
+        "azure_front_door_is_purged_with_an_entra_id_token_and_its_operation_awaited",
+        |c| azure::azure_purges_and_waits(c).boxed_local(),
     ),
     (
         "a_layered_site_purges_its_varnish_then_cloudflare_with_one_event",
