@@ -27,7 +27,8 @@ use crate::keys::{COMPONENT_LABEL, IMAGE_HASH, LABEL_VALUE, MANAGED_BY_LABEL, SI
 /// The project's program in its image (on the image's PATH).
 pub const PROGRAM: &str = "cache-buster";
 /// The exit code of a failure that no retry can mend: a Secret or key that
-/// is missing, a CDN's refusal of the credentials or the request (4xx), an
+/// is missing, no credential nor workload identity at all, a CDN's or an
+/// identity provider's refusal of the credentials or the request (4xx), an
 /// API server's refusal of the Job's ServiceAccount, an argv the program
 /// does not understand (clap's usage error is 2 too). The Job's
 /// podFailurePolicy fails the Job at once on it, so the Event names the

@@ -8,6 +8,7 @@
 
 use crate::client::Client;
 use crate::credentials::Credentials;
+use crate::not_prepared::NotPrepared;
 use crate::request::{PlannedRequest, path_segment};
 use crate::sigv4::SigV4;
 use crate::xml::xml_text;
@@ -82,7 +83,7 @@ pub async fn resolve(
     environment: &AwsEnvironment,
     client: &Client,
     session_name: &str,
-) -> Result<Resolved, String> {
+) -> Result<Resolved, NotPrepared> {
     if let (Some(id), Some(key)) = (
         secret.optional("AWS_ACCESS_KEY_ID"),
         secret.optional("AWS_SECRET_ACCESS_KEY"),
@@ -122,10 +123,14 @@ pub async fn resolve(
             ))
             .await;
         if let Some(error) = answer.error {
-            return Err(format!(
-                "STS AssumeRoleWithWebIdentity for {role} (IRSA) failed: {error}: {}",
-                crate::outcome::answer_excerpt(&answer.body, &[&token])
-            ));
+            return Err(NotPrepared {
+                error: format!(
+                    "STS AssumeRoleWithWebIdentity for {role} (IRSA) failed: {error}: {}",
+                    crate::outcome::answer_excerpt(&answer.body, &[&token])
+                ),
+                status: answer.status,
+                for_good: false,
+            });
         }
         let field = |name| xml_text(&answer.body, name);
         let (Some(id), Some(key), Some(session)) = (
@@ -133,7 +138,7 @@ pub async fn resolve(
             field("SecretAccessKey"),
             field("SessionToken"),
         ) else {
-            return Err("STS's answer has no Credentials".to_owned());
+            return Err("STS's answer has no Credentials".to_owned().into());
         };
         return Ok(Resolved {
             signer: signer(id, key, Some(session)),
@@ -155,17 +160,23 @@ pub async fn resolve(
             ))
             .await;
         if let Some(error) = answer.error {
-            return Err(format!(
-                "EKS Pod Identity (AWS_CONTAINER_CREDENTIALS_FULL_URI) gave no credentials: {error}: {}",
-                crate::outcome::answer_excerpt(&answer.body, &[&token])
-            ));
+            return Err(NotPrepared {
+                error: format!(
+                    "EKS Pod Identity (AWS_CONTAINER_CREDENTIALS_FULL_URI) gave no credentials: {error}: {}",
+                    crate::outcome::answer_excerpt(&answer.body, &[&token])
+                ),
+                status: answer.status,
+                for_good: false,
+            });
         }
         let fields: serde_json::Value = serde_json::from_str(&answer.body)
             .map_err(|error| format!("EKS Pod Identity's answer is not JSON: {error}"))?;
         let field = |name: &str| fields.get(name).and_then(serde_json::Value::as_str);
         let (Some(id), Some(key)) = (field("AccessKeyId"), field("SecretAccessKey")) else {
             return Err(
-                "EKS Pod Identity's answer has no AccessKeyId and SecretAccessKey".to_owned(),
+                "EKS Pod Identity's answer has no AccessKeyId and SecretAccessKey"
+                    .to_owned()
+                    .into(),
             );
         };
         let session = field("Token");
@@ -179,13 +190,18 @@ pub async fn resolve(
                 .collect(),
         });
     }
-    Err(
-        "provider cloudfront found no AWS credentials: the Secret has no AWS_ACCESS_KEY_ID and \
-         AWS_SECRET_ACCESS_KEY, and the pod has neither IRSA (AWS_ROLE_ARN, \
-         AWS_WEB_IDENTITY_TOKEN_FILE) nor EKS Pod Identity (AWS_CONTAINER_CREDENTIALS_FULL_URI); \
-         give the Job's ServiceAccount an IAM role, or put the keys in the Secret"
-            .to_owned(),
-    )
+    // Nothing to ask with: no retry of the pod mends it.
+    Err(NotPrepared {
+        error: format!(
+            "provider cloudfront found no AWS credentials: {} has no AWS_ACCESS_KEY_ID and \
+             AWS_SECRET_ACCESS_KEY, and the pod has neither IRSA (AWS_ROLE_ARN, \
+             AWS_WEB_IDENTITY_TOKEN_FILE) nor EKS Pod Identity (AWS_CONTAINER_CREDENTIALS_FULL_URI); \
+             give the Job's ServiceAccount an IAM role, or put the keys in the Secret",
+            secret.secret_name()
+        ),
+        status: None,
+        for_good: true,
+    })
 }
 
 #[cfg(test)]

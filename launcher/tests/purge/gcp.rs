@@ -117,7 +117,7 @@ async fn gcp_rate_limits_are_waited_out_and_a_refused_key_is_named() {
     let ran = setup
         .purge(&secret, &["--provider=gcp", "--tag=shop"])
         .await;
-    assert!(!ran.success);
+    assert_eq!(ran.exit_code, Some(2), "{}", ran.output);
     let error = ran.outcome["failure"]["error"].as_str().unwrap();
     assert!(
         error.starts_with(

@@ -1360,7 +1360,8 @@ async fn cloudfront_takes_irsa_credentials_from_sts() {
 
     std::fs::write(&token_file, "a-forged-token").unwrap();
     let ran = setup.purge_with(&secret, &args, &env).await;
-    assert!(!ran.success);
+    // STS's 400 is a refusal: the Job fails at once, as on a CDN's 4xx.
+    assert_eq!(ran.exit_code, Some(2), "{}", ran.output);
     let error = ran.outcome["failure"]["error"].as_str().unwrap();
     assert!(error.starts_with("STS AssumeRoleWithWebIdentity for arn:aws:iam::111122223333:role/cache-buster (IRSA) failed: HTTP 400"), "{error}");
     assert!(error.contains("InvalidIdentityToken"), "{error}");
@@ -1397,13 +1398,16 @@ async fn cloudfront_takes_pod_identity_credentials_from_the_agent() {
     assert!(setup.cdn.requests(aws::STS_HOST).is_empty());
     ran.reveals_nothing();
 
+    // Without keys or an identity, nothing to ask with: the Job fails at once.
     let ran = setup.purge(&secret, &args).await;
-    assert!(!ran.success);
+    assert_eq!(ran.exit_code, Some(2), "{}", ran.output);
     assert!(
         ran.outcome["failure"]["error"]
             .as_str()
             .unwrap()
-            .starts_with("provider cloudfront found no AWS credentials"),
+            .starts_with(
+                "provider cloudfront found no AWS credentials: the Secret cache-buster-credentials has no AWS_ACCESS_KEY_ID"
+            ),
         "{}",
         ran.outcome
     );

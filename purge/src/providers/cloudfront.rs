@@ -36,7 +36,7 @@ pub use requests::CloudFront;
 #[cfg(feature = "client")]
 mod requests {
     use crate::aws;
-    use crate::cdn::{Cdn, Completion, Found, Layer, Options, Preparing};
+    use crate::cdn::{Cdn, Completion, Found, Layer, NotPrepared, Options, Preparing};
     use crate::client::Client;
     use crate::credentials::Credentials;
     use crate::outcome::redact;
@@ -197,7 +197,10 @@ mod requests {
                 let resolved =
                     aws::resolve(credentials, &options.aws, &client, &session_name(options))
                         .await
-                        .map_err(|error| redact(&error, &credentials.secrets()))?;
+                        .map_err(|error| NotPrepared {
+                            error: redact(&error.error, &credentials.secrets()),
+                            ..error
+                        })?;
                 Ok(Found {
                     sigv4: Some(resolved.signer),
                     secrets: resolved.secrets,
