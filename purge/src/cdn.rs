@@ -96,6 +96,13 @@ pub struct Completion {
     pub after_budget: &'static str,
 }
 
+/// The top-level `"status"` of a JSON answer (Google's Operation, ARM's
+/// operation), read as text: a `Completion::status` borrows the answer.
+pub fn top_level_status(answer: &str) -> Option<&str> {
+    let start = answer.find("\"status\"")?;
+    answer.get(start + "\"status\"".len()..)?.split('"').nth(1)
+}
+
 pub type Preparing<'a> = Pin<Box<dyn Future<Output = Result<Found, NotPrepared>> + Send + 'a>>;
 
 pub trait Cdn: Sync {

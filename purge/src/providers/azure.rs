@@ -43,7 +43,9 @@ pub use requests::Azure;
 
 #[cfg(feature = "client")]
 mod requests {
-    use crate::cdn::{Cdn, Completion, Found, Layer, NotPrepared, Options, Preparing};
+    use crate::cdn::{
+        Cdn, Completion, Found, Layer, NotPrepared, Options, Preparing, top_level_status,
+    };
     use crate::client::Client;
     use crate::credentials::Credentials;
     use crate::outcome::redact;
@@ -160,7 +162,7 @@ mod requests {
                     None,
                     "status",
                 ),
-                status: |answer| status(answer),
+                status: top_level_status,
                 done: "Succeeded",
                 failed: operation_error,
                 interval: POLL_INTERVAL,
@@ -182,12 +184,6 @@ mod requests {
             }
         }
         hosts
-    }
-
-    /// An ARM operation's `status`.
-    fn status(answer: &str) -> Option<&str> {
-        let start = answer.find("\"status\"")?;
-        answer.get(start + "\"status\"".len()..)?.split('"').nth(1)
     }
 
     /// A `Failed` or `Canceled` operation: its `error.message`.
@@ -305,7 +301,7 @@ mod requests {
         fn an_operation_is_done_at_succeeded_and_failed_when_it_failed() {
             let running =
                 r#"{"name":"op-1","status":"InProgress","startTime":"2026-12-05T06:00:00Z"}"#;
-            assert_eq!(status(running), Some("InProgress"));
+            assert_eq!(top_level_status(running), Some("InProgress"));
             assert_eq!(operation_error(running), None);
             assert_eq!(operation_error(r#"{"status":"Succeeded"}"#), None);
             let failed = r#"{"name":"op-1","status":"Failed","error":{"code":"BadRequest","message":"The domain is not part of the endpoint"}}"#;

@@ -33,7 +33,9 @@ pub use requests::Gcp;
 
 #[cfg(feature = "client")]
 mod requests {
-    use crate::cdn::{Cdn, Completion, Found, Layer, NotPrepared, Options, Preparing};
+    use crate::cdn::{
+        Cdn, Completion, Found, Layer, NotPrepared, Options, Preparing, top_level_status,
+    };
     use crate::client::Client;
     use crate::credentials::Credentials;
     use crate::outcome::redact;
@@ -162,7 +164,7 @@ mod requests {
                     waits_out: Some(RATE_LIMITED),
                     id_header: None,
                 },
-                status: operation_status,
+                status: top_level_status,
                 done: "DONE",
                 failed: operation_error,
                 interval: POLL_INTERVAL,
@@ -170,12 +172,6 @@ mod requests {
                 after_budget: "Cloud CDN goes on with it (gcloud compute operations describe)",
             })
         }
-    }
-
-    /// An Operation's `status`, read from where Google puts it (top level).
-    fn operation_status(answer: &str) -> Option<&str> {
-        let start = answer.find("\"status\"")?;
-        answer.get(start + "\"status\"".len()..)?.split('"').nth(1)
     }
 
     /// A `DONE` Operation that failed: its `error.errors[].message`s.
@@ -260,11 +256,11 @@ mod requests {
         #[test]
         fn a_done_operation_with_an_error_is_a_failure() {
             let running = r#"{"kind":"compute#operation","name":"operation-1","status":"RUNNING"}"#;
-            assert_eq!(operation_status(running), Some("RUNNING"));
+            assert_eq!(top_level_status(running), Some("RUNNING"));
             assert_eq!(operation_error(running), None);
             let failed = r#"{"kind":"compute#operation","name":"operation-1","status":"DONE",
                 "error":{"errors":[{"code":"INVALID_USAGE","message":"Invalid path"}]}}"#;
-            assert_eq!(operation_status(failed), Some("DONE"));
+            assert_eq!(top_level_status(failed), Some("DONE"));
             assert_eq!(operation_error(failed).as_deref(), Some("Invalid path"));
         }
 
