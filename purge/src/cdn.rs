@@ -68,6 +68,27 @@ pub struct Found {
     pub secrets: Vec<String>,
 }
 
+impl Found {
+    /// An OAuth2 access token, and the secrets met on the way to it (a
+    /// federated token): all of them redacted from the outcome.
+    pub fn with_bearer(token: String, mut secrets: Vec<String>) -> Found {
+        secrets.push(token.clone());
+        Found {
+            bearer: Some(token),
+            secrets,
+            ..Found::default()
+        }
+    }
+
+    /// What a dry run plans with in place of the token it never asks for.
+    pub fn placeholder_bearer(what: &str) -> Found {
+        Found {
+            bearer: Some(format!("<{what}>")),
+            ..Found::default()
+        }
+    }
+}
+
 /// One layer's purge, as a provider plans it.
 #[derive(Debug, Clone, Copy)]
 pub struct Layer<'a> {

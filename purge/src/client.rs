@@ -322,6 +322,22 @@ fn describe(error: reqwest::Error, timeout: Duration) -> String {
     }
 }
 
+/// The hosts of `urls`, each once: what a client resolves to the test
+/// network's double.
+pub fn hosts_of<'a>(urls: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut hosts: Vec<String> = Vec::new();
+    for host in urls
+        .into_iter()
+        .filter_map(|url| reqwest::Url::parse(url).ok())
+        .filter_map(|url| url.host_str().map(str::to_owned))
+    {
+        if !hosts.contains(&host) {
+            hosts.push(host);
+        }
+    }
+    hosts
+}
+
 /// `Retry-After` as seconds or as an HTTP date (RFC 9110 §10.2.3).
 pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();

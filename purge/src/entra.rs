@@ -6,7 +6,7 @@
 //! as the client assertion of `AZURE_CLIENT_ID` in `AZURE_TENANT_ID`, at
 //! `AZURE_AUTHORITY_HOST`: the variables its webhook injects.
 
-use crate::client::Client;
+use crate::client::{Client, Limits, Network, hosts_of};
 use crate::credentials::Credentials;
 use crate::not_prepared::NotPrepared;
 use crate::request::{PlannedRequest, path_segment};
@@ -173,17 +173,21 @@ pub fn request(
     })
 }
 
-/// The access token, and every secret value met on the way.
+/// The access token, and the secret values met on the way to it (the
+/// federated token).
 pub async fn token(
     secret: &Credentials,
     environment: &AzureEnvironment,
-    client: &Client,
+    limits: Limits,
+    network: &Network,
 ) -> Result<(String, Vec<String>), NotPrepared> {
     let TokenRequest {
         request,
         from,
-        mut secrets,
+        secrets,
     } = request(secret, environment)?;
+    let client = Client::new(limits, network, &hosts_of([request.url.as_str()]))
+        .map_err(|error| error.to_string())?;
     let answer = client.send(&request).await;
     let hidden: Vec<&str> = secrets.iter().map(String::as_str).collect();
     if let Some(error) = &answer.error {
@@ -200,16 +204,7 @@ pub async fn token(
         .ok()
         .and_then(|value| value["access_token"].as_str().map(str::to_owned))
         .ok_or_else(|| NotPrepared::from(format!("no access_token in the answer of {from}")))?;
-    secrets.push(token.clone());
     Ok((token, secrets))
-}
-
-/// The host of the token's request (the client resolves it).
-pub fn host(environment: &AzureEnvironment) -> String {
-    reqwest::Url::parse(&environment.authority())
-        .ok()
-        .and_then(|url| url.host_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! GKE Workload Identity answers on (`Metadata-Flavor: Google`; the host
 //! from `GCE_METADATA_HOST`, as the libraries read it).
 
-use crate::client::Client;
+use crate::client::{Client, Limits, Network, hosts_of};
 use crate::not_prepared::NotPrepared;
 use crate::request::{PlannedRequest, path_segment};
 use base64::Engine as _;
@@ -128,13 +128,21 @@ pub fn request(
     ))
 }
 
-/// The access token, from the key or the metadata server.
+/// The access token, from the key or the metadata server. A key that is
+/// no key fails for good: no retry mends it.
 pub async fn token(
     key_json: Option<&str>,
     environment: &GoogleEnvironment,
-    client: &Client,
+    limits: Limits,
+    network: &Network,
 ) -> Result<String, NotPrepared> {
-    let request = request(key_json, environment)?;
+    let request = request(key_json, environment).map_err(|error| NotPrepared {
+        error,
+        for_good: true,
+        ..NotPrepared::default()
+    })?;
+    let client = Client::new(limits, network, &hosts_of([request.url.as_str()]))
+        .map_err(|error| error.to_string())?;
     let answer = client.send(&request).await;
     let from = match key_json {
         Some(_) => "Google's token endpoint (GCP_SERVICE_ACCOUNT_KEY)".to_owned(),

@@ -4,7 +4,7 @@
 //! layers after it. The outcome gives each layer's result.
 
 use crate::cdn::{Completion, Found, Layer, NotPrepared, Options};
-use crate::client::{Answer, Client};
+use crate::client::{Answer, Client, hosts_of};
 use crate::credentials::Credentials;
 use crate::outcome::{Failure, Outcome, answer_excerpt, ids_in, redact};
 use crate::providers::Provider;
@@ -204,11 +204,7 @@ async fn purge(
         Ok(requests) => requests,
         Err(refusal) => return failed(provider.name(), started, refusal.to_string(), true),
     };
-    let hosts: Vec<String> = requests
-        .iter()
-        .filter_map(|request| reqwest::Url::parse(&request.url).ok())
-        .filter_map(|url| url.host_str().map(str::to_owned))
-        .collect();
+    let hosts = hosts_of(requests.iter().map(|request| request.url.as_str()));
     let client = match Client::new(options.limits, &options.network, &hosts) {
         Ok(client) => client.counting_from(purge_started),
         Err(error) => return failed(provider.name(), started, error.to_string(), false),

@@ -43,12 +43,8 @@ pub use requests::Azure;
 
 #[cfg(feature = "client")]
 mod requests {
-    use crate::cdn::{
-        Cdn, Completion, Found, Layer, NotPrepared, Options, Preparing, top_level_status,
-    };
-    use crate::client::Client;
+    use crate::cdn::{Cdn, Completion, Found, Layer, Options, Preparing, top_level_status};
     use crate::credentials::Credentials;
-    use crate::outcome::redact;
     use crate::providers::azure::{API_VERSION, PATHS_PER_REQUEST};
     use crate::request::{PlannedRequest, Purges, counted, header, json_request, path_segment};
     use std::time::Duration;
@@ -71,25 +67,16 @@ mod requests {
         ) -> Preparing<'a> {
             Box::pin(async move {
                 if dry_run {
-                    return Ok(Found {
-                        bearer: Some("<Entra ID access token>".to_owned()),
-                        ..Found::default()
-                    });
+                    return Ok(Found::placeholder_bearer("Entra ID access token"));
                 }
-                let hosts = [crate::entra::host(&options.azure)];
-                let client = Client::new(options.limits, &options.network, &hosts)
-                    .map_err(|error| error.to_string())?;
-                let (token, secrets) = crate::entra::token(credentials, &options.azure, &client)
-                    .await
-                    .map_err(|error| NotPrepared {
-                        error: redact(&error.error, &credentials.secrets()),
-                        ..error
-                    })?;
-                Ok(Found {
-                    bearer: Some(token),
-                    secrets,
-                    ..Found::default()
-                })
+                let (token, secrets) = crate::entra::token(
+                    credentials,
+                    &options.azure,
+                    options.limits,
+                    &options.network,
+                )
+                .await?;
+                Ok(Found::with_bearer(token, secrets))
             })
         }
 

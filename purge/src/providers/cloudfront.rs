@@ -36,10 +36,9 @@ pub use requests::CloudFront;
 #[cfg(feature = "client")]
 mod requests {
     use crate::aws;
-    use crate::cdn::{Cdn, Completion, Found, Layer, NotPrepared, Options, Preparing};
+    use crate::cdn::{Cdn, Completion, Found, Layer, Options, Preparing};
     use crate::client::Client;
     use crate::credentials::Credentials;
-    use crate::outcome::redact;
     use crate::request::{Header, PlannedRequest, Purges, Signer, counted, path_segment};
     use crate::sigv4::SigV4;
     use crate::targets::PurgeTargets;
@@ -196,11 +195,7 @@ mod requests {
                     .map_err(|error| error.to_string())?;
                 let resolved =
                     aws::resolve(credentials, &options.aws, &client, &session_name(options))
-                        .await
-                        .map_err(|error| NotPrepared {
-                            error: redact(&error.error, &credentials.secrets()),
-                            ..error
-                        })?;
+                        .await?;
                 Ok(Found {
                     sigv4: Some(resolved.signer),
                     secrets: resolved.secrets,

@@ -33,12 +33,8 @@ pub use requests::Gcp;
 
 #[cfg(feature = "client")]
 mod requests {
-    use crate::cdn::{
-        Cdn, Completion, Found, Layer, NotPrepared, Options, Preparing, top_level_status,
-    };
-    use crate::client::Client;
+    use crate::cdn::{Cdn, Completion, Found, Layer, Options, Preparing, top_level_status};
     use crate::credentials::Credentials;
-    use crate::outcome::redact;
     use crate::providers::gcp::TAGS_PER_REQUEST;
     use crate::request::{PlannedRequest, counted, header, json_request, path_segment};
     use std::time::Duration;
@@ -61,36 +57,13 @@ mod requests {
         ) -> Preparing<'a> {
             Box::pin(async move {
                 if dry_run {
-                    return Ok(Found {
-                        bearer: Some("<GCP access token>".to_owned()),
-                        ..Found::default()
-                    });
+                    return Ok(Found::placeholder_bearer("GCP access token"));
                 }
                 let key = credentials.optional("GCP_SERVICE_ACCOUNT_KEY");
-                // A key that is no key: no retry mends it.
-                let request =
-                    crate::google::request(key, &options.google).map_err(|error| NotPrepared {
-                        error,
-                        for_good: true,
-                        ..NotPrepared::default()
-                    })?;
-                let host = reqwest::Url::parse(&request.url)
-                    .ok()
-                    .and_then(|url| url.host_str().map(str::to_owned))
-                    .unwrap_or_default();
-                let client = Client::new(options.limits, &options.network, &[host])
-                    .map_err(|error| error.to_string())?;
-                let token = crate::google::token(key, &options.google, &client)
-                    .await
-                    .map_err(|error| NotPrepared {
-                        error: redact(&error.error, &credentials.secrets()),
-                        ..error
-                    })?;
-                Ok(Found {
-                    bearer: Some(token.clone()),
-                    secrets: vec![token],
-                    ..Found::default()
-                })
+                let token =
+                    crate::google::token(key, &options.google, options.limits, &options.network)
+                        .await?;
+                Ok(Found::with_bearer(token, Vec::new()))
             })
         }
 
