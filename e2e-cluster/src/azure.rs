@@ -8,11 +8,9 @@
 //! operation).
 
 use crate::cdn::Recorded;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 pub const LOGIN_HOST: &str = "login.microsoftonline.com";
 pub const ARM_HOST: &str = "management.azure.com";
@@ -30,8 +28,6 @@ pub const IDENTITY_CLIENT_ID: &str = "22222222-aaaa-4bbb-8ccc-000000000002";
 pub const ISSUER: &str = "https://oidc.aks.test/0000/";
 pub const AUDIENCE: &str = "api://AzureADTokenExchange";
 pub const SUBJECT: &str = "system:serviceaccount:web:cache-buster";
-/// The cluster issuer's signing key: the tests' RSA key.
-const ISSUER_KEY_PEM: &str = include_str!("../../purge/tests/data/gcp-test-key.pem");
 /// How long a purge's operation stays `InProgress`, unless told otherwise.
 pub const PROCESSING: Duration = Duration::from_secs(2);
 const API_VERSION: &str = "2023-05-01";
@@ -87,40 +83,6 @@ fn arm_error(status: u16, code: &str, message: &str) -> Answer {
     json_answer(status, json!({"error": {"code": code, "message": message}}))
 }
 
-/// `%XX` and `+` of a form value, decoded.
-fn form_value(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while let Some(&byte) = bytes.get(index) {
-        let hex = bytes
-            .get(index + 1..index + 3)
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match (byte, hex) {
-            (b'%', Some(value)) => {
-                decoded.push(value);
-                index += 3;
-            }
-            (b'+', _) => {
-                decoded.push(b' ');
-                index += 1;
-            }
-            _ => {
-                decoded.push(byte);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&decoded).into_owned()
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs())
-}
-
 impl Azure {
     pub fn answer(&mut self, request: &Recorded) -> Answer {
         match request.host.as_str() {
@@ -131,12 +93,7 @@ impl Azure {
 
     /// `POST /<tenant>/oauth2/v2.0/token`, client credentials.
     fn token(&mut self, request: &Recorded) -> Answer {
-        let form: BTreeMap<&str, String> = request
-            .body
-            .split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .map(|(name, value)| (name, form_value(value)))
-            .collect();
+        let form = request.form();
         let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
         if request.path != format!("/{TENANT}/oauth2/v2.0/token") {
             return entra_error(
@@ -194,21 +151,15 @@ impl Azure {
         if assertion_type != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
             return invalid(700010, "The client assertion type is invalid.");
         }
-        let parts: Vec<&str> = assertion.split('.').collect();
-        let [header, claims, signature] = parts.as_slice() else {
+        if assertion.split('.').count() != 3 {
             return invalid(50027, "JWT token is invalid or malformed.");
-        };
-        if !verify(&format!("{header}.{claims}"), signature) {
+        }
+        let Some((_, claims)) = crate::jwt::verified(assertion) else {
             return invalid(
                 5002738,
                 "Invalid JWT token. The token's signature does not match the issuer's keys.",
             );
-        }
-        let claims: Value = URL_SAFE_NO_PAD
-            .decode(claims)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or(Value::Null);
+        };
         if client != IDENTITY_CLIENT_ID {
             return Err(entra_error(
                 400,
@@ -245,7 +196,7 @@ impl Azure {
                 ),
             );
         }
-        if claims["exp"].as_u64().unwrap_or(0) <= now() {
+        if claims["exp"].as_u64().unwrap_or(0) <= crate::jwt::now() {
             return invalid(
                 700024,
                 "Client assertion is not within its valid time range.",
@@ -378,69 +329,20 @@ impl Azure {
 /// A federated token as the cluster's issuer signs it (RS256), with these
 /// claims.
 pub fn federated_token(issuer: &str, subject: &str, lifetime_seconds: i64) -> String {
-    let header = URL_SAFE_NO_PAD.encode(json!({"alg": "RS256", "kid": "test"}).to_string());
-    let issued = i64::try_from(now()).unwrap_or(0);
-    let claims = URL_SAFE_NO_PAD.encode(
-        json!({
+    let issued = i64::try_from(crate::jwt::now()).unwrap_or(0);
+    crate::jwt::signed(
+        &json!({"alg": "RS256", "kid": "test"}),
+        &json!({
             "aud": [AUDIENCE], "iss": issuer, "sub": subject,
             "iat": issued, "nbf": issued, "exp": issued + lifetime_seconds,
             "kubernetes.io": {"namespace": "web", "serviceaccount": {"name": "cache-buster"}},
-        })
-        .to_string(),
-    );
-    let signed = format!("{header}.{claims}");
-    format!("{signed}.{}", sign(&signed))
-}
-
-fn key_pair() -> Option<ring::signature::RsaKeyPair> {
-    use rustls::pki_types::PrivatePkcs8KeyDer;
-    use rustls::pki_types::pem::PemObject as _;
-    let der = PrivatePkcs8KeyDer::from_pem_slice(ISSUER_KEY_PEM.as_bytes()).ok()?;
-    ring::signature::RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).ok()
-}
-
-fn sign(text: &str) -> String {
-    let Some(pair) = key_pair() else {
-        return String::new();
-    };
-    let mut signature = vec![0; pair.public().modulus_len()];
-    let signed = pair.sign(
-        &ring::signature::RSA_PKCS1_SHA256,
-        &ring::rand::SystemRandom::new(),
-        text.as_bytes(),
-        &mut signature,
-    );
-    match signed {
-        Ok(()) => URL_SAFE_NO_PAD.encode(signature),
-        Err(_) => String::new(),
-    }
-}
-
-fn verify(signed: &str, signature: &str) -> bool {
-    use ring::signature::KeyPair as _;
-    let (Some(pair), Ok(signature)) = (key_pair(), URL_SAFE_NO_PAD.decode(signature)) else {
-        return false;
-    };
-    ring::signature::UnparsedPublicKey::new(
-        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
-        pair.public_key().as_ref(),
+        }),
     )
-    .verify(signed.as_bytes(), &signature)
-    .is_ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn form_values_are_decoded() {
-        assert_eq!(
-            form_value("https%3A%2F%2Fmanagement.azure.com%2F.default"),
-            "https://management.azure.com/.default"
-        );
-        assert_eq!(form_value("a+b%7E%"), "a b~%");
-    }
 
     #[test]
     fn a_federated_token_is_checked_like_entra_does() {

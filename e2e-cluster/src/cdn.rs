@@ -117,6 +117,15 @@ impl Recorded {
             .map(|(_, value)| value.as_str())
     }
 
+    /// A form body's fields (`application/x-www-form-urlencoded`), decoded.
+    pub fn form(&self) -> std::collections::BTreeMap<String, String> {
+        self.body
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .map(|(name, value)| (form_value(name), form_value(value)))
+            .collect()
+    }
+
     /// The request as one text, for assertions and for searching a secret.
     pub fn dump(&self) -> String {
         let headers: String = self
@@ -475,6 +484,34 @@ fn akamai_denied(request: &Recorded, detail: &str) -> Response<Full<Bytes>> {
     respond(StatusCode::UNAUTHORIZED, &[], &problem.to_string())
 }
 
+/// `%XX` and `+` of a form value, decoded.
+fn form_value(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while let Some(&byte) = bytes.get(index) {
+        let hex = bytes
+            .get(index + 1..index + 3)
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (byte, hex) {
+            (b'%', Some(value)) => {
+                decoded.push(value);
+                index += 3;
+            }
+            (b'+', _) => {
+                decoded.push(b' ');
+                index += 1;
+            }
+            _ => {
+                decoded.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
 /// FNV-1a: a stable id from a request body.
 fn fnv(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
@@ -498,4 +535,25 @@ fn respond(status: StatusCode, headers: &[(&str, &str)], body: &str) -> Response
         hyper::header::HeaderValue::from_static("application/json"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_form_body_is_read_decoded() {
+        let request = Recorded {
+            at: Instant::now(),
+            method: "POST".into(),
+            host: "login.microsoftonline.com".into(),
+            path: "/t/oauth2/v2.0/token".into(),
+            headers: Vec::new(),
+            body: "scope=https%3A%2F%2Fmanagement.azure.com%2F.default&secret=a+b%7E%&flag".into(),
+        };
+        let form = request.form();
+        assert_eq!(form["scope"], "https://management.azure.com/.default");
+        assert_eq!(form["secret"], "a b~%");
+        assert_eq!(form.len(), 2);
+    }
 }

@@ -6,11 +6,9 @@
 //! the real one at 169.254.169.254 is), each with Google's own error bodies.
 
 use crate::cdn::Recorded;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 pub const TOKEN_HOST: &str = "oauth2.googleapis.com";
 pub const COMPUTE_HOST: &str = "compute.googleapis.com";
@@ -18,7 +16,7 @@ pub const PROJECT: &str = "shop-project";
 pub const URL_MAP: &str = "shop-lb";
 pub const SERVICE_ACCOUNT: &str = "purger@shop-project.iam.gserviceaccount.com";
 /// The service account's key: a 2048-bit RSA key made for the tests only.
-pub const KEY_PEM: &str = include_str!("../../purge/tests/data/gcp-test-key.pem");
+pub const KEY_PEM: &str = crate::jwt::TEST_KEY_PEM;
 /// The token the metadata server hands to the pod (GKE Workload Identity).
 pub const METADATA_TOKEN: &str = "ya29.metadata-token-test-5c1f";
 /// How long an invalidation's Operation stays `RUNNING`.
@@ -67,12 +65,7 @@ impl Google {
 
     /// `POST /token` with a JWT bearer assertion (RFC 7523).
     fn token(&mut self, request: &Recorded) -> Answer {
-        let form: BTreeMap<&str, String> = request
-            .body
-            .split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .map(|(name, value)| (name, value.replace("%3A", ":")))
-            .collect();
+        let form = request.form();
         let grant = |description: &str| {
             (
                 400,
@@ -87,24 +80,13 @@ impl Google {
         let Some(assertion) = form.get("assertion") else {
             return grant("Missing assertion.");
         };
-        let parts: Vec<&str> = assertion.split('.').collect();
-        let [header, claims, signature] = parts.as_slice() else {
+        if assertion.split('.').count() != 3 {
             return grant("Invalid JWT.");
-        };
-        if !verify(&format!("{header}.{claims}"), signature) {
-            return grant("Invalid JWT Signature.");
         }
-        let decode = |part: &str| -> Value {
-            URL_SAFE_NO_PAD
-                .decode(part)
-                .ok()
-                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-                .unwrap_or(Value::Null)
+        let Some((header, claims)) = crate::jwt::verified(assertion) else {
+            return grant("Invalid JWT Signature.");
         };
-        let (header, claims) = (decode(header), decode(claims));
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_secs());
+        let now = crate::jwt::now();
         if header["alg"] != "RS256" {
             return grant("Invalid JWT: the algorithm must be RS256.");
         }
@@ -221,28 +203,6 @@ fn operation(name: &str, status: &str) -> String {
     .to_string()
 }
 
-/// RS256 with the service account's public key.
-fn verify(signed: &str, signature: &str) -> bool {
-    use rustls::pki_types::PrivatePkcs8KeyDer;
-    use rustls::pki_types::pem::PemObject as _;
-    let Ok(der) = PrivatePkcs8KeyDer::from_pem_slice(KEY_PEM.as_bytes()) else {
-        return false;
-    };
-    let Ok(pair) = ring::signature::RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()) else {
-        return false;
-    };
-    use ring::signature::KeyPair as _;
-    let Ok(signature) = URL_SAFE_NO_PAD.decode(signature) else {
-        return false;
-    };
-    ring::signature::UnparsedPublicKey::new(
-        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
-        pair.public_key().as_ref(),
-    )
-    .verify(signed.as_bytes(), &signature)
-    .is_ok()
-}
-
 /// GKE's metadata server on loopback; `GCE_METADATA_HOST` names it.
 pub struct MetadataServer {
     pub host: String,
@@ -291,34 +251,5 @@ impl MetadataServer {
 impl Drop for MetadataServer {
     fn drop(&mut self) {
         self.server.abort();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn signed(text: &str) -> String {
-        use rustls::pki_types::PrivatePkcs8KeyDer;
-        use rustls::pki_types::pem::PemObject as _;
-        let der = PrivatePkcs8KeyDer::from_pem_slice(KEY_PEM.as_bytes()).unwrap();
-        let pair = ring::signature::RsaKeyPair::from_pkcs8(der.secret_pkcs8_der()).unwrap();
-        let mut signature = vec![0; pair.public().modulus_len()];
-        pair.sign(
-            &ring::signature::RSA_PKCS1_SHA256,
-            &ring::rand::SystemRandom::new(),
-            text.as_bytes(),
-            &mut signature,
-        )
-        .unwrap();
-        URL_SAFE_NO_PAD.encode(signature)
-    }
-
-    #[test]
-    fn the_token_endpoint_checks_the_signature_over_header_and_claims() {
-        let signature = signed("header.claims");
-        assert!(verify("header.claims", &signature));
-        assert!(!verify("header.claimz", &signature));
-        assert!(!verify("header.claims", "AAAA"));
     }
 }

@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod edgegrid;
 pub mod google;
 pub mod images;
+pub mod jwt;
 pub mod node;
 pub mod oci;
 pub mod pki;

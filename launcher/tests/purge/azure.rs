@@ -50,22 +50,6 @@ impl Setup {
     }
 }
 
-/// A token request's form, decoded.
-fn form(request: &Recorded) -> Vec<(String, String)> {
-    request
-        .body
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(name, value)| {
-            let value = value
-                .replace("%3A", ":")
-                .replace("%2F", "/")
-                .replace("%7E", "~");
-            (name.to_owned(), value)
-        })
-        .collect()
-}
-
 fn purges(setup: &Setup) -> Vec<Recorded> {
     setup.cdn.requests(&format!(
         "{ARM_HOST}/subscriptions/{SUBSCRIPTION}/resourceGroups/"
@@ -98,15 +82,9 @@ async fn azure_with_a_client_secret_purges_each_host_and_waits_for_its_operation
         .cdn
         .requests(&format!("{LOGIN_HOST}/{TENANT}/oauth2/v2.0/token"));
     assert_eq!(tokens.len(), 1);
-    let form = form(&tokens[0]);
-    assert!(
-        form.contains(&("client_secret".into(), CLIENT_SECRET.into())),
-        "{form:?}"
-    );
-    assert!(form.contains(&(
-        "scope".into(),
-        "https://management.azure.com/.default".into()
-    )));
+    let form = tokens[0].form();
+    assert_eq!(form["client_secret"], CLIENT_SECRET, "{form:?}");
+    assert_eq!(form["scope"], "https://management.azure.com/.default");
 
     let purges = purges(&setup);
     assert_eq!(
@@ -161,10 +139,10 @@ async fn azure_without_a_secret_uses_the_pods_workload_identity() {
     assert!(!ran.output.contains(&token) && !ran.message.contains(&token));
     let tokens = setup.cdn.requests(LOGIN_HOST);
     assert_eq!(tokens.len(), 1);
-    let form = form(&tokens[0]);
-    assert!(form.contains(&("client_id".into(), IDENTITY_CLIENT_ID.into())));
-    assert!(form.contains(&("client_assertion".into(), token.clone())));
-    assert!(!form.iter().any(|(name, _)| name == "client_secret"));
+    let form = tokens[0].form();
+    assert_eq!(form["client_id"], IDENTITY_CLIENT_ID);
+    assert_eq!(form["client_assertion"], token);
+    assert!(!form.contains_key("client_secret"), "{form:?}");
     assert_eq!(bodies(&purges(&setup)), [json!({"contentPaths": ["/*"]})]);
     assert_eq!(ran.outcome["purged"], json!(["everything"]));
 }
