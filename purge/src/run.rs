@@ -396,3 +396,40 @@ async fn wait_completed(
         tokio::time::sleep(interval).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPERATION: &str = "https://management.azure.com/subscriptions/s/providers/Microsoft.Cdn/locations/global/operationresults/0000-op?api-version=2023-05-01";
+    const PURGE: &str = "https://management.azure.com/subscriptions/s/resourceGroups/r/providers/Microsoft.Cdn/profiles/p/afdEndpoints/e/purge?api-version=2023-05-01";
+
+    /// A poll carries the token: only a URL on the API's own origin is
+    /// followed.
+    #[test]
+    fn an_id_from_a_header_is_followed_only_on_the_apis_origin() {
+        assert_eq!(same_origin(PURGE, OPERATION), Ok(OPERATION.to_owned()));
+        assert_eq!(
+            same_origin(PURGE, "https://attacker.example/operationresults/1"),
+            Err("https://attacker.example".to_owned())
+        );
+        assert_eq!(
+            same_origin(PURGE, "http://management.azure.com/x"),
+            Err("http://management.azure.com".to_owned())
+        );
+        assert_eq!(
+            same_origin(PURGE, "not a url"),
+            Err("\"not a url\"".to_owned())
+        );
+    }
+
+    #[test]
+    fn an_id_that_is_a_url_is_reported_by_its_last_segment() {
+        assert_eq!(reported_id(OPERATION), "0000-op");
+        assert_eq!(
+            reported_id("operation-1-invalidate"),
+            "operation-1-invalidate"
+        );
+        assert_eq!(reported_id("I2J0I21TGGT5SM"), "I2J0I21TGGT5SM");
+    }
+}
