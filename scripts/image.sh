@@ -43,14 +43,15 @@ if command -v buildah >/dev/null; then
   buildah "${storage[@]}" build --quiet --timestamp "$created" --tag "$name" "${args[@]}" "$out/context" >/dev/null
   buildah "${storage[@]}" push --quiet --compression-format gzip "$name" "oci:$layout:$version"
   buildah "${storage[@]}" rmi "$name" >/dev/null
-elif command -v docker >/dev/null; then
+elif docker buildx version >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+  # Docker only where it can build: buildx, and an engine that answers.
   SOURCE_DATE_EPOCH="$created" docker buildx build --quiet --tag "$name" "${args[@]}" \
     --output "type=oci,dest=$out/oci.tar,rewrite-timestamp=true" "$out/context" >/dev/null
   mkdir -p "$layout"
   tar -xf "$out/oci.tar" -C "$layout"
   rm "$out/oci.tar"
 else
-  echo "image: neither buildah nor docker is installed (scripts/setup.sh --tests installs buildah)" >&2
+  echo "image: no buildah, and no docker that can build (buildx and a running engine); scripts/setup.sh --tests installs buildah" >&2
   exit 1
 fi
 manifest="$(jq -r '.manifests[0].digest' "$layout/index.json" | sed 's/:/\//')"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The summary that closes `make test`: each suite, what it ran, what it
 # skipped and why (recorded by scripts/suite.sh), then one closing line.
-#   scripts/summary.sh --reset   forget the previous run's records
+#   scripts/summary.sh --reset          forget the previous run's records
+#   scripts/summary.sh [SUITE...]       the summary; a SUITE named here that
+#                                       recorded nothing is reported as not run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 summary=target/test-summary.tsv
@@ -10,7 +12,15 @@ if [ "${1:-}" = --reset ]; then
   : >"$summary"
   exit 0
 fi
-[ -s "$summary" ] || { echo "summary: no suite ran"; exit 0; }
+touch "$summary"
+# A suite runs only once its prerequisites are built: one whose build failed
+# (make --keep-going goes on) leaves no record, and says so here.
+not_run=()
+for suite in "$@"; do
+  awk -F '\t' -v name="$suite" '$1 == name { found = 1 } END { exit !found }' "$summary" ||
+    not_run+=("$suite")
+done
+[ -s "$summary" ] || ((${#not_run[@]})) || { echo "summary: no suite ran"; exit 0; }
 
 echo
 echo "== Summary of make test"
@@ -34,10 +44,14 @@ awk -F '\t' '
       }
     }
   }' "$summary"
-awk -F '\t' '
+for suite in "${not_run[@]}"; do
+  printf '  %-18s not run: a step it needs failed (see the log above)\n' "$suite"
+done
+awk -F '\t' -v not_run="${#not_run[@]}" '
   $4 == "-" { suites++ ; next }
   { p += $2; f += $3; s += $4 }
   END {
     if (suites) printf "%d suite(s) skipped as a whole: their programs are missing (see above; make tools, or docs/development.md)\n", suites
+    if (not_run) printf "%d suite(s) not run: a step they need failed\n", not_run
     printf "total: %d passed, %d failed, %d skipped\n", p, f, s
   }' "$summary"
