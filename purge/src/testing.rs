@@ -83,6 +83,22 @@ pub fn plan(
     })
 }
 
+/// The plan of a provider that sends a bearer token (gcp, azure), with the
+/// token its identity module would have fetched.
+pub fn planned_with_bearer(
+    provider: Provider,
+    targets: &PurgeTargets,
+    credentials: &Credentials,
+    bearer: &str,
+) -> Result<Vec<PlannedRequest>, Unsupported> {
+    provider.plan(&Layer {
+        targets,
+        credentials,
+        options: &cdn::Options::default(),
+        found: &Found::with_bearer(bearer.into(), Vec::new()),
+    })
+}
+
 /// The plan with the default batch size and no webhook context.
 pub fn planned(
     provider: Provider,

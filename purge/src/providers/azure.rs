@@ -191,7 +191,7 @@ mod requests {
     #[cfg(test)]
     mod tests {
         use super::*;
-        use crate::cdn::{Found, Layer};
+        use crate::providers::Provider;
         use crate::targets::PurgeTargets;
         use crate::testing::*;
         use serde_json::json;
@@ -205,19 +205,7 @@ mod requests {
                 ("AZURE_PROFILE", "shop-afd"),
                 ("AZURE_ENDPOINT", "shop-ep"),
             ]);
-            let found = Found {
-                bearer: Some("eyJ0.token".into()),
-                ..Found::default()
-            };
-            let options = crate::cdn::Options::default();
-            crate::providers::Provider::Azure
-                .plan(&Layer {
-                    targets,
-                    credentials: &credentials,
-                    options: &options,
-                    found: &found,
-                })
-                .unwrap()
+            planned_with_bearer(Provider::Azure, targets, &credentials, "eyJ0.token").unwrap()
         }
 
         /// SPEC §5: URLs → their paths with their hosts as domains,
@@ -300,34 +288,6 @@ mod requests {
                 operation_error(r#"{"status":"Canceled"}"#).as_deref(),
                 Some("Canceled")
             );
-        }
-
-        #[test]
-        fn tags_and_hosts_are_refused() {
-            for (targets, what) in [
-                (
-                    PurgeTargets {
-                        tags: vec!["shop".into()],
-                        ..PurgeTargets::default()
-                    },
-                    "azure cannot purge cache tags",
-                ),
-                (
-                    PurgeTargets {
-                        hosts: vec!["shop.example.com".into()],
-                        ..PurgeTargets::default()
-                    },
-                    "azure cannot purge host names",
-                ),
-            ] {
-                assert_eq!(
-                    crate::providers::Provider::Azure
-                        .refuses(&targets)
-                        .map(|r| r.to_string())
-                        .as_deref(),
-                    Some(what)
-                );
-            }
         }
     }
 }

@@ -164,7 +164,7 @@ mod requests {
     #[cfg(test)]
     mod tests {
         use super::*;
-        use crate::cdn::{Found, Layer};
+        use crate::providers::Provider;
         use crate::targets::PurgeTargets;
         use crate::testing::*;
         use serde_json::json;
@@ -172,19 +172,7 @@ mod requests {
         fn gcp_plan(targets: &PurgeTargets) -> Vec<PlannedRequest> {
             let credentials =
                 credentials(&[("GCP_PROJECT", "shop-project"), ("GCP_URL_MAP", "shop-lb")]);
-            let found = Found {
-                bearer: Some("ya29.token".into()),
-                ..Found::default()
-            };
-            let options = crate::cdn::Options::default();
-            crate::providers::Provider::Gcp
-                .plan(&Layer {
-                    targets,
-                    credentials: &credentials,
-                    options: &options,
-                    found: &found,
-                })
-                .unwrap()
+            planned_with_bearer(Provider::Gcp, targets, &credentials, "ya29.token").unwrap()
         }
 
         #[test]
@@ -235,20 +223,6 @@ mod requests {
                 "error":{"errors":[{"code":"INVALID_USAGE","message":"Invalid path"}]}}"#;
             assert_eq!(top_level_status(failed), Some("DONE"));
             assert_eq!(operation_error(failed).as_deref(), Some("Invalid path"));
-        }
-
-        #[test]
-        fn hosts_are_refused() {
-            let hosts = PurgeTargets {
-                hosts: vec!["shop.example.com".into()],
-                ..PurgeTargets::default()
-            };
-            assert_eq!(
-                crate::providers::Provider::Gcp
-                    .refuses(&hosts)
-                    .map(|r| r.to_string()),
-                Some("gcp cannot purge host names".to_owned())
-            );
         }
     }
 }

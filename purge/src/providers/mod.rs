@@ -265,43 +265,47 @@ mod tests {
         assert_eq!(Provider::Cloudflare.refuses(&targets), None);
     }
 
-    /// Fast Purge has no request for everything, prefixes or hosts, nor
-    /// has a self-hosted cache one that every cache understands.
+    /// SPEC §5, what each provider has no request for: asked alone, each
+    /// of these targets is refused naming the provider, every other one is
+    /// planned. (Fast Purge has no request for everything, prefixes or hosts,
+    /// nor has a self-hosted cache one that every cache understands.)
     #[test]
-    fn akamai_and_http_refuse_what_they_have_no_request_for() {
-        let unpurgeable = [
-            (
-                PurgeTargets {
-                    everything: true,
-                    ..PurgeTargets::default()
-                },
-                "everything",
-            ),
-            (
-                PurgeTargets {
-                    prefixes: vec!["www.example.com/blog".into()],
-                    ..PurgeTargets::default()
-                },
-                "URL prefixes",
-            ),
-            (
-                PurgeTargets {
-                    hosts: vec!["www.example.com".into()],
-                    ..PurgeTargets::default()
-                },
-                "host names",
-            ),
+    fn each_provider_refuses_what_spec_5_gives_it_no_request_for() {
+        use Target::*;
+        let refused: [(Provider, &[Target]); 9] = [
+            (Provider::Cloudflare, &[]),
+            (Provider::Fastly, &[Prefixes, Hosts]),
+            (Provider::Webhook, &[]),
+            (Provider::Bunny, &[Hosts]),
+            (Provider::Akamai, &[Prefixes, Hosts, Everything]),
+            (Provider::Http, &[Prefixes, Hosts, Everything]),
+            (Provider::Cloudfront, &[Hosts, Tags]),
+            (Provider::Gcp, &[Hosts]),
+            (Provider::Azure, &[Hosts, Tags]),
         ];
-        for provider in [Provider::Akamai, Provider::Http] {
-            for (targets, what) in &unpurgeable {
-                assert_eq!(
-                    provider.refuses(targets),
-                    Some(Unsupported {
-                        provider: provider.name(),
-                        what
-                    }),
-                    "{provider}"
-                );
+        assert_eq!(
+            refused.map(|(provider, _)| provider),
+            Provider::ALL,
+            "one row per provider"
+        );
+        for (provider, refuses) in refused {
+            for target in [Urls, Prefixes, Hosts, Tags, Everything] {
+                let mut alone = PurgeTargets {
+                    everything: target == Everything,
+                    ..PurgeTargets::default()
+                };
+                match target {
+                    Urls => alone.urls = vec!["https://www.example.com/".into()],
+                    Prefixes => alone.prefixes = vec!["www.example.com/blog".into()],
+                    Hosts => alone.hosts = vec!["www.example.com".into()],
+                    Tags => alone.tags = vec!["shop".into()],
+                    Everything => {}
+                }
+                let expected = refuses.contains(&target).then(|| Unsupported {
+                    provider: provider.name(),
+                    what: target.plural(),
+                });
+                assert_eq!(provider.refuses(&alone), expected, "{provider} {target:?}");
             }
         }
     }
