@@ -8,7 +8,7 @@ use crate::client::{Limits, Network};
 use crate::credentials::Credentials;
 pub use crate::not_prepared::NotPrepared;
 use crate::options::{AkamaiOptions, HttpMethod, HttpService};
-use crate::request::PlannedRequest;
+use crate::request::{Header, PlannedRequest, bearer};
 use crate::sigv4::SigV4;
 use crate::targets::PurgeTargets;
 use std::future::Future;
@@ -78,6 +78,11 @@ impl Found {
             secrets,
             ..Found::default()
         }
+    }
+
+    /// The token's `Authorization` header (gcp, azure).
+    pub fn bearer_header(&self) -> Header {
+        bearer(self.bearer.as_deref().unwrap_or_default())
     }
 
     /// What a dry run plans with in place of the token it never asks for.

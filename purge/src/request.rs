@@ -109,6 +109,11 @@ pub fn header(name: impl Into<Cow<'static, str>>, value: impl Into<String>) -> H
     (name.into(), value.into())
 }
 
+/// `Authorization: Bearer <token>`.
+pub fn bearer(token: &str) -> Header {
+    header("Authorization", format!("Bearer {token}"))
+}
+
 pub fn counted(count: usize, one: &'static str, many: &'static str) -> Purges {
     Purges { count, one, many }
 }

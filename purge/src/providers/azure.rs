@@ -46,7 +46,7 @@ mod requests {
     use crate::cdn::{Cdn, Completion, Found, Layer, Options, Preparing, top_level_status};
     use crate::credentials::Credentials;
     use crate::providers::azure::{API_VERSION, PATHS_PER_REQUEST};
-    use crate::request::{PlannedRequest, Purges, counted, header, json_request, path_segment};
+    use crate::request::{PlannedRequest, Purges, counted, json_request, path_segment};
     use std::time::Duration;
 
     pub const RESOURCE_MANAGER: &str = "https://management.azure.com";
@@ -89,15 +89,9 @@ mod requests {
                 value("AZURE_PROFILE"),
                 value("AZURE_ENDPOINT"),
             );
-            let bearer = layer.found.bearer.as_deref().unwrap_or_default();
             let request = |body: serde_json::Value, purges| PlannedRequest {
                 id_header: Some(ASYNC_OPERATION),
-                ..json_request(
-                    url.clone(),
-                    vec![header("Authorization", format!("Bearer {bearer}"))],
-                    body,
-                    purges,
-                )
+                ..json_request(url.clone(), vec![layer.found.bearer_header()], body, purges)
             };
             let targets = layer.targets;
             if targets.everything {
@@ -141,11 +135,10 @@ mod requests {
 
         /// `GET <Azure-AsyncOperation>` until its status is `Succeeded`.
         fn completion(&self, layer: &Layer<'_>, id: &str) -> Option<Completion> {
-            let bearer = layer.found.bearer.as_deref().unwrap_or_default();
             Some(Completion {
                 poll: PlannedRequest::fetching(
                     id.to_owned(),
-                    vec![header("Authorization", format!("Bearer {bearer}"))],
+                    vec![layer.found.bearer_header()],
                     None,
                     "status",
                 ),
@@ -192,6 +185,7 @@ mod requests {
     mod tests {
         use super::*;
         use crate::providers::Provider;
+        use crate::request::header;
         use crate::targets::PurgeTargets;
         use crate::testing::*;
         use serde_json::json;

@@ -28,7 +28,7 @@ pub use requests::Cloudflare;
 mod requests {
     use crate::cdn::{Cdn, Layer};
     use crate::credentials::Credentials;
-    use crate::request::{PlannedRequest, Purges, counted, header, json_request, path_segment};
+    use crate::request::{PlannedRequest, Purges, bearer, counted, json_request, path_segment};
     use crate::targets::PurgeTargets;
 
     pub const CLOUDFLARE_API: &str = "https://api.cloudflare.com/client/v4";
@@ -59,12 +59,7 @@ mod requests {
             "{CLOUDFLARE_API}/zones/{}/purge_cache",
             path_segment(credentials.value("CLOUDFLARE_ZONE_ID"))
         );
-        let auth = || {
-            vec![header(
-                "Authorization",
-                format!("Bearer {}", credentials.value("CLOUDFLARE_API_TOKEN")),
-            )]
-        };
+        let auth = || vec![bearer(credentials.value("CLOUDFLARE_API_TOKEN"))];
         if targets.everything {
             return vec![json_request(
                 url,

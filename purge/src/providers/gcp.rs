@@ -36,7 +36,7 @@ mod requests {
     use crate::cdn::{Cdn, Completion, Found, Layer, Options, Preparing, top_level_status};
     use crate::credentials::Credentials;
     use crate::providers::gcp::TAGS_PER_REQUEST;
-    use crate::request::{PlannedRequest, counted, header, json_request, path_segment};
+    use crate::request::{PlannedRequest, counted, json_request, path_segment};
     use std::time::Duration;
 
     pub const COMPUTE_API: &str = "https://compute.googleapis.com/compute/v1";
@@ -73,15 +73,9 @@ mod requests {
                 path_segment(layer.credentials.value("GCP_PROJECT")),
                 path_segment(layer.credentials.value("GCP_URL_MAP"))
             );
-            let bearer = layer.found.bearer.as_deref().unwrap_or_default();
             let request = |body: serde_json::Value, purges| PlannedRequest {
                 waits_out: Some(RATE_LIMITED),
-                ..json_request(
-                    url.clone(),
-                    vec![header("Authorization", format!("Bearer {bearer}"))],
-                    body,
-                    purges,
-                )
+                ..json_request(url.clone(), vec![layer.found.bearer_header()], body, purges)
             };
             let targets = layer.targets;
             if targets.everything {
@@ -120,22 +114,20 @@ mod requests {
 
         /// `GET …/global/operations/<name>` until its status is `DONE`.
         fn completion(&self, layer: &Layer<'_>, id: &str) -> Option<Completion> {
-            let bearer = layer.found.bearer.as_deref().unwrap_or_default();
+            let operation = format!(
+                "{COMPUTE_API}/projects/{}/global/operations/{}",
+                path_segment(layer.credentials.value("GCP_PROJECT")),
+                path_segment(id)
+            );
             Some(Completion {
                 poll: PlannedRequest {
-                    method: "GET",
-                    url: format!(
-                        "{COMPUTE_API}/projects/{}/global/operations/{}",
-                        path_segment(layer.credentials.value("GCP_PROJECT")),
-                        path_segment(id)
-                    ),
-                    headers: vec![header("Authorization", format!("Bearer {bearer}"))],
-                    body: None,
-                    purges: crate::request::Purges::whole("status"),
-                    gap: Duration::ZERO,
-                    signed_by: None,
                     waits_out: Some(RATE_LIMITED),
-                    id_header: None,
+                    ..PlannedRequest::fetching(
+                        operation,
+                        vec![layer.found.bearer_header()],
+                        None,
+                        "status",
+                    )
                 },
                 status: top_level_status,
                 done: "DONE",
@@ -165,6 +157,7 @@ mod requests {
     mod tests {
         use super::*;
         use crate::providers::Provider;
+        use crate::request::header;
         use crate::targets::PurgeTargets;
         use crate::testing::*;
         use serde_json::json;

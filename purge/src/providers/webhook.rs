@@ -29,7 +29,7 @@ mod requests {
     use crate::cdn::{Cdn, Layer, WebhookContext};
     use crate::credentials::Credentials;
     use crate::options::WebhookPayload;
-    use crate::request::{PlannedRequest, Purges, header, json_request};
+    use crate::request::{PlannedRequest, Purges, bearer, json_request};
     use crate::targets::PurgeTargets;
 
     pub struct Webhook;
@@ -65,7 +65,7 @@ mod requests {
         let mut headers = Vec::new();
         // No token, no Authorization header: never `Bearer ` with nothing after it.
         if let Some(token) = credentials.optional("WEBHOOK_TOKEN") {
-            headers.push(header("Authorization", format!("Bearer {token}")));
+            headers.push(bearer(token));
         }
         json_request(
             credentials.value("WEBHOOK_URL").to_owned(),
