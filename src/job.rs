@@ -12,9 +12,10 @@ use k8s_openapi::api::batch::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapProjection, Container, DownwardAPIProjection, DownwardAPIVolumeFile,
-    KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec,
-    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretVolumeSource,
-    SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
+    EnvVar, EnvVarSource, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec,
+    PodTemplateSpec, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
+    SecretVolumeSource, SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount,
+    VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -104,6 +105,29 @@ pub fn purge_budget(
     (room.max(PURGE_BUDGET_SECONDS), warning)
 }
 
+/// The variable that tells the purge the uid of its Job: one value per run
+/// of a Job (a Job created again under the same name has another), shared
+/// by the retried pods of one run.
+pub const JOB_UID_VARIABLE: &str = "CACHE_BUSTER_JOB_UID";
+/// The label the Job controller puts on each pod of a Job: the Job's uid.
+const JOB_UID_LABEL: &str = "batch.kubernetes.io/controller-uid";
+
+/// `CACHE_BUSTER_JOB_UID` from the pod's own label, through the downward
+/// API: the uid is known only once the API server created the Job.
+fn job_uid_variable() -> EnvVar {
+    EnvVar {
+        name: JOB_UID_VARIABLE.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: format!("metadata.labels['{JOB_UID_LABEL}']"),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
 pub fn build_job(input: JobInput<'_>) -> Job {
     let settings = input.settings;
     let labels = job_labels(settings, input.site, input.image_hash);
@@ -131,11 +155,16 @@ pub fn build_job(input: JobInput<'_>) -> Job {
     if input.purge_reads_the_api {
         purge_mounts.push(read_only_mount(SERVICE_ACCOUNT_VOLUME, SERVICE_ACCOUNT_DIR));
     }
+    let needs_job_uid = input
+        .providers
+        .iter()
+        .any(|provider| provider.info().needs_job_uid);
     let purge = Container {
         name: PURGE_CONTAINER.to_owned(),
         command: Some(strings(&[PROGRAM])),
         args: Some(input.purge_args),
         volume_mounts: Some(purge_mounts),
+        env: needs_job_uid.then(|| vec![job_uid_variable()]),
         ..restricted_container(settings)
     };
 
@@ -364,7 +393,7 @@ mod tests {
 
     fn command(provider: Provider) -> Vec<String> {
         let purge = PurgeTargets {
-            urls: vec!["https://www.example.com/".into()],
+            urls: vec!["https://www.example.com/".parse().unwrap()],
             ..Default::default()
         };
         let payload = WebhookPayload {
@@ -721,15 +750,52 @@ mod tests {
         assert_eq!(secret.secret_name.as_deref(), Some("cdn-credentials"));
         // Optional: a missing Secret is the purge's to name, not a pod Pending.
         assert_eq!(secret.optional, Some(true));
-        // No credential in the environment, for any provider.
+        // No credential in the environment, for any provider: at most the
+        // Job's uid, from the pod's own label (CloudFront's reference).
         for provider in Provider::ALL {
             let job = job_with(&Settings::default(), provider);
-            assert!(
-                all_containers(self::pod(&job))
-                    .iter()
-                    .all(|c| c.env.is_none())
-            );
+            for container in all_containers(self::pod(&job)) {
+                for variable in container.env.iter().flatten() {
+                    assert_eq!(variable.name, JOB_UID_VARIABLE, "{provider}");
+                    assert_eq!(variable.value, None);
+                    let from = variable.value_from.as_ref().unwrap();
+                    assert_eq!(from.secret_key_ref, None);
+                    assert_eq!(
+                        from.field_ref.as_ref().unwrap().field_path,
+                        "metadata.labels['batch.kubernetes.io/controller-uid']"
+                    );
+                }
+            }
         }
+    }
+
+    /// Each run of a CloudFront Job has a CallerReference of its own: the
+    /// purge container learns its Job's uid, which the Job controller puts
+    /// on every pod of the Job (the same for a retried pod, another for the
+    /// Job created again on a rollback).
+    #[test]
+    fn a_cloudfront_purge_learns_its_jobs_uid() {
+        for provider in Provider::ALL {
+            let job = job_with(&Settings::default(), provider);
+            let pod = self::pod(&job);
+            let purge = pod
+                .containers
+                .iter()
+                .find(|c| c.name == PURGE_CONTAINER)
+                .unwrap();
+            let names: Vec<&str> = purge
+                .env
+                .iter()
+                .flatten()
+                .map(|variable| variable.name.as_str())
+                .collect();
+            let expected: &[&str] = match provider.info().needs_job_uid {
+                true => &[JOB_UID_VARIABLE],
+                false => &[],
+            };
+            assert_eq!(names, expected, "{provider}");
+        }
+        assert!(Provider::Cloudfront.info().needs_job_uid);
     }
 
     #[test]

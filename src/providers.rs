@@ -183,8 +183,8 @@ pub fn purge_args(
     if dry_run {
         args.push("--dry-run".to_owned());
     }
+    args.extend(purge.urls.iter().map(|url| format!("--url={url}")));
     for (flag, items) in [
-        ("url", &purge.urls),
         ("prefix", &purge.prefixes),
         ("host", &purge.hosts),
         ("tag", &purge.tags),
@@ -304,9 +304,9 @@ mod tests {
         format!("cache-buster.io/{name}")
     }
 
-    fn urls(n: usize) -> Vec<String> {
+    fn urls(n: usize) -> Vec<cache_buster_purge::targets::TargetUrl> {
         (0..n)
-            .map(|i| format!("https://www.example.com/{i}"))
+            .map(|i| format!("https://www.example.com/{i}").parse().unwrap())
             .collect()
     }
 

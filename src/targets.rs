@@ -1,10 +1,10 @@
-//! What to purge, read from the Deployment's annotations (SPEC §2).
+//! What to purge, read from the Deployment's annotations (SPEC §2). Each
+//! item is checked by the purge crate's checks (`target_checks`), the very
+//! ones the program applies to its argv.
 
 use crate::error::{PolicyError, PolicyResult};
-use std::collections::BTreeMap;
-
-/// Cloudflare's limit for a cache tag.
-const TAG_MAX_LENGTH: usize = 1024;
+use cache_buster_purge::target_checks::{Refusal, TargetUrl, check_host, check_prefix, check_tag};
+use std::collections::{BTreeMap, BTreeSet};
 
 pub use cache_buster_purge::targets::{PurgeTargets, Target};
 
@@ -16,15 +16,19 @@ pub fn from_annotations(
     annotations: &BTreeMap<String, String>,
     key: impl Fn(&str) -> String,
 ) -> PolicyResult<PurgeTargets> {
-    let list = |name: &str, check: fn(&str) -> Option<(&'static str, &'static str)>| {
+    let list = |name: &str, check: fn(&str) -> Result<(), Refusal>| {
         let key = key(name);
         match annotations.get(&key) {
-            Some(value) => split_list(&key, value, check),
+            Some(value) => split_list(&key, value, |item| check(item).map(|()| item.to_owned())),
             None => Ok(Vec::new()),
         }
     };
+    let urls = match annotations.get(&key(URLS)) {
+        Some(value) => split_list(&key(URLS), value, TargetUrl::parse)?,
+        None => Vec::new(),
+    };
     Ok(PurgeTargets {
-        urls: list(URLS, check_url)?,
+        urls,
         prefixes: list(PREFIXES, check_prefix)?,
         hosts: list(HOSTS, check_host)?,
         tags: list(TAGS, check_tag)?,
@@ -47,144 +51,29 @@ pub fn read_boolean(key: &str, annotations: &BTreeMap<String, String>) -> Policy
     }
 }
 
-/// Splits on commas and white space, drops empty items and duplicates, and
-/// checks each item; `check` returns (problem, expected) for a bad item.
-fn split_list(
+/// Splits on commas and white space, drops empty items and duplicates
+/// (order kept; a set remembers what was seen, so a long list costs no
+/// more than its length), and reads each item with `read`.
+fn split_list<T>(
     key: &str,
     value: &str,
-    check: fn(&str) -> Option<(&'static str, &'static str)>,
-) -> PolicyResult<Vec<String>> {
-    let mut items: Vec<String> = Vec::new();
+    read: impl Fn(&str) -> Result<T, Refusal>,
+) -> PolicyResult<Vec<T>> {
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
+    let mut items = Vec::new();
     for item in value.split(|c: char| c == ',' || c.is_whitespace()) {
-        if item.is_empty() || items.iter().any(|seen| seen == item) {
+        if item.is_empty() || !seen.insert(item) {
             continue;
         }
-        if let Some((problem, expected)) = check(item) {
-            return Err(PolicyError::InvalidAnnotation {
-                key: key.to_owned(),
-                value: item.to_owned(),
-                problem: problem.to_owned(),
-                expected: expected.to_owned(),
-            });
-        }
-        items.push(item.to_owned());
+        let read = read(item).map_err(|refusal| PolicyError::InvalidAnnotation {
+            key: key.to_owned(),
+            value: item.to_owned(),
+            problem: refusal.problem.to_owned(),
+            expected: refusal.expected.to_owned(),
+        })?;
+        items.push(read);
     }
     Ok(items)
-}
-
-const URL_EXPECTED: &str =
-    "absolute URLs such as https://www.example.com/page, separated by commas or white space";
-
-/// `http(s)://host[:port][/path][?query]`: what a CDN can purge. The string
-/// is kept as written, since the CDN matches it against its cache keys.
-fn check_url(url: &str) -> Option<(&'static str, &'static str)> {
-    let Some(rest) = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-    else {
-        return Some(("is not an absolute http or https URL", URL_EXPECTED));
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let Some((authority, path)) = rest.split_at_checked(authority_end) else {
-        return Some(("has no valid host name", URL_EXPECTED));
-    };
-    if authority.contains('@') {
-        return Some(("carries user credentials", URL_EXPECTED));
-    }
-    if !is_host_and_port(authority) {
-        return Some(("has no valid host name", URL_EXPECTED));
-    }
-    if path.contains('#') {
-        return Some((
-            "has a #fragment, which is never part of a cache key",
-            URL_EXPECTED,
-        ));
-    }
-    if !path.bytes().all(is_url_byte) {
-        return Some((
-            "contains a character that must be percent-encoded",
-            URL_EXPECTED,
-        ));
-    }
-    None
-}
-
-const PREFIX_EXPECTED: &str =
-    "URL prefixes without scheme such as www.example.com/blog, separated by commas or white space";
-
-/// `host/path` without scheme (Cloudflare prefix purge).
-fn check_prefix(prefix: &str) -> Option<(&'static str, &'static str)> {
-    if prefix.contains("://") {
-        return Some(("has a scheme", PREFIX_EXPECTED));
-    }
-    let Some((host, path)) = prefix.split_at_checked(prefix.find('/').unwrap_or(prefix.len()))
-    else {
-        return Some(("has no valid host name", PREFIX_EXPECTED));
-    };
-    if !is_host_name(host) {
-        return Some(("has no valid host name", PREFIX_EXPECTED));
-    }
-    if path.contains(['?', '#']) || !path.bytes().all(is_url_byte) {
-        return Some((
-            "has a query, fragment or character that must be percent-encoded",
-            PREFIX_EXPECTED,
-        ));
-    }
-    None
-}
-
-fn check_host(host: &str) -> Option<(&'static str, &'static str)> {
-    (!is_host_name(host)).then_some((
-        "is not a host name",
-        "host names such as www.example.com, separated by commas or white space",
-    ))
-}
-
-fn check_tag(tag: &str) -> Option<(&'static str, &'static str)> {
-    let expected = "cache tags of printable ASCII characters, separated by commas or white space";
-    if tag.len() > TAG_MAX_LENGTH {
-        return Some(("is longer than 1024 characters", expected));
-    }
-    (!tag.bytes().all(|b| b.is_ascii_graphic()))
-        .then_some(("contains a non-printable or non-ASCII character", expected))
-}
-
-/// Letters, digits, '-' and '.', each dot-separated label non-empty and at
-/// most 63 long, not starting or ending with '-'.
-fn is_host_name(host: &str) -> bool {
-    host.len() <= 253
-        && host.split('.').all(|label| {
-            let bytes = label.as_bytes();
-            label.len() <= 63
-                && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
-                && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
-                && bytes
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
-        })
-}
-
-fn is_host_and_port(authority: &str) -> bool {
-    if let Some(bracketed) = authority.strip_prefix('[') {
-        let Some((address, after)) = bracketed.split_once(']') else {
-            return false;
-        };
-        return address.parse::<std::net::Ipv6Addr>().is_ok()
-            && (after.is_empty() || after.strip_prefix(':').is_some_and(is_port));
-    }
-    match authority.split_once(':') {
-        Some((host, port)) => is_host_name(host) && is_port(port),
-        None => is_host_name(authority),
-    }
-}
-
-fn is_port(port: &str) -> bool {
-    port.parse::<u16>().is_ok_and(|p| p > 0)
-}
-
-/// RFC 3986 unreserved, reserved and '%' (for percent-encoding).
-fn is_url_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~:/?[]@!$&'()*+,;=%".contains(&b)
 }
 
 #[cfg(test)]
@@ -286,6 +175,14 @@ mod tests {
         "https://example.com/café",
         "contains a character that must be percent-encoded"
     )]
+    #[case::dot_segments(
+        "https://www.example.com/../../service/other/purge_all",
+        "has a dot segment"
+    )]
+    #[case::encoded_dot_segments(
+        "https://www.example.com/%2e%2E/service/other/purge_all",
+        "has a dot segment"
+    )]
     fn invalid_urls_are_named(#[case] url: &str, #[case] problem: &str) {
         let error = read(&[("urls", url)]).unwrap_err().to_string();
         assert!(
@@ -295,7 +192,10 @@ mod tests {
             "{error}"
         );
         assert!(
-            error.ends_with(&format!("; expected {URL_EXPECTED}")),
+            error.ends_with(&format!(
+                "; expected {}",
+                cache_buster_purge::target_checks::URL_EXPECTED
+            )),
             "{error}"
         );
     }
@@ -304,6 +204,7 @@ mod tests {
     #[case::scheme("prefixes", "https://www.example.com/blog", "has a scheme")]
     #[case::bad_prefix_host("prefixes", "-www.example.com/blog", "has no valid host name")]
     #[case::query("prefixes", "www.example.com/blog?x", "has a query")]
+    #[case::prefix_dot_segment("prefixes", "www.example.com/blog/../admin", "has a dot segment")]
     #[case::host_with_path("hosts", "www.example.com/blog", "is not a host name")]
     #[case::host_with_scheme("hosts", "https://www.example.com", "is not a host name")]
     #[case::tag_unicode("tags", "héllo", "contains a non-printable or non-ASCII character")]

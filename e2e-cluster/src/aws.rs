@@ -68,6 +68,13 @@ pub struct CloudFront {
     invalidations: BTreeMap<String, Invalidation>,
 }
 
+impl CloudFront {
+    /// How many invalidations it made (a repeated CallerReference makes none).
+    pub fn invalidations(&self) -> usize {
+        self.invalidations.len()
+    }
+}
+
 type Answer = (u16, String);
 
 fn error_response(namespace: &str, status: u16, code: &str, message: &str) -> Answer {

@@ -31,6 +31,9 @@ pub const SUBJECT: &str = "system:serviceaccount:web:cache-buster";
 /// How long a purge's operation stays `InProgress`, unless told otherwise.
 pub const PROCESSING: Duration = Duration::from_secs(2);
 const API_VERSION: &str = "2023-05-01";
+/// The `Retry-After` of a purge's 202: "the number of seconds to wait
+/// before checking the status" (ARM's asynchronous operations).
+pub const ACCEPTED_RETRY_AFTER: Duration = Duration::from_secs(2);
 
 /// Status, headers and body of one answer.
 pub type Answer = (u16, Vec<(String, String)>, String);
@@ -276,7 +279,10 @@ impl Azure {
                         "location".into(),
                         status_url.replace("operationresults", "operationresults/location"),
                     ),
-                    ("retry-after".into(), "1".into()),
+                    (
+                        "retry-after".into(),
+                        ACCEPTED_RETRY_AFTER.as_secs().to_string(),
+                    ),
                 ],
                 String::new(),
             );

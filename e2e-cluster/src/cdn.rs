@@ -152,6 +152,8 @@ pub enum Failure {
     Permanent { status: u16 },
     /// No answer for this long (past the purge's per-request time-out).
     Hang { duration: Duration },
+    /// The usual answer, this long after the request.
+    Slow { duration: Duration },
     /// The credential (`Authorization`, `Fastly-Key` or `AccessKey`) is not
     /// this one: the provider's own answer to a wrong or missing credential.
     Credential { expected: String },
@@ -238,6 +240,14 @@ impl CdnDouble {
             state.azure.fail_next = fail_next;
             state.azure.processing = processing;
         }
+    }
+
+    /// How many invalidations CloudFront made.
+    pub fn cloudfront_invalidations(&self) -> usize {
+        self.state
+            .lock()
+            .map(|state| state.cloudfront.invalidations())
+            .unwrap_or_default()
     }
 
     /// Requests whose `host + path` contains `matching` answer with `failure`.
@@ -388,6 +398,10 @@ async fn answer(
             respond(StatusCode::GATEWAY_TIMEOUT, &[], "")
         }
         Some(Failure::Credential { .. }) => refused(&recorded),
+        Some(Failure::Slow { duration }) => {
+            tokio::time::sleep(duration).await;
+            success(&recorded)
+        }
     })
 }
 

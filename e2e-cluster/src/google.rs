@@ -145,9 +145,15 @@ impl Google {
                 );
             }
             let body: Value = serde_json::from_str(&request.body).unwrap_or(Value::Null);
-            let path_ok = body["path"]
-                .as_str()
-                .is_some_and(|path| path.starts_with('/'));
+            // Cloud CDN's path: absolute, and a `*` only as its last
+            // character, after a `/` (`/news/*`, never `/news*`).
+            let path_ok = body["path"].as_str().is_some_and(|path| {
+                path.starts_with('/')
+                    && match path.find('*') {
+                        None => true,
+                        Some(star) => star + 1 == path.len() && path.ends_with("/*"),
+                    }
+            });
             let tags_ok = body["cacheTags"]
                 .as_array()
                 .is_some_and(|tags| !tags.is_empty() && tags.len() <= 10);

@@ -13,11 +13,15 @@ use cache_buster_purge::options::{
 };
 use cache_buster_purge::providers::{Provider, parse_layers};
 use cache_buster_purge::run::{PurgeJob, run};
-use cache_buster_purge::targets::PurgeTargets;
+use cache_buster_purge::target_checks::{Refusal, check_host, check_prefix, check_tag};
+use cache_buster_purge::targets::{PurgeTargets, TargetUrl};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+
+/// The Job's uid, which the Job's pod gets through the downward API.
+pub const JOB_UID_VARIABLE: &str = cache_buster::job::JOB_UID_VARIABLE;
 
 /// Test-only: trust these PEM certificates too (the CDN double's CA).
 pub const TEST_CA_VARIABLE: &str = "CACHE_BUSTER_TEST_CA_FILE";
@@ -51,13 +55,15 @@ pub struct PurgeArgs {
     /// Where that Secret is mounted
     #[arg(long, default_value = CREDENTIALS_DIR)]
     pub credentials: PathBuf,
-    #[arg(long = "url")]
-    pub urls: Vec<String>,
-    #[arg(long = "prefix")]
+    // Each target checked as the policy checks it (target_checks): an argv
+    // the policy would not write is refused before anything is sent.
+    #[arg(long = "url", value_parser = target_url)]
+    pub urls: Vec<TargetUrl>,
+    #[arg(long = "prefix", value_parser = checked(check_prefix))]
     pub prefixes: Vec<String>,
-    #[arg(long = "host")]
+    #[arg(long = "host", value_parser = checked(check_host))]
     pub hosts: Vec<String>,
-    #[arg(long = "tag")]
+    #[arg(long = "tag", value_parser = checked(check_tag))]
     pub tags: Vec<String>,
     #[arg(long)]
     pub everything: bool,
@@ -97,12 +103,30 @@ pub struct PurgeArgs {
     pub image_hash: String,
     #[arg(long, default_value = "")]
     pub job_name: String,
+    /// The Job's uid, from the downward API (CloudFront's CallerReference)
+    #[arg(long, env = JOB_UID_VARIABLE, default_value = "")]
+    pub job_uid: String,
     /// Every request with its retries ends within this
     #[arg(long, default_value_t = PURGE_BUDGET_SECONDS.unsigned_abs())]
     pub budget_seconds: u64,
     /// Where the outcome is written (the container's terminationMessagePath)
     #[arg(long, default_value = "/dev/termination-log")]
     pub termination_log: PathBuf,
+}
+
+fn target_url(text: &str) -> Result<TargetUrl, String> {
+    TargetUrl::parse(text).map_err(|refusal| format!("{text:?} {refusal}"))
+}
+
+/// A clap parser of the items `check` accepts.
+fn checked(
+    check: fn(&str) -> Result<(), Refusal>,
+) -> impl Fn(&str) -> Result<String, String> + Clone + Send + Sync + 'static {
+    move |text: &str| {
+        check(text)
+            .map(|()| text.to_owned())
+            .map_err(|refusal| format!("{text:?} {refusal}"))
+    }
 }
 
 fn akamai_action(name: &str) -> Result<AkamaiAction, String> {
@@ -173,6 +197,7 @@ impl PurgeArgs {
                     image_hash: self.image_hash,
                     job_name: self.job_name,
                 },
+                job_uid: self.job_uid,
                 limits: Limits {
                     budget: Duration::from_secs(self.budget_seconds),
                     ..Limits::default()

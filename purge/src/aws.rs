@@ -150,6 +150,11 @@ pub async fn resolve(
         &environment.container_credentials_full_uri,
         &environment.container_authorization_token_file,
     ) {
+        container_credentials_uri(uri).map_err(|problem| NotPrepared {
+            error: format!("AWS_CONTAINER_CREDENTIALS_FULL_URI {uri:?} {problem}"),
+            for_good: true,
+            ..NotPrepared::default()
+        })?;
         let token = token(file, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")?;
         let answer = client
             .send(&PlannedRequest::fetching(
@@ -204,8 +209,63 @@ pub async fn resolve(
     })
 }
 
+/// Where the container credentials may be fetched from, as AWS's SDKs
+/// allow it: any https URL; over plain http only the loopback, ECS's
+/// 169.254.170.2 and EKS Pod Identity's 169.254.170.23 and [fd00:ec2::23]
+/// (the token goes with the request, so it goes nowhere else).
+pub fn container_credentials_uri(uri: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(uri).map_err(|error| format!("is not a URL ({error})"))?;
+    let allowed_over_http = match url.host() {
+        Some(url::Host::Domain(name)) => name == "localhost",
+        Some(url::Host::Ipv4(address)) => {
+            address.is_loopback()
+                || address == std::net::Ipv4Addr::new(169, 254, 170, 2)
+                || address == std::net::Ipv4Addr::new(169, 254, 170, 23)
+        }
+        Some(url::Host::Ipv6(address)) => {
+            address.is_loopback()
+                || address == std::net::Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x23)
+        }
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if allowed_over_http => Ok(()),
+        _ => Err(
+            "is neither https nor the loopback, ECS's 169.254.170.2 or EKS Pod Identity's \
+             169.254.170.23 or [fd00:ec2::23] over http, as AWS's SDKs require; its token is not sent there"
+                .to_owned(),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use rstest::rstest;
+
+    /// The addresses AWS's SDKs fetch container credentials from, and
+    /// those they refuse.
+    #[rstest]
+    #[case("http://169.254.170.23/v1/credentials", true)]
+    #[case("http://[fd00:ec2::23]/v1/credentials", true)]
+    #[case("http://169.254.170.2/creds", true)]
+    #[case("http://127.0.0.1:8080/creds", true)]
+    #[case("http://127.9.9.9/creds", true)]
+    #[case("http://localhost/creds", true)]
+    #[case("http://[::1]/creds", true)]
+    #[case("https://credentials.example.com/creds", true)]
+    #[case("http://credentials.example.com/creds", false)]
+    #[case("http://10.0.0.1/creds", false)]
+    #[case("http://169.254.169.254/latest", false)]
+    #[case("ftp://127.0.0.1/creds", false)]
+    #[case("not a url", false)]
+    fn container_credentials_come_only_from_where_the_sdks_fetch_them(
+        #[case] uri: &str,
+        #[case] allowed: bool,
+    ) {
+        assert_eq!(container_credentials_uri(uri).is_ok(), allowed, "{uri}");
+    }
+
     use super::*;
 
     #[test]

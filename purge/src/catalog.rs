@@ -17,6 +17,9 @@ pub struct Info {
     /// Whether its purge reads the Kubernetes API (the caches behind a
     /// Service): the Job then gives the purge container the token.
     pub reads_the_api: bool,
+    /// Whether its purge needs the uid of the Job it runs for (CloudFront's
+    /// CallerReference): the Job's pod then gets it through the downward API.
+    pub needs_job_uid: bool,
     /// How long the CDN may take to finish a purge it has accepted, which
     /// the purge waits for on top of its own budget (Front Door: up to 10
     /// minutes); 0 where the budget covers it.

@@ -31,6 +31,9 @@ pub struct Options {
     /// Where the pod's Azure identity is (provider azure).
     pub azure: crate::entra::AzureEnvironment,
     pub webhook: WebhookContext,
+    /// The uid of the Job this pod runs for (the downward API's
+    /// `batch.kubernetes.io/controller-uid` label): one per run of a Job.
+    pub job_uid: String,
     pub limits: Limits,
     pub network: Network,
 }

@@ -22,6 +22,10 @@ pub struct Limits {
     /// Tries of one request at most: a CDN that keeps failing fails the
     /// pod, and the Job's backoffLimit decides whether another pod tries.
     pub max_attempts: u32,
+    /// When the purge started: the budget counts from here for every
+    /// client, the identity look-ups' too, so that all of it ends before
+    /// the Job's deadline.
+    pub started: Instant,
 }
 
 impl Default for Limits {
@@ -33,6 +37,7 @@ impl Default for Limits {
             first_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(30),
             max_attempts: 6,
+            started: Instant::now(),
         }
     }
 }
@@ -80,8 +85,13 @@ impl Answer {
 pub struct Client {
     http: reqwest::Client,
     limits: Limits,
-    started: Instant,
 }
+
+/// The most of an answer's body that is read: an answer is a few hundred
+/// bytes of JSON or XML, and what the outcome quotes is an excerpt; a
+/// larger one (a misdirected download, an endless stream) is cut here, not
+/// held whole in memory.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -127,27 +137,39 @@ impl Client {
         let http = builder
             .build()
             .map_err(|error| ClientError::Build(error.to_string()))?;
-        Ok(Client {
-            http,
-            limits,
-            started: Instant::now(),
-        })
+        Ok(Client { http, limits })
     }
 
-    /// The budget counted from `started`, the purge's start: the layers
-    /// after the first share what the ones before left.
-    pub fn counting_from(self, started: Instant) -> Client {
-        Client { started, ..self }
-    }
-
-    /// What is left of the purge's budget.
+    /// What is left of the purge's budget, counted from its start: each
+    /// layer and each identity look-up has what the ones before left.
     pub fn remaining(&self) -> Duration {
-        self.limits.budget.saturating_sub(self.started.elapsed())
+        self.limits
+            .budget
+            .saturating_sub(self.limits.started.elapsed())
     }
 
     /// Sends `request`, retrying what may succeed later, until it succeeds,
     /// fails for good, or the budget is spent.
     pub async fn send(&self, request: &PlannedRequest) -> Answer {
+        // A dot segment would be resolved away by the URL parser, and the
+        // request (with its key) would reach another path of the API than
+        // the one planned: never sent.
+        let path = crate::request::without_scheme(&request.url)
+            .split_once('/')
+            .map_or("", |(_, path)| path);
+        if crate::target_checks::has_dot_segment(path) {
+            return Answer {
+                status: None,
+                body: String::new(),
+                attempts: 0,
+                error: Some(
+                    "not sent: its path has a dot segment (. or ..), which would send it to another path of the API"
+                        .to_owned(),
+                ),
+                retry_after: None,
+                id: None,
+            };
+        }
         let mut attempts = 0;
         let mut backoff = self.limits.first_backoff;
         loop {
@@ -291,10 +313,7 @@ impl Client {
             .and_then(|name| response.headers().get(name))
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
-        let body = response
-            .text()
-            .await
-            .map_err(|error| describe(error, timeout))?;
+        let body = bounded_body(response, timeout).await?;
         Ok(Reply {
             status,
             retry_after,
@@ -302,6 +321,26 @@ impl Client {
             body,
         })
     }
+}
+
+/// The body's first [`MAX_BODY_BYTES`] as text; the rest is not read.
+async fn bounded_body(
+    mut response: reqwest::Response,
+    timeout: Duration,
+) -> Result<String, String> {
+    let mut body: Vec<u8> = Vec::new();
+    while body.len() < MAX_BODY_BYTES {
+        match response
+            .chunk()
+            .await
+            .map_err(|error| describe(error, timeout))?
+        {
+            Some(chunk) => body.extend_from_slice(&chunk),
+            None => break,
+        }
+    }
+    body.truncate(MAX_BODY_BYTES);
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// A transport error in words, without the URL (which may hold a secret;
@@ -404,6 +443,76 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(retry_after("soon", now), None);
+    }
+
+    /// A planned URL with a dot segment is not sent: the parser would send
+    /// it, key and all, to another path of the API.
+    #[tokio::test]
+    async fn a_request_whose_path_would_move_is_not_sent() {
+        let client = Client::new(Limits::default(), &Network::default(), &[]).unwrap();
+        for url in [
+            "https://api.fastly.com/purge/www.example.com/../../service/x/purge_all",
+            "https://api.fastly.com/purge/www.example.com/%2E%2e/x",
+        ] {
+            let request = PlannedRequest::fetching(url.to_owned(), Vec::new(), None, "x");
+            let answer = client.send(&request).await;
+            assert_eq!(answer.attempts, 0, "{url}");
+            assert!(answer.error.unwrap().starts_with("not sent"), "{url}");
+        }
+    }
+
+    /// A server on loopback that answers 200 with a body that never ends.
+    fn endless_answer() -> SocketAddr {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            if let Ok((mut stream, _)) = listener.accept() {
+                let _ = stream.read(&mut [0; 4096]);
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n",
+                );
+                let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+                while stream.write_all(chunk.as_bytes()).is_ok() {}
+            }
+        });
+        address
+    }
+
+    fn fetching(address: SocketAddr) -> PlannedRequest {
+        PlannedRequest::fetching(format!("http://{address}/"), Vec::new(), None, "a test")
+    }
+
+    /// An answer is read up to a bound, never whole: an endless one still
+    /// ends the request, with its first 256 KiB.
+    #[tokio::test]
+    async fn an_endless_answer_is_read_up_to_its_bound() {
+        let limits = Limits {
+            request: Duration::from_secs(20),
+            ..Limits::default()
+        };
+        let client = Client::new(limits, &Network::default(), &[]).unwrap();
+        let answer = client.send(&fetching(endless_answer())).await;
+        assert_eq!(answer.error, None);
+        assert_eq!(answer.status, Some(200));
+        assert_eq!(answer.body.len(), MAX_BODY_BYTES);
+    }
+
+    /// Every client counts the budget from the purge's start: one made
+    /// when it is spent (a later layer's identity look-up) sends nothing.
+    #[test]
+    fn a_client_made_late_has_only_what_is_left_of_the_budget() {
+        let limits = Limits {
+            budget: Duration::from_secs(30),
+            started: Instant::now() - Duration::from_secs(20),
+            ..Limits::default()
+        };
+        let client = Client::new(limits, &Network::default(), &[]).unwrap();
+        let left = client.remaining();
+        assert!(
+            left <= Duration::from_secs(10) && left > Duration::from_secs(9),
+            "{left:?}"
+        );
     }
 
     #[test]

@@ -161,8 +161,18 @@ impl Credentials {
     pub fn secrets(&self) -> Vec<&str> {
         let mut secrets: Vec<&str> = self
             .values
-            .values()
-            .flat_map(|value| std::iter::once(value.as_str()).chain(url_parts(value)))
+            .iter()
+            .flat_map(|(key, value)| {
+                // Only a URL-valued key (`WEBHOOK_URL`) has parts that are
+                // secrets of their own: a JSON key's `https://www.googleapis.com/…`
+                // is no secret, and hiding its host everywhere hides the
+                // outcome's own words.
+                let parts = match key.ends_with("_URL") {
+                    true => url_parts(value),
+                    false => Vec::new(),
+                };
+                std::iter::once(value.as_str()).chain(parts)
+            })
             .collect();
         secrets.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
         secrets.dedup();
@@ -333,5 +343,10 @@ mod tests {
         // A URL without a path, and a value that is no URL, have no parts.
         let plain = Credentials::from_pairs(&[("A", "https://hooks.example.test"), ("B", "token")]);
         assert_eq!(plain.secrets(), ["https://hooks.example.test", "token"]);
+        // Only a URL-valued key has parts: a JSON key's URLs are not split,
+        // so `www.googleapis.com` is no "secret" hidden from every outcome.
+        let key = r#"{"client_x509_cert_url":"https://www.googleapis.com/robot/v1/metadata/x509/purger%40shop-project.iam.gserviceaccount.com"}"#;
+        let google = Credentials::from_pairs(&[("GCP_SERVICE_ACCOUNT_KEY", key)]);
+        assert_eq!(google.secrets(), [key]);
     }
 }

@@ -109,6 +109,8 @@ pub fn request(
         .token_uri
         .clone()
         .unwrap_or_else(|| TOKEN_URI.to_owned());
+    google_token_endpoint(&audience)
+        .map_err(|problem| format!("GCP_SERVICE_ACCOUNT_KEY's token_uri {audience:?} {problem}"))?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs());
@@ -167,8 +169,46 @@ pub async fn token(
         .ok_or_else(|| NotPrepared::from(format!("no access_token in the answer of {from}")))
 }
 
+/// A key's `token_uri` gets a signed assertion: only Google's own token
+/// endpoint, over https (`oauth2.googleapis.com`, or a Private Service
+/// Connect name under `googleapis.com`), as Google documents for keys it
+/// issues; a key edited to send the assertion elsewhere is refused.
+fn google_token_endpoint(uri: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(uri).map_err(|error| format!("is not a URL ({error})"))?;
+    let host = url.host_str().unwrap_or_default();
+    let google = host == "googleapis.com" || host.ends_with(".googleapis.com");
+    if url.scheme() == "https" && google && url.username().is_empty() {
+        return Ok(());
+    }
+    Err(
+        "is not an https URL of googleapis.com; the key's assertion is sent to Google only"
+            .to_owned(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_keys_token_uri_must_be_googles() {
+        for allowed in [
+            TOKEN_URI,
+            "https://oauth2.googleapis.com/token",
+            "https://oauth2-psc.p.googleapis.com/token",
+        ] {
+            assert_eq!(google_token_endpoint(allowed), Ok(()), "{allowed}");
+        }
+        for refused in [
+            "http://oauth2.googleapis.com/token",
+            "https://attacker.example/token",
+            "https://googleapis.com.attacker.example/token",
+            "https://evilgoogleapis.com/token",
+            "file:///etc/passwd",
+        ] {
+            assert!(google_token_endpoint(refused).is_err(), "{refused}");
+        }
+    }
+
     use super::*;
 
     /// A 2048-bit RSA key made for these tests only.

@@ -25,6 +25,7 @@
 pub mod catalog;
 pub mod options;
 pub mod providers;
+pub mod target_checks;
 pub mod targets;
 
 #[cfg(feature = "client")]

@@ -78,7 +78,7 @@ pub struct WebhookPayload<'a> {
     pub image: String,
     pub image_hash: &'a str,
     pub job_name: &'a str,
-    pub urls: &'a [String],
+    pub urls: &'a [crate::targets::TargetUrl],
     pub prefixes: &'a [String],
     pub hosts: &'a [String],
     pub tags: &'a [String],

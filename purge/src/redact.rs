@@ -19,11 +19,13 @@ pub fn redact(text: &str, secrets: &[&str]) -> String {
     let mut hidden: Vec<std::ops::Range<usize>> = Vec::new();
     for secret in secrets.iter().filter(|secret| !secret.is_empty()) {
         let anywhere = secret.chars().count() >= HIDDEN_ANYWHERE_FROM;
-        hidden.extend(
-            text.match_indices(secret)
-                .map(|(start, found)| start..start + found.len())
-                .filter(|place| anywhere || stands_whole(text, place)),
-        );
+        for form in encoded_forms(secret) {
+            hidden.extend(
+                text.match_indices(form.as_str())
+                    .map(|(start, found)| start..start + found.len())
+                    .filter(|place| anywhere || stands_whole(text, place)),
+            );
+        }
     }
     hidden.sort_by_key(|place| (place.start, std::cmp::Reverse(place.end)));
     let mut redacted = String::with_capacity(text.len());
@@ -42,6 +44,27 @@ pub fn redact(text: &str, secrets: &[&str]) -> String {
     redacted
 }
 
+/// A secret as an answer may quote it back: as sent, JSON-escaped (a
+/// JSON error body), form-encoded (`a+b%2Fc`, an OAuth error echoing the
+/// request) and percent-encoded (`a%20b%2Fc`, a URL's path or query).
+fn encoded_forms(secret: &str) -> Vec<String> {
+    let json = serde_json::Value::from(secret).to_string();
+    let json = json
+        .strip_prefix('"')
+        .and_then(|quoted| quoted.strip_suffix('"'))
+        .unwrap_or(secret)
+        .to_owned();
+    let form: String = form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let percent = crate::request::path_segment(secret);
+    let mut forms = vec![secret.to_owned()];
+    for form in [json, form, percent.clone(), percent.to_ascii_lowercase()] {
+        if !forms.contains(&form) {
+            forms.push(form);
+        }
+    }
+    forms
+}
+
 /// Whether `place` in `text` has no letter or digit right before or after it.
 fn stands_whole(text: &str, place: &std::ops::Range<usize>) -> bool {
     let word = |c: char| c.is_alphanumeric();
@@ -52,6 +75,24 @@ fn stands_whole(text: &str, place: &std::ops::Range<usize>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A secret quoted back encoded is hidden as well as one quoted as sent.
+    #[test]
+    fn a_secret_quoted_back_encoded_is_hidden() {
+        let secret = "p4ss/w0rd+\"quoted\" value";
+        for answer in [
+            r#"{"error":"invalid token p4ss/w0rd+\"quoted\" value"}"#,
+            "error=invalid&token=p4ss%2Fw0rd%2B%22quoted%22+value",
+            "GET /hook/p4ss%2Fw0rd%2B%22quoted%22%20value: 404",
+            "GET /hook/p4ss%2fw0rd%2b%22quoted%22%20value: 404",
+        ] {
+            let redacted = redact(answer, &[secret]);
+            assert!(redacted.contains(REDACTED), "{answer} -> {redacted}");
+            for piece in ["p4ss", "w0rd", "quoted"] {
+                assert!(!redacted.contains(piece), "{answer} -> {redacted}");
+            }
+        }
+    }
 
     #[test]
     fn a_secret_inside_another_is_hidden_with_it() {

@@ -98,7 +98,7 @@ pub async fn run(job: &PurgeJob) -> Outcome {
     for (index, provider) in job.providers.iter().enumerate() {
         let outcome = match job.dry_run {
             true => dry_run(job, *provider, &credentials).await,
-            false => purge(job, *provider, &credentials, started).await,
+            false => purge(job, *provider, &credentials).await,
         };
         let stop = outcome.failure.is_some();
         outcomes.push(outcome);
@@ -176,12 +176,7 @@ fn purged_by_kind<'a>(requests: impl IntoIterator<Item = &'a PlannedRequest>) ->
 }
 
 /// One layer's purge, within what is left of the budget.
-async fn purge(
-    job: &PurgeJob,
-    provider: Provider,
-    credentials: &Credentials,
-    purge_started: Instant,
-) -> Outcome {
+async fn purge(job: &PurgeJob, provider: Provider, credentials: &Credentials) -> Outcome {
     let started = Instant::now();
     let options = &job.options;
     let found = match provider.cdn().prepare(options, credentials, false).await {
@@ -206,7 +201,7 @@ async fn purge(
     };
     let hosts = hosts_of(requests.iter().map(|request| request.url.as_str()));
     let client = match Client::new(options.limits, &options.network, &hosts) {
-        Ok(client) => client.counting_from(purge_started),
+        Ok(client) => client,
         Err(error) => return failed(provider.name(), started, error.to_string(), false),
     };
 
@@ -222,17 +217,20 @@ async fn purge(
         would_send: Vec::new(),
         layers: Vec::new(),
     };
-    let accepted = send_all(&client, &requests, &secrets, &mut outcome).await;
+    let mut not_before = Vec::new();
+    let accepted = send_all(&client, &requests, &secrets, &mut outcome, &mut not_before).await;
     outcome.purged = purged_by_kind(&requests[..accepted]);
     if outcome.failure.is_none() {
-        for id in outcome.ids.clone() {
+        for (index, id) in outcome.ids.clone().into_iter().enumerate() {
             let Some(completion) = provider.cdn().completion(&layer, &id) else {
                 break;
             };
+            let first_poll = not_before.get(index).copied().flatten();
             if let Err(failure) = wait_completed(
                 &client,
                 &completion,
                 &reported_id(&id),
+                first_poll,
                 &secrets,
                 &mut outcome,
             )
@@ -251,12 +249,15 @@ async fn purge(
 }
 
 /// Sends the requests in order, paced, until one fails for good; returns
-/// how many were accepted.
+/// how many were accepted. For each id it adds to the outcome, `not_before`
+/// gets when the accepting answer's `Retry-After` ends: the CDN asked not
+/// to be asked about it before then.
 async fn send_all(
     client: &Client,
     requests: &[PlannedRequest],
     secrets: &[&str],
     outcome: &mut Outcome,
+    not_before: &mut Vec<Option<Instant>>,
 ) -> usize {
     let mut accepted = 0;
     let mut previous_answered: Option<Instant> = None;
@@ -269,7 +270,11 @@ async fn send_all(
             tokio::time::sleep_until((previous + request.gap).into()).await;
         }
         let answer = client.send(request).await;
-        previous_answered = Some(Instant::now());
+        let answered = Instant::now();
+        previous_answered = Some(answered);
+        let first_poll = answer
+            .retry_after
+            .map(|asked| answered + asked.clamp(MIN_POLL_INTERVAL, MAX_POLL_INTERVAL));
         outcome.requests += 1;
         outcome.attempts += answer.attempts;
         if let Some(error) = &answer.error {
@@ -284,10 +289,14 @@ async fn send_all(
                     .into_iter()
                     .map(|id| redact(&id, secrets)),
             );
+            not_before.resize(outcome.ids.len(), first_poll);
             continue;
         };
         match answer.id.as_deref().map(|id| same_origin(&request.url, id)) {
-            Some(Ok(id)) => outcome.ids.push(id),
+            Some(Ok(id)) => {
+                outcome.ids.push(id);
+                not_before.resize(outcome.ids.len(), first_poll);
+            }
             Some(Err(elsewhere)) => {
                 // Its poll would carry the token: only to the API's own host.
                 outcome.result = "failed".to_owned();
@@ -346,15 +355,23 @@ fn failure_of(request: &PlannedRequest, answer: &Answer, error: &str, secrets: &
 }
 
 /// Asks about purge `id` every few seconds until the CDN says it is done
-/// (CloudFront: `Completed`), within the purge's budget.
+/// (CloudFront: `Completed`), within the purge's budget; the first time
+/// not before `first_poll`, when the accepting answer set one (Azure's
+/// 202 carries `Retry-After`, "the number of seconds to wait before
+/// checking the status").
 async fn wait_completed(
     client: &Client,
     completion: &Completion,
     id: &str,
+    first_poll: Option<Instant>,
     secrets: &[&str],
     outcome: &mut Outcome,
 ) -> Result<(), Failure> {
     let poll = &completion.poll;
+    if let Some(first_poll) = first_poll {
+        let budget_ends = Instant::now() + client.remaining();
+        tokio::time::sleep_until(first_poll.min(budget_ends).into()).await;
+    }
     loop {
         let answer = client.send(poll).await;
         outcome.attempts += answer.attempts;

@@ -1,10 +1,12 @@
 //! What a purge clears (SPEC §2): the lists the policy reads from the
 //! Deployment's annotations and the program from its argv.
 
+pub use crate::target_checks::TargetUrl;
+
 /// The purge targets of one Deployment, duplicates removed, order kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PurgeTargets {
-    pub urls: Vec<String>,
+    pub urls: Vec<TargetUrl>,
     pub prefixes: Vec<String>,
     pub hosts: Vec<String>,
     pub tags: Vec<String>,
@@ -61,15 +63,16 @@ impl Target {
 
 impl PurgeTargets {
     pub fn is_empty(&self) -> bool {
-        !self.everything && self.lists().iter().all(|(_, list)| list.is_empty())
+        !self.everything && self.lists().iter().all(|(_, empty)| *empty)
     }
 
-    fn lists(&self) -> [(Target, &Vec<String>); 4] {
+    /// Each list, and whether it is empty.
+    fn lists(&self) -> [(Target, bool); 4] {
         [
-            (Target::Urls, &self.urls),
-            (Target::Prefixes, &self.prefixes),
-            (Target::Hosts, &self.hosts),
-            (Target::Tags, &self.tags),
+            (Target::Urls, self.urls.is_empty()),
+            (Target::Prefixes, self.prefixes.is_empty()),
+            (Target::Hosts, self.hosts.is_empty()),
+            (Target::Tags, self.tags.is_empty()),
         ]
     }
 
@@ -77,7 +80,7 @@ impl PurgeTargets {
     pub fn non_empty(&self) -> Vec<Target> {
         self.lists()
             .into_iter()
-            .filter_map(|(target, list)| (!list.is_empty()).then_some(target))
+            .filter_map(|(target, empty)| (!empty).then_some(target))
             .collect()
     }
 

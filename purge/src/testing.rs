@@ -14,9 +14,9 @@ pub fn credentials(pairs: &[(&str, &str)]) -> Credentials {
     Credentials::from_pairs(pairs)
 }
 
-pub fn urls(n: usize) -> Vec<String> {
+pub fn urls(n: usize) -> Vec<crate::targets::TargetUrl> {
     (0..n)
-        .map(|i| format!("https://www.example.com/{i}"))
+        .map(|i| format!("https://www.example.com/{i}").parse().unwrap())
         .collect()
 }
 

@@ -260,6 +260,38 @@ async fn azure_waits_out_429_and_reports_a_failed_or_unfinished_operation() {
     ran.reveals_nothing();
 }
 
+/// ARM's 202 says how long to wait before asking about the operation
+/// (`Retry-After`): no operation is asked about sooner.
+#[tokio::test]
+async fn azure_asks_about_an_operation_no_sooner_than_its_202_says() {
+    let setup = setup().await;
+    let secret = azure(&setup, "azure-secret", Some(CLIENT_SECRET));
+    let ran = setup
+        .purge(
+            &secret,
+            &[
+                "--provider=azure",
+                "--url=https://shop.example.com/",
+                "--url=https://blog.example.com/",
+            ],
+        )
+        .await;
+    assert!(ran.success, "{}", ran.output);
+    let polls = setup.cdn.requests("/operationresults/");
+    for (index, purge) in purges(&setup).iter().enumerate() {
+        let id = format!("{:08x}-0000-4000-8000-{:012x}", index + 1, index + 1);
+        let first = polls
+            .iter()
+            .find(|poll| poll.path.contains(&id))
+            .unwrap_or_else(|| panic!("operation {id} never polled"));
+        let waited = first.at.duration_since(purge.at);
+        assert!(
+            waited >= azure_double::ACCEPTED_RETRY_AFTER,
+            "operation {id} polled {waited:?} after its 202"
+        );
+    }
+}
+
 /// A dry run reads no credential, asks for no token, shows the request.
 #[tokio::test]
 async fn an_azure_dry_run_sends_nothing() {

@@ -147,3 +147,54 @@ async fn a_gcp_dry_run_sends_nothing() {
     );
     assert!(setup.cdn.requests("/").is_empty());
 }
+
+/// The budget counts from the purge's start for every layer and every
+/// identity look-up: after a Cloudflare layer that took 2 of the 4 s, the
+/// token of the gcp layer (a metadata server that never answers) gets what
+/// is left, not 4 s of its own, so the outcome is written before the
+/// Job's deadline.
+#[tokio::test]
+async fn an_identity_look_up_has_only_what_is_left_of_the_budget() {
+    let setup = setup().await;
+    // Accepts connections (the kernel's backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = PathBuf::from(silent.local_addr().unwrap().to_string());
+    let secret = setup.secret(
+        "cloudflare-then-gcp",
+        &[
+            ("CLOUDFLARE_ZONE_ID", "zone-1"),
+            ("CLOUDFLARE_API_TOKEN", CLOUDFLARE_TOKEN),
+            ("GCP_PROJECT", google::PROJECT),
+            ("GCP_URL_MAP", google::URL_MAP),
+        ],
+    );
+    setup.cdn.fail(
+        "api.cloudflare.com",
+        Failure::Slow {
+            duration: Duration::from_secs(2),
+        },
+    );
+    let ran = setup
+        .purge_with(
+            &secret,
+            &[
+                "--provider=cloudflare,gcp",
+                "--url=https://shop.example.com/",
+                "--budget-seconds=4",
+            ],
+            &[("GCE_METADATA_HOST", &host)],
+        )
+        .await;
+    assert!(!ran.success, "{}", ran.output);
+    assert_eq!(
+        ran.outcome["layers"][0]["result"], "purged",
+        "{}",
+        ran.message
+    );
+    assert!(
+        ran.took < Duration::from_millis(4800),
+        "the purge ran {:?} on a budget of 4 s",
+        ran.took
+    );
+    drop(silent);
+}

@@ -235,6 +235,7 @@ async fn cloudflare_purges_everything_alone() {
 
 #[tokio::test]
 async fn fastly_keys_and_urls_go_to_the_api_host_only() {
+    fastly_key_goes_to_no_other_api_path().await;
     let setup = setup().await;
     let secret = setup.secret(
         "fastly",
@@ -1210,6 +1211,38 @@ fn cloudfront(setup: &Setup, name: &str, keys: Option<(&str, &str)>) -> PathBuf 
     setup.secret(name, &files)
 }
 
+/// A URL whose path climbs out of its segment (`..`, plain or
+/// percent-encoded) would make Fastly's `/purge/<host>/<path>` a call of
+/// another API path with the key (`/service/<other>/purge_all`): the
+/// program refuses it as the policy does, sending nothing, dry run or not.
+async fn fastly_key_goes_to_no_other_api_path() {
+    let setup = setup().await;
+    let secret = setup.secret(
+        "fastly-dots",
+        &[
+            ("FASTLY_SERVICE_ID", "svc-1"),
+            ("FASTLY_API_TOKEN", FASTLY_KEY),
+        ],
+    );
+    for url in [
+        "https://www.example.com/../../service/other/purge_all",
+        "https://www.example.com/%2e%2e/%2E%2E/service/other/purge_all",
+    ] {
+        for dry_run in [false, true] {
+            let mut args = vec!["--provider=fastly".to_owned(), format!("--url={url}")];
+            if dry_run {
+                args.push("--dry-run".to_owned());
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let ran = setup.purge(&secret, &args).await;
+            assert_eq!(ran.exit_code, Some(2), "{url}: {}", ran.output);
+            assert!(ran.output.contains("has a dot segment"), "{}", ran.output);
+            assert_eq!(ran.outcome, Value::Null, "{url}");
+        }
+    }
+    assert!(setup.cdn.requests("").is_empty());
+}
+
 /// The requests CloudFront got, as `METHOD path`.
 fn cloudfront_calls(setup: &Setup) -> Vec<String> {
     setup
@@ -1262,6 +1295,53 @@ async fn cloudfront_invalidates_and_waits_until_completed() {
     let again = setup.purge(&secret, &args).await;
     assert!(again.success, "{}", again.output);
     assert_eq!(again.outcome["ids"][0], id.as_str());
+    assert_eq!(setup.cdn.cloudfront_invalidations(), 1);
+}
+
+/// The Job's uid (the downward API's, in CACHE_BUSTER_JOB_UID) is part of
+/// the CallerReference: the pods of one Job share it, while the Job created
+/// again under the same name for a rollback (A→B→A) invalidates anew,
+/// where the name alone would get the first invalidation back, unchanged.
+#[tokio::test]
+async fn cloudfront_invalidates_again_for_each_run_of_a_job() {
+    let setup = setup().await;
+    let secret = cloudfront(
+        &setup,
+        "cloudfront",
+        Some((aws::ACCESS_KEY_ID, aws::SECRET_ACCESS_KEY)),
+    );
+    let args = [
+        "--provider=cloudfront",
+        CLOUDFRONT_JOB,
+        "--url=https://shop.example.com/",
+    ];
+    let run = |uid: &'static str| {
+        let setup = &setup;
+        let secret = &secret;
+        async move {
+            let ran = setup
+                .purge_with(secret, &args, &[("CACHE_BUSTER_JOB_UID", Path::new(uid))])
+                .await;
+            assert!(ran.success, "{}", ran.output);
+            ran.outcome["ids"][0].as_str().unwrap().to_owned()
+        }
+    };
+    let first = run("8f14e45f-ceea-467f-a0e6-1a2b3c4d5e01").await;
+    let retried = run("8f14e45f-ceea-467f-a0e6-1a2b3c4d5e01").await;
+    let rerun = run("c9f0f895-fb98-4b91-99f5-1a2b3c4d5e02").await;
+    assert_eq!(retried, first);
+    assert_ne!(rerun, first);
+    assert_eq!(setup.cdn.cloudfront_invalidations(), 2);
+    let bodies: Vec<String> = setup
+        .cdn
+        .requests(aws::CLOUDFRONT_HOST)
+        .iter()
+        .filter(|request| request.method == "POST")
+        .map(|request| request.body.clone())
+        .collect();
+    assert!(bodies[0].contains(
+        "<CallerReference>shop-cache-buster-b4612648a6-8f14e45f-ceea-467f-a0e6-1a2b3c4d5e01</CallerReference>"
+    ));
 }
 
 /// More wildcards than CloudFront takes in progress: a second batch, which

@@ -17,6 +17,7 @@ pub const INFO: Info = Info {
     accepts: &[Target::Urls, Target::Tags],
     needs_no_target: false,
     reads_the_api: false,
+    needs_job_uid: false,
     completion_seconds: 0,
     pod_labels: &[],
     pod_annotations: &[],
@@ -61,8 +62,9 @@ mod requests {
         // The host as the .edgerc gives it, with or without its scheme.
         let host = without_scheme(credentials.value("AKAMAI_HOST")).trim_end_matches('/');
         let mut requests = Vec::new();
+        let urls: Vec<String> = targets.urls.iter().map(ToString::to_string).collect();
         for (kind, items, one, many) in [
-            ("url", &targets.urls, "URL", "URLs"),
+            ("url", &urls, "URL", "URLs"),
             ("tag", &targets.tags, "tag", "tags"),
         ] {
             for batch in by_body_size(items, AKAMAI_MAX_BODY) {
@@ -132,7 +134,7 @@ mod requests {
         #[test]
         fn akamai_sends_urls_then_tags_each_request_signed() {
             let targets = PurgeTargets {
-                urls: vec!["https://www.example.com/".into()],
+                urls: vec!["https://www.example.com/".parse().unwrap()],
                 tags: vec!["shop".into(), "blog".into()],
                 ..PurgeTargets::default()
             };
@@ -205,7 +207,10 @@ mod requests {
                 );
             }
             // Every URL once, in order; and each batch as full as the limit allows.
-            assert_eq!(sent, targets.urls);
+            assert_eq!(
+                targets.urls,
+                sent.iter().map(String::as_str).collect::<Vec<_>>()
+            );
             for pair in requests.windows(2) {
                 let body = pair[0].body.as_deref().unwrap();
                 let next: serde_json::Value =

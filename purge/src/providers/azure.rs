@@ -25,6 +25,7 @@ pub const INFO: Info = Info {
     accepts: &[Target::Urls, Target::Prefixes, Target::Everything],
     needs_no_target: false,
     reads_the_api: false,
+    needs_job_uid: false,
     // "A cache purge can take up to 10 minutes to propagate" (Front Door's
     // cache purge documentation): the purge waits for it.
     completion_seconds: 600,
@@ -104,8 +105,7 @@ mod requests {
             let urls = targets
                 .urls
                 .iter()
-                .filter_map(|url| reqwest::Url::parse(url).ok())
-                .filter_map(|url| Some((url.host_str()?.to_owned(), url.path().to_owned())));
+                .map(|url| (url.host().to_owned(), url.path().to_owned()));
             let prefixes = targets.prefixes.iter().map(|prefix| {
                 let (host, path) = prefix.split_once('/').unwrap_or((prefix.as_str(), ""));
                 // Front Door's wildcard is a whole folder: `/blog/*`.
@@ -208,10 +208,10 @@ mod requests {
         fn each_hosts_paths_go_in_one_request_with_that_domain() {
             let targets = PurgeTargets {
                 urls: vec![
-                    "https://shop.example.com/menu?lang=de".into(),
-                    "https://blog.example.com/".into(),
-                    "https://shop.example.com/menu?lang=fr".into(),
-                    "https://shop.example.com/cart".into(),
+                    "https://shop.example.com/menu?lang=de".parse().unwrap(),
+                    "https://blog.example.com/".parse().unwrap(),
+                    "https://shop.example.com/menu?lang=fr".parse().unwrap(),
+                    "https://shop.example.com/cart".parse().unwrap(),
                 ],
                 prefixes: vec![
                     "shop.example.com/blog/".into(),
@@ -253,7 +253,7 @@ mod requests {
         fn a_hundred_paths_a_request_at_most() {
             let targets = PurgeTargets {
                 urls: (0..150)
-                    .map(|i| format!("https://shop.example.com/p{i}"))
+                    .map(|i| format!("https://shop.example.com/p{i}").parse().unwrap())
                     .collect(),
                 ..PurgeTargets::default()
             };

@@ -15,6 +15,7 @@ pub const INFO: Info = Info {
     ],
     needs_no_target: false,
     reads_the_api: false,
+    needs_job_uid: false,
     completion_seconds: 0,
     pod_labels: &[],
     pod_annotations: &[],
@@ -82,7 +83,7 @@ mod requests {
         let mut requests: Vec<PlannedRequest> = targets
             .urls
             .iter()
-            .map(|url| by_url(url, counted(1, "URL", "URLs"), BUNNY_EXACT_GAP))
+            .map(|url| by_url(url.as_str(), counted(1, "URL", "URLs"), BUNNY_EXACT_GAP))
             .collect();
         requests.extend(targets.prefixes.iter().map(|prefix| {
             by_url(
@@ -118,7 +119,7 @@ mod requests {
         #[test]
         fn bunny_purges_urls_prefixes_and_tags_one_request_each() {
             let targets = PurgeTargets {
-                urls: vec!["https://www.example.com/a?b=c".into()],
+                urls: vec!["https://www.example.com/a?b=c".parse().unwrap()],
                 prefixes: vec!["www.example.com/blog/".into()],
                 tags: vec!["shop".into()],
                 ..PurgeTargets::default()

@@ -16,6 +16,7 @@ pub const INFO: Info = Info {
     ],
     needs_no_target: false,
     reads_the_api: false,
+    needs_job_uid: false,
     completion_seconds: 0,
     pod_labels: &[],
     pod_annotations: &[],
@@ -72,8 +73,9 @@ mod requests {
         // tags stay at 100 on every plan (SPEC §5).
         let others = batch_size.min(CLOUDFLARE_MAX_PREFIXES_HOSTS_TAGS);
         let mut requests = Vec::new();
+        let urls: Vec<String> = targets.urls.iter().map(ToString::to_string).collect();
         for (field, items, one, many, size) in [
-            ("files", &targets.urls, "URL", "URLs", batch_size),
+            ("files", &urls, "URL", "URLs", batch_size),
             ("prefixes", &targets.prefixes, "prefix", "prefixes", others),
             ("hosts", &targets.hosts, "host", "hosts", others),
             ("tags", &targets.tags, "tag", "tags", others),

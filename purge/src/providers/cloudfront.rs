@@ -25,6 +25,7 @@ pub const INFO: Info = Info {
     accepts: &[Target::Urls, Target::Prefixes, Target::Everything],
     needs_no_target: false,
     reads_the_api: false,
+    needs_job_uid: true,
     completion_seconds: 0,
     pod_labels: &[],
     pod_annotations: &[],
@@ -56,12 +57,16 @@ mod requests {
     /// progress: waited out like a 429.
     pub const TOO_MANY_IN_PROGRESS: &str = "TooManyInvalidationsInProgress";
 
-    /// The distribution and the Job an invalidation is made for, and how the
-    /// requests are signed (None: a dry run, which signs nothing).
+    /// The distribution and the run of the Job an invalidation is made for,
+    /// and how the requests are signed (None: a dry run, which signs nothing).
     #[derive(Debug, Clone, Default, PartialEq, Eq)]
     pub struct Invalidations {
         pub distribution: String,
-        pub job_name: String,
+        /// The Job's name and uid: a retried pod of the same Job repeats
+        /// it (CloudFront answers with the invalidation it already made),
+        /// while the Job created again for a rollback (A→B→A, same name)
+        /// has a uid of its own, so CloudFront invalidates again.
+        pub caller_reference: String,
         pub signer: Option<SigV4>,
     }
 
@@ -71,12 +76,9 @@ mod requests {
             return vec!["/*".to_owned()];
         }
         let mut paths: Vec<String> = Vec::new();
-        let urls = targets.urls.iter().filter_map(|url| {
-            let url = reqwest::Url::parse(url).ok()?;
-            Some(match url.query() {
-                Some(query) => format!("{}?{query}", url.path()),
-                None => url.path().to_owned(),
-            })
+        let urls = targets.urls.iter().map(|url| match url.parsed().query() {
+            Some(query) => format!("{}?{query}", url.path()),
+            None => url.path().to_owned(),
         });
         let prefixes = targets.prefixes.iter().map(|prefix| {
             let path = prefix.split_once('/').map_or("", |(_, path)| path);
@@ -149,8 +151,8 @@ mod requests {
             .enumerate()
             .map(|(index, batch)| {
                 let reference = match index {
-                    0 => invalidations.job_name.clone(),
-                    _ => format!("{}-{}", invalidations.job_name, index + 1),
+                    0 => invalidations.caller_reference.clone(),
+                    _ => format!("{}-{}", invalidations.caller_reference, index + 1),
                 };
                 PlannedRequest {
                     method: "POST",
@@ -227,8 +229,18 @@ mod requests {
                 .credentials
                 .value("CLOUDFRONT_DISTRIBUTION_ID")
                 .to_owned(),
-            job_name: layer.options.webhook.job_name.clone(),
+            caller_reference: caller_reference(layer.options),
             signer: layer.found.sigv4.clone(),
+        }
+    }
+
+    /// `<job name>-<job uid>`; the name alone where the pod was not told
+    /// its Job's uid.
+    pub fn caller_reference(options: &Options) -> String {
+        let name = &options.webhook.job_name;
+        match options.job_uid.as_str() {
+            "" => name.clone(),
+            uid => format!("{name}-{uid}"),
         }
     }
 
@@ -266,7 +278,7 @@ mod requests {
 
         fn targets(urls: &[&str], prefixes: &[&str]) -> PurgeTargets {
             PurgeTargets {
-                urls: urls.iter().map(|url| (*url).to_owned()).collect(),
+                urls: urls.iter().map(|url| url.parse().unwrap()).collect(),
                 prefixes: prefixes.iter().map(|prefix| (*prefix).to_owned()).collect(),
                 ..PurgeTargets::default()
             }
@@ -309,12 +321,12 @@ mod requests {
         fn the_batch_is_cloudfronts_xml_with_the_job_as_reference() {
             let invalidations = Invalidations {
                 distribution: "EDFDVBD6EXAMPLE".into(),
-                job_name: "shop-cache-buster-b4612648a6".into(),
+                caller_reference: "shop-cache-buster-b4612648a6".into(),
                 signer: None,
             };
             let requests = requests(
                 &targets(
-                    &["https://shop.example.com/a?b=1&c=<2>"],
+                    &["https://shop.example.com/a?b=1&c=%3C2%3E"],
                     &["shop.example.com/blog/"],
                 ),
                 &invalidations,
@@ -342,7 +354,7 @@ mod requests {
         fn later_batches_have_references_of_their_own() {
             let invalidations = Invalidations {
                 distribution: "E1".into(),
-                job_name: "shop-cache-buster-b4612648a6".into(),
+                caller_reference: "shop-cache-buster-b4612648a6".into(),
                 signer: None,
             };
             let prefixes: Vec<String> = (0..20).map(|i| format!("shop.example.com/{i}/")).collect();

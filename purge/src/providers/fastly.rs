@@ -10,6 +10,7 @@ pub const INFO: Info = Info {
     accepts: &[Target::Urls, Target::Tags, Target::Everything],
     needs_no_target: false,
     reads_the_api: false,
+    needs_job_uid: false,
     completion_seconds: 0,
     pod_labels: &[],
     pod_annotations: &[],
@@ -95,7 +96,7 @@ mod requests {
         for url in &targets.urls {
             requests.push(PlannedRequest {
                 method: "POST",
-                url: format!("{FASTLY_API}/purge/{}", cached_url(url)),
+                url: format!("{FASTLY_API}/purge/{}", cached_url(url.as_str())),
                 headers: key(),
                 body: None,
                 purges: counted(1, "URL", "URLs"),
@@ -142,7 +143,7 @@ mod requests {
                 ..options(30)
             };
             let targets = PurgeTargets {
-                urls: vec!["https://www.example.com/a".into()],
+                urls: vec!["https://www.example.com/a".parse().unwrap()],
                 tags: vec!["shop".into()],
                 ..PurgeTargets::default()
             };
@@ -207,8 +208,8 @@ mod requests {
         fn fastly_sends_the_key_to_its_api_host_only() {
             let targets = PurgeTargets {
                 urls: vec![
-                    "http://attacker.example/steal?x=1".into(),
-                    "https://www.example.com/a".into(),
+                    "http://attacker.example/steal?x=1".parse().unwrap(),
+                    "https://www.example.com/a".parse().unwrap(),
                 ],
                 tags: (0..300).map(|i| format!("k{i}")).collect(),
                 ..PurgeTargets::default()

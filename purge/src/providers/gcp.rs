@@ -20,6 +20,7 @@ pub const INFO: Info = Info {
     ],
     needs_no_target: false,
     reads_the_api: false,
+    needs_job_uid: false,
     completion_seconds: 0,
     pod_labels: &[],
     pod_annotations: &[],
@@ -85,23 +86,26 @@ mod requests {
                 )];
             }
             let mut requests = Vec::new();
-            for url in targets
-                .urls
-                .iter()
-                .filter_map(|url| reqwest::Url::parse(url).ok())
-            {
-                // Invalidation matches a path whatever its query string.
+            // Invalidation matches a path whatever its query string: URLs
+            // that differ only in their query are one invalidation.
+            let mut seen = std::collections::BTreeSet::new();
+            for url in &targets.urls {
+                if !seen.insert((url.host(), url.path())) {
+                    continue;
+                }
                 requests.push(request(
-                    serde_json::json!({"path": url.path(), "host": url.host_str()}),
+                    serde_json::json!({"path": url.path(), "host": url.host()}),
                     counted(1, "URL", "URLs"),
                 ));
             }
             for prefix in &targets.prefixes {
                 let (host, path) = prefix.split_once('/').unwrap_or((prefix.as_str(), ""));
-                requests.push(request(
-                    serde_json::json!({"path": format!("/{path}*"), "host": host}),
-                    counted(1, "prefix", "prefixes"),
-                ));
+                for path in prefix_paths(path) {
+                    requests.push(request(
+                        serde_json::json!({"path": path, "host": host}),
+                        counted(1, "prefix", "prefixes"),
+                    ));
+                }
             }
             for tags in targets.tags.chunks(TAGS_PER_REQUEST) {
                 requests.push(request(
@@ -139,6 +143,17 @@ mod requests {
         }
     }
 
+    /// Cloud CDN takes a `*` only as the last character, after a `/`
+    /// (`/news/*`): the prefix `news` is its folder and the path itself;
+    /// `news/` the folder alone; none, the whole host.
+    fn prefix_paths(path: &str) -> Vec<String> {
+        match path.strip_suffix('/') {
+            _ if path.is_empty() => vec!["/*".to_owned()],
+            Some(folder) => vec![format!("/{folder}/*")],
+            None => vec![format!("/{path}"), format!("/{path}/*")],
+        }
+    }
+
     /// A `DONE` Operation that failed: its `error.errors[].message`s.
     fn operation_error(answer: &str) -> Option<String> {
         let operation: serde_json::Value = serde_json::from_str(answer).ok()?;
@@ -171,7 +186,7 @@ mod requests {
         #[test]
         fn one_invalidation_per_path_prefix_and_ten_tags() {
             let targets = PurgeTargets {
-                urls: vec!["https://shop.example.com/menu?lang=de".into()],
+                urls: vec!["https://shop.example.com/menu?lang=de".parse().unwrap()],
                 prefixes: vec!["shop.example.com/blog/".into()],
                 tags: (0..12).map(|i| format!("t{i}")).collect(),
                 ..PurgeTargets::default()
@@ -203,6 +218,41 @@ mod requests {
                 ..targets
             };
             assert_eq!(bodies(&gcp_plan(&everything)), [json!({"path": "/*"})]);
+        }
+
+        /// Google refuses a `*` anywhere but after a final `/`; a path
+        /// matches whatever its query, so two URLs that differ only there
+        /// are one invalidation.
+        #[test]
+        fn prefixes_end_in_a_folder_wildcard_and_queries_make_no_second_invalidation() {
+            let targets = PurgeTargets {
+                urls: [
+                    "https://shop.example.com/menu?lang=de",
+                    "https://shop.example.com/menu?lang=fr",
+                    "https://shop.example.com/menu",
+                    "https://www.example.com/menu?lang=fr",
+                ]
+                .iter()
+                .map(|url| url.parse().unwrap())
+                .collect(),
+                prefixes: vec![
+                    "shop.example.com/news".into(),
+                    "shop.example.com/blog/".into(),
+                    "shop.example.com".into(),
+                ],
+                ..PurgeTargets::default()
+            };
+            assert_eq!(
+                bodies(&gcp_plan(&targets)),
+                [
+                    json!({"path": "/menu", "host": "shop.example.com"}),
+                    json!({"path": "/menu", "host": "www.example.com"}),
+                    json!({"path": "/news", "host": "shop.example.com"}),
+                    json!({"path": "/news/*", "host": "shop.example.com"}),
+                    json!({"path": "/blog/*", "host": "shop.example.com"}),
+                    json!({"path": "/*", "host": "shop.example.com"}),
+                ]
+            );
         }
 
         /// An Operation is done at `DONE`; one that is done with an error

@@ -14,6 +14,7 @@ pub const INFO: Info = Info {
     accepts: &[Target::Urls, Target::Tags],
     needs_no_target: false,
     reads_the_api: true,
+    needs_job_uid: false,
     completion_seconds: 0,
     pod_labels: &[],
     pod_annotations: &[],
@@ -82,17 +83,15 @@ mod requests {
         method: &'static str,
         tag_header: &str,
     ) -> Vec<PlannedRequest> {
-        // The policy admits only absolute http(s) URLs: each has a host.
         let urls: Vec<(String, String)> = targets
             .urls
             .iter()
-            .filter_map(|url| reqwest::Url::parse(url).ok())
             .map(|url| {
-                let host = match (url.host_str(), url.port()) {
-                    (Some(host), Some(port)) => format!("{host}:{port}"),
-                    (host, None) => host.unwrap_or_default().to_owned(),
-                    (None, Some(_)) => String::new(),
+                let host = match url.parsed().port() {
+                    Some(port) => format!("{}:{port}", url.host()),
+                    None => url.host().to_owned(),
                 };
+                let url = url.parsed();
                 let path = match url.query() {
                     Some(query) => format!("{}?{query}", url.path()),
                     None => url.path().to_owned(),
@@ -164,8 +163,8 @@ mod requests {
         fn http_sends_each_cache_every_url_then_the_tags() {
             let targets = PurgeTargets {
                 urls: vec![
-                    "https://shop.example.com/a?b=1".into(),
-                    "http://shop.example.com:8080/".into(),
+                    "https://shop.example.com/a?b=1".parse().unwrap(),
+                    "http://shop.example.com:8080/".parse().unwrap(),
                 ],
                 tags: vec!["shop".into(), "home".into()],
                 ..PurgeTargets::default()

@@ -295,7 +295,7 @@ mod tests {
                     ..PurgeTargets::default()
                 };
                 match target {
-                    Urls => alone.urls = vec!["https://www.example.com/".into()],
+                    Urls => alone.urls = vec!["https://www.example.com/".parse().unwrap()],
                     Prefixes => alone.prefixes = vec!["www.example.com/blog".into()],
                     Hosts => alone.hosts = vec!["www.example.com".into()],
                     Tags => alone.tags = vec!["shop".into()],

@@ -16,6 +16,7 @@ pub const INFO: Info = Info {
     ],
     needs_no_target: true,
     reads_the_api: false,
+    needs_job_uid: false,
     completion_seconds: 0,
     pod_labels: &[],
     pod_annotations: &[],

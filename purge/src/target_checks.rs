@@ -1,0 +1,299 @@
+//! What a purge target may be (SPEC §2), checked the same way by the policy
+//! at admission and by the program when it reads its argv: what admission
+//! accepts is exactly what the purge can send. URLs are parsed by the one
+//! parser both use (the `url` crate, WHATWG's URL standard, as the HTTP
+//! client that sends them parses them).
+
+use std::fmt;
+
+/// Cloudflare's limit for a cache tag.
+const TAG_MAX_LENGTH: usize = 1024;
+
+/// Why an item is refused: what is wrong with it, and what is expected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub problem: &'static str,
+    pub expected: &'static str,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}; expected {}", self.problem, self.expected)
+    }
+}
+
+pub const URL_EXPECTED: &str =
+    "absolute URLs such as https://www.example.com/page, separated by commas or white space";
+pub const PREFIX_EXPECTED: &str =
+    "URL prefixes without scheme such as www.example.com/blog, separated by commas or white space";
+const HOST_EXPECTED: &str =
+    "host names such as www.example.com, separated by commas or white space";
+const TAG_EXPECTED: &str =
+    "cache tags of printable ASCII characters, separated by commas or white space";
+
+const DOT_SEGMENT: &str = "has a dot segment (. or .., also percent-encoded) in its path, which would steer the purge to another path";
+
+/// A URL to purge: the text as written (a CDN matches its cache keys
+/// against it), and the same URL as parsed. Only [`TargetUrl::parse`]
+/// makes one, so a provider never meets a URL it cannot read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetUrl {
+    written: String,
+    parsed: url::Url,
+}
+
+impl TargetUrl {
+    /// `http(s)://host[:port][/path][?query]`, in the characters a URL may
+    /// hold unencoded, without credentials, fragment or dot segment.
+    pub fn parse(text: &str) -> Result<TargetUrl, Refusal> {
+        let refused = |problem| Refusal {
+            problem,
+            expected: URL_EXPECTED,
+        };
+        let Some(rest) = text
+            .strip_prefix("https://")
+            .or_else(|| text.strip_prefix("http://"))
+        else {
+            return Err(refused("is not an absolute http or https URL"));
+        };
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at_checked(authority_end).unwrap_or((rest, ""));
+        if authority.contains('@') {
+            return Err(refused("carries user credentials"));
+        }
+        if !is_host_and_port(authority) {
+            return Err(refused("has no valid host name"));
+        }
+        if path.contains('#') {
+            return Err(refused(
+                "has a #fragment, which is never part of a cache key",
+            ));
+        }
+        if !path.bytes().all(is_url_byte) {
+            return Err(refused("contains a character that must be percent-encoded"));
+        }
+        if has_dot_segment(path) {
+            return Err(refused(DOT_SEGMENT));
+        }
+        let parsed = url::Url::parse(text).map_err(|_| refused("is not a valid URL"))?;
+        Ok(TargetUrl {
+            written: text.to_owned(),
+            parsed,
+        })
+    }
+
+    /// As written in the annotation.
+    pub fn as_str(&self) -> &str {
+        &self.written
+    }
+
+    /// As parsed: host, path, query.
+    pub fn parsed(&self) -> &url::Url {
+        &self.parsed
+    }
+
+    /// The host, as written (a parsed URL has one).
+    pub fn host(&self) -> &str {
+        self.parsed.host_str().unwrap_or_default()
+    }
+
+    /// The path (`/` for none), without the query.
+    pub fn path(&self) -> &str {
+        self.parsed.path()
+    }
+}
+
+impl std::str::FromStr for TargetUrl {
+    type Err = Refusal;
+
+    fn from_str(text: &str) -> Result<TargetUrl, Refusal> {
+        TargetUrl::parse(text)
+    }
+}
+
+impl fmt::Display for TargetUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.written)
+    }
+}
+
+impl PartialEq<&str> for TargetUrl {
+    fn eq(&self, other: &&str) -> bool {
+        self.written == *other
+    }
+}
+
+impl PartialEq<str> for TargetUrl {
+    fn eq(&self, other: &str) -> bool {
+        self.written == other
+    }
+}
+
+impl serde::Serialize for TargetUrl {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.written)
+    }
+}
+
+/// `host/path` without scheme (Cloudflare's prefix purge): a host name, and
+/// a path in URL characters, without query, fragment or dot segment.
+pub fn check_prefix(prefix: &str) -> Result<(), Refusal> {
+    let refused = |problem| {
+        Err(Refusal {
+            problem,
+            expected: PREFIX_EXPECTED,
+        })
+    };
+    if prefix.contains("://") {
+        return refused("has a scheme");
+    }
+    let (host, path) = prefix
+        .split_at_checked(prefix.find('/').unwrap_or(prefix.len()))
+        .unwrap_or((prefix, ""));
+    if !is_host_name(host) {
+        return refused("has no valid host name");
+    }
+    if path.contains(['?', '#']) || !path.bytes().all(is_url_byte) {
+        return refused("has a query, fragment or character that must be percent-encoded");
+    }
+    if has_dot_segment(path) {
+        return refused(DOT_SEGMENT);
+    }
+    Ok(())
+}
+
+pub fn check_host(host: &str) -> Result<(), Refusal> {
+    if is_host_name(host) {
+        return Ok(());
+    }
+    Err(Refusal {
+        problem: "is not a host name",
+        expected: HOST_EXPECTED,
+    })
+}
+
+pub fn check_tag(tag: &str) -> Result<(), Refusal> {
+    let refused = |problem| {
+        Err(Refusal {
+            problem,
+            expected: TAG_EXPECTED,
+        })
+    };
+    if tag.len() > TAG_MAX_LENGTH {
+        return refused("is longer than 1024 characters");
+    }
+    if !tag.bytes().all(|b| b.is_ascii_graphic()) {
+        return refused("contains a non-printable or non-ASCII character");
+    }
+    Ok(())
+}
+
+/// Whether a path (with its query, which ends it) has a segment that URL
+/// parsers resolve away: `.` or `..`, written plainly or as `%2e`. Sent to
+/// an API that builds a path from it, `../..` would reach another endpoint
+/// with the same key.
+pub fn has_dot_segment(path_and_query: &str) -> bool {
+    let path = path_and_query.split('?').next().unwrap_or_default();
+    path.split('/').any(|segment| {
+        let lower = segment.to_ascii_lowercase();
+        let decoded = lower.replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    })
+}
+
+/// Letters, digits, '-' and '.', each dot-separated label non-empty and at
+/// most 63 long, not starting or ending with '-'.
+pub fn is_host_name(host: &str) -> bool {
+    host.len() <= 253
+        && host.split('.').all(|label| {
+            let bytes = label.as_bytes();
+            label.len() <= 63
+                && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+                && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        })
+}
+
+fn is_host_and_port(authority: &str) -> bool {
+    if let Some(bracketed) = authority.strip_prefix('[') {
+        let Some((address, after)) = bracketed.split_once(']') else {
+            return false;
+        };
+        return address.parse::<std::net::Ipv6Addr>().is_ok()
+            && (after.is_empty() || after.strip_prefix(':').is_some_and(is_port));
+    }
+    match authority.split_once(':') {
+        Some((host, port)) => is_host_name(host) && is_port(port),
+        None => is_host_name(authority),
+    }
+}
+
+fn is_port(port: &str) -> bool {
+    port.parse::<u16>().is_ok_and(|p| p > 0)
+}
+
+/// RFC 3986 unreserved, reserved and '%' (for percent-encoding).
+fn is_url_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~:/?[]@!$&'()*+,;=%".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    /// SPEC §2: a dot segment makes a URL malformed, plainly or
+    /// percent-encoded, anywhere in its path (not in its query).
+    #[rstest]
+    #[case("https://www.example.com/../../service/other/purge_all")]
+    #[case("https://www.example.com/a/..")]
+    #[case("https://www.example.com/./a")]
+    #[case("https://www.example.com/%2e%2e/service/x/purge_all")]
+    #[case("https://www.example.com/%2E%2E/x")]
+    #[case("https://www.example.com/.%2e/x")]
+    #[case("https://www.example.com/%2e/x")]
+    #[case("https://www.example.com/..?a=b")]
+    fn urls_with_dot_segments_are_refused(#[case] text: &str) {
+        assert_eq!(TargetUrl::parse(text).unwrap_err().problem, DOT_SEGMENT);
+    }
+
+    #[rstest]
+    #[case("https://www.example.com/...")]
+    #[case("https://www.example.com/a..b/.well-known/x.css")]
+    #[case("https://www.example.com/a?b=../..")]
+    fn dots_that_are_no_segment_pass(#[case] text: &str) {
+        let url = TargetUrl::parse(text).unwrap();
+        assert_eq!(url.as_str(), text);
+        // What the client sends is what was written: no dot segment moved it.
+        assert_eq!(url.parsed().as_str(), text);
+    }
+
+    #[rstest]
+    #[case("www.example.com/../admin")]
+    #[case("www.example.com/blog/%2E%2e")]
+    fn prefixes_with_dot_segments_are_refused(#[case] prefix: &str) {
+        assert_eq!(check_prefix(prefix).unwrap_err().problem, DOT_SEGMENT);
+    }
+
+    /// Every URL the checks admit, the parser reads, with the host and path
+    /// the providers use.
+    #[test]
+    fn an_admitted_url_is_parsed_with_its_host_and_path() {
+        let url = TargetUrl::parse("https://shop.example.com:8443/products/[id]?c=%20d").unwrap();
+        assert_eq!(url.host(), "shop.example.com");
+        assert_eq!(url.path(), "/products/[id]");
+        assert_eq!(url.parsed().query(), Some("c=%20d"));
+        assert_eq!(url, "https://shop.example.com:8443/products/[id]?c=%20d");
+    }
+
+    #[test]
+    fn a_refusal_reads_as_problem_then_expectation() {
+        let refusal = TargetUrl::parse("ftp://x").unwrap_err();
+        assert_eq!(
+            refusal.to_string(),
+            format!("is not an absolute http or https URL; expected {URL_EXPECTED}")
+        );
+    }
+}
