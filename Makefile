@@ -34,7 +34,7 @@ POLICY_SOURCES := $(wildcard src/*.rs src/*/*.rs purge/src/*.rs purge/src/*/*.rs
 RUNNER_SOURCES := $(wildcard runner/src/*.rs) runner/Cargo.toml Cargo.lock
 
 .PHONY: FORCE bench-cluster bench-image bench-instructions bench-purge bench-sites all setup setup-tests tools tools-pin run test fmt lint lint-workflows unit-tests \
-	e2e-tests e2e-tests-kwctl wasm-tests manifest-tests cluster-tests cluster-host launcher image image-tests bench fuzz clean \
+	e2e-tests e2e-tests-kwctl wasm-tests manifest-tests cluster-tests cluster-host launcher image image-test-hooks image-tests bench fuzz clean \
 	release-check release-policy release-image release-image-merge release-github \
 	release-verify-policy release-verify-image
 
@@ -68,7 +68,7 @@ run: setup policy.wasm $(KWRUN)
 SUITES := fmt lint unit-tests image-tests e2e-tests e2e-tests-kwctl wasm-tests manifest-tests cluster-tests
 # The names they record under (scripts/suite.sh; lint records three): one
 # that records nothing never ran, because a step it needs (a build) failed.
-SUITE_RECORDS := fmt workflows clippy clippy-purge-table unit-tests image-tests e2e-tests \
+SUITE_RECORDS := fmt workflows clippy clippy-release clippy-purge-table unit-tests image-tests e2e-tests \
   e2e-tests-kwctl wasm-tests manifest-tests cluster-tests
 test: setup-tests
 	@scripts/summary.sh --reset
@@ -93,7 +93,8 @@ fmt:
 # `tools` profile and the workspace's features (`--workspace` everywhere), so
 # the large dependencies (wasmtime, kube) are compiled once.
 lint: lint-workflows
-	@$(SUITE) clippy $(CARGO) clippy --locked --workspace --all-targets --profile tools -- -D warnings
+	@$(SUITE) clippy $(CARGO) clippy --locked --workspace --all-targets --profile tools --features cache-buster-cli/test-hooks -- -D warnings
+	@$(SUITE) clippy-release $(CARGO) clippy --locked -p cache-buster-cli --profile tools -- -D warnings
 	@$(SUITE) clippy-purge-table $(CARGO) clippy --locked -p cache-buster-purge --profile tools -- -D warnings
 
 # The GitHub workflows: GitHub's workflow schema, and zizmor's audit with no
@@ -104,7 +105,7 @@ lint-workflows: $(VENV_STAMP)
 
 unit-tests:
 	@SUITE_NOTE="the ignored tests need the built modules: wasm-tests runs them" \
-	  $(SUITE) unit-tests $(CARGO) test --locked --workspace --profile tools
+	  $(SUITE) unit-tests $(CARGO) test --locked --workspace --profile tools --features cache-buster-cli/test-hooks
 
 e2e-tests: $(E2E_POLICY) $(if $(filter $(KWRUN),$(E2E_KWCTL)),$(KWRUN))
 	@KWCTL="$(E2E_KWCTL)" POLICY="$(abspath $(E2E_POLICY))" $(SUITE) $(E2E_SUITE) bats e2e-tests
@@ -133,28 +134,34 @@ launcher: $(LAUNCHER)
 image: FORCE
 	@scripts/image.sh
 
+# The same image with the program's test hooks (the CDN double's CA and
+# address), for the suites that purge against the doubles: never released.
+TEST_HOOKS_LAYOUT := $(CURDIR)/target/image-test-hooks/oci
+image-test-hooks: FORCE
+	@IMAGE_FEATURES=test-hooks IMAGE_OUT=target/image-test-hooks scripts/image.sh
+
 # The image's compressed size and its program's start (scripts/bench-image.sh).
 bench-image: image
 	@scripts/bench-image.sh
 
 # The image unpacked and run as a runtime would (e2e-cluster/tests/image.rs).
-image-tests: image
-	@IMAGE_LAYOUT="$(IMAGE_LAYOUT)" $(SUITE) image-tests \
+image-tests: image image-test-hooks
+	@IMAGE_LAYOUT="$(IMAGE_LAYOUT)" TEST_HOOKS_LAYOUT="$(TEST_HOOKS_LAYOUT)" $(SUITE) image-tests \
 	  $(CARGO) test --locked --profile tools -p cache-buster-e2e-cluster --test image
 
 # The product on a real control plane (e2e-cluster/): etcd, kube-apiserver,
 # kube-controller-manager, an OCI registry, kwctl push, policy-server and the
 # launcher. The programs come from their variables (e2e-cluster/src/tools.rs);
 # a missing one skips the scenarios with a line that names it.
-cluster-tests: annotated-policy.wasm image
-	@IMAGE_LAYOUT="$(IMAGE_LAYOUT)" POLICY="$(abspath annotated-policy.wasm)" \
+cluster-tests: annotated-policy.wasm image-test-hooks
+	@IMAGE_LAYOUT="$(TEST_HOOKS_LAYOUT)" POLICY="$(abspath annotated-policy.wasm)" \
 	  $(SUITE) cluster-tests $(CARGO) test --locked --workspace --profile tools --test scenarios
 
 # The chain measured on the test cluster (docs/development.md, "The chain, measured"):
 # ReplicaSet available → purge, apply → Job, the launcher with 1,000 sites.
 # Prints figures, asserts nothing. ROLLOUTS=10 SITES=1000 by default.
-bench-cluster: annotated-policy.wasm image
-	IMAGE_LAYOUT="$(IMAGE_LAYOUT)" POLICY="$(abspath annotated-policy.wasm)" \
+bench-cluster: annotated-policy.wasm image-test-hooks
+	IMAGE_LAYOUT="$(TEST_HOOKS_LAYOUT)" POLICY="$(abspath annotated-policy.wasm)" \
 	  $(CARGO) bench --locked --workspace --profile tools --bench chain
 
 # Tests of the built modules themselves (annotation, limits), through kwrun.

@@ -8,6 +8,10 @@
 # commit's.
 #   scripts/image.sh            the layout
 #   IMAGE_NAME=… scripts/image.sh   another name in the builder's storage
+#   IMAGE_FEATURES=test-hooks IMAGE_OUT=target/image-test-hooks scripts/image.sh
+#                               the tests' variant (make image-test-hooks): the
+#                               program with the CDN double's hooks, which the
+#                               released image never has
 set -euo pipefail
 cd "$(dirname "$0")/.."
 arch="$(uname -m)"
@@ -23,13 +27,15 @@ version="v$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)"
 revision="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
 created="$(git log -1 --format=%ct 2>/dev/null || echo 0)"
 name="${IMAGE_NAME:-localhost/cache-buster}:$version"
-out=target/image
+out="${IMAGE_OUT:-target/image}"
 layout="$out/oci"
+features=()
+[ -n "${IMAGE_FEATURES:-}" ] && features=(--features "$IMAGE_FEATURES")
 
 # ring's C parts for musl: Debian's musl-tools gives musl-gcc.
 cc_variable="CC_${target//-/_}"
 export "$cc_variable=${!cc_variable:-musl-gcc}"
-cargo build --locked --profile image --target "$target" -p cache-buster-cli --bin cache-buster
+cargo build --locked --profile image --target "$target" -p cache-buster-cli --bin cache-buster "${features[@]}"
 binary="target/$target/image/cache-buster"
 
 rm -rf "$out/context" "$layout"
@@ -56,4 +62,4 @@ else
 fi
 manifest="$(jq -r '.manifests[0].digest' "$layout/index.json" | sed 's/:/\//')"
 bytes="$(jq '[.config.size, (.layers[].size)] | add' "$layout/blobs/$manifest")"
-echo "image: $layout:$version ($target), $bytes bytes compressed ($((bytes / 1024)) KiB); the program $(stat -c %s "$binary") bytes"
+echo "image: $layout:$version ($target${IMAGE_FEATURES:+, features $IMAGE_FEATURES}), $bytes bytes compressed ($((bytes / 1024)) KiB); the program $(stat -c %s "$binary") bytes"

@@ -222,6 +222,28 @@ mod tests {
         );
     }
 
+    /// A 256 KiB annotation (the API server takes that much in all of an
+    /// object's annotations) is read in one pass: a set remembers what was
+    /// seen, so each item costs the same however many came before
+    /// (`make bench` measures its time through the Wasm runner).
+    #[test]
+    fn a_256_kib_list_keeps_each_item_once_in_order() {
+        let mut value = String::new();
+        let mut count = 0;
+        while value.len() < 256 * 1024 {
+            value.push_str(&format!("https://www.example.com/page/{count} "));
+            count += 1;
+        }
+        value.push_str("https://www.example.com/page/0");
+        let urls = read(&[("urls", &value)]).unwrap().urls;
+        assert_eq!(urls.len(), count);
+        assert_eq!(urls[0], "https://www.example.com/page/0");
+        assert_eq!(
+            urls[count - 1],
+            format!("https://www.example.com/page/{}", count - 1).as_str()
+        );
+    }
+
     #[test]
     fn overlong_tags_are_refused() {
         let tag = "t".repeat(1025);

@@ -73,6 +73,14 @@ impl CloudFront {
     pub fn invalidations(&self) -> usize {
         self.invalidations.len()
     }
+
+    /// How many invalidations it made of one distribution.
+    pub fn invalidations_of(&self, distribution: &str) -> usize {
+        self.invalidations
+            .values()
+            .filter(|invalidation| invalidation.distribution == distribution)
+            .count()
+    }
 }
 
 type Answer = (u16, String);

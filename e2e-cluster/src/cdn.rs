@@ -250,6 +250,14 @@ impl CdnDouble {
             .unwrap_or_default()
     }
 
+    /// How many invalidations CloudFront made of `distribution`.
+    pub fn cloudfront_invalidations_of(&self, distribution: &str) -> usize {
+        self.state
+            .lock()
+            .map(|state| state.cloudfront.invalidations_of(distribution))
+            .unwrap_or_default()
+    }
+
     /// Requests whose `host + path` contains `matching` answer with `failure`.
     pub fn fail(&self, matching: &str, failure: Failure) {
         if let Ok(mut state) = self.state.lock() {

@@ -346,8 +346,10 @@ fn waiting(container: &Container, reason: &str, message: &str) -> Value {
            "restartCount": 0, "state": {"waiting": {"reason": reason, "message": message}}})
 }
 
-fn running(container: &Container, started: &Time) -> Value {
-    json!({"name": container.name, "image": container.image, "imageID": "", "ready": false,
+/// A running container; a main container without a readiness probe is
+/// ready once it runs (an init container never is), as the kubelet says.
+fn running(container: &Container, started: &Time, ready: bool) -> Value {
+    json!({"name": container.name, "image": container.image, "imageID": "", "ready": ready,
            "started": true, "restartCount": 0, "state": {"running": {"startedAt": started}}})
 }
 
@@ -359,11 +361,18 @@ async fn report(
     main: &[Value],
 ) -> Result<()> {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
+    // Ready while every main container runs ready (the Job controller
+    // counts such pods in the Job's `status.ready`).
+    let ready = phase == "Running" && main.iter().all(|status| status["ready"] == true);
+    let ready_condition = match ready {
+        true => json!({"type": "Ready", "status": "True", "lastTransitionTime": now}),
+        false => json!({"type": "Ready", "status": "False", "lastTransitionTime": now,
+                        "reason": if phase == "Pending" || phase == "Running" {"ContainersNotReady"} else {"PodCompleted"}}),
+    };
     let status = json!({"status": {
         "phase": phase, "hostIP": "127.0.0.1", "podIP": "127.0.0.1", "startTime": now,
         "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-                       {"type": "Ready", "status": "False", "lastTransitionTime": now,
-                        "reason": if phase == "Pending" || phase == "Running" {"ContainersNotReady"} else {"PodCompleted"}}],
+                       ready_condition],
         "initContainerStatuses": init,
         "containerStatuses": main
     }});
@@ -418,7 +427,7 @@ async fn execute(shared: &Shared, pods: &Api<Pod>, pod: Pod) -> Result<()> {
     for (index, container) in inits.iter().enumerate() {
         let started = Time(k8s_openapi::jiff::Timestamp::now());
         if let Some(slot) = init_statuses.get_mut(index) {
-            *slot = running(container, &started);
+            *slot = running(container, &started, false);
         }
         report(pods, &name, "Pending", &init_statuses, &main_statuses).await?;
         let (code, message) =
@@ -434,7 +443,7 @@ async fn execute(shared: &Shared, pods: &Api<Pod>, pod: Pod) -> Result<()> {
     for (index, container) in mains.iter().enumerate() {
         let started = Time(k8s_openapi::jiff::Timestamp::now());
         if let Some(slot) = main_statuses.get_mut(index) {
-            *slot = running(container, &started);
+            *slot = running(container, &started, true);
         }
         report(pods, &name, "Running", &init_statuses, &main_statuses).await?;
         let (code, message) =
@@ -650,6 +659,14 @@ async fn environment(
             env.push((var.name.clone(), expand(value, &defined)));
             continue;
         }
+        if let Some(field) = var
+            .value_from
+            .as_ref()
+            .and_then(|from| from.field_ref.as_ref())
+        {
+            env.push((var.name.clone(), downward_field(pod, &field.field_path)?));
+            continue;
+        }
         let Some(reference) = var
             .value_from
             .as_ref()
@@ -692,6 +709,30 @@ async fn environment(
         shared.setup.api_port.to_string(),
     ));
     Ok(Ok(env))
+}
+
+/// A pod's field as the downward API gives it to a variable: its name,
+/// namespace, uid, or one of its labels (`metadata.labels['key']`, empty
+/// when it has no such label).
+fn downward_field(pod: &Pod, path: &str) -> Result<String> {
+    let metadata = &pod.metadata;
+    if let Some(key) = path
+        .strip_prefix("metadata.labels['")
+        .and_then(|rest| rest.strip_suffix("']"))
+    {
+        return Ok(metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(key))
+            .cloned()
+            .unwrap_or_default());
+    }
+    Ok(match path {
+        "metadata.name" => pod.name_any(),
+        "metadata.namespace" => metadata.namespace.clone().unwrap_or_default(),
+        "metadata.uid" => metadata.uid.clone().unwrap_or_default(),
+        other => bail!("the test node does not give a variable {other:?}"),
+    })
 }
 
 /// The kubelet's `$(VAR)` expansion: a defined variable is replaced, `$$`

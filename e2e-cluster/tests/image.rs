@@ -19,9 +19,18 @@ const PROGRAM: &str = "/usr/local/bin/cache-buster";
 const MAX_COMPRESSED: u64 = 12 * 1024 * 1024;
 
 fn layout() -> PathBuf {
-    let layout = std::env::var_os("IMAGE_LAYOUT")
+    layout_of("IMAGE_LAYOUT")
+}
+
+/// The layout a variable names: IMAGE_LAYOUT (the released image) or
+/// TEST_HOOKS_LAYOUT (the tests' variant, whose program reads the CDN
+/// double's CA and address).
+fn layout_of(variable: &str) -> PathBuf {
+    let layout = std::env::var_os(variable)
         .map(PathBuf::from)
-        .expect("IMAGE_LAYOUT: the OCI layout of `make image` (make image-tests sets it)");
+        .unwrap_or_else(|| {
+            panic!("{variable}: an OCI layout of `make image` (make image-tests sets it)")
+        });
     assert!(
         layout.join("index.json").is_file(),
         "{} holds no OCI layout: run `make image`",
@@ -32,6 +41,10 @@ fn layout() -> PathBuf {
 
 fn image() -> Image {
     Image::open(&layout(), Some(VERSION)).unwrap()
+}
+
+fn image_with_test_hooks() -> Image {
+    Image::open(&layout_of("TEST_HOOKS_LAYOUT"), Some(VERSION)).unwrap()
 }
 
 /// The image unpacked into a fresh root of its own (a sandbox makes its
@@ -255,9 +268,37 @@ fn a_dry_run_writes_its_outcome_from_a_read_only_root() {
     );
 }
 
+/// The image's purge, told by the tests' variables to trust the double's
+/// CA and connect to it: the tests' variant does; the released image's
+/// program has no such variables, and reaches no double.
 #[tokio::test]
 async fn the_purge_from_the_image_reaches_the_cdn_double() {
+    let (code, output, requests) = purge_with_test_variables(image_with_test_hooks()).await;
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(requests, 1, "{output}");
+}
+
+#[tokio::test]
+async fn the_released_image_ignores_the_test_hooks() {
     let image = image();
+    let (_dir, root) = unpacked(&image);
+    let program = std::fs::read(root.join(PROGRAM.trim_start_matches('/'))).unwrap();
+    for variable in ["CACHE_BUSTER_TEST_CA_FILE", "CACHE_BUSTER_TEST_CONNECT_TO"] {
+        assert!(
+            !program
+                .windows(variable.len())
+                .any(|window| window == variable.as_bytes()),
+            "the released program knows {variable}"
+        );
+    }
+    let (code, output, requests) = purge_with_test_variables(image).await;
+    assert_ne!(code, 0, "{output}");
+    assert_eq!(requests, 0, "{output}");
+}
+
+/// Runs a Cloudflare purge from `image` with the test variables set to
+/// the CDN double: exit code, output, and the requests the double got.
+async fn purge_with_test_variables(image: Image) -> (i32, String, usize) {
     let (dir, root) = unpacked(&image);
     let pki = Pki::new(dir.path()).unwrap();
     let cdn = CdnDouble::start(&pki, 0).await.unwrap();
@@ -297,6 +338,7 @@ async fn the_purge_from_the_image_reaches_the_cdn_double() {
                     "--secret=cache-buster-credentials",
                     "--url=https://shop.example.com/",
                     "--termination-log=/out/termination-log",
+                    "--budget-seconds=5",
                 ],
                 &[
                     (&secret, "/var/run/secrets/cache-buster", false),
@@ -308,8 +350,10 @@ async fn the_purge_from_the_image_reaches_the_cdn_double() {
         })
     };
     let (code, output) = run_purge.await.unwrap();
-    assert_eq!(code, 0, "{output}");
     let seen = cdn.requests("/client/v4/zones/zone-image/purge_cache");
+    if code != 0 {
+        return (code, output, seen.len());
+    }
     assert_eq!(seen.len(), 1, "{output}");
     assert_eq!(
         seen[0].header("authorization"),
@@ -321,4 +365,5 @@ async fn the_purge_from_the_image_reaches_the_cdn_double() {
     assert_eq!(outcome["result"], "purged");
     assert_eq!(outcome["purged"], json!(["1 URL"]));
     assert!(!output.contains("cf-token-image-9d2e"), "{output}");
+    (code, output, seen.len())
 }

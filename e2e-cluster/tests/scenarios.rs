@@ -35,6 +35,8 @@ mod gcp;
 mod healthy;
 #[path = "scenarios/layers.rs"]
 mod layers;
+#[path = "scenarios/promises.rs"]
+mod promises;
 #[path = "scenarios/refused.rs"]
 mod refused;
 #[path = "scenarios/running.rs"]
@@ -146,6 +148,14 @@ const CONCURRENT: &[(&str, Scenario)] = &[
     (
         "a_layered_site_purges_its_varnish_then_cloudflare_with_one_event",
         |c| layers::varnish_then_cloudflare(c).boxed_local(),
+    ),
+    (
+        "a_cloudfront_rollback_a_b_a_makes_three_invalidations_and_three_events",
+        |c| promises::cloudfront_rollback_invalidates_three_times(c).boxed_local(),
+    ),
+    (
+        "a_newer_image_lets_a_running_purge_finish_and_cancels_a_waiting_job",
+        |c| promises::a_running_purge_finishes_a_waiting_job_is_cancelled(c).boxed_local(),
     ),
     ("the_readmes_quick_start_ends_in_cache_buster_purged", |c| {
         running::quick_start(c).boxed_local()

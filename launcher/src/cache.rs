@@ -90,6 +90,11 @@ pub struct CachedJob {
     pub completion_time: Option<Time>,
     /// Its Complete or Failed condition, once it has one.
     pub end: Option<JobEnd>,
+    /// Its purge has begun: a pod of it is Ready (its purge container runs,
+    /// which it does only after `wait-rollout` succeeded) or has succeeded
+    /// (counted, or not yet).
+    /// Such a Job is past waiting, and is never cancelled.
+    pub purging: bool,
 }
 
 /// A Job's end, from its Complete or Failed condition.
@@ -123,6 +128,17 @@ impl From<JobOnTheWire> for CachedJob {
             .find(|(key, _)| key.ends_with(IMAGE_HASH_LABEL_SUFFIX))
             .map(|(_, hash)| hash);
         let status = wire.status.unwrap_or_default();
+        // A pod that succeeded is first "uncounted" (the Job controller
+        // removes its finalizer), then counted in `succeeded`: in between,
+        // no pod is Ready and none counted yet, but the purge did run.
+        let succeeded_uncounted = status
+            .uncounted_terminated_pods
+            .as_ref()
+            .and_then(|uncounted| uncounted.succeeded.as_ref())
+            .is_some_and(|pods| !pods.is_empty());
+        let purging = status.ready.unwrap_or_default() > 0
+            || status.succeeded.unwrap_or_default() > 0
+            || succeeded_uncounted;
         let end = status
             .conditions
             .into_iter()
@@ -163,6 +179,7 @@ impl From<JobOnTheWire> for CachedJob {
             image_hash,
             completion_time: status.completion_time,
             end,
+            purging,
         }
     }
 }

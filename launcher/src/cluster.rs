@@ -9,6 +9,7 @@ use crate::metrics::{Metrics, NamespaceLabels, ProviderLabels, PurgeResult};
 use crate::plan::{
     Decision, JobResult, Outcome, Plan, StampedJob, decide_any, is_companion_of, waiting,
 };
+use crate::reported::Reported;
 use crate::settings_source::{Accepted, SettingsState};
 use cache_buster::keys;
 use cache_buster::providers::Provider;
@@ -24,7 +25,6 @@ use kube::runtime::controller::Action;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 use sha2::{Digest, Sha256};
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::{info, warn};
@@ -55,10 +55,11 @@ pub struct Context {
     /// namespace that was 1,000 Jobs decoded per reconciliation).
     pub jobs: Vec<Store<CachedJob>>,
     /// Names of the Events already recorded (or found recorded), so that a
-    /// resync does not ask the API server again. Event names are derived
-    /// from what they report, so after a restart the API server's
-    /// AlreadyExists says the same.
-    reported: Mutex<HashSet<String>>,
+    /// resync does not ask the API server again, for as long as the API
+    /// server keeps Events (`reported`). Event names are derived from what
+    /// they report, so after a restart the API server's AlreadyExists says
+    /// the same.
+    reported: Mutex<Reported>,
     /// Whether this replica may act (it holds the Lease).
     pub leadership: Arc<Leadership>,
 }
@@ -78,7 +79,7 @@ impl Context {
             history_limit,
             metrics,
             jobs,
-            reported: Mutex::new(HashSet::new()),
+            reported: Mutex::new(Reported::new(std::time::Instant::now())),
             leadership,
         }
     }
@@ -98,16 +99,21 @@ impl Context {
         }
     }
 
-    fn is_reported(&self, name: &str) -> bool {
+    /// Whether Event `name` of `namespace` was recorded (Events are
+    /// namespaced: two sites of one name in two namespaces have Events of
+    /// one name each).
+    fn is_reported(&self, namespace: &str, name: &str) -> bool {
         self.reported
             .lock()
-            .map(|reported| reported.contains(name))
+            .map(|reported| {
+                reported.contains(&format!("{namespace}/{name}"), std::time::Instant::now())
+            })
             .unwrap_or(false)
     }
 
-    fn mark_reported(&self, name: String) {
+    fn mark_reported(&self, namespace: &str, name: &str) {
         if let Ok(mut reported) = self.reported.lock() {
-            reported.insert(name);
+            reported.insert(format!("{namespace}/{name}"), std::time::Instant::now());
         }
     }
 }
@@ -282,7 +288,7 @@ impl Reconciliation<'_> {
                     "Normal",
                     REASON_CANCELLED,
                     format!(
-                        "Job {superseded} deleted before it purged: the Deployment moved on to image {} (Job {})",
+                        "Job {superseded} deleted while it still waited for its rollout, before it purged: the Deployment moved on to image {} (Job {})",
                         plan.image, plan.job_name
                     ),
                 )
@@ -497,7 +503,7 @@ impl Reconciliation<'_> {
         reason: &str,
         message: String,
     ) -> Result<bool, Error> {
-        if self.context.is_reported(&name) {
+        if self.context.is_reported(&self.namespace, &name) {
             return Ok(false);
         }
         let events: Api<Event> = Api::namespaced(self.context.client.clone(), &self.namespace);
@@ -522,7 +528,7 @@ impl Reconciliation<'_> {
                 ))(error));
             }
         };
-        self.context.mark_reported(name);
+        self.context.mark_reported(&self.namespace, &name);
         Ok(recorded)
     }
 
@@ -536,7 +542,7 @@ impl Reconciliation<'_> {
         // One Event per refused value: named after a digest of it.
         let digest = Sha256::digest(annotation.as_bytes());
         let name = format!("{}.{:x}.refused", self.name, digest);
-        if !self.context.is_reported(&name) {
+        if !self.context.is_reported(&self.namespace, &name) {
             self.context.metrics.jobs_refused.inc();
             warn!(deployment = %self.name, namespace = %self.namespace, %reason, "stamped Job refused");
         }

@@ -15,7 +15,6 @@ use cache_buster_purge::providers::{Provider, parse_layers};
 use cache_buster_purge::run::{PurgeJob, run};
 use cache_buster_purge::target_checks::{Refusal, check_host, check_prefix, check_tag};
 use cache_buster_purge::targets::{PurgeTargets, TargetUrl};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,9 +23,40 @@ use std::time::Duration;
 pub const JOB_UID_VARIABLE: &str = cache_buster::job::JOB_UID_VARIABLE;
 
 /// Test-only: trust these PEM certificates too (the CDN double's CA).
+#[cfg(feature = "test-hooks")]
 pub const TEST_CA_VARIABLE: &str = "CACHE_BUSTER_TEST_CA_FILE";
 /// Test-only: connect to this address whatever the host (the CDN double).
+#[cfg(feature = "test-hooks")]
 pub const TEST_CONNECT_TO_VARIABLE: &str = "CACHE_BUSTER_TEST_CONNECT_TO";
+
+/// The tests' network: the CDN double's CA trusted and every host reached
+/// at its address. Only a build with the `test-hooks` feature (the tests')
+/// reads them; the released program has no such variables.
+#[cfg(feature = "test-hooks")]
+fn test_network(env: &impl Fn(&str) -> Option<String>) -> Result<Network, String> {
+    let extra_roots_pem = env(TEST_CA_VARIABLE)
+        .map(|file| {
+            std::fs::read(&file).map_err(|error| format!("{TEST_CA_VARIABLE}={file}: {error}"))
+        })
+        .transpose()?;
+    let connect_to = env(TEST_CONNECT_TO_VARIABLE)
+        .map(|address| {
+            address
+                .parse::<std::net::SocketAddr>()
+                .map_err(|error| format!("{TEST_CONNECT_TO_VARIABLE}={address}: {error}"))
+        })
+        .transpose()?;
+    Ok(Network {
+        extra_roots_pem,
+        connect_to,
+    })
+}
+
+/// The real network: the public roots compiled in, hosts as DNS has them.
+#[cfg(not(feature = "test-hooks"))]
+fn test_network(_env: &impl Fn(&str) -> Option<String>) -> Result<Network, String> {
+    Ok(Network::default())
+}
 
 #[derive(clap::Args, Debug)]
 pub struct WaitRolloutArgs {
@@ -151,20 +181,9 @@ fn http_method(name: &str) -> Result<HttpMethod, String> {
 pub type Layers = Vec<Provider>;
 
 impl PurgeArgs {
-    /// The job, with the test-only network settings read from `env`.
+    /// The job, with the workload identities' variables read from `env`.
     pub fn job(self, env: impl Fn(&str) -> Option<String>) -> Result<PurgeJob, String> {
-        let extra_roots_pem = env(TEST_CA_VARIABLE)
-            .map(|file| {
-                std::fs::read(&file).map_err(|error| format!("{TEST_CA_VARIABLE}={file}: {error}"))
-            })
-            .transpose()?;
-        let connect_to = env(TEST_CONNECT_TO_VARIABLE)
-            .map(|address| {
-                address
-                    .parse::<SocketAddr>()
-                    .map_err(|error| format!("{TEST_CONNECT_TO_VARIABLE}={address}: {error}"))
-            })
-            .transpose()?;
+        let network = test_network(&env)?;
         Ok(PurgeJob {
             providers: self.provider,
             targets: PurgeTargets {
@@ -202,10 +221,7 @@ impl PurgeArgs {
                     budget: Duration::from_secs(self.budget_seconds),
                     ..Limits::default()
                 },
-                network: Network {
-                    extra_roots_pem,
-                    connect_to,
-                },
+                network,
             },
             credentials_dir: self.credentials,
             secret: self.secret,

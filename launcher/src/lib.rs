@@ -12,6 +12,7 @@ pub mod plan;
 #[cfg(test)]
 #[path = "../../src/readme.rs"]
 mod readme;
+pub mod reported;
 pub mod rollout;
 pub mod server;
 pub mod settings_source;

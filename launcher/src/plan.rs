@@ -67,7 +67,9 @@ pub struct Plan {
     pub providers: Vec<Provider>,
     pub stamped: StampedJob,
     /// Companion Jobs still waiting for a rollout the Deployment has moved
-    /// past: deleted, so they never purge for the wrong rollout.
+    /// past: deleted, so they never purge for the wrong rollout. One whose
+    /// purge has begun (its rollout did complete) is left to finish and be
+    /// reported.
     pub cancel: Vec<String>,
     /// Finished companion Jobs beyond the history limit.
     pub prune: Vec<String>,
@@ -227,7 +229,7 @@ pub fn decide(
     };
     let cancel = companions
         .iter()
-        .filter(|job| !is_stamped(job) && !is_finished(job))
+        .filter(|job| !is_stamped(job) && !is_finished(job) && !job.purging)
         .filter_map(|job| job.metadata.name.clone())
         .collect();
     let prune = prunable(uid, &stamp.job_name, jobs, history_limit);
@@ -376,6 +378,10 @@ mod tests {
     #[derive(Clone, Copy)]
     enum State {
         Waiting,
+        /// Its rollout done, its purge container running (a Ready pod).
+        Purging,
+        /// Its pod just succeeded, not yet counted (`uncountedTerminatedPods`).
+        JustPurged,
         Complete(i64),
         Failed(i64),
     }
@@ -434,6 +440,23 @@ mod tests {
         job.status = match state {
             Waiting => Some(JobStatus {
                 active: Some(1),
+                ready: Some(0),
+                ..Default::default()
+            }),
+            Purging => Some(JobStatus {
+                active: Some(1),
+                ready: Some(1),
+                ..Default::default()
+            }),
+            JustPurged => Some(JobStatus {
+                active: Some(0),
+                ready: Some(0),
+                uncounted_terminated_pods: Some(
+                    k8s_openapi::api::batch::v1::UncountedTerminatedPods {
+                        succeeded: Some(vec!["pod-uid".to_owned()]),
+                        ..Default::default()
+                    },
+                ),
                 ..Default::default()
             }),
             Complete(second) => finished("Complete", second, None),
@@ -514,6 +537,9 @@ mod tests {
     #[case::restart_after_the_create_of_a_rerun(&[("A", 20, Waiting), ("B", 10, Waiting)], "A", "keep", &["B"])]
     #[case::pruned_history(&[("B", 10, Complete(15))], "A", "create", &[])]
     #[case::superseded_while_waiting(&[("A", 1, Waiting)], "B", "create", &["A"])]
+    #[case::superseded_while_purging_purges_on(&[("A", 1, Purging)], "B", "create", &[])]
+    #[case::superseded_as_its_purge_ends(&[("A", 1, JustPurged)], "B", "create", &[])]
+    #[case::a_b_a_with_b_purging(&[("A", 1, Complete(5)), ("B", 10, Purging)], "A", "rerun", &[])]
     #[case::finished_jobs_are_never_cancelled(&[("A", 1, Complete(5)), ("C", 2, Failed(6))], "B", "create", &[])]
     #[case::a_deleted_failed_job_is_created_again(&[("B", 10, Complete(15))], "A", "create", &[])]
     fn every_rollout_to_a_different_image_purges_once(
