@@ -194,11 +194,23 @@ pub fn check_tag(tag: &str) -> Result<(), Refusal> {
 /// with the same key.
 pub fn has_dot_segment(path_and_query: &str) -> bool {
     let path = path_and_query.split('?').next().unwrap_or_default();
-    path.split('/').any(|segment| {
-        let lower = segment.to_ascii_lowercase();
-        let decoded = lower.replace("%2e", ".");
-        decoded == "." || decoded == ".."
-    })
+    path.split('/').any(is_dot_segment)
+}
+
+/// `.` or `..`, each dot written plainly or as `%2e` (any case); read
+/// without allocating, as a long annotation has thousands of segments.
+fn is_dot_segment(segment: &str) -> bool {
+    let mut rest = segment.as_bytes();
+    let mut dots = 0;
+    while !rest.is_empty() {
+        rest = match rest {
+            [b'.', tail @ ..] => tail,
+            [b'%', b'2', b'e' | b'E', tail @ ..] => tail,
+            _ => return false,
+        };
+        dots += 1;
+    }
+    matches!(dots, 1 | 2)
 }
 
 /// Letters, digits, '-' and '.', each dot-separated label non-empty and at
@@ -236,7 +248,10 @@ fn is_port(port: &str) -> bool {
 
 /// RFC 3986 unreserved, reserved and '%' (for percent-encoding).
 fn is_url_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~:/?[]@!$&'()*+,;=%".contains(&b)
+    matches!(b,
+        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
+        | b'-' | b'.' | b'_' | b'~' | b':' | b'/' | b'?' | b'[' | b']' | b'@'
+        | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b'%')
 }
 
 #[cfg(test)]
