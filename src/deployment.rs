@@ -645,7 +645,10 @@ mod tests {
         assert!(
             stamp
                 .job_json
-                .starts_with(r#"{"apiVersion":"batch/v1","kind":"Job","metadata":{"labels""#)
+                .starts_with(&format!(
+                    r#"{{"apiVersion":"batch/v1","kind":"Job","metadata":{{"annotations":{{"cache-buster.io/stamped-by":"cache-buster {}, settings "#,
+                    env!("CARGO_PKG_VERSION")
+                ))
         );
     }
 

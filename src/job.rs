@@ -23,7 +23,8 @@ use std::collections::BTreeMap;
 
 pub const WAIT_ROLLOUT_CONTAINER: &str = "wait-rollout";
 pub const PURGE_CONTAINER: &str = "purge";
-use crate::keys::{COMPONENT_LABEL, IMAGE_HASH, LABEL_VALUE, MANAGED_BY_LABEL, SITE};
+use crate::fingerprint::stamped_by;
+use crate::keys::{COMPONENT_LABEL, IMAGE_HASH, LABEL_VALUE, MANAGED_BY_LABEL, SITE, STAMPED_BY};
 
 /// The project's program in its image (on the image's PATH).
 pub const PROGRAM: &str = "cache-buster";
@@ -170,6 +171,12 @@ pub fn build_job(input: JobInput<'_>) -> Job {
 
     Job {
         metadata: ObjectMeta {
+            // First in the Job's JSON (k8s-openapi writes `annotations`
+            // first): the reconcile's fast path reads it there.
+            annotations: Some(BTreeMap::from([(
+                settings.annotation(STAMPED_BY),
+                stamped_by(settings),
+            )])),
             name: Some(input.job_name.to_owned()),
             namespace: Some(input.namespace.to_owned()),
             labels: Some(labels.clone()),

@@ -31,6 +31,10 @@ pub const HTTP_SERVICE: &str = "http-service";
 pub const IMAGE_HASH: &str = "image-hash";
 pub const JOB_NAME: &str = "job-name";
 pub const JOB: &str = "job";
+/// SPEC §3.4: the Job's own annotation saying which policy release and
+/// settings stamped it (`fingerprint`), so that a reconcile that changes
+/// nothing can be told from one that needs a new stamp without deriving it.
+pub const STAMPED_BY: &str = "stamped-by";
 
 // SPEC §4: the Job's fixed labels, which also tell the launcher its Jobs.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";

@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod deployment;
 pub mod error;
+pub mod fingerprint;
 pub mod image;
 pub mod job;
 pub mod keys;

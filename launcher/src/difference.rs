@@ -32,6 +32,12 @@ pub fn explain(stamped: &str, derived: &str) -> String {
     }
     let mut differences = Vec::new();
     walk(String::new(), &stamped, &derived, &mut differences);
+    // The Job's `P/stamped-by` names the release and the settings that made
+    // it: it differs whenever another difference comes from those, so it is
+    // named only when it is the one difference.
+    if differences.len() > 1 {
+        differences.retain(|difference| !is_fingerprint(difference));
+    }
     if differences.is_empty() {
         return "the stamp holds the same Job written differently".to_owned();
     }
@@ -132,12 +138,21 @@ const ARGS_OF_SETTINGS: [(&str, &str); 7] = [
     ("--http-tag-header", "httpTagHeader"),
 ];
 
+/// Whether the difference is the Job's `P/stamped-by` annotation.
+fn is_fingerprint(difference: &Difference) -> bool {
+    difference.path.starts_with("metadata.annotations.")
+        && difference
+            .path
+            .ends_with(&format!("/{}", cache_buster::keys::STAMPED_BY))
+}
+
 /// The setting that decides the value at this place of the Job, if one does.
 fn setting_of(difference: &Difference) -> Option<&'static str> {
     let path = difference.path.as_str();
     let last = path.rsplit('.').next().unwrap_or(path);
     let in_args = path.contains(".args[");
     match last {
+        _ if is_fingerprint(difference) => Some("any setting"),
         "backoffLimit" => Some("backoffLimit"),
         "activeDeadlineSeconds" => Some("activeDeadlineSeconds"),
         "ttlSecondsAfterFinished" => Some("ttlSecondsAfterFinished"),
@@ -168,6 +183,32 @@ mod tests {
         json!({"kind": "Job", "spec": {"backoffLimit": backoff, "template": {"spec": {
             "containers": [{"name": "purge", "image": image, "args": args}]}}}})
         .to_string()
+    }
+
+    fn fingerprinted(fingerprint: &str, backoff: i64) -> String {
+        json!({"kind": "Job", "metadata": {"annotations": {"cache-buster.io/stamped-by": fingerprint}},
+            "spec": {"backoffLimit": backoff}})
+        .to_string()
+    }
+
+    #[test]
+    fn the_fingerprint_is_named_only_when_nothing_else_differs() {
+        let made = "cache-buster 0.1.0, settings 6d654488f2";
+        let here = "cache-buster 0.1.0, settings 7d2c4e01a5";
+        assert_eq!(
+            explain(&fingerprinted(made, 4), &fingerprinted(here, 3)),
+            "it differs only where settings decide: spec.backoffLimit (4 in the stamp, 3 here). \
+             The stamp was made with other settings (backoffLimit) than the launcher's: \
+             it predates a change of the settings (the next rollout is stamped anew), or the policy and the launcher read \
+             different settings (see the launcher's --policy and --settings)"
+        );
+        let alone = explain(&fingerprinted(made, 3), &fingerprinted(here, 3));
+        assert!(
+            alone.starts_with(&format!(
+                "it differs only where settings decide: metadata.annotations.cache-buster.io/stamped-by (\"{made}\" in the stamp, \"{here}\" here)"
+            )),
+            "{alone}"
+        );
     }
 
     #[test]

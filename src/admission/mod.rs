@@ -1,11 +1,14 @@
 //! From the waPC `validate` payload to an outcome: read the request
 //! (`request`, SPEC §1; `object`, the reading layer), ask the decision
 //! (`deployment::participation_of` and `deployment::decide`, SPEC §1 and §3),
-//! write the mutation (`splice`). Nothing is decided here.
+//! write the mutation (`splice`). Nothing is decided here; an UPDATE that
+//! keeps `oldObject`'s stamp on unchanged inputs (`unchanged`) skips the
+//! derivation, whose answer it already knows.
 
 mod object;
 mod request;
 mod splice;
+mod unchanged;
 
 use crate::deployment::{Decision, Participation, decide, participation_of};
 use crate::error::PolicyError;
@@ -67,6 +70,11 @@ fn evaluate_request(payload: &[u8]) -> Result<Outcome, PolicyError> {
             })
         }
         Participation::Site => {
+            if let Some(old) = &request.old_object
+                && unchanged::keeps_its_stamp(&settings, parts, labels.as_ref(), old)
+            {
+                return Ok(accept());
+            }
             let deployment = object::deployment(parts, &settings, labels)?;
             let carries = |key: &str, value: &str| {
                 annotations

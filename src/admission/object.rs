@@ -244,7 +244,7 @@ fn object_meta(
 }
 
 /// The request says it is an apps/v1 Deployment; so must the object.
-fn check_type(top: &Members<'_>) -> Result<(), PolicyError> {
+pub(super) fn check_type(top: &Members<'_>) -> Result<(), PolicyError> {
     let member = |name: &str| top.get(name).map(|raw| raw.get()).unwrap_or("null");
     let (api_version, kind) = (member("apiVersion"), member("kind"));
     if api_version == "\"apps/v1\"" && kind == "\"Deployment\"" {

@@ -9,9 +9,11 @@
 //! of the others precisely.
 
 use super::object::{ObjectParts, read};
+use super::unchanged::OldObject;
 use crate::deployment::RequestContext;
 use crate::error::PolicyError;
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
 /// A request to evaluate: its object, where it is, and the settings.
@@ -19,6 +21,10 @@ pub(super) struct Request<'a> {
     pub object: ObjectParts<'a>,
     name: Option<String>,
     namespace: Option<String>,
+    /// `oldObject` of an UPDATE, read in the same pass as far as a stamped
+    /// Deployment's reconcile compares it (`unchanged`): its stamp is
+    /// scanned once. `None` when it does not read so.
+    pub old_object: Option<OldObject<'a>>,
     pub settings: Option<&'a RawValue>,
 }
 
@@ -33,19 +39,23 @@ impl Request<'_> {
 
 /// SPEC §1: the request to evaluate, or `None` for one the policy lets pass.
 pub(super) fn read_request(payload: &[u8]) -> Result<Option<Request<'_>>, PolicyError> {
-    if let Ok(payload) = serde_json::from_slice::<ValidatePayload<'_, ObjectParts<'_>>>(payload) {
-        return payload.into_request(Ok);
+    if let Ok(payload) =
+        serde_json::from_slice::<ValidatePayload<'_, ObjectParts<'_>, OldObject<'_>>>(payload)
+    {
+        return payload.into_request(Ok, Some);
     }
-    let payload: ValidatePayload<'_, &RawValue> = serde_json::from_slice(payload)
+    // Read so, an oldObject is never compared: the request is derived.
+    let payload: ValidatePayload<'_, &RawValue, IgnoredAny> = serde_json::from_slice(payload)
         .map_err(|error| PolicyError::UnreadableRequest(error.to_string()))?;
-    payload.into_request(|object| read(object, "request.object"))
+    payload.into_request(|object| read(object, "request.object"), |_| None)
 }
 
-/// The `validate` payload, with `request.object` read as `O`.
+/// The `validate` payload, with `request.object` read as `O`, and
+/// `request.oldObject` as `Old`.
 #[derive(Deserialize)]
-#[serde(bound(deserialize = "'de: 'a, O: Deserialize<'de>"))]
-struct ValidatePayload<'a, O> {
-    request: AdmissionRequest<O>,
+#[serde(bound(deserialize = "'de: 'a, O: Deserialize<'de>, Old: Deserialize<'de>"))]
+struct ValidatePayload<'a, O, Old> {
+    request: AdmissionRequest<O, Old>,
     #[serde(default)]
     settings: Option<&'a RawValue>,
 }
@@ -53,7 +63,8 @@ struct ValidatePayload<'a, O> {
 /// The fields of admission/v1 AdmissionRequest the decision needs.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct AdmissionRequest<O> {
+#[serde(bound(deserialize = "O: Deserialize<'de>, Old: Deserialize<'de>"))]
+struct AdmissionRequest<O, Old> {
     #[serde(default)]
     kind: GroupVersionKind,
     #[serde(default)]
@@ -66,6 +77,8 @@ struct AdmissionRequest<O> {
     operation: String,
     #[serde(default = "Option::default")]
     object: Option<O>,
+    #[serde(default = "Option::default")]
+    old_object: Option<Old>,
 }
 
 #[derive(Deserialize, Default)]
@@ -78,12 +91,13 @@ struct GroupVersionKind {
     kind: String,
 }
 
-impl<'a, O> ValidatePayload<'a, O> {
+impl<'a, O, Old> ValidatePayload<'a, O, Old> {
     /// SPEC §1: the request with its object read by `parts`, or `None` for a
     /// request the policy lets pass without looking.
     fn into_request(
         self,
         parts: impl FnOnce(O) -> Result<ObjectParts<'a>, PolicyError>,
+        old: impl FnOnce(Old) -> Option<OldObject<'a>>,
     ) -> Result<Option<Request<'a>>, PolicyError> {
         let request = self.request;
         if !request.is_evaluated() {
@@ -95,8 +109,13 @@ impl<'a, O> ValidatePayload<'a, O> {
                 request.operation
             ))
         })?;
+        let old_object = (request.operation == "UPDATE")
+            .then_some(request.old_object)
+            .flatten()
+            .and_then(old);
         Ok(Some(Request {
             object: parts(object)?,
+            old_object,
             name: request.name,
             namespace: request.namespace,
             settings: self.settings,
@@ -104,7 +123,7 @@ impl<'a, O> ValidatePayload<'a, O> {
     }
 }
 
-impl<O> AdmissionRequest<O> {
+impl<O, Old> AdmissionRequest<O, Old> {
     /// An apps/v1 Deployment being created or updated, not a subresource.
     fn is_evaluated(&self) -> bool {
         let is_deployment = self.kind.group == "apps"
