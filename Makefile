@@ -33,7 +33,7 @@ SUITE := scripts/suite.sh
 POLICY_SOURCES := $(wildcard src/*.rs src/*/*.rs purge/src/*.rs purge/src/*/*.rs) Cargo.toml purge/Cargo.toml Cargo.lock
 RUNNER_SOURCES := $(wildcard runner/src/*.rs) runner/Cargo.toml Cargo.lock
 
-.PHONY: FORCE bench-cluster bench-image bench-instructions bench-purge bench-sites all setup setup-tests tools tools-pin run test fmt lint lint-workflows unit-tests \
+.PHONY: FORCE bench-cluster bench-official bench-image bench-instructions bench-purge bench-sites all setup setup-tests tools tools-pin run test fmt lint lint-workflows unit-tests \
 	e2e-tests e2e-tests-kwctl wasm-tests manifest-tests cluster-tests cluster-host launcher image image-test-hooks image-tests bench fuzz clean \
 	release-check release-policy release-image release-image-merge release-github \
 	release-verify-policy release-verify-image
@@ -204,6 +204,12 @@ release-verify-image:
 # Speed of the decision, native (criterion) and in Wasm (kwrun bench).
 bench: policy.wasm $(KWRUN)
 	scripts/bench.sh $(KWRUN) policy.wasm
+
+# The real kwctl's bench, side by side with the official pod-privileged and
+# user-group-psp policies on the same requests; prints the ratios
+# (scripts/bench-official.sh: KWCTL, POD_PRIVILEGED_POLICY, USER_GROUP_PSP_POLICY).
+bench-official: policy.wasm
+	@scripts/bench-official.sh policy.wasm
 
 # Instructions per evaluation (callgrind) and the stamped Job's size.
 bench-instructions:

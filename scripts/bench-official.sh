@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# `make bench-official`: the real kwctl's `bench`, side by side in one run,
+# for this policy and two official Kubewarden policies on the same three
+# requests (issue: "the reconcile costs nothing"): the stamped, unchanged
+# UPDATE (every Flux reconcile) and the unlabelled pass-through against
+# pod-privileged, the stamp (a labelled image change) against the mutating
+# user-group-psp. Prints the medians of kwctl's `validate` benchmark and
+# their ratios. Ratios hold on a shared machine where times do not.
+#
+# The programs come from where a user gets them: KWCTL (default: kwctl on
+# PATH), POD_PRIVILEGED_POLICY and USER_GROUP_PSP_POLICY, the official
+# modules (`kwctl pull registry://ghcr.io/kubewarden/policies/pod-privileged:v1.0.13`
+# and `…/user-group-psp:v1.1.6`, then the path `kwctl policies` shows, or
+# built from kubewarden/policies). A missing one skips with a line naming it.
+# Usage: scripts/bench-official.sh POLICY
+set -euo pipefail
+cd "$(dirname "$0")/.."
+policy="$1"
+kwctl="${KWCTL:-$(command -v kwctl || true)}"
+missing=()
+[ -x "$kwctl" ] || missing+=("KWCTL (kwctl)")
+[ -f "${POD_PRIVILEGED_POLICY:-}" ] || missing+=("POD_PRIVILEGED_POLICY (the official pod-privileged module)")
+[ -f "${USER_GROUP_PSP_POLICY:-}" ] || missing+=("USER_GROUP_PSP_POLICY (the official user-group-psp module)")
+if [ "${#missing[@]}" -gt 0 ]; then
+  printf 'bench-official: skipped: not at hand: %s\n' "$(IFS=,; echo "${missing[*]}")"
+  exit 0
+fi
+# user-group-psp mutates a Deployment whose pods name no user.
+user_group_settings='{"run_as_user":{"rule":"MustRunAs","ranges":[{"min":1000,"max":2000}]},"run_as_group":{"rule":"RunAsAny"},"supplemental_groups":{"rule":"RunAsAny"}}'
+measure_time="${MEASUREMENT_SECONDS:-3}"
+
+# The median of kwctl bench's `validate` benchmark, in µs.
+median_us() {
+  local request="$1" module="$2"
+  shift 2
+  "$kwctl" bench --request-path "$request" --warm-up-time 1 --measurement-time "$measure_time" "$@" "$module" 2>&1 |
+    sed 's/\x1b\[[0-9;]*m//g' | grep -A1 '^validate \[' | grep -o 'med = [0-9.]*[µnm]s' |
+    awk '{ v = $3; unit = v; sub(/[0-9.]+/, "", unit); sub(/[µnm]s$/, "", v);
+           if (unit == "ns") v /= 1000; else if (unit == "ms") v *= 1000; print v }'
+}
+
+fixtures=e2e-tests/fixtures
+rows=(
+  "stamped, unchanged UPDATE (every reconcile)|$fixtures/update-unchanged-image.json|pod-privileged|$POD_PRIVILEGED_POLICY|0.5|"
+  "labelled image change (the stamp)|$fixtures/update-image-changed.json|user-group-psp (mutating)|$USER_GROUP_PSP_POLICY|0.75|$user_group_settings"
+  "unlabelled (pass-through)|$fixtures/create-unlabelled.json|pod-privileged|$POD_PRIVILEGED_POLICY|0.5|"
+)
+echo "$("$kwctl" --version 2>/dev/null | head -1), $(date -u +%Y-%m-%d), module $(stat -c %s "$policy") bytes"
+printf '| request | this policy | official policy on the same request | ratio | aim |\n|---|---|---|---|---|\n'
+for row in "${rows[@]}"; do
+  IFS='|' read -r label request official_name official aim settings <<<"$row"
+  ours="$(median_us "$request" "$policy")"
+  if [ -n "$settings" ]; then
+    theirs="$(median_us "$request" "$official" --settings-json "$settings")"
+  else
+    theirs="$(median_us "$request" "$official")"
+  fi
+  awk -v l="$label" -v o="$ours" -v n="$official_name" -v t="$theirs" -v a="$aim" \
+    'BEGIN { r = o / t; printf "| %s | %.1f µs | %s %.1f µs | %.2f | ≤ %s%s |\n", l, o, n, t, r, a, (r <= a ? "" : " (missed)") }'
+done
