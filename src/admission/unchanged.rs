@@ -195,6 +195,12 @@ mod tests {
         }
     }
 
+    /// The policy's answer to the UPDATE from `old` to `object`: the
+    /// mutated object, or `None` when accepted as it is.
+    fn update(object: &Value, old: &Value, settings: &Value) -> Option<Value> {
+        mutated(evaluate(&payload("UPDATE", object, Some(old), settings)))
+    }
+
     /// The Deployment as the policy stamps it with `settings`.
     fn stamped(settings: &Value) -> Value {
         mutated(evaluate(&payload("CREATE", &deployment(), None, settings))).unwrap()
@@ -226,15 +232,7 @@ mod tests {
     fn a_reconcile_that_changes_nothing_is_accepted_without_deriving() {
         let stamped = stamped(&json!({}));
         assert!(takes_the_fast_path(&stamped, &stamped));
-        assert_eq!(
-            mutated(evaluate(&payload(
-                "UPDATE",
-                &stamped,
-                Some(&stamped),
-                &json!({})
-            ))),
-            None
-        );
+        assert_eq!(update(&stamped, &stamped, &json!({})), None);
         // What the stamp is not made of may change: another label, another
         // annotation.
         let mut relabelled = stamped.clone();
@@ -262,12 +260,7 @@ mod tests {
         let mut object = old.clone();
         edit(&mut object);
         assert!(!takes_the_fast_path(&object, &old));
-        let answer = mutated(evaluate(&payload(
-            "UPDATE",
-            &object,
-            Some(&old),
-            &json!({}),
-        )));
+        let answer = update(&object, &old, &json!({}));
         assert_eq!(answer.is_some(), restamps, "{answer:?}");
         if let Some(answer) = answer {
             // The derivation's stamp, whatever the request carried.
@@ -296,13 +289,7 @@ mod tests {
         let tampered = job_of(&old).replace("\"cache-buster\"]", "\"sh\"]");
         assert_ne!(tampered, job_of(&old));
         object["metadata"]["annotations"][JOB] = json!(tampered);
-        let answer = mutated(evaluate(&payload(
-            "UPDATE",
-            &object,
-            Some(&old),
-            &json!({}),
-        )))
-        .unwrap();
+        let answer = update(&object, &old, &json!({})).unwrap();
         assert_eq!(job_of(&answer), job_of(&old));
     }
 
@@ -310,22 +297,17 @@ mod tests {
     fn a_settings_change_restamps() {
         let old = stamped(&json!({}));
         let settings = json!({"backoffLimit": 5});
-        let answer = mutated(evaluate(&payload("UPDATE", &old, Some(&old), &settings))).unwrap();
+        let answer = update(&old, &old, &settings).unwrap();
         assert_eq!(answer, stamped(&settings));
         assert!(job_of(&answer).contains("\"backoffLimit\":5"));
         let labelled_otherwise = json!({"credentialsSecret": "cache-buster-credentials"});
         assert_eq!(
-            mutated(evaluate(&payload(
-                "UPDATE",
-                &old,
-                Some(&old),
-                &labelled_otherwise
-            ))),
+            update(&old, &old, &labelled_otherwise),
             None,
             "an explicit default is the same settings"
         );
         let other = json!({"annotations": {"sidecar.istio.io/inject": "false"}});
-        let answer = mutated(evaluate(&payload("UPDATE", &old, Some(&old), &other))).unwrap();
+        let answer = update(&old, &old, &other).unwrap();
         assert_eq!(answer, stamped(&other));
     }
 
@@ -340,13 +322,7 @@ mod tests {
         ));
         assert_ne!(earlier, current);
         assert!(!takes_the_fast_path(&earlier, &earlier));
-        let answer = mutated(evaluate(&payload(
-            "UPDATE",
-            &earlier,
-            Some(&earlier),
-            &json!({}),
-        )))
-        .unwrap();
+        let answer = update(&earlier, &earlier, &json!({})).unwrap();
         assert_eq!(answer, current);
     }
 
