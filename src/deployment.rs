@@ -82,24 +82,30 @@ pub enum Participation {
 
 pub fn participation(settings: &Settings, metadata: &ObjectMeta) -> Participation {
     let annotations = metadata.annotations.as_ref();
-    participation_of(settings, metadata.labels.as_ref(), |key| {
-        annotations.is_some_and(|annotations| annotations.contains_key(key))
-    })
+    participation_of(
+        &settings.site_label,
+        &stamp_keys(settings),
+        metadata.labels.as_ref(),
+        |key| annotations.is_some_and(|annotations| annotations.contains_key(key)),
+    )
 }
 
 /// `participation` from the labels and which annotation keys are present,
-/// for a caller that has not read the annotation values.
+/// for a caller that has not read the annotation values and knows the
+/// settings' `site_label` and `stamp_keys` already.
 pub fn participation_of(
-    settings: &Settings,
+    site_label: &str,
+    stamp_keys: &[String; 3],
     labels: Option<&BTreeMap<String, String>>,
     has_annotation: impl Fn(&str) -> bool,
 ) -> Participation {
-    if labels.is_some_and(|labels| labels.contains_key(&settings.site_label)) {
+    if labels.is_some_and(|labels| labels.contains_key(site_label)) {
         return Participation::Site;
     }
-    let stamped: Vec<String> = stamp_keys(settings)
-        .into_iter()
+    let stamped: Vec<String> = stamp_keys
+        .iter()
         .filter(|key| has_annotation(key))
+        .cloned()
         .collect();
     if stamped.is_empty() {
         Participation::NotTakingPart

@@ -5,6 +5,7 @@
 //! keeps `oldObject`'s stamp on unchanged inputs (`unchanged`) skips the
 //! derivation, whose answer it already knows.
 
+mod configured;
 mod object;
 mod request;
 mod splice;
@@ -12,7 +13,6 @@ mod unchanged;
 
 use crate::deployment::{Decision, Participation, decide, participation_of};
 use crate::error::PolicyError;
-use crate::settings::{Settings, parse_settings};
 use object::{Members, is_json_string};
 use serde_json::value::RawValue;
 use splice::{Piece, splice_annotations};
@@ -44,20 +44,19 @@ fn evaluate_request(payload: &[u8]) -> Result<Outcome, PolicyError> {
     let Some(request) = request::read_request(payload)? else {
         return Ok(accept());
     };
-    let settings = match request.settings {
-        Some(raw) => {
-            parse_settings(raw.get().as_bytes()).map_err(PolicyError::UnreadableSettings)?
-        }
-        None => Settings::default(),
-    };
+    let configured = configured::configured(request.settings)?;
+    let settings = &configured.settings;
     let parts = &request.object;
     let empty = Members::new();
     let annotations = parts.annotations().unwrap_or(&empty);
     let labels = object::labels(parts)?;
 
-    match participation_of(&settings, labels.as_ref(), |key| {
-        annotations.contains_key(key)
-    }) {
+    match participation_of(
+        &settings.site_label,
+        &configured.stamp_keys,
+        labels.as_ref(),
+        |key| annotations.contains_key(key),
+    ) {
         Participation::NotTakingPart => Ok(accept()),
         Participation::LabelRemoved(keys) => {
             let mut kept = Piece::object(annotations);
@@ -71,20 +70,20 @@ fn evaluate_request(payload: &[u8]) -> Result<Outcome, PolicyError> {
         }
         Participation::Site => {
             if let Some(old) = &request.old_object
-                && unchanged::keeps_its_stamp(&settings, parts, labels.as_ref(), old)
+                && unchanged::keeps_its_stamp(&configured, parts, labels.as_ref(), old)
             {
                 return Ok(accept());
             }
-            let deployment = object::deployment(parts, &settings, labels)?;
+            let deployment = object::deployment(parts, settings, labels)?;
             let carries = |key: &str, value: &str| {
                 annotations
                     .get(key)
                     .is_some_and(|raw| is_json_string(raw, value))
             };
-            match decide(&settings, &deployment, request.context(), carries)? {
+            match decide(settings, &deployment, request.context(), carries)? {
                 Decision::UpToDate { warnings, .. } => Ok(Outcome::Accept { warnings }),
                 Decision::Stamp { stamp, warnings } => {
-                    let stamped = stamp.annotations(&settings);
+                    let stamped = stamp.annotations(settings);
                     let mut written = Piece::object(annotations);
                     for (key, value) in &stamped {
                         written.insert(key, Piece::Text(value));
@@ -109,6 +108,7 @@ fn accept() -> Outcome {
 mod tests {
     use super::*;
     use crate::deployment::stamp_keys;
+    use crate::settings::Settings;
     use json_patch::{Patch, PatchOperation, diff};
     use rstest::rstest;
     use serde_json::{Value, json};

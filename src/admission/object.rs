@@ -15,10 +15,12 @@ use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-/// A JSON object read one level deep: each member stays raw JSON text.
-pub(super) type Members<'a> = BTreeMap<String, &'a RawValue>;
+/// A JSON object read one level deep: each member stays raw JSON text, its
+/// name borrowed from the request unless it had to be unescaped.
+pub(super) type Members<'a> = BTreeMap<Cow<'a, str>, &'a RawValue>;
 
 /// A JSON object read one level deep in one pass: its members stay raw JSON
 /// text, except the member `M::NAME`, read as `M::Value`.
@@ -81,7 +83,7 @@ impl<'de, M: Member<'de>> serde::de::Visitor<'de> for SplitVisitor<M> {
             members: Members::new(),
             member: None,
         };
-        while let Some(key) = map.next_key::<String>()? {
+        while let Some(Str(key)) = map.next_key::<Str<'de>>()? {
             if key == M::NAME {
                 split.member = map.next_value::<Option<M::Value>>()?;
             } else {
@@ -89,6 +91,49 @@ impl<'de, M: Member<'de>> serde::de::Visitor<'de> for SplitVisitor<M> {
             }
         }
         Ok(split)
+    }
+}
+
+/// A JSON string, borrowed from the request where it has no escape: serde's
+/// own `Cow<str>` borrows only as a field of a derived struct, never as a
+/// map's key or value.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Str<'a>(pub Cow<'a, str>);
+
+impl std::ops::Deref for Str<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Str<'_> {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(StrVisitor)
+    }
+}
+
+struct StrVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrVisitor {
+    type Value = Str<'de>;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("a string")
+    }
+
+    fn visit_borrowed_str<E: serde::de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
+        Ok(Str(Cow::Borrowed(text)))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(Str(Cow::Owned(text.to_owned())))
     }
 }
 
@@ -221,10 +266,12 @@ fn object_meta(
         .map(|annotations| {
             annotations
                 .iter()
-                .filter(|(key, _)| key.starts_with(&prefix) && !written.contains(key))
+                .filter(|(key, _)| {
+                    key.starts_with(&prefix) && !written.iter().any(|w| w == key.as_ref())
+                })
                 .map(|(key, raw)| {
                     serde_json::from_str::<String>(raw.get())
-                        .map(|value| (key.clone(), value))
+                        .map(|value| (key.to_string(), value))
                         .map_err(|error| {
                             PolicyError::UnreadableDeployment(format!(
                                 "metadata.annotations[{key:?}]: {error}"

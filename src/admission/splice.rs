@@ -25,7 +25,7 @@ impl<'a> Piece<'a> {
     pub(super) fn object(members: &'a Members<'_>) -> BTreeMap<&'a str, Piece<'a>> {
         members
             .iter()
-            .map(|(key, raw)| (key.as_str(), Piece::Raw(raw)))
+            .map(|(key, raw)| (key.as_ref(), Piece::Raw(raw)))
             .collect()
     }
 }

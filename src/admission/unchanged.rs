@@ -14,14 +14,10 @@
 //! the stamp it carries is one the policy wrote or confirmed; the launcher
 //! derives every stamp again before it creates a Job.
 
-use super::object::{ObjectParts, check_type};
-use crate::deployment::stamp_keys;
-use crate::fingerprint::stamped_by;
-use crate::keys::STAMPED_BY;
-use crate::settings::Settings;
+use super::configured::Configured;
+use super::object::{ObjectParts, Str, check_type};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// `oldObject`, read as far as the comparison needs, in the request's one
@@ -42,16 +38,16 @@ struct OldMetadata<'a> {
     #[serde(borrow, default)]
     namespace: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    labels: Option<BTreeMap<Cow<'a, str>, Cow<'a, str>>>,
+    labels: Option<BTreeMap<Str<'a>, Str<'a>>>,
     #[serde(borrow, default)]
-    annotations: Option<BTreeMap<Cow<'a, str>, &'a RawValue>>,
+    annotations: Option<BTreeMap<Str<'a>, &'a RawValue>>,
 }
 
 /// Whether `object`, an UPDATE's labelled Deployment, keeps `old`'s stamp
 /// on unchanged inputs (see the module's comment). `false` whenever it
 /// cannot tell: the caller then derives.
 pub(super) fn keeps_its_stamp(
-    settings: &Settings,
+    configured: &Configured,
     object: &ObjectParts<'_>,
     object_labels: Option<&BTreeMap<String, String>>,
     old: &OldObject<'_>,
@@ -69,25 +65,25 @@ pub(super) fn keeps_its_stamp(
     if raw(object.members.get("spec").copied()) != raw(old.spec) {
         return false;
     }
-    let [hash_key, name_key, job_key] = stamp_keys(settings);
-    let Some(job) = annotations.get(&job_key) else {
+    let [hash_key, name_key, job_key] = &configured.stamp_keys;
+    let Some(job) = annotations.get(job_key.as_str()) else {
         return false;
     };
-    if !job.get().starts_with(&stamped_job_start(settings)) {
+    if !job.get().starts_with(&configured.stamped_job_start) {
         return false;
     }
     let same_text = |key: &str| match (annotations.get(key), old_annotations.get(key)) {
         (Some(new), Some(old)) => new.get() == old.get(),
         _ => false,
     };
-    let site = settings.site_label.as_str();
+    let site = configured.settings.site_label.as_str();
     let old_site = old
         .metadata
         .labels
         .as_ref()
         .and_then(|labels| labels.get(site))
-        .map(|value| value.as_ref());
-    [&hash_key, &name_key, &job_key]
+        .map(|value| &**value);
+    [hash_key, name_key, job_key]
         .into_iter()
         .all(|key| same_text(key))
         && raw(object.metadata_field("name")) == raw(old.metadata.name).filter(|t| *t != "null")
@@ -97,43 +93,29 @@ pub(super) fn keeps_its_stamp(
             .and_then(|labels| labels.get(site))
             .map(String::as_str)
             == old_site
-        && own_annotations(settings, annotations.iter().map(|(k, v)| (k.as_str(), *v))).eq(
-            own_annotations(
-                settings,
-                old_annotations.iter().map(|(k, v)| (k.as_ref(), *v)),
-            ),
+        && own_annotations(
+            configured,
+            annotations.iter().map(|(k, v)| (k.as_ref(), *v)),
         )
+        .eq(own_annotations(
+            configured,
+            old_annotations.iter().map(|(k, v)| (&**k, *v)),
+        ))
 }
 
 fn raw(value: Option<&RawValue>) -> Option<&str> {
     value.map(RawValue::get)
 }
 
-/// How the JSON text of a stamped Job made by this release with these
-/// settings begins, as it stands escaped in the request:
-/// `"{\"apiVersion\":\"batch/v1\",\"kind\":\"Job\",\"metadata\":{\"annotations\":{\"P/stamped-by\":\"…\"}`.
-fn stamped_job_start(settings: &Settings) -> String {
-    let member = serde_json::to_string(&settings.annotation(STAMPED_BY)).unwrap_or_default();
-    let value = serde_json::to_string(&stamped_by(settings)).unwrap_or_default();
-    let start = format!(
-        r#"{{"apiVersion":"batch/v1","kind":"Job","metadata":{{"annotations":{{{member}:{value}}}"#
-    );
-    let mut escaped = serde_json::to_string(&start).unwrap_or_default();
-    escaped.pop(); // the closing quote: the Job goes on
-    escaped
-}
-
 /// The policy's own annotations (`P/…`) but the stamp, as JSON text.
 fn own_annotations<'m, 'r: 'm>(
-    settings: &'m Settings,
+    configured: &'m Configured,
     annotations: impl Iterator<Item = (&'m str, &'r RawValue)> + 'm,
 ) -> impl Iterator<Item = (&'m str, &'r str)> + 'm {
-    let stamped = stamp_keys(settings);
     annotations
         .filter(move |(key, _)| {
-            key.strip_prefix(settings.annotation_prefix.as_str())
-                .is_some_and(|rest| rest.starts_with('/'))
-                && !stamped.iter().any(|stamped| stamped == key)
+            configured.is_own_annotation(key)
+                && !configured.stamp_keys.iter().any(|stamped| stamped == key)
         })
         .map(|(key, raw)| (key, raw.get()))
 }
@@ -141,7 +123,6 @@ fn own_annotations<'m, 'r: 'm>(
 #[cfg(test)]
 mod tests {
     use super::super::{Outcome, evaluate};
-    use crate::settings::Settings;
     use rstest::rstest;
     use serde_json::{Value, json};
 
@@ -215,13 +196,13 @@ mod tests {
 
     /// Whether the fast path takes the UPDATE from `old` to `object`.
     fn takes_the_fast_path(object: &Value, old: &Value) -> bool {
-        let settings = Settings::default();
         let text = payload("UPDATE", object, Some(old), &json!({}));
         let request = super::super::request::read_request(&text).unwrap().unwrap();
         let labels = super::super::object::labels(&request.object).unwrap();
+        let configured = super::super::configured::configured(None).unwrap();
         // The fast path is tried on every UPDATE that reads so.
         super::keeps_its_stamp(
-            &settings,
+            &configured,
             &request.object,
             labels.as_ref(),
             request.old_object.as_ref().unwrap(),
