@@ -27,10 +27,7 @@ use admission::Outcome;
 use kubewarden_policy_sdk::settings::SettingsValidationResponse;
 use kubewarden_policy_sdk::wapc_guest::{self as guest, CallResult};
 use kubewarden_policy_sdk::{logging, protocol_version_guest};
-use serde::Serialize;
-use serde_json::value::RawValue;
 use slog::{Logger, info, o};
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
 // Every evaluation allocates the Job's many small strings: talc does that
@@ -58,52 +55,39 @@ pub extern "C" fn wapc_init() {
 /// waPC `validate`: the outcome of `admission::evaluate` as a Kubewarden
 /// ValidationResponse. The one place where an error becomes a rejection.
 pub fn validate(payload: &[u8]) -> CallResult {
-    let response = match admission::evaluate(payload) {
-        Outcome::Accept { warnings } => Response::accept(None, warnings),
-        Outcome::Mutate { object, warnings } => Response::accept(Some(object), warnings),
+    let answer = match admission::evaluate(payload) {
+        Outcome::Accept { warnings } => wire(true, None, None, &warnings),
+        Outcome::Mutate { object, warnings } => wire(true, None, Some(&object), &warnings),
         Outcome::Reject(error) => {
             let message = error.to_string();
             info!(LOG_DRAIN, "rejecting request"; "reason" => &message);
-            Response {
-                accepted: false,
-                message: Some(message),
-                ..Response::accept(None, Vec::new())
-            }
+            wire(false, Some(&message), None, &[])
         }
     };
-    // Sized once: the mutated object is most of the answer.
-    let size = response
-        .mutated_object
-        .as_ref()
-        .map_or(0, |raw| raw.get().len());
-    let mut answer = Vec::with_capacity(size + 256);
-    serde_json::to_writer(&mut answer, &response)?;
-    Ok(answer)
+    Ok(answer?)
 }
 
-/// The SDK's `ValidationResponse` on the wire, with the mutated object kept
-/// as the JSON text `admission` spliced, not re-parsed into a tree.
-#[derive(Serialize)]
-struct Response {
+/// The SDK's `ValidationResponse` on the wire, written field by field so
+/// that the mutated object goes in as the JSON text `admission` spliced:
+/// serde_json writes raw text only from a `RawValue`, which it would first
+/// read again, all of it.
+fn wire(
     accepted: bool,
-    message: Option<String>,
-    code: Option<u16>,
-    mutated_object: Option<Box<RawValue>>,
-    audit_annotations: Option<HashMap<String, String>>,
-    warnings: Option<Vec<String>>,
-}
-
-impl Response {
-    fn accept(mutated_object: Option<Box<RawValue>>, warnings: Vec<String>) -> Self {
-        Response {
-            accepted: true,
-            message: None,
-            code: None,
-            mutated_object,
-            audit_annotations: None,
-            warnings: (!warnings.is_empty()).then_some(warnings),
-        }
-    }
+    message: Option<&str>,
+    mutated_object: Option<&str>,
+    warnings: &[String],
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut answer = Vec::with_capacity(mutated_object.map_or(0, str::len) + 256);
+    answer.extend_from_slice(br#"{"accepted":"#);
+    serde_json::to_writer(&mut answer, &accepted)?;
+    answer.extend_from_slice(br#","message":"#);
+    serde_json::to_writer(&mut answer, &message)?;
+    answer.extend_from_slice(br#","code":null,"mutated_object":"#);
+    answer.extend_from_slice(mutated_object.unwrap_or("null").as_bytes());
+    answer.extend_from_slice(br#","audit_annotations":null,"warnings":"#);
+    serde_json::to_writer(&mut answer, &(!warnings.is_empty()).then_some(warnings))?;
+    answer.push(b'}');
+    Ok(answer)
 }
 
 /// waPC `validate_settings`: unlike the SDK helper, a payload that does not
@@ -226,17 +210,24 @@ mod tests {
     /// The response must read as the SDK's ValidationResponse, field by field.
     #[test]
     fn responses_have_the_sdk_wire_format() {
-        let mutated = Response::accept(
-            Some(RawValue::from_string(r#"{"a":1}"#.into()).unwrap()),
-            vec!["w".into()],
-        );
-        let wire: serde_json::Value = serde_json::to_value(&mutated).unwrap();
+        let mutated: serde_json::Value =
+            serde_json::from_slice(&wire(true, None, Some(r#"{"a":1}"#), &["w".into()]).unwrap())
+                .unwrap();
         assert_eq!(
-            wire,
+            mutated,
             json!({"accepted": true, "message": null, "code": null, "mutated_object": {"a": 1}, "audit_annotations": null, "warnings": ["w"]})
         );
-        let sdk: ValidationResponse = serde_json::from_value(wire).unwrap();
+        let sdk: ValidationResponse = serde_json::from_value(mutated).unwrap();
         assert_eq!(sdk.mutated_object, Some(json!({"a": 1})));
+        let rejected: serde_json::Value =
+            serde_json::from_slice(&wire(false, Some("no \"quotes\""), None, &[]).unwrap())
+                .unwrap();
+        assert_eq!(
+            rejected,
+            json!({"accepted": false, "message": "no \"quotes\"", "code": null, "mutated_object": null, "audit_annotations": null, "warnings": null})
+        );
+        let sdk: ValidationResponse = serde_json::from_value(rejected).unwrap();
+        assert_eq!(sdk.message.as_deref(), Some("no \"quotes\""));
     }
 
     #[test]

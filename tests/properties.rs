@@ -131,7 +131,7 @@ fn payload(object: &Value) -> Vec<u8> {
 
 fn mutated(outcome: &Outcome) -> Option<Value> {
     match outcome {
-        Outcome::Mutate { object, .. } => Some(serde_json::from_str(object.get()).unwrap()),
+        Outcome::Mutate { object, .. } => Some(serde_json::from_str(object).unwrap()),
         _ => None,
     }
 }

@@ -7,12 +7,12 @@
 //! again only when the settings' text changes. The reconcile's no-op
 //! (`unchanged`) then costs no formatting at all.
 
+use super::skim::Raw;
 use crate::deployment::stamp_keys;
 use crate::error::PolicyError;
 use crate::fingerprint::stamped_by;
 use crate::keys::STAMPED_BY;
 use crate::settings::{Settings, parse_settings};
-use serde_json::value::RawValue;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -43,12 +43,12 @@ impl Configured {
 }
 
 /// The request's settings (`None`: the defaults), parsed or remembered.
-pub(super) fn configured(raw: Option<&RawValue>) -> Result<Rc<Configured>, PolicyError> {
+pub(super) fn configured(raw: Option<Raw<'_>>) -> Result<Rc<Configured>, PolicyError> {
     thread_local! {
         static LAST: RefCell<Option<(String, Rc<Configured>)>> = const { RefCell::new(None) };
     }
     // No settings and `{}` are both the defaults, and are remembered alike.
-    let text = raw.map_or("{}", RawValue::get);
+    let text = raw.map_or("{}", Raw::get);
     LAST.with_borrow_mut(|last| {
         if let Some((known, configured)) = last.as_ref()
             && known == text
@@ -77,24 +77,24 @@ fn stamped_job_start(settings: &Settings) -> String {
 mod tests {
     use super::*;
 
-    fn raw(text: &str) -> Box<RawValue> {
-        RawValue::from_string(text.to_owned()).unwrap()
+    fn raw(text: &str) -> Raw<'_> {
+        Raw::from_serde(serde_json::from_str(text).unwrap())
     }
 
     #[test]
     fn the_same_text_is_parsed_once() {
         let settings = raw(r#"{"provider": "fastly"}"#);
-        let first = configured(Some(&settings)).unwrap();
-        let again = configured(Some(&raw(r#"{"provider": "fastly"}"#))).unwrap();
+        let first = configured(Some(settings)).unwrap();
+        let again = configured(Some(raw(r#"{"provider": "fastly"}"#))).unwrap();
         assert!(Rc::ptr_eq(&first, &again));
         assert_eq!(first.settings.provider, crate::providers::Provider::Fastly);
     }
 
     #[test]
     fn other_settings_are_parsed_again() {
-        let fastly = configured(Some(&raw(r#"{"provider": "fastly"}"#))).unwrap();
+        let fastly = configured(Some(raw(r#"{"provider": "fastly"}"#))).unwrap();
         let prefixed =
-            configured(Some(&raw(r#"{"annotationPrefix": "purge.example.com"}"#))).unwrap();
+            configured(Some(raw(r#"{"annotationPrefix": "purge.example.com"}"#))).unwrap();
         assert!(!Rc::ptr_eq(&fastly, &prefixed));
         assert_eq!(
             prefixed.stamp_keys,
@@ -113,13 +113,13 @@ mod tests {
     fn no_settings_are_the_defaults() {
         let none = configured(None).unwrap();
         assert_eq!(none.settings, Settings::default());
-        assert!(Rc::ptr_eq(&none, &configured(Some(&raw("{}"))).unwrap()));
+        assert!(Rc::ptr_eq(&none, &configured(Some(raw("{}"))).unwrap()));
     }
 
     #[test]
     fn bad_settings_are_refused_every_time() {
         for _ in 0..2 {
-            let error = configured(Some(&raw(r#"{"provider": "nope"}"#)))
+            let error = configured(Some(raw(r#"{"provider": "nope"}"#)))
                 .err()
                 .unwrap();
             assert!(

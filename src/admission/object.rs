@@ -7,6 +7,7 @@
 //! (the Job: the longest string of the request, full of escapes) are compared
 //! as JSON text, and unescaped only when that comparison is not conclusive.
 
+use super::skim::{Cursor, NotJson, Raw};
 use crate::deployment::stamp_keys;
 use crate::error::PolicyError;
 use crate::settings::Settings;
@@ -20,7 +21,7 @@ use std::collections::BTreeMap;
 
 /// A JSON object read one level deep: each member stays raw JSON text, its
 /// name borrowed from the request unless it had to be unescaped.
-pub(super) type Members<'a> = BTreeMap<Cow<'a, str>, &'a RawValue>;
+pub(super) type Members<'a> = BTreeMap<Cow<'a, str>, Raw<'a>>;
 
 /// A JSON object read one level deep in one pass: its members stay raw JSON
 /// text, except the member `M::NAME`, read as `M::Value`.
@@ -41,6 +42,8 @@ pub(super) trait Member<'de> {
     const WITHIN: &'static str;
     const NAME: &'static str;
     type Value: Deserialize<'de>;
+    /// Reads the member's value (an object) at the cursor.
+    fn skim(cursor: &mut Cursor<'de>) -> Result<Self::Value, NotJson>;
 }
 
 /// `request.object`: its `metadata` is split in turn.
@@ -54,6 +57,9 @@ impl<'de> Member<'de> for MetadataMember {
     const WITHIN: &'static str = "a Kubernetes object";
     const NAME: &'static str = "metadata";
     type Value = MetadataParts<'de>;
+    fn skim(cursor: &mut Cursor<'de>) -> Result<Self::Value, NotJson> {
+        Split::skim(cursor)
+    }
 }
 
 pub(super) struct AnnotationsMember;
@@ -61,6 +67,48 @@ impl<'de> Member<'de> for AnnotationsMember {
     const WITHIN: &'static str = "object metadata";
     const NAME: &'static str = "annotations";
     type Value = Members<'de>;
+    fn skim(cursor: &mut Cursor<'de>) -> Result<Self::Value, NotJson> {
+        skim_members(cursor)
+    }
+}
+
+/// The object at the cursor, its members as JSON text.
+pub(super) fn skim_members<'a>(cursor: &mut Cursor<'a>) -> Result<Members<'a>, NotJson> {
+    let mut members = Members::new();
+    cursor.begin_object()?;
+    let mut first = true;
+    while let Some(name) = cursor.next_member(&mut first)? {
+        members.insert(name, cursor.value()?);
+    }
+    Ok(members)
+}
+
+impl<'a, M: Member<'a>> Split<'a, M> {
+    /// The object at the cursor, split in the same pass (the reading
+    /// layer's fast path; `Deserialize` is the precise one).
+    pub(super) fn skim(cursor: &mut Cursor<'a>) -> Result<Self, NotJson> {
+        let mut split = Split {
+            members: Members::new(),
+            member: None,
+        };
+        cursor.begin_object()?;
+        let mut first = true;
+        while let Some(name) = cursor.next_member(&mut first)? {
+            if name == M::NAME {
+                // As serde reads `Option<M::Value>`: null is none.
+                split.member = if cursor.at_object() {
+                    Some(M::skim(cursor)?)
+                } else if cursor.value()?.get() == "null" {
+                    None
+                } else {
+                    return Err(NotJson(cursor.position()));
+                };
+            } else {
+                split.members.insert(name, cursor.value()?);
+            }
+        }
+        Ok(split)
+    }
 }
 
 impl<'de, M: Member<'de>> Deserialize<'de> for Split<'de, M> {
@@ -87,7 +135,8 @@ impl<'de, M: Member<'de>> serde::de::Visitor<'de> for SplitVisitor<M> {
             if key == M::NAME {
                 split.member = map.next_value::<Option<M::Value>>()?;
             } else {
-                split.members.insert(key, map.next_value()?);
+                let raw: &'de RawValue = map.next_value()?;
+                split.members.insert(key, Raw::from_serde(raw));
             }
         }
         Ok(split)
@@ -143,7 +192,7 @@ impl<'a> ObjectParts<'a> {
     }
 
     /// `metadata.name` and the like: a member of `metadata` that is not null.
-    pub(super) fn metadata_field(&self, name: &str) -> Option<&'a RawValue> {
+    pub(super) fn metadata_field(&self, name: &str) -> Option<Raw<'a>> {
         self.metadata()
             .and_then(|metadata| metadata.members.get(name).copied())
             .filter(|raw| raw.get() != "null")
@@ -216,7 +265,7 @@ pub(super) fn deployment(
 ) -> Result<Deployment, PolicyError> {
     check_type(&parts.members)?;
     let spec: SpecView = match parts.members.get("spec") {
-        Some(raw) if raw.get() != "null" => read(raw, "spec")?,
+        Some(raw) if raw.get() != "null" => read(*raw, "spec")?,
         _ => SpecView::default(),
     };
     Ok(Deployment {
@@ -230,7 +279,7 @@ pub(super) fn deployment(
 /// escaping is tried first, as it is what the policy wrote; the API server
 /// may have escaped more (Go escapes `&`, `<` and `>`), so a mismatch is
 /// settled by unescaping.
-pub(super) fn is_json_string(raw: &RawValue, value: &str) -> bool {
+pub(super) fn is_json_string(raw: Raw<'_>, value: &str) -> bool {
     let text = raw.get();
     let mut escaped = Vec::with_capacity(text.len());
     let canonical =
@@ -238,10 +287,7 @@ pub(super) fn is_json_string(raw: &RawValue, value: &str) -> bool {
     canonical || serde_json::from_str::<String>(text).is_ok_and(|unescaped| unescaped == value)
 }
 
-pub(super) fn read<'a, T: Deserialize<'a>>(
-    raw: &'a RawValue,
-    field: &str,
-) -> Result<T, PolicyError> {
+pub(super) fn read<'a, T: Deserialize<'a>>(raw: Raw<'a>, field: &str) -> Result<T, PolicyError> {
     serde_json::from_str(raw.get())
         .map_err(|error| PolicyError::UnreadableDeployment(format!("{field}: {error}")))
 }

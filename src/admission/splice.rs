@@ -7,16 +7,14 @@
 //! needs one check of its own: their `\\u` escapes (`check_unicode_escapes`).
 
 use super::object::{Members, ObjectParts};
+use super::skim::Raw;
 use crate::error::PolicyError;
-use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 
 /// A piece of the mutated object: JSON text copied as it came, a string
 /// the policy writes, or an object of such pieces.
-#[derive(serde::Serialize)]
-#[serde(untagged)]
 pub(super) enum Piece<'a> {
-    Raw(&'a RawValue),
+    Raw(Raw<'a>),
     Text(&'a str),
     Object(BTreeMap<&'a str, Piece<'a>>),
 }
@@ -25,9 +23,36 @@ impl<'a> Piece<'a> {
     pub(super) fn object(members: &'a Members<'_>) -> BTreeMap<&'a str, Piece<'a>> {
         members
             .iter()
-            .map(|(key, raw)| (key.as_ref(), Piece::Raw(raw)))
+            .map(|(key, raw)| (key.as_ref(), Piece::Raw(*raw)))
             .collect()
     }
+
+    /// Appends the piece's JSON text: raw text as it came (the cursor or
+    /// serde_json read it as one JSON value), strings escaped by serde_json.
+    fn write(&self, out: &mut Vec<u8>) -> Result<(), PolicyError> {
+        match self {
+            Piece::Raw(raw) => out.extend_from_slice(raw.get().as_bytes()),
+            Piece::Text(text) => write_string(out, text)?,
+            Piece::Object(members) => {
+                out.push(b'{');
+                for (index, (name, piece)) in members.iter().enumerate() {
+                    if index > 0 {
+                        out.push(b',');
+                    }
+                    write_string(out, name)?;
+                    out.push(b':');
+                    piece.write(out)?;
+                }
+                out.push(b'}');
+            }
+        }
+        Ok(())
+    }
+}
+
+fn write_string(out: &mut Vec<u8>, text: &str) -> Result<(), PolicyError> {
+    serde_json::to_writer(out, text)
+        .map_err(|error| PolicyError::JobSerialization(error.to_string()))
 }
 
 /// The original object with `metadata.annotations` replaced by `annotations`;
@@ -36,7 +61,7 @@ impl<'a> Piece<'a> {
 pub(super) fn splice_annotations(
     parts: &ObjectParts<'_>,
     annotations: BTreeMap<&str, Piece<'_>>,
-) -> Result<Box<RawValue>, PolicyError> {
+) -> Result<String, PolicyError> {
     let empty = Members::new();
     let mut metadata = Piece::object(
         parts
@@ -46,8 +71,14 @@ pub(super) fn splice_annotations(
     metadata.insert("annotations", Piece::Object(annotations));
     let mut object = Piece::object(&parts.members);
     object.insert("metadata", Piece::Object(metadata));
-    let spliced = to_raw(&Piece::Object(object))?;
-    check_unicode_escapes(spliced.get())?;
+    // Sized once: the object's members but metadata, and room for the
+    // metadata with the Job it gains.
+    let copied: usize = parts.members.values().map(|raw| raw.get().len()).sum();
+    let mut spliced = Vec::with_capacity(copied + 8192);
+    Piece::Object(object).write(&mut spliced)?;
+    let spliced = String::from_utf8(spliced)
+        .map_err(|error| PolicyError::JobSerialization(error.to_string()))?;
+    check_unicode_escapes(&spliced)?;
     Ok(spliced)
 }
 
@@ -72,9 +103,4 @@ fn check_unicode_escapes(json: &str) -> Result<(), PolicyError> {
                 "a string holds a \\u escape that is not valid UTF-16 ({error} of the object); expected characters, or escapes of surrogate pairs"
             ))
         })
-}
-
-fn to_raw(value: &impl serde::Serialize) -> Result<Box<RawValue>, PolicyError> {
-    serde_json::value::to_raw_value(value)
-        .map_err(|error| PolicyError::JobSerialization(error.to_string()))
 }

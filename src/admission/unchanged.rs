@@ -15,32 +15,67 @@
 //! derives every stamp again before it creates a Job.
 
 use super::configured::Configured;
-use super::object::{ObjectParts, Str, check_type};
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use super::object::{Members, ObjectParts, Str, check_type, skim_members};
+use super::skim::{Cursor, NotJson, Raw};
 use std::collections::BTreeMap;
 
 /// `oldObject`, read as far as the comparison needs, in the request's one
 /// pass: its annotations and labels by borrowed name, the rest raw or
 /// skipped (no allocation for what is not compared).
-#[derive(Deserialize)]
+#[derive(Default)]
 pub(super) struct OldObject<'a> {
-    #[serde(borrow)]
     metadata: OldMetadata<'a>,
-    #[serde(borrow, default)]
-    spec: Option<&'a RawValue>,
+    spec: Option<Raw<'a>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Default)]
 struct OldMetadata<'a> {
-    #[serde(borrow, default)]
-    name: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    namespace: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    name: Option<Raw<'a>>,
+    namespace: Option<Raw<'a>>,
     labels: Option<BTreeMap<Str<'a>, Str<'a>>>,
-    #[serde(borrow, default)]
-    annotations: Option<BTreeMap<Str<'a>, &'a RawValue>>,
+    annotations: Option<Members<'a>>,
+}
+
+impl<'a> OldObject<'a> {
+    /// `oldObject` at the cursor; `Err` when it does not read so (the
+    /// request is then read the precise way, and derived).
+    pub(super) fn skim(cursor: &mut Cursor<'a>) -> Result<Self, NotJson> {
+        let mut old = OldObject::default();
+        cursor.begin_object()?;
+        let mut first = true;
+        while let Some(name) = cursor.next_member(&mut first)? {
+            match name.as_ref() {
+                "metadata" if cursor.at_object() => old.metadata = OldMetadata::skim(cursor)?,
+                "spec" => old.spec = Some(cursor.value()?),
+                _ => drop(cursor.value()?),
+            }
+        }
+        Ok(old)
+    }
+}
+
+impl<'a> OldMetadata<'a> {
+    fn skim(cursor: &mut Cursor<'a>) -> Result<Self, NotJson> {
+        let mut metadata = OldMetadata::default();
+        cursor.begin_object()?;
+        let mut first = true;
+        while let Some(name) = cursor.next_member(&mut first)? {
+            match name.as_ref() {
+                "name" => metadata.name = Some(cursor.value()?),
+                "namespace" => metadata.namespace = Some(cursor.value()?),
+                "labels" => {
+                    let raw = cursor.value()?;
+                    metadata.labels =
+                        serde_json::from_str(raw.get()).map_err(|_| NotJson(cursor.offset()))?;
+                }
+                "annotations" if cursor.at_object() => {
+                    metadata.annotations = Some(skim_members(cursor)?);
+                }
+                _ => drop(cursor.value()?),
+            }
+        }
+        Ok(metadata)
+    }
 }
 
 /// Whether `object`, an UPDATE's labelled Deployment, keeps `old`'s stamp
@@ -103,14 +138,14 @@ pub(super) fn keeps_its_stamp(
         ))
 }
 
-fn raw(value: Option<&RawValue>) -> Option<&str> {
-    value.map(RawValue::get)
+fn raw(value: Option<Raw<'_>>) -> Option<&str> {
+    value.map(Raw::get)
 }
 
 /// The policy's own annotations (`P/…`) but the stamp, as JSON text.
 fn own_annotations<'m, 'r: 'm>(
     configured: &'m Configured,
-    annotations: impl Iterator<Item = (&'m str, &'r RawValue)> + 'm,
+    annotations: impl Iterator<Item = (&'m str, Raw<'r>)> + 'm,
 ) -> impl Iterator<Item = (&'m str, &'r str)> + 'm {
     annotations
         .filter(move |(key, _)| {
@@ -170,7 +205,7 @@ mod tests {
 
     fn mutated(outcome: Outcome) -> Option<Value> {
         match outcome {
-            Outcome::Mutate { object, .. } => Some(serde_json::from_str(object.get()).unwrap()),
+            Outcome::Mutate { object, .. } => Some(serde_json::from_str(&object).unwrap()),
             Outcome::Accept { .. } => None,
             Outcome::Reject(error) => panic!("rejected: {error}"),
         }

@@ -24,7 +24,7 @@ pub fn stamped(image: &str) -> Deployment {
         "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
         "operation": "UPDATE", "namespace": "web", "name": "shop", "object": object}});
     match evaluate(&serde_json::to_vec(&payload).expect("payload")) {
-        Outcome::Mutate { object, .. } => serde_json::from_str(object.get()).expect("a Deployment"),
+        Outcome::Mutate { object, .. } => serde_json::from_str(&object).expect("a Deployment"),
         other => panic!("the policy did not stamp: {other:?}"),
     }
 }
