@@ -208,8 +208,8 @@ bench: policy.wasm $(KWRUN)
 # The real kwctl's bench, side by side with the official pod-privileged and
 # user-group-psp policies on the same requests; prints the ratios
 # (scripts/bench-official.sh: KWCTL, POD_PRIVILEGED_POLICY, USER_GROUP_PSP_POLICY).
-bench-official: policy.wasm
-	@scripts/bench-official.sh policy.wasm
+bench-official: policy.wasm $(KWRUN)
+	@scripts/bench-official.sh policy.wasm $(KWRUN)
 
 # Instructions per evaluation (callgrind) and the stamped Job's size.
 bench-instructions:

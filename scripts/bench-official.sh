@@ -12,10 +12,17 @@
 # modules (`kwctl pull registry://ghcr.io/kubewarden/policies/pod-privileged:v1.0.13`
 # and `…/user-group-psp:v1.1.6`, then the path `kwctl policies` shows, or
 # built from kubewarden/policies). A missing one skips with a line naming it.
-# Usage: scripts/bench-official.sh POLICY
+#
+# Beside the timings, the stable measure: instructions per evaluation,
+# counted by callgrind (valgrind) for every module alike through kwrun
+# (`kwrun count`: one request evaluated 1 + N times on one instance, the N
+# counted alone, so compiling, instantiating and the first evaluation stay
+# out). Without valgrind, that table is skipped with a line.
+# Usage: scripts/bench-official.sh POLICY KWRUN
 set -euo pipefail
 cd "$(dirname "$0")/.."
 policy="$1"
+kwrun="${2:-target/tools/kwrun}"
 kwctl="${KWCTL:-$(command -v kwctl || true)}"
 missing=()
 [ -x "$kwctl" ] || missing+=("KWCTL (kwctl)")
@@ -39,6 +46,21 @@ median_us() {
            if (unit == "ns") v /= 1000; else if (unit == "ms") v *= 1000; print v }'
 }
 
+# Instructions of one evaluation: callgrind counts only kwrun's
+# `counted_evaluations` (N of them, after a first one that is not counted).
+evaluations=10
+instructions() {
+  local request="$1" module="$2" out
+  shift 2
+  out="$(mktemp)"
+  valgrind --tool=callgrind --callgrind-out-file="$out" --collect-atstart=no \
+    --toggle-collect='*counted_evaluations*' \
+    "$kwrun" count -n "$evaluations" -r "$request" "$@" "$module" >/dev/null 2>&1
+  callgrind_annotate "$out" 2>/dev/null | awk -v n="$evaluations" \
+    '/PROGRAM TOTALS/ { gsub(",", "", $1); printf "%d", $1 / n }'
+  rm -f "$out"
+}
+
 fixtures=e2e-tests/fixtures
 rows=(
   "stamped, unchanged UPDATE (every reconcile)|$fixtures/update-unchanged-image.json|pod-privileged|$POD_PRIVILEGED_POLICY|0.5|"
@@ -57,4 +79,23 @@ for row in "${rows[@]}"; do
   fi
   awk -v l="$label" -v o="$ours" -v n="$official_name" -v t="$theirs" -v a="$aim" \
     'BEGIN { r = o / t; printf "| %s | %.1f µs | %s %.1f µs | %.2f | ≤ %s%s |\n", l, o, n, t, r, a, (r <= a ? "" : " (missed)") }'
+done
+
+echo
+if ! command -v valgrind >/dev/null || [ ! -x "$kwrun" ]; then
+  echo "bench-official: instructions skipped: valgrind (Debian: valgrind) and kwrun ($kwrun) are needed"
+  exit 0
+fi
+echo "instructions per evaluation (callgrind, kwrun count: the waPC call, guest and host, $evaluations evaluations after a first)"
+printf '| request | this policy | official policy on the same request | ratio | aim |\n|---|---|---|---|---|\n'
+for row in "${rows[@]}"; do
+  IFS='|' read -r label request official_name official aim settings <<<"$row"
+  ours="$(instructions "$request" "$policy")"
+  if [ -n "$settings" ]; then
+    theirs="$(instructions "$request" "$official" --settings-json "$settings")"
+  else
+    theirs="$(instructions "$request" "$official")"
+  fi
+  awk -v l="$label" -v o="$ours" -v n="$official_name" -v t="$theirs" -v a="$aim" \
+    'BEGIN { r = o / t; printf "| %s | %d | %s %d | %.2f | ≤ %s%s |\n", l, o, n, t, r, a, (r <= a ? "" : " (missed)") }'
 done

@@ -3,6 +3,7 @@
 
 mod annotate;
 mod bench;
+mod count;
 mod host;
 mod request;
 mod response;
@@ -64,6 +65,16 @@ enum Command {
         /// Print the figures as JSON
         #[arg(long)]
         json: bool,
+    },
+    /// Evaluate one request 1 + N times, the N apart, for an instruction
+    /// counter: valgrind --tool=callgrind --collect-atstart=no
+    /// --toggle-collect='*counted_evaluations*' kwrun count …
+    Count {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Evaluations counted, after a first one that is not
+        #[arg(short = 'n', long, default_value_t = 10)]
+        evaluations: usize,
     },
 }
 
@@ -171,6 +182,18 @@ fn main() -> ExitCode {
             } else {
                 print!("{}", bench::render(&report));
             }
+            Ok(())
+        })(),
+        Command::Count { run, evaluations } => (|| {
+            let request = request::read_request(&run.request_path)?;
+            let outcome = count::count(
+                &run.policy,
+                &request,
+                &run.settings()?,
+                run.limits(),
+                *evaluations,
+            )?;
+            println!("{evaluations} evaluations counted, after a first one: {outcome}");
             Ok(())
         })(),
     };

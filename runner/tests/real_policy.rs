@@ -196,3 +196,38 @@ fn too_little_memory_is_an_internal_error_not_a_crash() {
             .starts_with("internal server error: ")
     );
 }
+
+/// `kwrun count`, which `make bench-official` runs under callgrind: each
+/// request's outcome, said after the counted evaluations, as `run` answers.
+#[test]
+#[ignore = "needs policy.wasm and annotated-policy.wasm: run `make wasm-tests`"]
+fn count_evaluates_the_request_and_says_what_it_answered() {
+    let policy = module("policy.wasm");
+    for (request, outcome) in [
+        ("update-unchanged-image.json", "accepted without mutation"),
+        ("update-image-changed.json", "accepted with a mutation"),
+        ("create-bad-url.json", "rejected"),
+    ] {
+        let output = kwrun(&["count", "-n", "3", "-r", &fixture(request), text(&policy)]);
+        assert!(
+            output.status.success(),
+            "{request}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            format!("3 evaluations counted, after a first one: {outcome}"),
+            "{request}"
+        );
+    }
+    let bad_settings = kwrun(&[
+        "count",
+        "--settings-json",
+        r#"{"provider": "nope"}"#,
+        "-r",
+        &fixture("update-image-changed.json"),
+        text(&policy),
+    ]);
+    assert!(!bad_settings.status.success());
+    assert!(String::from_utf8_lossy(&bad_settings.stderr).contains("settings are not valid"));
+}
