@@ -68,17 +68,23 @@ impl<'de> Member<'de> for AnnotationsMember {
     const NAME: &'static str = "annotations";
     type Value = Members<'de>;
     fn skim(cursor: &mut Cursor<'de>) -> Result<Self::Value, NotJson> {
-        skim_members(cursor)
+        skim_members(cursor, None)
     }
 }
 
-/// The object at the cursor, its members as JSON text.
-pub(super) fn skim_members<'a>(cursor: &mut Cursor<'a>) -> Result<Members<'a>, NotJson> {
+/// The object at the cursor, its members as JSON text; `likely` says what
+/// they probably are (`Cursor::value_like`).
+pub(super) fn skim_members<'a>(
+    cursor: &mut Cursor<'a>,
+    likely: Option<&Members<'_>>,
+) -> Result<Members<'a>, NotJson> {
     let mut members = Members::new();
     cursor.begin_object()?;
     let mut first = true;
     while let Some(name) = cursor.next_member(&mut first)? {
-        members.insert(name, cursor.value()?);
+        let expected = likely.and_then(|likely| likely.get(name.as_ref()).copied());
+        let value = cursor.value_like(expected)?;
+        members.insert(name, value);
     }
     Ok(members)
 }

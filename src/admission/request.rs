@@ -117,7 +117,8 @@ fn skim_admission_request<'a>(
                 5
             }
             "oldObject" => {
-                request.old_object = nullable(cursor, OldObject::skim)?;
+                let object = request.object.as_ref();
+                request.old_object = nullable(cursor, |cursor| OldObject::skim(cursor, object))?;
                 6
             }
             _ => {

@@ -38,15 +38,26 @@ struct OldMetadata<'a> {
 
 impl<'a> OldObject<'a> {
     /// `oldObject` at the cursor; `Err` when it does not read so (the
-    /// request is then read the precise way, and derived).
-    pub(super) fn skim(cursor: &mut Cursor<'a>) -> Result<Self, NotJson> {
+    /// request is then read the precise way, and derived). `object`, when
+    /// it came first, says what the spec and the annotations likely are: on
+    /// a reconcile they are equal, and are found by comparison.
+    pub(super) fn skim(
+        cursor: &mut Cursor<'a>,
+        object: Option<&ObjectParts<'_>>,
+    ) -> Result<Self, NotJson> {
         let mut old = OldObject::default();
         cursor.begin_object()?;
         let mut first = true;
         while let Some(name) = cursor.next_member(&mut first)? {
             match name.as_ref() {
-                "metadata" if cursor.at_object() => old.metadata = OldMetadata::skim(cursor)?,
-                "spec" => old.spec = Some(cursor.value()?),
+                "metadata" if cursor.at_object() => {
+                    let annotations = object.and_then(ObjectParts::annotations);
+                    old.metadata = OldMetadata::skim(cursor, annotations)?;
+                }
+                "spec" => {
+                    let spec = object.and_then(|object| object.members.get("spec").copied());
+                    old.spec = Some(cursor.value_like(spec)?);
+                }
                 _ => drop(cursor.value()?),
             }
         }
@@ -55,7 +66,7 @@ impl<'a> OldObject<'a> {
 }
 
 impl<'a> OldMetadata<'a> {
-    fn skim(cursor: &mut Cursor<'a>) -> Result<Self, NotJson> {
+    fn skim(cursor: &mut Cursor<'a>, likely: Option<&Members<'_>>) -> Result<Self, NotJson> {
         let mut metadata = OldMetadata::default();
         cursor.begin_object()?;
         let mut first = true;
@@ -69,7 +80,7 @@ impl<'a> OldMetadata<'a> {
                         serde_json::from_str(raw.get()).map_err(|_| NotJson(cursor.offset()))?;
                 }
                 "annotations" if cursor.at_object() => {
-                    metadata.annotations = Some(skim_members(cursor)?);
+                    metadata.annotations = Some(skim_members(cursor, likely)?);
                 }
                 _ => drop(cursor.value()?),
             }
@@ -97,7 +108,7 @@ pub(super) fn keeps_its_stamp(
     // The spec is compared as JSON text, which a reconcile leaves as it
     // was: an image change fails here, before anything is read, and any
     // other change of the spec is derived (it is rare, and then exact).
-    if raw(object.members.get("spec").copied()) != raw(old.spec) {
+    if object.members.get("spec").copied() != old.spec {
         return false;
     }
     let [hash_key, name_key, job_key] = &configured.stamp_keys;
@@ -108,7 +119,7 @@ pub(super) fn keeps_its_stamp(
         return false;
     }
     let same_text = |key: &str| match (annotations.get(key), old_annotations.get(key)) {
-        (Some(new), Some(old)) => new.get() == old.get(),
+        (Some(new), Some(old)) => new == old,
         _ => false,
     };
     let site = configured.settings.site_label.as_str();
@@ -121,9 +132,8 @@ pub(super) fn keeps_its_stamp(
     [hash_key, name_key, job_key]
         .into_iter()
         .all(|key| same_text(key))
-        && raw(object.metadata_field("name")) == raw(old.metadata.name).filter(|t| *t != "null")
-        && raw(object.metadata_field("namespace"))
-            == raw(old.metadata.namespace).filter(|t| *t != "null")
+        && object.metadata_field("name") == not_null(old.metadata.name)
+        && object.metadata_field("namespace") == not_null(old.metadata.namespace)
         && object_labels
             .and_then(|labels| labels.get(site))
             .map(String::as_str)
@@ -138,28 +148,83 @@ pub(super) fn keeps_its_stamp(
         ))
 }
 
-fn raw(value: Option<Raw<'_>>) -> Option<&str> {
-    value.map(Raw::get)
+/// As `ObjectParts::metadata_field` reads a member: null is none.
+fn not_null(value: Option<Raw<'_>>) -> Option<Raw<'_>> {
+    value.filter(|raw| raw.get() != "null")
 }
 
 /// The policy's own annotations (`P/…`) but the stamp, as JSON text.
 fn own_annotations<'m, 'r: 'm>(
     configured: &'m Configured,
     annotations: impl Iterator<Item = (&'m str, Raw<'r>)> + 'm,
-) -> impl Iterator<Item = (&'m str, &'r str)> + 'm {
-    annotations
-        .filter(move |(key, _)| {
-            configured.is_own_annotation(key)
-                && !configured.stamp_keys.iter().any(|stamped| stamped == key)
-        })
-        .map(|(key, raw)| (key, raw.get()))
+) -> impl Iterator<Item = (&'m str, Raw<'r>)> + 'm {
+    annotations.filter(move |(key, _)| {
+        configured.is_own_annotation(key)
+            && !configured.stamp_keys.iter().any(|stamped| stamped == key)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::{Outcome, evaluate};
+    use super::*;
     use rstest::rstest;
     use serde_json::{Value, json};
+
+    /// `oldObject` as the cursor reads it, with `object` read first (its
+    /// texts likely equal) or not at all, against serde_json's reading.
+    #[rstest]
+    #[case::same_stamp(|_: &mut Value| {})]
+    #[case::other_stamp(|old: &mut Value| old["metadata"]["annotations"][JOB] = json!(format!("{} ", job_of(old))))]
+    #[case::other_spec(|old: &mut Value| old["spec"]["replicas"] = json!(9))]
+    #[case::a_number_where_a_string_was(|old: &mut Value| old["metadata"]["annotations"][JOB] = json!(7))]
+    fn old_object_reads_as_serde_json_reads(#[case] change: fn(&mut Value)) {
+        let object = stamped(&json!({}));
+        let mut old = object.clone();
+        change(&mut old);
+        for object_first in [true, false] {
+            let (first, second) = if object_first {
+                ("object", "oldObject")
+            } else {
+                ("oldObject", "object")
+            };
+            let values = [
+                (first, if object_first { &object } else { &old }),
+                (second, if object_first { &old } else { &object }),
+            ];
+            let text = format!(
+                r#"{{"{}": {}, "{}": {}}}"#,
+                values[0].0,
+                serde_json::to_string_pretty(values[0].1).unwrap(),
+                values[1].0,
+                serde_json::to_string(values[1].1).unwrap()
+            );
+            let mut cursor = Cursor::new(&text);
+            cursor.begin_object().unwrap();
+            let mut first_member = true;
+            let (mut parts, mut read) = (None, None);
+            while let Some(name) = cursor.next_member(&mut first_member).unwrap() {
+                if name == "object" {
+                    parts = Some(ObjectParts::skim(&mut cursor).unwrap());
+                } else {
+                    read = Some(OldObject::skim(&mut cursor, parts.as_ref()).unwrap());
+                }
+            }
+            cursor.end().unwrap();
+            let read = read.unwrap();
+            let parsed = |raw: Raw<'_>| serde_json::from_str::<Value>(raw.get()).unwrap();
+            assert_eq!(read.spec.map(parsed).as_ref(), Some(&old["spec"]));
+            assert_eq!(read.metadata.name.map(parsed), Some(json!("shop")));
+            let annotations = read.metadata.annotations.unwrap();
+            assert_eq!(
+                annotations
+                    .iter()
+                    .map(|(name, raw)| (name.to_string(), parsed(*raw)))
+                    .collect::<serde_json::Map<_, _>>(),
+                *old["metadata"]["annotations"].as_object().unwrap()
+            );
+        }
+    }
 
     const JOB: &str = "cache-buster.io/job";
 
