@@ -13,7 +13,7 @@ use crate::providers::{AkamaiAction, AkamaiNetwork, Provider};
 use crate::quantity::parse_quantity;
 use kubewarden_policy_sdk::settings::Validatable;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 
 /// The project's one image (the launcher, `wait-rollout` and `purge`) of
@@ -210,19 +210,51 @@ fn decode(json: &[u8]) -> (Settings, Vec<String>) {
             format!("settings.{path}: {inner}")
         }
     };
-    let mut whole = serde_json::Deserializer::from_slice(json);
-    let first_try: Result<Settings, _> = serde_path_to_error::deserialize(&mut whole);
-    let first_error = match first_try {
+    // A key's problem is found in a text the policy wrote (that key alone):
+    // its line and column would point nowhere the user can see.
+    let named_alone = |error: serde_path_to_error::Error<serde_json::Error>| {
+        let position = format!(
+            " at line {} column {}",
+            error.inner().line(),
+            error.inner().column()
+        );
+        let message = named(error);
+        message
+            .strip_suffix(&position)
+            .map(str::to_owned)
+            .unwrap_or(message)
+    };
+    // Settings are read from JSON text only, every time the same way: each
+    // other way (from a `Value`, say) is another copy of every settings
+    // type's reader in the module.
+    let from_text = |json: &[u8]| -> Result<Settings, _> {
+        serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(json))
+    };
+    let first_error = match from_text(json) {
         Ok(settings) => return (settings, Vec::new()),
         Err(error) => named(error),
     };
     // Not an object of keys (a syntax error): that one problem is all.
-    let Ok(object) = serde_json::from_slice::<serde_json::Map<String, Value>>(json) else {
+    let Ok(object) = serde_json::from_slice::<BTreeMap<String, &RawValue>>(json) else {
         return (Settings::default(), vec![first_error]);
     };
+    // `{"key":value,…}` of the members given, as JSON text.
+    let object_of = |members: &[(&String, &RawValue)]| {
+        let members: Vec<String> = members
+            .iter()
+            .map(|(key, value)| {
+                format!(
+                    "{}:{}",
+                    serde_json::to_string(key).unwrap_or_default(),
+                    value.get()
+                )
+            })
+            .collect();
+        format!("{{{}}}", members.join(","))
+    };
     let mut problems = Vec::new();
-    let mut decodable = serde_json::Map::new();
-    for (key, value) in object {
+    let mut decodable = Vec::new();
+    for (key, value) in &object {
         if REMOVED_SETTINGS.contains(&key.as_str()) {
             problems.push(format!(
                 "settings.{key}: no longer a setting: every container of the Job runs the project's own image \
@@ -230,15 +262,12 @@ fn decode(json: &[u8]) -> (Settings, Vec<String>) {
             ));
             continue;
         }
-        let single = Value::Object(std::iter::once((key.clone(), value.clone())).collect());
-        match serde_path_to_error::deserialize::<_, Settings>(single) {
-            Ok(_) => {
-                decodable.insert(key, value);
-            }
-            Err(error) => problems.push(named(error)),
+        match from_text(object_of(&[(key, value)]).as_bytes()) {
+            Ok(_) => decodable.push((key, *value)),
+            Err(error) => problems.push(named_alone(error)),
         }
     }
-    let settings = serde_json::from_value(Value::Object(decodable)).unwrap_or_default();
+    let settings = from_text(object_of(&decodable).as_bytes()).unwrap_or_default();
     (settings, problems)
 }
 
@@ -433,7 +462,7 @@ fn out_of_range(key: &str, value: i64, (min, max): (i64, i64)) -> String {
 mod tests {
     use super::*;
     use rstest::rstest;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn settings(json: serde_json::Value) -> Result<Settings, String> {
         parse_settings(json.to_string().as_bytes())
