@@ -347,6 +347,28 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// Where, from `at` on, the first `"`, `\\` or control character is (the
+/// characters a JSON string escapes): `bytes.len()` if none.
+pub(in crate::admission) fn next_to_escape(bytes: &[u8], mut at: usize) -> usize {
+    while let Some(word) = bytes.get(at..at + 8) {
+        let mut word_bytes = [0; 8];
+        word_bytes.copy_from_slice(word);
+        let special = special_bytes(u64::from_le_bytes(word_bytes));
+        if special != 0 {
+            // The lowest flagged byte is always a true one.
+            return at + (special.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    while bytes
+        .get(at)
+        .is_some_and(|&byte| byte >= 0x20 && byte != b'"' && byte != b'\\')
+    {
+        at += 1;
+    }
+    at.min(bytes.len())
+}
+
 /// `a == b` for slices of one length, eight bytes at a time: in Wasm,
 /// `memcmp` compares a byte at a time, and costs more than the scan it saves.
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
