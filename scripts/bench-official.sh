@@ -67,19 +67,22 @@ rows=(
   "labelled image change (the stamp)|$fixtures/update-image-changed.json|user-group-psp (mutating)|$USER_GROUP_PSP_POLICY|0.75|$user_group_settings"
   "unlabelled (pass-through)|$fixtures/create-unlabelled.json|pod-privileged|$POD_PRIVILEGED_POLICY|0.5|"
 )
+# One table: `measure REQUEST MODULE [--settings-json S]` for every row,
+# this policy beside the official one, with the ratio; FORMAT prints a value.
+table() {
+  local measure="$1" format="$2"
+  printf '| request | this policy | official policy on the same request | ratio | aim |\n|---|---|---|---|---|\n'
+  for row in "${rows[@]}"; do
+    IFS='|' read -r label request official_name official aim settings <<<"$row"
+    ours="$("$measure" "$request" "$policy")"
+    theirs="$("$measure" "$request" "$official" ${settings:+--settings-json "$settings"})"
+    awk -v l="$label" -v o="$ours" -v n="$official_name" -v t="$theirs" -v a="$aim" -v f="$format" \
+      'BEGIN { r = o / t; printf "| %s | " f " | %s " f " | %.2f | ≤ %s%s |\n", l, o, n, t, r, a, (r <= a ? "" : " (missed)") }'
+  done
+}
+
 echo "$("$kwctl" --version 2>/dev/null | head -1), $(date -u +%Y-%m-%d), module $(stat -c %s "$policy") bytes"
-printf '| request | this policy | official policy on the same request | ratio | aim |\n|---|---|---|---|---|\n'
-for row in "${rows[@]}"; do
-  IFS='|' read -r label request official_name official aim settings <<<"$row"
-  ours="$(median_us "$request" "$policy")"
-  if [ -n "$settings" ]; then
-    theirs="$(median_us "$request" "$official" --settings-json "$settings")"
-  else
-    theirs="$(median_us "$request" "$official")"
-  fi
-  awk -v l="$label" -v o="$ours" -v n="$official_name" -v t="$theirs" -v a="$aim" \
-    'BEGIN { r = o / t; printf "| %s | %.1f µs | %s %.1f µs | %.2f | ≤ %s%s |\n", l, o, n, t, r, a, (r <= a ? "" : " (missed)") }'
-done
+table median_us '%.1f µs'
 
 echo
 if ! command -v valgrind >/dev/null || [ ! -x "$kwrun" ]; then
@@ -87,15 +90,4 @@ if ! command -v valgrind >/dev/null || [ ! -x "$kwrun" ]; then
   exit 0
 fi
 echo "instructions per evaluation (callgrind, kwrun count: the waPC call, guest and host, $evaluations evaluations after a first)"
-printf '| request | this policy | official policy on the same request | ratio | aim |\n|---|---|---|---|---|\n'
-for row in "${rows[@]}"; do
-  IFS='|' read -r label request official_name official aim settings <<<"$row"
-  ours="$(instructions "$request" "$policy")"
-  if [ -n "$settings" ]; then
-    theirs="$(instructions "$request" "$official" --settings-json "$settings")"
-  else
-    theirs="$(instructions "$request" "$official")"
-  fi
-  awk -v l="$label" -v o="$ours" -v n="$official_name" -v t="$theirs" -v a="$aim" \
-    'BEGIN { r = o / t; printf "| %s | %d | %s %d | %.2f | ≤ %s%s |\n", l, o, n, t, r, a, (r <= a ? "" : " (missed)") }'
-done
+table instructions '%d'

@@ -101,14 +101,7 @@ impl<'a, M: Member<'a>> Split<'a, M> {
         let mut first = true;
         while let Some(name) = cursor.next_member(&mut first)? {
             if name == M::NAME {
-                // As serde reads `Option<M::Value>`: null is none.
-                split.member = if cursor.at_object() {
-                    Some(M::skim(cursor)?)
-                } else if cursor.value()?.get() == "null" {
-                    None
-                } else {
-                    return Err(NotJson(cursor.position()));
-                };
+                split.member = cursor.object_or_null(M::skim)?;
             } else {
                 split.members.insert(name, cursor.value()?);
             }

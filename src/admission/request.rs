@@ -113,12 +113,13 @@ fn skim_admission_request<'a>(
                 4
             }
             "object" => {
-                request.object = nullable(cursor, ObjectParts::skim)?;
+                request.object = cursor.object_or_null(ObjectParts::skim)?;
                 5
             }
             "oldObject" => {
                 let object = request.object.as_ref();
-                request.old_object = nullable(cursor, |cursor| OldObject::skim(cursor, object))?;
+                request.old_object =
+                    cursor.object_or_null(|cursor| OldObject::skim(cursor, object))?;
                 6
             }
             _ => {
@@ -140,20 +141,6 @@ fn skim_admission_request<'a>(
 fn typed<T: DeserializeOwned>(cursor: &mut Cursor<'_>) -> Result<T, NotJson> {
     let raw = cursor.value()?;
     serde_json::from_str(raw.get()).map_err(|_| NotJson(cursor.position()))
-}
-
-/// An object member read by `read`, or `None` for null.
-fn nullable<'a, T>(
-    cursor: &mut Cursor<'a>,
-    read: impl FnOnce(&mut Cursor<'a>) -> Result<T, NotJson>,
-) -> Result<Option<T>, NotJson> {
-    if cursor.at_object() {
-        return read(cursor).map(Some);
-    }
-    match cursor.value()?.get() {
-        "null" => Ok(None),
-        _ => Err(NotJson(cursor.position())),
-    }
 }
 
 fn once<T>(slot: &mut Option<T>, value: T, cursor: &Cursor<'_>) -> Result<(), NotJson> {

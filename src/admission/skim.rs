@@ -104,26 +104,9 @@ impl<'a> Cursor<'a> {
     /// The next member's name in the object entered, and its value next;
     /// `None` after the last (the object is then left).
     pub fn next_member(&mut self, first: &mut bool) -> Result<Option<Cow<'a, str>>, NotJson> {
-        if std::mem::take(first) {
-            if self.peek() == Some(b'}') {
-                self.at += 1;
-                return Ok(None);
-            }
-        } else {
-            match self.peek() {
-                Some(b'}') => {
-                    self.at += 1;
-                    return Ok(None);
-                }
-                Some(b',') => self.at += 1,
-                _ => return Err(NotJson(self.at)),
-            }
-        }
-        if self.peek() != Some(b'"') {
-            return Err(NotJson(self.at));
-        }
-        let name = self.string()?;
-        self.expect(b':')?;
+        let Some(name) = self.member_name(first)? else {
+            return Ok(None);
+        };
         let text = name.get();
         let quoted = text
             .strip_prefix('"')
@@ -133,6 +116,42 @@ impl<'a> Cursor<'a> {
             Some(inner) => Cow::Borrowed(inner),
             None => Cow::Owned(serde_json::from_str(text).map_err(|_| NotJson(self.at))?),
         }))
+    }
+
+    /// The next member's name as JSON text, up to its `:`; `None` after
+    /// the last (the object is then left).
+    #[inline(always)]
+    fn member_name(&mut self, first: &mut bool) -> Result<Option<Raw<'a>>, NotJson> {
+        match (std::mem::take(first), self.peek()) {
+            (_, Some(b'}')) => {
+                self.at += 1;
+                return Ok(None);
+            }
+            (false, Some(b',')) => self.at += 1,
+            (true, _) => {}
+            (false, _) => return Err(NotJson(self.at)),
+        }
+        if self.peek() != Some(b'"') {
+            return Err(NotJson(self.at));
+        }
+        let name = self.string()?;
+        self.expect(b':')?;
+        Ok(Some(name))
+    }
+
+    /// The object that comes next read by `read`, or `None` for null (as
+    /// serde reads an `Option`); anything else is not what was expected.
+    pub fn object_or_null<T>(
+        &mut self,
+        read: impl FnOnce(&mut Self) -> Result<T, NotJson>,
+    ) -> Result<Option<T>, NotJson> {
+        if self.at_object() {
+            return read(self).map(Some);
+        }
+        match self.value()?.get() {
+            "null" => Ok(None),
+            _ => Err(NotJson(self.at)),
+        }
     }
 
     /// Steps over the next value.
@@ -192,28 +211,7 @@ impl<'a> Cursor<'a> {
             Some(b'{') => {
                 self.at += 1;
                 let mut first = true;
-                loop {
-                    if first {
-                        if self.peek() == Some(b'}') {
-                            self.at += 1;
-                            break;
-                        }
-                    } else {
-                        match self.peek() {
-                            Some(b'}') => {
-                                self.at += 1;
-                                break;
-                            }
-                            Some(b',') => self.at += 1,
-                            _ => return Err(NotJson(self.at)),
-                        }
-                    }
-                    first = false;
-                    if self.peek() != Some(b'"') {
-                        return Err(NotJson(self.at));
-                    }
-                    self.string()?;
-                    self.expect(b':')?;
+                while self.member_name(&mut first)?.is_some() {
                     self.nested(depth + 1)?;
                 }
             }

@@ -29,24 +29,23 @@ impl<'a> Piece<'a> {
 
     /// Appends the piece's JSON text: raw text as it came (the cursor or
     /// serde_json read it as one JSON value), strings escaped by serde_json.
-    fn write(&self, out: &mut Vec<u8>) -> Result<(), PolicyError> {
+    fn write(&self, out: &mut Vec<u8>) {
         match self {
             Piece::Raw(raw) => out.extend_from_slice(raw.get().as_bytes()),
-            Piece::Text(text) => write_string(out, text)?,
+            Piece::Text(text) => write_string(out, text),
             Piece::Object(members) => {
                 out.push(b'{');
                 for (index, (name, piece)) in members.iter().enumerate() {
                     if index > 0 {
                         out.push(b',');
                     }
-                    write_string(out, name)?;
+                    write_string(out, name);
                     out.push(b':');
-                    piece.write(out)?;
+                    piece.write(out);
                 }
                 out.push(b'}');
             }
         }
-        Ok(())
     }
 }
 
@@ -54,7 +53,7 @@ impl<'a> Piece<'a> {
 /// runs between characters to escape copied whole: a stamped Job is some
 /// 2,800 characters with 340 quotes, and serde_json looks every byte up in
 /// a table.
-fn write_string(out: &mut Vec<u8>, text: &str) -> Result<(), PolicyError> {
+fn write_string(out: &mut Vec<u8>, text: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = text.as_bytes();
     out.reserve(bytes.len() + 2);
@@ -82,7 +81,6 @@ fn write_string(out: &mut Vec<u8>, text: &str) -> Result<(), PolicyError> {
         at = next + 1;
     }
     out.push(b'"');
-    Ok(())
 }
 
 /// The original object with `metadata.annotations` replaced by `annotations`;
@@ -105,7 +103,7 @@ pub(super) fn splice_annotations(
     // metadata with the Job it gains.
     let copied: usize = parts.members.values().map(|raw| raw.get().len()).sum();
     let mut spliced = Vec::with_capacity(copied + 8192);
-    Piece::Object(object).write(&mut spliced)?;
+    Piece::Object(object).write(&mut spliced);
     let spliced = String::from_utf8(spliced)
         .map_err(|error| PolicyError::JobSerialization(error.to_string()))?;
     check_unicode_escapes(&spliced)?;
@@ -142,7 +140,7 @@ mod tests {
 
     fn escaped(text: &str) -> String {
         let mut out = Vec::new();
-        write_string(&mut out, text).unwrap();
+        write_string(&mut out, text);
         String::from_utf8(out).unwrap()
     }
 
