@@ -1,6 +1,8 @@
 //! The native decision (`cache_buster::validate`, what the waPC call runs)
 //! on the requests `make bench` also measures in Wasm through kwrun:
-//! pass-through, stamping, no-op and a 1,000-container Deployment.
+//! pass-through, stamping, no-op, a 1,000-container Deployment and a
+//! `urls` annotation of about 250 KB (Kubernetes allows 256 KiB for all of
+//! an object's annotations).
 
 // The no-panic lints guard the policy itself; a test or benchmark may panic.
 #![allow(
@@ -36,6 +38,18 @@ pub fn thousand_containers() -> Value {
     review
 }
 
+/// The labelled CREATE with 5,348 URLs in `cache-buster.io/urls` (as
+/// `scripts/bench.sh` builds it).
+pub fn urls_256k() -> Value {
+    let mut review = fixture("create-labelled.json");
+    let urls: Vec<String> = (0..5348)
+        .map(|i| format!("https://shop.example.com/posts/{i}/index.html"))
+        .collect();
+    review["request"]["object"]["metadata"]["annotations"]["cache-buster.io/urls"] =
+        Value::String(urls.join(" "));
+    review
+}
+
 fn decision(c: &mut Criterion) {
     let cases = [
         // Names are the directories criterion writes to; scripts/bench.sh reads them.
@@ -43,6 +57,7 @@ fn decision(c: &mut Criterion) {
         ("stamp", fixture("update-image-changed.json")),
         ("no_op", fixture("update-unchanged-image.json")),
         ("containers_1000", thousand_containers()),
+        ("urls_256k", urls_256k()),
     ];
     for (name, review) in cases {
         let payload = payload(&review);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`: the decision natively (criterion) and in Wasm (kwrun bench,
-# on the same engine as policy-server) for the same four requests, then one
+# on the same engine as policy-server) for the same five requests, then one
 # Markdown table: median and p99 per evaluation, Wasm/native ratio, module
 # size. Usage: scripts/bench.sh KWRUN POLICY
 set -euo pipefail
@@ -13,11 +13,17 @@ mkdir -p "$out"
 # The 1,000-container request, built as benches/decision.rs builds it.
 jq '.request.object.spec.template.spec.containers = [range(0; 1000) | {name: "c\(.)", image: "ghcr.io/acme/part-\(.):1.0.\(.)"}]' \
   e2e-tests/fixtures/create-labelled.json >"$out/containers-1000.json"
+# About 250 KB of URLs (Kubernetes allows 256 KiB for all annotations), as
+# benches/decision.rs builds it.
+jq '.request.object.metadata.annotations["cache-buster.io/urls"] =
+    ([range(0; 5348) | "https://shop.example.com/posts/\(.)/index.html"] | join(" "))' \
+  e2e-tests/fixtures/create-labelled.json >"$out/urls-256k.json"
 declare -A requests=(
   [pass_through]=e2e-tests/fixtures/create-unlabelled.json
   [stamp]=e2e-tests/fixtures/update-image-changed.json
   [no_op]=e2e-tests/fixtures/update-unchanged-image.json
   [containers_1000]="$out/containers-1000.json"
+  [urls_256k]="$out/urls-256k.json"
 )
 
 cargo bench --locked --bench decision -- --noplot --warm-up-time 2 --measurement-time 5 >"$out/criterion.log"
@@ -31,7 +37,7 @@ native_stats() {
 
 size=$(stat -c %s "$policy")
 printf '| request | native median | native p99 | Wasm median | Wasm p99 | Wasm/native |\n|---|---|---|---|---|---|\n'
-for name in pass_through stamp no_op containers_1000; do
+for name in pass_through stamp no_op containers_1000 urls_256k; do
   "$kwrun" bench --json --warm-up-time 1 --measurement-time 3 -r "${requests[$name]}" "$policy" 2>/dev/null >"$out/wasm-$name.json"
   mapfile -t native < <(native_stats "$name")
   wasm_median=$(jq '.validate.median_ns / 1000' "$out/wasm-$name.json")

@@ -69,7 +69,7 @@ impl AkamaiNetwork {
 /// What the webhook receives, in the field order of SPEC §5.
 #[derive(Serialize, Debug, Clone, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-pub struct WebhookPayload<'a> {
+pub struct WebhookPayload<'a, Url = crate::targets::TargetUrl> {
     pub site: &'a str,
     pub namespace: &'a str,
     pub deployment: &'a str,
@@ -78,7 +78,7 @@ pub struct WebhookPayload<'a> {
     pub image: String,
     pub image_hash: &'a str,
     pub job_name: &'a str,
-    pub urls: &'a [crate::targets::TargetUrl],
+    pub urls: &'a [Url],
     pub prefixes: &'a [String],
     pub hosts: &'a [String],
     pub tags: &'a [String],

@@ -46,36 +46,8 @@ impl TargetUrl {
     /// `http(s)://host[:port][/path][?query]`, in the characters a URL may
     /// hold unencoded, without credentials, fragment or dot segment.
     pub fn parse(text: &str) -> Result<TargetUrl, Refusal> {
-        let refused = |problem| Refusal {
-            problem,
-            expected: URL_EXPECTED,
-        };
-        let Some(rest) = text
-            .strip_prefix("https://")
-            .or_else(|| text.strip_prefix("http://"))
-        else {
-            return Err(refused("is not an absolute http or https URL"));
-        };
-        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let (authority, path) = rest.split_at_checked(authority_end).unwrap_or((rest, ""));
-        if authority.contains('@') {
-            return Err(refused("carries user credentials"));
-        }
-        if !is_host_and_port(authority) {
-            return Err(refused("has no valid host name"));
-        }
-        if path.contains('#') {
-            return Err(refused(
-                "has a #fragment, which is never part of a cache key",
-            ));
-        }
-        if !path.bytes().all(is_url_byte) {
-            return Err(refused("contains a character that must be percent-encoded"));
-        }
-        if has_dot_segment(path) {
-            return Err(refused(DOT_SEGMENT));
-        }
-        let parsed = url::Url::parse(text).map_err(|_| refused("is not a valid URL"))?;
+        Written::check(text)?;
+        let parsed = url::Url::parse(text).map_err(|_| refused_url(NOT_A_URL))?;
         Ok(TargetUrl {
             written: text.to_owned(),
             parsed,
@@ -100,6 +72,119 @@ impl TargetUrl {
     /// The path (`/` for none), without the query.
     pub fn path(&self) -> &str {
         self.parsed.path()
+    }
+}
+
+const NOT_A_URL: &str = "is not a valid URL";
+
+fn refused_url(problem: &'static str) -> Refusal {
+    Refusal {
+        problem,
+        expected: URL_EXPECTED,
+    }
+}
+
+/// A URL split where the `url` crate reads it: `https://host:port` (what
+/// it may still refuse: with the path in URL characters and no fragment,
+/// the WHATWG parser fails only on the host or port), the authority alone,
+/// and the path with its query.
+struct Written<'a> {
+    origin: &'a str,
+    authority: &'a str,
+    path: &'a str,
+}
+
+impl<'a> Written<'a> {
+    fn split(text: &'a str) -> Result<Written<'a>, Refusal> {
+        let scheme_length = if text.starts_with("https://") {
+            "https://".len()
+        } else if text.starts_with("http://") {
+            "http://".len()
+        } else {
+            return Err(refused_url("is not an absolute http or https URL"));
+        };
+        let origin_end = text
+            .bytes()
+            .skip(scheme_length)
+            .position(|b| matches!(b, b'/' | b'?' | b'#'))
+            .map_or(text.len(), |at| scheme_length + at);
+        let (origin, path) = text.split_at_checked(origin_end).unwrap_or((text, ""));
+        Ok(Written {
+            origin,
+            authority: origin.get(scheme_length..).unwrap_or_default(),
+            path,
+        })
+    }
+
+    fn check_authority(&self) -> Result<(), Refusal> {
+        if self.authority.contains('@') {
+            return Err(refused_url("carries user credentials"));
+        }
+        if !is_host_and_port(self.authority) {
+            return Err(refused_url("has no valid host name"));
+        }
+        Ok(())
+    }
+
+    fn check_path(&self) -> Result<(), Refusal> {
+        let path = self.path.as_bytes();
+        if path.contains(&b'#') {
+            return Err(refused_url(
+                "has a #fragment, which is never part of a cache key",
+            ));
+        }
+        if !path.iter().copied().all(is_url_byte) {
+            return Err(refused_url(
+                "contains a character that must be percent-encoded",
+            ));
+        }
+        if has_dot_segment(self.path) {
+            return Err(refused_url(DOT_SEGMENT));
+        }
+        Ok(())
+    }
+
+    /// Every check of [`TargetUrl::parse`] but the `url` crate's.
+    fn check(text: &'a str) -> Result<Written<'a>, Refusal> {
+        let written = Written::split(text)?;
+        written.check_authority()?;
+        written.check_path()?;
+        Ok(written)
+    }
+}
+
+/// Checks URLs exactly as [`TargetUrl::parse`] does, keeping nothing: what
+/// the policy needs of a long `urls` annotation. The URLs of a list mostly
+/// share one origin, so the last one's verdict is remembered: its host is
+/// checked, and read by the `url` crate, once.
+#[derive(Debug, Default)]
+pub struct UrlChecks {
+    last_origin: String,
+    last_verdict: Option<Result<(), Refusal>>,
+}
+
+impl UrlChecks {
+    pub fn check(&mut self, text: &str) -> Result<(), Refusal> {
+        let written = Written::split(text)?;
+        let verdict = match self.last_verdict {
+            Some(verdict) if written.origin == self.last_origin => verdict,
+            _ => {
+                let verdict = written.check_authority().and_then(|()| {
+                    url::Url::parse(written.origin)
+                        .map(drop)
+                        .map_err(|_| refused_url(NOT_A_URL))
+                });
+                self.last_origin.clear();
+                self.last_origin.push_str(written.origin);
+                self.last_verdict = Some(verdict);
+                verdict
+            }
+        };
+        // In `TargetUrl::parse`'s order: the authority, the path, the parser.
+        match verdict {
+            Err(refusal) if refusal.problem != NOT_A_URL => Err(refusal),
+            _ => written.check_path().and(verdict),
+        }
     }
 }
 
@@ -193,14 +278,15 @@ pub fn check_tag(tag: &str) -> Result<(), Refusal> {
 /// an API that builds a path from it, `../..` would reach another endpoint
 /// with the same key.
 pub fn has_dot_segment(path_and_query: &str) -> bool {
-    let path = path_and_query.split('?').next().unwrap_or_default();
-    path.split('/').any(is_dot_segment)
+    let bytes = path_and_query.as_bytes();
+    let path = bytes.split(|b| *b == b'?').next().unwrap_or_default();
+    path.split(|b| *b == b'/').any(is_dot_segment)
 }
 
 /// `.` or `..`, each dot written plainly or as `%2e` (any case); read
 /// without allocating, as a long annotation has thousands of segments.
-fn is_dot_segment(segment: &str) -> bool {
-    let mut rest = segment.as_bytes();
+fn is_dot_segment(segment: &[u8]) -> bool {
+    let mut rest = segment;
     let mut dots = 0;
     while !rest.is_empty() {
         rest = match rest {
@@ -301,6 +387,135 @@ mod tests {
         assert_eq!(url.path(), "/products/[id]");
         assert_eq!(url.parsed().query(), Some("c=%20d"));
         assert_eq!(url, "https://shop.example.com:8443/products/[id]?c=%20d");
+    }
+
+    /// The verdict of the full parse, as the policy's checks must give it.
+    fn parse_verdict(text: &str) -> Result<(), &'static str> {
+        TargetUrl::parse(text)
+            .map(drop)
+            .map_err(|refusal| refusal.problem)
+    }
+
+    /// One checker through a list, as the policy reads an annotation: the
+    /// remembered origin never changes a verdict, in either order.
+    #[rstest]
+    #[case("https://www.example.com/a", Ok(()))]
+    #[case("https://www.example.com/b?c=d", Ok(()))]
+    #[case("https://www.example.com/../x", Err(DOT_SEGMENT))]
+    #[case(
+        "https://www.example.com/é",
+        Err("contains a character that must be percent-encoded")
+    )]
+    #[case("https://1.2.3.999/a", Err(NOT_A_URL))]
+    #[case("https://1.2.3.999/b", Err(NOT_A_URL))]
+    #[case(
+        "https://1.2.3.999/#top",
+        Err("has a #fragment, which is never part of a cache key")
+    )]
+    #[case("https://1.2.3.999/%2e%2e/x", Err(DOT_SEGMENT))]
+    #[case("https://www.example.com:0/a", Err("has no valid host name"))]
+    #[case("https://u@www.example.com/a", Err("carries user credentials"))]
+    #[case("https://www.example.com", Ok(()))]
+    #[case("http://www.example.com?x", Ok(()))]
+    #[case("https://[::1]:8443/a", Ok(()))]
+    #[case("ftp://www.example.com/a", Err("is not an absolute http or https URL"))]
+    fn url_checks_give_the_parse_verdict(
+        #[case] text: &str,
+        #[case] verdict: Result<(), &'static str>,
+    ) {
+        assert_eq!(parse_verdict(text), verdict, "the full parse of {text}");
+        let mut forwards = UrlChecks::default();
+        let mut backwards = UrlChecks::default();
+        for (checks, before) in [
+            (&mut forwards, "https://1.2.3.999/z"),
+            (&mut backwards, "https://www.example.com/z"),
+        ] {
+            let _ = checks.check(before);
+            let _ = checks.check(text);
+            assert_eq!(
+                checks.check(text).map_err(|r| r.problem),
+                verdict,
+                "{text} after {before}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        /// Any list of URL-like texts, read by one checker, gets each
+        /// text's verdict from the full parse.
+        #[test]
+        fn url_checks_agree_with_the_parse_on_any_list(
+            texts in proptest::collection::vec(url_like(), 1..12)
+        ) {
+            let mut checks = UrlChecks::default();
+            for text in &texts {
+                proptest::prop_assert_eq!(
+                    checks.check(text).map_err(|r| r.problem),
+                    parse_verdict(text),
+                    "{}", text
+                );
+            }
+        }
+    }
+
+    /// Scheme, credentials, host, port and path drawn from the parts the
+    /// checks and the `url` crate decide on.
+    fn url_like() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let scheme = prop::sample::select(vec!["https://", "http://", "ftp://", "https:", ""]);
+        let credentials = prop::sample::select(vec!["", "", "", "user@", "u:p@"]);
+        let host = prop::sample::select(vec![
+            "www.example.com",
+            "www.example.com",
+            "a",
+            "1.2.3.4",
+            "1.2.3.999",
+            "0x7f.1",
+            "999999999999",
+            "xn--zz",
+            "xn--nxasmq6b",
+            "-a.example",
+            "a_b.example",
+            "",
+            "[::1]",
+            "[::1",
+            "[2001:db8::g]",
+            "example.com.",
+            "EXAMPLE.com",
+        ]);
+        let port = prop::sample::select(vec!["", "", ":0", ":80", ":65535", ":65536", ":x", ":"]);
+        let segment = prop::sample::select(vec![
+            "a",
+            "index.html",
+            ".",
+            "..",
+            "%2e",
+            "%2E%2e",
+            ".%2e",
+            "...",
+            "é",
+            "#f",
+            "?q=..",
+            "?a=b/../c",
+            "[id]",
+            "%20",
+            "\\",
+            " ",
+            "%",
+            "~x",
+            "@",
+        ]);
+        let path = prop::collection::vec(segment, 0..4).prop_map(|segments| {
+            segments
+                .iter()
+                .map(|segment| format!("/{segment}"))
+                .collect::<String>()
+        });
+        (scheme, credentials, host, port, path).prop_map(
+            |(scheme, credentials, host, port, path)| {
+                format!("{scheme}{credentials}{host}{port}{path}")
+            },
+        )
     }
 
     #[test]

@@ -4,9 +4,11 @@
 pub use crate::target_checks::TargetUrl;
 
 /// The purge targets of one Deployment, duplicates removed, order kept.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PurgeTargets {
-    pub urls: Vec<TargetUrl>,
+/// The program holds its URLs parsed ([`TargetUrl`]); the policy, which
+/// only checks them and writes them into the Job, holds their text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PurgeTargets<Url = TargetUrl> {
+    pub urls: Vec<Url>,
     pub prefixes: Vec<String>,
     pub hosts: Vec<String>,
     pub tags: Vec<String>,
@@ -61,7 +63,20 @@ impl Target {
     }
 }
 
-impl PurgeTargets {
+// Derived, it would ask `Url: Default` of a list's items.
+impl<Url> Default for PurgeTargets<Url> {
+    fn default() -> Self {
+        PurgeTargets {
+            urls: Vec::new(),
+            prefixes: Vec::new(),
+            hosts: Vec::new(),
+            tags: Vec::new(),
+            everything: false,
+        }
+    }
+}
+
+impl<Url> PurgeTargets<Url> {
     pub fn is_empty(&self) -> bool {
         !self.everything && self.lists().iter().all(|(_, empty)| *empty)
     }
@@ -106,14 +121,14 @@ mod tests {
 
     #[test]
     fn non_empty_lists_are_listed_in_spec_order() {
-        let targets = PurgeTargets {
+        let targets: PurgeTargets = PurgeTargets {
             tags: vec!["a".into()],
             hosts: vec!["example.com".into()],
             ..PurgeTargets::default()
         };
         assert_eq!(targets.non_empty_lists(), ["hosts", "tags"]);
         assert!(!targets.is_empty());
-        assert!(PurgeTargets::default().is_empty());
+        assert!(PurgeTargets::<TargetUrl>::default().is_empty());
         let everything = PurgeTargets {
             everything: true,
             ..targets
