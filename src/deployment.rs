@@ -642,6 +642,61 @@ mod tests {
         assert!(warnings.is_empty(), "{warnings:?}");
     }
 
+    /// Argo CD prunes what carries its Application's tracking label or
+    /// annotation and is not in Git: the Job carries only SPEC §4's own
+    /// labels and annotation, whatever the Deployment and its pods carry.
+    #[test]
+    fn the_job_carries_no_tracking_label_or_annotation_of_the_deployment() {
+        let mut deployment = site(
+            json!({
+                "cache-buster.io/urls": "https://shop.example.com/",
+                "argocd.argoproj.io/tracking-id": "shop:apps/Deployment:web/shop",
+                "argocd.argoproj.io/sync-wave": "1",
+                "kubectl.kubernetes.io/last-applied-configuration": "{}",
+                "kustomize.toolkit.fluxcd.io/reconcile": "enabled"
+            }),
+            web("nginx:1.25"),
+        );
+        let tracked = [
+            ("app.kubernetes.io/instance", "shop"),
+            ("kustomize.toolkit.fluxcd.io/name", "sites"),
+            ("app.kubernetes.io/part-of", "shop"),
+        ];
+        for labels in [
+            deployment.metadata.labels.as_mut(),
+            deployment
+                .spec
+                .as_mut()
+                .and_then(|spec| spec.template.metadata.as_mut())
+                .and_then(|metadata| metadata.labels.as_mut()),
+        ] {
+            let labels = labels.unwrap();
+            for (key, value) in tracked {
+                labels.insert(key.to_owned(), value.to_owned());
+            }
+        }
+        let (stamp, _) = stamp_of(&deployment);
+        let job: Job = serde_json::from_str(&stamp.job_json).unwrap();
+        let own_labels = [
+            "app.kubernetes.io/component",
+            "app.kubernetes.io/managed-by",
+            "cache-buster.io/image-hash",
+            "cache-buster.io/site",
+        ];
+        let keys = |map: Option<&BTreeMap<String, String>>| -> Vec<String> {
+            map.map(|map| map.keys().cloned().collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(keys(job.metadata.labels.as_ref()), own_labels);
+        assert_eq!(
+            keys(job.metadata.annotations.as_ref()),
+            ["cache-buster.io/stamped-by"]
+        );
+        let pod = job.spec.unwrap().template.metadata.unwrap();
+        assert_eq!(keys(pod.labels.as_ref()), own_labels);
+        assert_eq!(keys(pod.annotations.as_ref()), Vec::<String>::new());
+    }
+
     #[test]
     fn the_job_json_is_compact() {
         let (stamp, _) = stamp_of(&site(urls(), web("nginx:1.25")));

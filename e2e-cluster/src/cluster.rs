@@ -414,6 +414,7 @@ impl Cluster {
                 "module": self.module,
                 "policyMode": spec["mode"].as_str().unwrap_or("protect"),
                 "allowedToMutate": spec["mutating"].as_bool().unwrap_or(false),
+                "timeoutEvalSeconds": spec["timeoutEvalSeconds"],
                 "settings": settings,
             }
         });

@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 mod azure;
 #[path = "scenarios/gcp.rs"]
 mod gcp;
+#[path = "scenarios/gitops.rs"]
+mod gitops;
 #[path = "scenarios/healthy.rs"]
 mod healthy;
 #[path = "scenarios/layers.rs"]
@@ -160,6 +162,10 @@ const CONCURRENT: &[(&str, Scenario)] = &[
     ("the_readmes_quick_start_ends_in_cache_buster_purged", |c| {
         running::quick_start(c).boxed_local()
     }),
+    (
+        "kubectl_diff_client_and_server_side_show_nothing_after_the_stamp_and_the_purge",
+        |c| gitops::diffs_stay_clean_after_the_stamp_and_the_purge(c).boxed_local(),
+    ),
 ];
 
 /// Scenarios that stop or change a shared component: one at a time, after

@@ -223,6 +223,10 @@ fn the_cluster_admission_policy_is_a_valid_kubewarden_resource() {
     assert_eq!(json(&spec.side_effects), "\"None\"");
     assert_eq!(json(&spec.mode), "\"protect\"");
     assert_eq!(json(&spec.failure_policy), "\"Ignore\"");
+    // An evaluation is cut off (2 s) well before the API server gives up on
+    // the webhook (10 s), so a fault is answered rather than timed out.
+    assert_eq!(json(&spec.timeout_eval_seconds), "2");
+    assert_eq!(json(&spec.timeout_seconds), "10");
 }
 
 #[test]
@@ -521,7 +525,12 @@ fn every_install_path_installs_the_launcher_and_the_policys_selector() {
         "{selector}"
     );
     // Today's Kubewarden: no archived repository, no deprecated chart.
-    for file in ["artifacthub-pkg.yml", "README.md", "docs/flux.md"] {
+    for file in [
+        "artifacthub-pkg.yml",
+        "README.md",
+        "docs/flux.md",
+        "docs/argo-cd.md",
+    ] {
         let text = repository_file(file);
         for stale in [
             "github.com/kubewarden/kwctl",
@@ -593,4 +602,53 @@ fn the_changelog_has_this_versions_entry() {
         "[{version}]: https://github.com/cache-buster/cache-buster-policy/releases/tag/v{version}"
     )));
     assert!(changelog.contains("\n## Versioning\n"));
+}
+
+/// docs/argo-cd.md's Applications point at this repository, at this
+/// release, at kustomizations that exist (the base and the quick start);
+/// its image change is the README's next image, which the quick start does
+/// not run yet, so following the page rolls out and purges again.
+#[test]
+fn the_argo_cd_walkthrough_points_at_what_exists() {
+    let page = repository_file("docs/argo-cd.md");
+    let cargo: toml::Table = toml::from_str(&repository_file("Cargo.toml")).unwrap();
+    let repository = cargo["package"]["repository"].as_str().unwrap();
+    let blocks: Vec<&str> = page
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|block| block.split_once("```").map(|(yaml, _)| yaml))
+        .collect();
+    let applications: Vec<Value> = blocks
+        .iter()
+        .map(|block| serde_yaml::from_str::<Value>(block).unwrap())
+        .filter(|document| document["kind"] == "Application")
+        .collect();
+    let paths: Vec<&str> = applications
+        .iter()
+        .map(|application| {
+            let source = &application["spec"]["source"];
+            assert_eq!(source["repoURL"], repository);
+            assert_eq!(
+                source["targetRevision"],
+                format!("v{}", crate_version()).as_str()
+            );
+            source["path"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(paths, ["deploy", "docs/examples/quickstart"]);
+    for path in paths {
+        repository_file(&format!("{path}/kustomization.yaml"));
+    }
+    let next_image = page
+        .lines()
+        .find_map(|line| line.strip_prefix("argocd app set shop --kustomize-image "))
+        .expect("docs/argo-cd.md changes the image")
+        .trim();
+    let readme = repository_file("README.md");
+    assert!(
+        readme.contains(&format!("deployment/shop web={next_image}")),
+        "the README's quick start rolls out another image than {next_image}"
+    );
+    assert!(page.contains(&format!(r#"["{next_image}"]"#)));
+    assert!(!repository_file("docs/examples/quickstart/shop.yaml").contains(next_image));
 }
