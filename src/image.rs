@@ -333,8 +333,13 @@ pub fn image_hash(selected: &[SelectedImage]) -> String {
     let lines = hash_input_lines(selected);
     let digest = Sha256::digest(lines.join("\n").as_bytes());
     let mut hash = String::with_capacity(IMAGE_HASH_LENGTH);
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     for byte in digest.iter().take(IMAGE_HASH_LENGTH.div_ceil(2)) {
-        hash.push_str(&format!("{byte:02x}"));
+        for nibble in [byte >> 4, byte & 0x0f] {
+            hash.push(char::from(
+                HEX.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+            ));
+        }
     }
     hash.truncate(IMAGE_HASH_LENGTH);
     hash

@@ -140,10 +140,10 @@ pub fn build_job(input: JobInput<'_>) -> Job {
         command: Some(strings(&[PROGRAM])),
         args: Some(vec![
             "wait-rollout".to_owned(),
-            format!("--namespace={}", input.namespace),
-            format!("--deployment={}", input.deployment),
-            format!("--image-hash={}", input.image_hash),
-            format!("--annotation={}", settings.annotation(IMAGE_HASH)),
+            ["--namespace=", input.namespace].concat(),
+            ["--deployment=", input.deployment].concat(),
+            ["--image-hash=", input.image_hash].concat(),
+            ["--annotation=", &settings.annotation(IMAGE_HASH)].concat(),
             format!("--timeout-seconds={}", settings.rollout_timeout_seconds),
         ]),
         volume_mounts: Some(vec![read_only_mount(

@@ -170,15 +170,16 @@ pub fn purge_args(
     } = mode;
     let mut args = vec![
         "purge".to_owned(),
-        format!(
-            "--provider={}",
-            providers
+        [
+            "--provider=",
+            &providers
                 .iter()
                 .map(|provider| provider.name())
                 .collect::<Vec<_>>()
-                .join(",")
-        ),
-        format!("--secret={credentials_secret}"),
+                .join(","),
+        ]
+        .concat(),
+        ["--secret=", credentials_secret].concat(),
     ];
     if dry_run {
         args.push("--dry-run".to_owned());
@@ -234,30 +235,30 @@ fn provider_flags(
         Provider::Fastly => args.push(format!("--fastly-soft-purge={fastly_soft_purge}")),
         Provider::Bunny | Provider::Gcp | Provider::Azure => {}
         // The invalidation's CallerReference: a retried pod makes no second one.
-        Provider::Cloudfront => args.push(format!("--job-name={}", webhook.job_name)),
+        Provider::Cloudfront => args.push(["--job-name=", webhook.job_name].concat()),
         Provider::Akamai => args.extend([
-            format!("--akamai-action={}", akamai.action.name()),
-            format!("--akamai-network={}", akamai.network.name()),
+            ["--akamai-action=", akamai.action.name()].concat(),
+            ["--akamai-network=", akamai.network.name()].concat(),
         ]),
         // The Service is looked up in the site's namespace.
         Provider::Http => {
-            args.push(format!("--namespace={}", webhook.namespace));
+            args.push(["--namespace=", webhook.namespace].concat());
             if let Some(service) = http.service {
                 args.push(format!("--http-service={service}"));
             }
-            args.push(format!("--http-method={}", http.method.name()));
+            args.push(["--http-method=", http.method.name()].concat());
             if !purge.tags.is_empty() {
-                args.push(format!("--http-tag-header={}", http.tag_header));
+                args.push(["--http-tag-header=", http.tag_header].concat());
             }
         }
         // What the webhook is told besides the targets.
         Provider::Webhook => args.extend([
-            format!("--site={}", webhook.site),
-            format!("--namespace={}", webhook.namespace),
-            format!("--deployment={}", webhook.deployment),
-            format!("--image={}", webhook.image),
-            format!("--image-hash={}", webhook.image_hash),
-            format!("--job-name={}", webhook.job_name),
+            ["--site=", webhook.site].concat(),
+            ["--namespace=", webhook.namespace].concat(),
+            ["--deployment=", webhook.deployment].concat(),
+            ["--image=", &webhook.image].concat(),
+            ["--image-hash=", webhook.image_hash].concat(),
+            ["--job-name=", webhook.job_name].concat(),
         ]),
     }
 }
