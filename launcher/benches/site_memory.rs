@@ -144,10 +144,12 @@ fn deployment(site: usize, settings: &Settings) -> (Value, String) {
     let unstamped: Deployment = serde_json::from_value(value.clone()).expect("a Deployment");
     let (stamp, _) =
         derive_stamp(settings, &unstamped, RequestContext::default()).expect("a valid site");
-    for (key, stamped) in stamp.annotations(settings) {
+    let stamped = stamp.annotations(settings).expect("a Job in JSON");
+    let job_json = stamped[2].1.clone();
+    for (key, stamped) in stamped {
         value["metadata"]["annotations"][key] = json!(stamped);
     }
-    (value, stamp.job_json)
+    (value, job_json)
 }
 
 /// A finished companion Job as the Job controller leaves it.
