@@ -17,7 +17,6 @@ use crate::providers::{
 use crate::settings::Settings;
 use crate::targets::{from_annotations, read_boolean};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
@@ -34,15 +33,12 @@ pub fn stamp_keys(settings: &Settings) -> [String; 3] {
 }
 
 /// What the Deployment's companion Job is, and the annotations that say so.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stamp {
     pub image_hash: String,
     pub job_name: String,
-    /// The complete batch/v1 Job. Written as JSON only where it is needed:
-    /// the admission writes it straight into its answer, already escaped
-    /// (`admission::escaped`), and compares its text only when the hash and
-    /// the name are carried.
-    pub job: Job,
+    /// The complete batch/v1 Job as compact JSON.
+    pub job_json: String,
     /// The canonical image the hash is of (with several counted containers,
     /// their `name=image` lines joined by ", "): what Events name.
     pub image: String,
@@ -51,36 +47,24 @@ pub struct Stamp {
 }
 
 impl Stamp {
-    /// The Job as the annotation holds it: compact JSON.
-    pub fn job_json(&self) -> PolicyResult<String> {
-        serde_json::to_string(&self.job)
-            .map_err(|error| PolicyError::JobSerialization(error.to_string()))
-    }
-
     /// (key, value) of the three stamped annotations.
-    pub fn annotations(&self, settings: &Settings) -> PolicyResult<[(String, String); 3]> {
+    pub fn annotations(&self, settings: &Settings) -> [(String, &str); 3] {
         let [hash, name, job] = stamp_keys(settings);
-        Ok([
-            (hash, self.image_hash.clone()),
-            (name, self.job_name.clone()),
-            (job, self.job_json()?),
-        ])
+        [
+            (hash, self.image_hash.as_str()),
+            (name, self.job_name.as_str()),
+            (job, self.job_json.as_str()),
+        ]
     }
 
     /// SPEC §3.5: whether the Deployment already carries exactly these three
     /// values; `carries(key, value)` says whether it has that annotation with
-    /// that value. The hash and the name are compared first, so a new image
-    /// never costs the Job's JSON nor its comparison.
-    pub fn is_carried_by(
-        &self,
-        settings: &Settings,
-        carries: impl Fn(&str, &str) -> bool,
-    ) -> PolicyResult<bool> {
-        let [hash, name, job] = stamp_keys(settings);
-        if !(carries(&hash, &self.image_hash) && carries(&name, &self.job_name)) {
-            return Ok(false);
-        }
-        Ok(carries(&job, &self.job_json()?))
+    /// that value. The hash is compared first, so a new image never costs a
+    /// comparison of the (long) Job.
+    pub fn is_carried_by(&self, settings: &Settings, carries: impl Fn(&str, &str) -> bool) -> bool {
+        self.annotations(settings)
+            .iter()
+            .all(|(key, value)| carries(key, value))
     }
 }
 
@@ -131,7 +115,7 @@ pub fn participation_of(
 }
 
 /// The outcome for a labelled Deployment (SPEC §3.5).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Already carries exactly this stamp: no mutation.
     UpToDate { stamp: Stamp, warnings: Vec<String> },
@@ -158,7 +142,7 @@ pub fn decide(
     carries: impl Fn(&str, &str) -> bool,
 ) -> PolicyResult<Decision> {
     let (stamp, warnings) = derive_stamp(settings, deployment, context)?;
-    if stamp.is_carried_by(settings, carries)? {
+    if stamp.is_carried_by(settings, carries) {
         Ok(Decision::UpToDate { stamp, warnings })
     } else {
         Ok(Decision::Stamp { stamp, warnings })
@@ -281,12 +265,15 @@ pub fn derive_stamp(
             .any(|provider| provider.info().reads_the_api),
         providers: &providers,
     });
+    let job_json = serde_json::to_string(&job)
+        .map_err(|error| PolicyError::JobSerialization(error.to_string()))?;
+
     let image = webhook.image;
     Ok((
         Stamp {
             image_hash,
             job_name,
-            job,
+            job_json,
             image,
             providers,
         },
@@ -564,7 +551,7 @@ mod tests {
             .metadata
             .annotations
             .get_or_insert_with(BTreeMap::new);
-        for (key, value) in stamp.annotations(&Settings::default()).unwrap() {
+        for (key, value) in stamp.annotations(&Settings::default()) {
             annotations.insert(key, value.to_owned());
         }
         stamped
@@ -646,7 +633,7 @@ mod tests {
         };
         assert_eq!(stamp.image_hash, "d568c927cb");
         assert_eq!(stamp.job_name, "shop-cache-buster-d568c927cb");
-        let job: Job = serde_json::from_str(&stamp.job_json().unwrap()).unwrap();
+        let job: Job = serde_json::from_str(&stamp.job_json).unwrap();
         assert_eq!(
             job.metadata.name.as_deref(),
             Some("shop-cache-buster-d568c927cb")
@@ -689,7 +676,7 @@ mod tests {
             }
         }
         let (stamp, _) = stamp_of(&deployment);
-        let job: Job = serde_json::from_str(&stamp.job_json().unwrap()).unwrap();
+        let job: Job = serde_json::from_str(&stamp.job_json).unwrap();
         let own_labels = [
             "app.kubernetes.io/component",
             "app.kubernetes.io/managed-by",
@@ -713,16 +700,12 @@ mod tests {
     #[test]
     fn the_job_json_is_compact() {
         let (stamp, _) = stamp_of(&site(urls(), web("nginx:1.25")));
-        let parsed: Value = serde_json::from_str(&stamp.job_json().unwrap()).unwrap();
-        assert_eq!(
-            serde_json::to_string(&parsed).unwrap(),
-            stamp.job_json().unwrap()
-        );
-        assert!(!stamp.job_json().unwrap().contains('\n'));
+        let parsed: Value = serde_json::from_str(&stamp.job_json).unwrap();
+        assert_eq!(serde_json::to_string(&parsed).unwrap(), stamp.job_json);
+        assert!(!stamp.job_json.contains('\n'));
         assert!(
             stamp
-                .job_json()
-                .unwrap()
+                .job_json
                 .starts_with(&format!(
                     r#"{{"apiVersion":"batch/v1","kind":"Job","metadata":{{"annotations":{{"cache-buster.io/stamped-by":"cache-buster {}, settings "#,
                     env!("CARGO_PKG_VERSION")
@@ -1009,12 +992,7 @@ mod tests {
             web("nginx:1.25"),
         ));
         assert!(warnings.is_empty(), "{warnings:?}");
-        assert!(
-            stamp
-                .job_json()
-                .unwrap()
-                .contains(r#""--http-service=varnish:6081""#)
-        );
+        assert!(stamp.job_json.contains(r#""--http-service=varnish:6081""#));
         let (_, warnings) = stamp_of(&site(
             json!({"cache-buster.io/http-service": "varnish", "cache-buster.io/urls": "https://shop.example.com/"}),
             web("nginx:1.25"),
@@ -1042,7 +1020,7 @@ mod tests {
             json!({"cache-buster.io/provider": "webhook"}),
             web("nginx:1.25"),
         ));
-        let job: Value = serde_json::from_str(&stamp.job_json().unwrap()).unwrap();
+        let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
         let args = job["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
         assert!(
             args.starts_with(r#"["purge","--provider=webhook","#),
@@ -1062,7 +1040,7 @@ mod tests {
             "cache-buster.io/tags": "shop"
         });
         let (stamp, _) = stamp_of(&site(annotations, web("nginx:1.25")));
-        let job: Value = serde_json::from_str(&stamp.job_json().unwrap()).unwrap();
+        let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
         let pod = &job["spec"]["template"]["spec"];
         assert_eq!(
             pod["volumes"][1]["secret"]["secretName"],
@@ -1087,7 +1065,7 @@ mod tests {
         ));
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(stamp.providers, [Provider::Http, Provider::Cloudflare]);
-        let job: Value = serde_json::from_str(&stamp.job_json().unwrap()).unwrap();
+        let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
         let pod = &job["spec"]["template"]["spec"];
         assert_eq!(
             pod["containers"][0]["args"],
@@ -1115,16 +1093,16 @@ mod tests {
             job["spec"]["template"]["spec"]["containers"][0]["volumeMounts"].clone()
         };
         assert_eq!(
-            mounts(&stamp.job_json().unwrap()),
-            mounts(&alone.job_json().unwrap()),
+            mounts(&stamp.job_json),
+            mounts(&alone.job_json),
             "the purge gets the token as with http alone"
         );
         assert!(
-            mounts(&stamp.job_json().unwrap())
+            mounts(&stamp.job_json)
                 .to_string()
                 .contains("/var/run/secrets/kubernetes.io/serviceaccount"),
             "{}",
-            mounts(&stamp.job_json().unwrap())
+            mounts(&stamp.job_json)
         );
     }
 
@@ -1159,9 +1137,9 @@ mod tests {
             let mut annotations = urls();
             annotations["cache-buster.io/dry-run"] = json!(dry_run);
             let (stamp, _) = stamp_of(&site(annotations, web("nginx:1.25")));
-            let job: Value = serde_json::from_str(&stamp.job_json().unwrap()).unwrap();
+            let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
             (
-                stamp.job_json().unwrap(),
+                stamp.job_json.clone(),
                 job["spec"]["template"]["spec"]["containers"][0]["args"].to_string(),
             )
         };
@@ -1191,7 +1169,7 @@ mod tests {
                 RequestContext::default(),
             )
             .unwrap();
-            let job: Value = serde_json::from_str(&stamp.job_json().unwrap()).unwrap();
+            let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
             let args = job["spec"]["template"]["spec"]["containers"][0]["args"].clone();
             let budget = args
                 .as_array()
@@ -1224,7 +1202,7 @@ mod tests {
         let annotations =
             json!({"cache-buster.io/provider": "webhook", "cache-buster.io/tags": "a b"});
         let (stamp, _) = stamp_of(&site(annotations, web("nginx:1.25")));
-        let job: Value = serde_json::from_str(&stamp.job_json().unwrap()).unwrap();
+        let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
         let args: Vec<String> = serde_json::from_value(
             job["spec"]["template"]["spec"]["containers"][0]["args"].clone(),
         )

@@ -144,12 +144,10 @@ fn deployment(site: usize, settings: &Settings) -> (Value, String) {
     let unstamped: Deployment = serde_json::from_value(value.clone()).expect("a Deployment");
     let (stamp, _) =
         derive_stamp(settings, &unstamped, RequestContext::default()).expect("a valid site");
-    let stamped = stamp.annotations(settings).expect("a Job in JSON");
-    let job_json = stamped[2].1.clone();
-    for (key, stamped) in stamped {
+    for (key, stamped) in stamp.annotations(settings) {
         value["metadata"]["annotations"][key] = json!(stamped);
     }
-    (value, job_json)
+    (value, stamp.job_json)
 }
 
 /// A finished companion Job as the Job controller leaves it.

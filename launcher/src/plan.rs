@@ -168,19 +168,12 @@ pub fn decide(
             if names_its_job && job_exists {
                 return Decision::Skip(SkipReason::JobOfOtherSettingsExists);
             }
-            let [hash, name, job] = match stamp.annotations(settings) {
-                Ok(derived) => derived,
-                Err(error) => {
-                    return Decision::Refuse {
-                        reason: format!("the policy would reject this Deployment: {error}"),
-                    };
-                }
-            };
-            // The first that differs; the Job when the hash and name agree.
-            let (key, derived) = [hash, name]
+            let (key, derived) = stamp
+                .annotations(settings)
                 .into_iter()
                 .find(|(key, value)| !carries(key, value))
-                .unwrap_or(job);
+                .map(|(key, value)| (key, value.to_owned()))
+                .unwrap_or_else(|| (job_key.clone(), stamp.job_json.clone()));
             let carried = annotations
                 .and_then(|annotations| annotations.get(&key))
                 .cloned()
@@ -217,7 +210,14 @@ pub fn decide(
     let stamped = match (existing, rerun) {
         (Some(_), None) => StampedJob::Keep,
         (_, rerun) => {
-            let job = Box::new(owned_job(stamp.job.clone(), name, uid));
+            let job = match owned_job(&stamp.job_json, name, uid) {
+                Ok(job) => Box::new(job),
+                Err(error) => {
+                    return Decision::Refuse {
+                        reason: format!("the stamped Job does not decode: {error}"),
+                    };
+                }
+            };
             match rerun {
                 Some(finished) => StampedJob::Rerun {
                     job,
@@ -251,7 +251,8 @@ pub fn decide(
 }
 
 /// The stamped Job, owned by the Deployment.
-fn owned_job(mut job: Job, name: &str, uid: &str) -> Job {
+fn owned_job(job_json: &str, name: &str, uid: &str) -> serde_json::Result<Job> {
+    let mut job: Job = serde_json::from_str(job_json)?;
     job.metadata.owner_references = Some(vec![OwnerReference {
         api_version: "apps/v1".to_owned(),
         kind: "Deployment".to_owned(),
@@ -262,7 +263,7 @@ fn owned_job(mut job: Job, name: &str, uid: &str) -> Job {
         // finalizers): a plain owner, for garbage collection.
         ..OwnerReference::default()
     }]);
-    job
+    Ok(job)
 }
 
 /// Whether another companion Job of the Deployment was created after `job`:
@@ -793,7 +794,7 @@ mod tests {
         )
         .unwrap();
         let annotations = restamped.metadata.annotations.as_mut().unwrap();
-        for (key, value) in stamp.annotations(&policy_settings).unwrap() {
+        for (key, value) in stamp.annotations(&policy_settings) {
             annotations.insert(key, value.to_owned());
         }
         let Decision::Refuse { reason } = decide_with(&restamped, &[], 2) else {

@@ -6,7 +6,6 @@
 //! derivation, whose answer it already knows.
 
 mod configured;
-mod escaped;
 mod object;
 mod request;
 mod skim;
@@ -84,11 +83,11 @@ fn evaluate_request(payload: &[u8]) -> Result<Outcome, PolicyError> {
             match decide(settings, &deployment, request.context(), carries)? {
                 Decision::UpToDate { warnings, .. } => Ok(Outcome::Accept { warnings }),
                 Decision::Stamp { stamp, warnings } => {
-                    let [hash, name, job] = &configured.stamp_keys;
+                    let stamped = stamp.annotations(settings);
                     let mut written = Piece::object(annotations);
-                    written.insert(hash, Piece::Text(&stamp.image_hash));
-                    written.insert(name, Piece::Text(&stamp.job_name));
-                    written.insert(job, Piece::JobJson(&stamp.job));
+                    for (key, value) in &stamped {
+                        written.insert(key, Piece::Text(value));
+                    }
                     Ok(Outcome::Mutate {
                         object: splice_annotations(parts, written)?,
                         warnings,

@@ -6,20 +6,16 @@
 //! computes touches only `/metadata/annotations`. Copying unread members
 //! needs one check of its own: their `\\u` escapes (`check_unicode_escapes`).
 
-use super::escaped::write_escaped_json;
 use super::object::{Members, ObjectParts};
 use super::skim::{Raw, next_to_escape};
 use crate::error::PolicyError;
-use k8s_openapi::api::batch::v1::Job;
 use std::collections::BTreeMap;
 
 /// A piece of the mutated object: JSON text copied as it came, a string
-/// the policy writes, a Job as a string of its JSON, or an object of such
-/// pieces.
+/// the policy writes, or an object of such pieces.
 pub(super) enum Piece<'a> {
     Raw(Raw<'a>),
     Text(&'a str),
-    JobJson(&'a Job),
     Object(BTreeMap<&'a str, Piece<'a>>),
 }
 
@@ -32,18 +28,11 @@ impl<'a> Piece<'a> {
     }
 
     /// Appends the piece's JSON text: raw text as it came (the cursor or
-    /// serde_json read it as one JSON value), strings escaped as serde_json
-    /// escapes them, a Job serialised straight into its string.
-    fn write(&self, out: &mut Vec<u8>) -> Result<(), PolicyError> {
+    /// serde_json read it as one JSON value), strings escaped by serde_json.
+    fn write(&self, out: &mut Vec<u8>) {
         match self {
             Piece::Raw(raw) => out.extend_from_slice(raw.get().as_bytes()),
             Piece::Text(text) => write_string(out, text),
-            Piece::JobJson(job) => {
-                out.push(b'"');
-                write_escaped_json(out, job)
-                    .map_err(|error| PolicyError::JobSerialization(error.to_string()))?;
-                out.push(b'"');
-            }
             Piece::Object(members) => {
                 out.push(b'{');
                 for (index, (name, piece)) in members.iter().enumerate() {
@@ -52,12 +41,11 @@ impl<'a> Piece<'a> {
                     }
                     write_string(out, name);
                     out.push(b':');
-                    piece.write(out)?;
+                    piece.write(out);
                 }
                 out.push(b'}');
             }
         }
-        Ok(())
     }
 }
 
@@ -115,7 +103,7 @@ pub(super) fn splice_annotations(
     // metadata with the Job it gains.
     let copied: usize = parts.members.values().map(|raw| raw.get().len()).sum();
     let mut spliced = Vec::with_capacity(copied + 8192);
-    Piece::Object(object).write(&mut spliced)?;
+    Piece::Object(object).write(&mut spliced);
     let spliced = String::from_utf8(spliced)
         .map_err(|error| PolicyError::JobSerialization(error.to_string()))?;
     check_unicode_escapes(&spliced)?;
