@@ -298,13 +298,13 @@ fn object_meta(
     settings: &Settings,
     labels: Option<BTreeMap<String, String>>,
 ) -> Result<ObjectMeta, PolicyError> {
-    let text = |name: &str| -> Result<Option<String>, PolicyError> {
+    let text = |name: &str, field: &str| -> Result<Option<String>, PolicyError> {
         parts
             .metadata_field(name)
-            .map(|raw| read(raw, &format!("metadata.{name}")))
+            .map(|raw| read(raw, field))
             .transpose()
     };
-    let prefix = format!("{}/", settings.annotation_prefix);
+    let prefix = [settings.annotation_prefix.as_str(), "/"].concat();
     let written = stamp_keys(settings);
     let annotations = parts
         .annotations()
@@ -327,8 +327,8 @@ fn object_meta(
         })
         .transpose()?;
     Ok(ObjectMeta {
-        name: text("name")?,
-        namespace: text("namespace")?,
+        name: text("name", "metadata.name")?,
+        namespace: text("namespace", "metadata.namespace")?,
         labels,
         annotations,
         ..ObjectMeta::default()
