@@ -66,9 +66,9 @@ run: setup policy.wasm $(KWRUN)
 
 # Every suite, even after one fails, then the summary (scripts/summary.sh).
 SUITES := fmt lint unit-tests image-tests e2e-tests e2e-tests-kwctl wasm-tests manifest-tests cluster-tests
-# The names they record under (scripts/suite.sh; lint records three): one
+# The names they record under (scripts/suite.sh; lint records four): one
 # that records nothing never ran, because a step it needs (a build) failed.
-SUITE_RECORDS := fmt workflows clippy clippy-release clippy-purge-table unit-tests image-tests e2e-tests \
+SUITE_RECORDS := fmt workflows clippy clippy-release clippy-purge-table unused-deps unit-tests image-tests e2e-tests \
   e2e-tests-kwctl wasm-tests manifest-tests cluster-tests
 test: setup-tests
 	@scripts/summary.sh --reset
@@ -96,6 +96,7 @@ lint: lint-workflows
 	@$(SUITE) clippy $(CARGO) clippy --locked --workspace --all-targets --profile tools --features cache-buster-cli/test-hooks -- -D warnings
 	@$(SUITE) clippy-release $(CARGO) clippy --locked -p cache-buster-cli --profile tools -- -D warnings
 	@$(SUITE) clippy-purge-table $(CARGO) clippy --locked -p cache-buster-purge --profile tools -- -D warnings
+	@$(SUITE) unused-deps cargo machete --skip-target-dir
 
 # The GitHub workflows: GitHub's workflow schema, and zizmor's audit with no
 # finding of medium severity or worse.
@@ -128,7 +129,7 @@ FORCE:
 
 launcher: $(LAUNCHER)
 
-# The image users run (launcher/Containerfile): the program static (musl)
+# The image users run (cli/Containerfile): the program static (musl)
 # and stripped, FROM scratch, no base image to pull; an OCI layout under
 # target/image/oci. Prints its compressed size.
 image: FORCE
@@ -220,7 +221,7 @@ bench-purge: $(LAUNCHER)
 	scripts/purge-memory.sh $(LAUNCHER)
 
 # Bytes the launcher's caches retain per site, at SITES=1000,10000
-# (launcher/benches/site_memory.rs, a counting allocator).
+# (cli/benches/site_memory.rs, a counting allocator).
 bench-sites:
 	$(CARGO) bench --locked --profile tools -p cache-buster-cli --bench site_memory
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make image`: the project's one image (SPEC §4, launcher/Containerfile),
+# `make image`: the project's one image (SPEC §4, cli/Containerfile),
 # built from this repository without pulling anything: the program for the
 # machine's architecture, static (musl) and stripped, then the image FROM
 # scratch with buildah (or docker where buildah is missing), written as an
@@ -41,7 +41,7 @@ binary="target/$target/image/cache-buster"
 rm -rf "$out/context" "$layout"
 mkdir -p "$out/context"
 cp "$binary" "$out/context/cache-buster"
-args=(--build-arg "VERSION=$version" --build-arg "REVISION=$revision" --file launcher/Containerfile)
+args=(--build-arg "VERSION=$version" --build-arg "REVISION=$revision" --file cli/Containerfile)
 if command -v buildah >/dev/null; then
   # Storage of its own under target/ (vfs: works in any container or VM,
   # and the image is one small layer), apart from the machine's.

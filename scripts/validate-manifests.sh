@@ -14,8 +14,8 @@
 #   - docs/examples/cluster (the base with the deploy/monitoring component),
 #     and the deploy/network-policy component through docs/examples/site.
 # Custom resources have no schema there: the ClusterAdmissionPolicy is
-# checked by runner/tests/packaging.rs against the SDK's typed CRDs, the
-# ServiceMonitor and PrometheusRule by launcher/src/metrics.rs (their metric
+# checked by tests/packaging.rs against the SDK's typed CRDs, the
+# ServiceMonitor and PrometheusRule by cli/src/launcher/metrics.rs (their metric
 # names against the code), so the rendered ones are left out here.
 # kubernetes-validate and kubectl come from PyPI, pinned in
 # scripts/requirements.txt, in .venv (scripts/setup.sh --tests).

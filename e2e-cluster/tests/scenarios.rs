@@ -1217,7 +1217,7 @@ async fn purge_failure_reported(cluster: &Cluster) -> Result<()> {
         }),
         ..Default::default()
     };
-    let quoted = cache_buster_cli::cluster::failed_container(&status).unwrap_or_default();
+    let quoted = cache_buster_cli::launcher::events::failed_container(&status).unwrap_or_default();
     ensure!(
         quoted.starts_with(
             "container purge exited with 2: POST [redacted]: HTTP 403; the CDN answered: "

@@ -1,7 +1,6 @@
-//! The companion Job's two commands, as the image runs them: their argv
-//! (which a person can read in the Job) and what each prints and writes.
+//! `cache-buster purge`, the companion Job's container: its argv (which a
+//! person can read in the Job), what it prints and what it writes.
 
-use crate::rollout::{NotRolledOut, WaitFor, wait};
 use cache_buster_purge::aws::AwsEnvironment;
 use cache_buster_purge::cdn::{HttpJob, Options, WebhookContext};
 use cache_buster_purge::client::{Limits, Network};
@@ -56,22 +55,6 @@ fn test_network(env: &impl Fn(&str) -> Option<String>) -> Result<Network, String
 #[cfg(not(feature = "test-hooks"))]
 fn test_network(_env: &impl Fn(&str) -> Option<String>) -> Result<Network, String> {
     Ok(Network::default())
-}
-
-#[derive(clap::Args, Debug)]
-pub struct WaitRolloutArgs {
-    #[arg(long)]
-    pub namespace: String,
-    #[arg(long)]
-    pub deployment: String,
-    /// The image hash this Job purges for
-    #[arg(long)]
-    pub image_hash: String,
-    /// The annotation that carries the stamped image hash
-    #[arg(long, default_value = "cache-buster.io/image-hash")]
-    pub annotation: String,
-    #[arg(long, default_value_t = 600)]
-    pub timeout_seconds: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -231,7 +214,7 @@ impl PurgeArgs {
 }
 
 /// Purges, prints the outcome and writes it as the termination message.
-pub async fn purge(args: PurgeArgs) -> ExitCode {
+pub async fn command(args: PurgeArgs) -> ExitCode {
     let termination_log = args.termination_log.clone();
     let job = match args.job(|name| std::env::var(name).ok()) {
         Ok(job) => job,
@@ -252,43 +235,8 @@ pub async fn purge(args: PurgeArgs) -> ExitCode {
     if outcome.succeeded() {
         ExitCode::SUCCESS
     } else if outcome.failed_for_good() {
-        final_failure()
+        crate::final_failure()
     } else {
         ExitCode::FAILURE
-    }
-}
-
-/// The exit code the Job's podFailurePolicy fails the Job at once on.
-fn final_failure() -> ExitCode {
-    ExitCode::from(u8::try_from(cache_buster::job::FINAL_FAILURE_EXIT_CODE).unwrap_or(1))
-}
-
-pub async fn wait_rollout(args: WaitRolloutArgs) -> ExitCode {
-    let wait_for = WaitFor {
-        namespace: args.namespace,
-        deployment: args.deployment,
-        hash_annotation: args.annotation,
-        hash: args.image_hash,
-        timeout: Duration::from_secs(args.timeout_seconds),
-    };
-    let result = match kube::Client::try_default().await {
-        Ok(client) => wait(client, &wait_for).await,
-        Err(error) => Err(NotRolledOut::Failed(format!(
-            "cannot reach the Kubernetes API: {error}"
-        ))),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
-            let message = failure.message();
-            eprintln!("Error: {message}");
-            // The kubelet shows it as the init container's termination message.
-            let _ = std::fs::write("/dev/termination-log", message);
-            if failure.is_final() {
-                final_failure()
-            } else {
-                ExitCode::FAILURE
-            }
-        }
     }
 }

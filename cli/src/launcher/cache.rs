@@ -407,7 +407,7 @@ pub fn carried_in_cache(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{Decision, decide};
+    use crate::launcher::plan::{Decision, decide};
     use crate::test_support::stamped;
     use k8s_openapi::jiff::Timestamp;
     use kube::ResourceExt as _;

@@ -2,8 +2,8 @@
 //! Jobs that exist and the settings in; what to do out. No Kubernetes call
 //! happens here (see `cluster` for those).
 
-use crate::cache::{CachedJob, carried_in_cache};
-use crate::difference;
+use crate::launcher::cache::{CachedJob, carried_in_cache};
+use crate::launcher::difference;
 use cache_buster::deployment::{
     self as policy, Participation, RequestContext, participation, stamp_keys,
 };
@@ -361,7 +361,7 @@ fn finished_at(job: &CachedJob) -> Option<&Time> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::JobOnTheWire;
+    use crate::launcher::cache::JobOnTheWire;
     use crate::test_support::{UID, stamped};
     use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
     use rstest::rstest;

@@ -1,9 +1,9 @@
 //! `/healthz` (the process answers), `/readyz` (its watches run, and its
 //! role: leader or standby) and `/metrics` over HTTP.
 
-use crate::health::Watches;
-use crate::leader::Leadership;
-use crate::metrics::render;
+use crate::launcher::health::Watches;
+use crate::launcher::leader::Leadership;
+use crate::launcher::metrics::render;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;

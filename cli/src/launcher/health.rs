@@ -3,7 +3,7 @@
 //! Job, and must say so where Kubernetes and an operator look, not only in
 //! its log.
 
-use crate::metrics::WatchLabels;
+use crate::launcher::metrics::WatchLabels;
 use kube::runtime::watcher;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

@@ -15,7 +15,7 @@
 
 use cache_buster::deployment::{RequestContext, derive_stamp};
 use cache_buster::settings::Settings;
-use cache_buster_cli::cache::{CachedJob, Keep, SiteDeployment};
+use cache_buster_cli::launcher::cache::{CachedJob, Keep, SiteDeployment};
 use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::runtime::reflector::{self, Store};

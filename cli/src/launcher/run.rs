@@ -1,22 +1,20 @@
-//! cache-buster: the launcher watches labelled Deployments and creates each
-//! stamped companion Job once. See README, "The launcher".
+//! The launcher's process: its flags, its watches and controllers, the
+//! Lease it follows. See README, "The launcher".
 
+use crate::launcher::cache::{CachedJob, Keep, SiteDeployment};
+use crate::launcher::cluster::{Context, error_policy, reconcile};
+use crate::launcher::health::Watches;
+use crate::launcher::leader::{
+    LEASE_DURATION, Leadership, LeaseView, RENEW_BEFORE_EXPIRY, Role, Transition,
+};
+use crate::launcher::metrics::Metrics;
+use crate::launcher::server::router;
+use crate::launcher::settings_source::{
+    Accepted, Follower, POLICY_KIND, POLICY_PLURAL, SettingsState, policy_resource,
+};
 use anyhow::{Context as _, Result, anyhow, bail};
 use cache_buster::keys;
 use cache_buster::settings::{Settings, parse_and_validate};
-use cache_buster_cli::cache::{CachedJob, Keep, SiteDeployment};
-use cache_buster_cli::cluster::{Context, error_policy, reconcile};
-use cache_buster_cli::commands;
-use cache_buster_cli::health::Watches;
-use cache_buster_cli::leader::{
-    LEASE_DURATION, Leadership, LeaseView, RENEW_BEFORE_EXPIRY, Role, Transition,
-};
-use cache_buster_cli::metrics::Metrics;
-use cache_buster_cli::server::router;
-use cache_buster_cli::settings_source::{
-    Accepted, Follower, POLICY_KIND, POLICY_PLURAL, SettingsState, policy_resource,
-};
-use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::jiff::Timestamp;
@@ -33,31 +31,9 @@ use tracing::{error, info, warn};
 /// only queue at the API server's rate limits and hold memory.
 const RECONCILE_CONCURRENCY: u16 = 8;
 
-/// The project's one program (SPEC §4): the launcher, and the companion
-/// Job's two commands.
-#[derive(Parser)]
-#[command(
-    name = "cache-buster",
-    version,
-    about = "Purges a site's CDN cache after each rollout: the launcher, and the companion Job's commands"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(clap::Subcommand)]
-enum Command {
-    /// Create each stamped cache-buster Job exactly once, and report its outcome
-    Launcher(Args),
-    /// The Job's init container: wait until this image hash is rolled out
-    WaitRollout(commands::WaitRolloutArgs),
-    /// The Job's container: purge the CDN, write the outcome
-    Purge(Box<commands::PurgeArgs>),
-}
-
+/// `cache-buster launcher`'s flags.
 #[derive(clap::Args)]
-struct Args {
+pub struct LauncherArgs {
     /// The ClusterAdmissionPolicy whose spec.settings the launcher derives
     /// with, watched: a change applies without a restart
     #[arg(long, default_value = "cache-buster")]
@@ -85,7 +61,6 @@ struct Args {
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
 }
-
 fn load_settings(path: &PathBuf) -> Result<Settings> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read settings file {}", path.display()))?;
@@ -94,26 +69,19 @@ fn load_settings(path: &PathBuf) -> Result<Settings> {
     parse_and_validate(value.to_string().as_bytes())
         .map_err(|message| anyhow!("invalid settings in {}: {message}", path.display()))
 }
-
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    let launcher = match cli.command {
-        Command::WaitRollout(args) => return commands::wait_rollout(args).await,
-        Command::Purge(args) => return commands::purge(*args).await,
-        Command::Launcher(args) => args,
-    };
-    match run(launcher).await {
+/// Runs the launcher until it is stopped; an error is one line an
+/// operator can act on, not a backtrace.
+pub async fn launch(args: LauncherArgs) -> std::process::ExitCode {
+    match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            // One line an operator can act on, not a backtrace.
             eprintln!("Error: {error:#}");
             std::process::ExitCode::FAILURE
         }
     }
 }
 
-async fn run(args: Args) -> Result<()> {
+async fn run(args: LauncherArgs) -> Result<()> {
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(
@@ -386,7 +354,7 @@ async fn follow_policy(
 /// `selector`, woken by their companion Jobs and by a change of settings.
 fn controllers(
     client: &Client,
-    args: &Args,
+    args: &LauncherArgs,
     (selector, keep): &(String, Keep),
     resync: Resync,
     leadership: Arc<Leadership>,
@@ -482,12 +450,9 @@ fn controllers(
 }
 
 #[cfg(test)]
-#[path = "../../src/readme.rs"]
-mod readme;
-
-#[cfg(test)]
 mod tests {
     use super::*;
+    use crate::readme;
 
     /// The README's flag table lists exactly the launcher's flags, with
     /// their defaults where they have one.
@@ -503,10 +468,12 @@ mod tests {
             })
             .collect();
         documented.sort();
-        let command = Cli::command();
-        let launcher = command
-            .find_subcommand("launcher")
-            .expect("the launcher subcommand");
+        #[derive(clap::Parser)]
+        struct Launcher {
+            #[command(flatten)]
+            args: LauncherArgs,
+        }
+        let launcher = Launcher::command();
         let mut flags: Vec<(String, String)> = launcher
             .get_arguments()
             .filter_map(|argument| {

@@ -7,6 +7,7 @@ use futures::StreamExt as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client};
+use std::process::ExitCode;
 use std::time::Duration;
 
 /// Where a rollout stands, for one Job.
@@ -198,6 +199,53 @@ fn refusal(error: &watcher::Error) -> Option<String> {
             status.code, status.reason, status.message
         )
     })
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WaitRolloutArgs {
+    #[arg(long)]
+    pub namespace: String,
+    #[arg(long)]
+    pub deployment: String,
+    /// The image hash this Job purges for
+    #[arg(long)]
+    pub image_hash: String,
+    /// The annotation that carries the stamped image hash
+    #[arg(long, default_value = "cache-buster.io/image-hash")]
+    pub annotation: String,
+    #[arg(long, default_value_t = 600)]
+    pub timeout_seconds: u64,
+}
+
+/// Waits, and says why it stopped waiting where the kubelet shows it.
+pub async fn command(args: WaitRolloutArgs) -> ExitCode {
+    let wait_for = WaitFor {
+        namespace: args.namespace,
+        deployment: args.deployment,
+        hash_annotation: args.annotation,
+        hash: args.image_hash,
+        timeout: Duration::from_secs(args.timeout_seconds),
+    };
+    let result = match kube::Client::try_default().await {
+        Ok(client) => wait(client, &wait_for).await,
+        Err(error) => Err(NotRolledOut::Failed(format!(
+            "cannot reach the Kubernetes API: {error}"
+        ))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            let message = failure.message();
+            eprintln!("Error: {message}");
+            // The kubelet shows it as the init container's termination message.
+            let _ = std::fs::write("/dev/termination-log", message);
+            if failure.is_final() {
+                crate::final_failure()
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! Event lives; an outcome is not reported at all once older than the
 //! reporting window (`plan::OUTCOME_WINDOW_SECONDS`).
 
-use crate::plan::OUTCOME_WINDOW_SECONDS;
+use crate::launcher::plan::OUTCOME_WINDOW_SECONDS;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -87,7 +87,7 @@ mod tests {
     fn the_readme_says_how_long_names_are_kept() {
         let said = format!("recorded for {} minutes", REMEMBERED.as_secs() / 60);
         assert!(
-            include_str!("../../README.md")
+            include_str!("../../../README.md")
                 .replace('\n', " ")
                 .contains(&said),
             "the README does not say {said:?}"
