@@ -6,7 +6,7 @@
 use crate::providers::{CREDENTIALS_DIR, PURGE_BUDGET_SECONDS, Provider};
 use crate::settings::Settings;
 use cache_buster_purge::catalog::Info;
-use cache_buster_purge::options::purge_budget_seconds;
+use cache_buster_purge::options::{purge_budget_seconds, shortest_deadline_seconds};
 use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
 };
@@ -61,14 +61,6 @@ pub struct JobInput<'a> {
     /// The layers: their workload identities may need pod labels and
     /// annotations (AKS Workload Identity's webhook acts on a label).
     pub providers: &'a [Provider],
-}
-
-/// The shortest `activeDeadlineSeconds` that leaves the Job time for all it
-/// may have to do: wait for its stamp and the rollout as long as the
-/// rollout timeout, then purge through all its retries and wait until the
-/// slowest layer's CDN has finished.
-pub fn shortest_deadline_seconds(rollout_timeout_seconds: i64, providers: &[Provider]) -> i64 {
-    rollout_timeout_seconds.saturating_add(purge_budget_seconds(providers))
 }
 
 /// The purge's budget for these layers within the settings' deadline, and

@@ -370,7 +370,10 @@ impl Validatable for Settings {
         // The deadline covers the whole Job: the wait, then the purge.
         // Shorter, a slow rollout that ends in time still leaves no purge.
         let layers = [self.provider];
-        let shortest = crate::job::shortest_deadline_seconds(self.rollout_timeout_seconds, &layers);
+        let shortest = cache_buster_purge::options::shortest_deadline_seconds(
+            self.rollout_timeout_seconds,
+            &layers,
+        );
         let completion = self.provider.info().completion_seconds;
         let waits_for_the_cdn = match completion {
             0 => String::new(),

@@ -10,7 +10,7 @@
 //! The verifier is written from AWS's description of SigV4, not from the
 //! purge program's signer, so that a shared mistake cannot pass.
 
-use crate::cdn::Recorded;
+use crate::recorded::Recorded;
 use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::{Digest, Sha256};

@@ -7,7 +7,7 @@
 //! with Azure's own error bodies (a wrong credential, a 429, a failed
 //! operation).
 
-use crate::cdn::Recorded;
+use crate::recorded::Recorded;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -9,7 +9,7 @@
 //! with a kubeconfig, so the real purge program reads them through kube-rs.
 //! Where the control plane runs, the cluster scenarios use the real one.
 
-use crate::cdn::Recorded;
+use crate::recorded::Recorded;
 use anyhow::{Context as _, Result};
 use bytes::Bytes;
 use http_body_util::Full;

@@ -13,9 +13,10 @@ use crate::azure;
 use crate::edgegrid;
 use crate::google;
 use crate::pki::Pki;
+pub use crate::recorded::Recorded;
 use anyhow::{Context as _, Result};
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -25,7 +26,7 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
@@ -59,86 +60,6 @@ pub const AKAMAI_HOST: &str = "akab-test.luna.akamaiapis.net";
 pub const AKAMAI_CLIENT_TOKEN: &str = "akab-client-token-test";
 pub const AKAMAI_CLIENT_SECRET: &str = "akamai-client-s3cret-test=";
 pub const AKAMAI_ACCESS_TOKEN: &str = "akab-access-token-test";
-
-/// One request as it reached the double.
-#[derive(Clone, Debug)]
-pub struct Recorded {
-    pub at: Instant,
-    pub method: String,
-    pub host: String,
-    /// Path and query.
-    pub path: String,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl Recorded {
-    /// The request as it arrived, its body read whole.
-    pub async fn of(request: Request<Incoming>) -> Result<Recorded, hyper::Error> {
-        let at = Instant::now();
-        let method = request.method().as_str().to_owned();
-        let host = request
-            .headers()
-            .get(hyper::header::HOST)
-            .and_then(|host| host.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let path = request
-            .uri()
-            .path_and_query()
-            .map(|path| path.as_str().to_owned())
-            .unwrap_or_default();
-        let headers = request
-            .headers()
-            .iter()
-            .map(|(key, value)| {
-                (
-                    key.as_str().to_owned(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let body = request.into_body().collect().await?.to_bytes();
-        Ok(Recorded {
-            at,
-            method,
-            host,
-            path,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        })
-    }
-
-    /// The first value of header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
-    }
-
-    /// A form body's fields (`application/x-www-form-urlencoded`), decoded.
-    pub fn form(&self) -> std::collections::BTreeMap<String, String> {
-        self.body
-            .split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .map(|(name, value)| (form_value(name), form_value(value)))
-            .collect()
-    }
-
-    /// The request as one text, for assertions and for searching a secret.
-    pub fn dump(&self) -> String {
-        let headers: String = self
-            .headers
-            .iter()
-            .map(|(key, value)| format!("{key}: {value}\n"))
-            .collect();
-        format!(
-            "{} https://{}{}\n{headers}\n{}",
-            self.method, self.host, self.path, self.body
-        )
-    }
-}
 
 /// How the double answers the requests a rule matches.
 #[derive(Clone, Debug)]
@@ -506,34 +427,6 @@ fn akamai_denied(request: &Recorded, detail: &str) -> Response<Full<Bytes>> {
     respond(StatusCode::UNAUTHORIZED, &[], &problem.to_string())
 }
 
-/// `%XX` and `+` of a form value, decoded.
-fn form_value(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while let Some(&byte) = bytes.get(index) {
-        let hex = bytes
-            .get(index + 1..index + 3)
-            .and_then(|hex| std::str::from_utf8(hex).ok())
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match (byte, hex) {
-            (b'%', Some(value)) => {
-                decoded.push(value);
-                index += 3;
-            }
-            (b'+', _) => {
-                decoded.push(b' ');
-                index += 1;
-            }
-            _ => {
-                decoded.push(byte);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&decoded).into_owned()
-}
-
 /// FNV-1a: a stable id from a request body.
 fn fnv(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
@@ -557,25 +450,4 @@ fn respond(status: StatusCode, headers: &[(&str, &str)], body: &str) -> Response
         hyper::header::HeaderValue::from_static("application/json"),
     );
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_form_body_is_read_decoded() {
-        let request = Recorded {
-            at: Instant::now(),
-            method: "POST".into(),
-            host: "login.microsoftonline.com".into(),
-            path: "/t/oauth2/v2.0/token".into(),
-            headers: Vec::new(),
-            body: "scope=https%3A%2F%2Fmanagement.azure.com%2F.default&secret=a+b%7E%&flag".into(),
-        };
-        let form = request.form();
-        assert_eq!(form["scope"], "https://management.azure.com/.default");
-        assert_eq!(form["secret"], "a b~%");
-        assert_eq!(form.len(), 2);
-    }
 }

@@ -12,14 +12,8 @@ use crate::node::{NodeSetup, TestNode};
 use crate::pki::Pki;
 use crate::process::{Process, free_port, http_ok, run, wait_until};
 use crate::tools::{Tools, repository};
-use anyhow::{Context as _, Result, anyhow, bail, ensure};
-use k8s_openapi::ByteString;
-use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, WebhookClientConfig,
-};
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use anyhow::{Context as _, Result, anyhow, ensure};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{DynamicObject, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
@@ -35,16 +29,16 @@ use std::time::Duration;
 /// What Kubewarden's controller calls a ClusterAdmissionPolicy named NAME.
 pub const POLICY_ID: &str = "clusterwide-cache-buster";
 /// Kubewarden's own namespace, which its webhooks leave out.
-const KUBEWARDEN_NAMESPACE: &str = "kubewarden";
-const ADMIN_TOKEN: &str = "cache-buster-test-admin";
-const LAUNCHER_NAMESPACE: &str = "cache-buster-system";
-const LAUNCHER_ACCOUNT: &str = "launcher";
+pub(crate) const KUBEWARDEN_NAMESPACE: &str = "kubewarden";
+pub(crate) const ADMIN_TOKEN: &str = "cache-buster-test-admin";
+pub(crate) const LAUNCHER_NAMESPACE: &str = "cache-buster-system";
+pub(crate) const LAUNCHER_ACCOUNT: &str = "launcher";
 /// The Lease deploy/launcher.yaml creates, and the two replicas' names in it.
 pub const LAUNCHER_LEASE: &str = "launcher";
 pub const LAUNCHER_IDENTITY: &str = "launcher-a";
 pub const STANDBY_IDENTITY: &str = "launcher-b";
 /// Where the pushed policy lives in the local registry.
-const MODULE_PATH: &str = "cache-buster/policies/cache-buster:v0.1.0";
+pub(crate) const MODULE_PATH: &str = "cache-buster/policies/cache-buster:v0.1.0";
 
 pub struct Cluster {
     pub tools: Tools,
@@ -55,10 +49,10 @@ pub struct Cluster {
     /// deploy/policy.yaml, as Kubewarden reads it.
     pub policy: Value,
     pub launcher_port: u16,
-    standby_port: u16,
+    pub(crate) standby_port: u16,
     pub module: String,
-    policy_server_port: u16,
-    policy_server_readiness: u16,
+    pub(crate) policy_server_port: u16,
+    pub(crate) policy_server_readiness: u16,
     /// The node that binds and runs the pods of the namespaces it serves.
     pub node: TestNode,
     /// The CDN the companion Jobs' purges reach.
@@ -71,14 +65,14 @@ pub struct Cluster {
     pub program: PathBuf,
     // Dropped last to first: the launcher and policy-server before the
     // control plane they talk to.
-    launcher: Mutex<Option<Process>>,
-    standby: Mutex<Option<Process>>,
-    policy_server: Mutex<Option<Process>>,
+    pub(crate) launcher: Mutex<Option<Process>>,
+    pub(crate) standby: Mutex<Option<Process>>,
+    pub(crate) policy_server: Mutex<Option<Process>>,
     control_plane: Vec<Process>,
 }
 
 /// A kubeconfig for the test API server with a bearer token.
-fn kubeconfig(api_port: u16, ca: &Path, token: &str) -> String {
+pub(crate) fn kubeconfig(api_port: u16, ca: &Path, token: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: https://127.0.0.1:{api_port}\n    certificate-authority: {}\nusers:\n- name: user\n  user:\n    token: {token}\ncontexts:\n- name: test\n  context: {{cluster: test, user: user}}\ncurrent-context: test\n",
         ca.display()
@@ -366,7 +360,7 @@ impl Cluster {
     }
 
     /// The ClusterAdmissionPolicy of deploy/policy.yaml, as stored.
-    fn policies(&self) -> Api<DynamicObject> {
+    pub(crate) fn policies(&self) -> Api<DynamicObject> {
         let resource = kube::api::ApiResource::from_gvk_with_plural(
             &GroupVersionKind::gvk("policies.kubewarden.io", "v1", "ClusterAdmissionPolicy"),
             "clusteradmissionpolicies",
@@ -374,7 +368,7 @@ impl Cluster {
         Api::all_with(self.client.clone(), &resource)
     }
 
-    fn policy_name(&self) -> Result<&str> {
+    pub(crate) fn policy_name(&self) -> Result<&str> {
         self.policy["metadata"]["name"]
             .as_str()
             .ok_or_else(|| anyhow!("deploy/policy.yaml has no metadata.name"))
@@ -397,313 +391,6 @@ impl Cluster {
             .replace(self.policy_name()?, &PostParams::default(), &stored)
             .await?;
         Ok(())
-    }
-
-    /// policy-server with TLS, loading the pushed module with the settings
-    /// of the stored ClusterAdmissionPolicy, as Kubewarden's controller
-    /// configures it.
-    pub async fn start_policy_server(&self) -> Result<()> {
-        let settings = self.policy_settings().await?;
-        let root = self.root();
-        let serving = self
-            .pki
-            .serving("policy-server", &["127.0.0.1", "localhost"])?;
-        let spec = &self.policy["spec"];
-        let policies = json!({
-            POLICY_ID: {
-                "module": self.module,
-                "policyMode": spec["mode"].as_str().unwrap_or("protect"),
-                "allowedToMutate": spec["mutating"].as_bool().unwrap_or(false),
-                "timeoutEvalSeconds": spec["timeoutEvalSeconds"],
-                "settings": settings,
-            }
-        });
-        let policies_file = root.join("policies.yml");
-        std::fs::write(&policies_file, serde_yaml::to_string(&policies)?)?;
-        let download = root.join("policies");
-        std::fs::create_dir_all(&download)?;
-        let kubeconfig = self.admin_kubeconfig();
-        let mut server = Process::start(
-            "policy-server",
-            &self.tools.policy_server,
-            [
-                format!("--policies={}", policies_file.display()),
-                "--addr=127.0.0.1".to_owned(),
-                format!("--port={}", self.policy_server_port),
-                format!("--readiness-probe-port={}", self.policy_server_readiness),
-                format!("--cert-file={}", serving.cert.display()),
-                format!("--key-file={}", serving.key.display()),
-                format!("--sources-path={}", root.join("sources.yml").display()),
-                format!("--policies-download-dir={}", download.display()),
-                format!("--sigstore-cache-dir={}", root.join("sigstore").display()),
-                "--ignore-kubernetes-connection-failure".to_owned(),
-                "--log-no-color".to_owned(),
-                "--workers=2".to_owned(),
-            ],
-            &[
-                ("KUBECONFIG", kubeconfig.as_os_str()),
-                ("HOME", root.join("home").as_os_str()),
-            ],
-            &self.logs(),
-        )?;
-        let readiness = self.policy_server_readiness;
-        wait_until(&mut server, Duration::from_secs(120), move || {
-            http_ok(readiness, "/readiness")
-        })
-        .await?;
-        keep(&self.policy_server, server)
-    }
-
-    pub fn stop_policy_server(&self) -> Result<()> {
-        stop(&self.policy_server)
-    }
-
-    /// The MutatingWebhookConfiguration Kubewarden's controller makes of the
-    /// ClusterAdmissionPolicy in deploy/policy.yaml.
-    pub fn webhook_configuration(&self) -> Result<MutatingWebhookConfiguration> {
-        let spec = &self.policy["spec"];
-        let name = self.policy["metadata"]["name"]
-            .as_str()
-            .ok_or_else(|| anyhow!("deploy/policy.yaml has no metadata.name"))?;
-        if format!("clusterwide-{name}") != POLICY_ID {
-            bail!("deploy/policy.yaml names the policy {name}, the tests expect cache-buster");
-        }
-        let rules: Vec<RuleWithOperations> = serde_json::from_value(spec["rules"].clone())?;
-        let object_selector: Option<LabelSelector> =
-            serde_json::from_value(spec["objectSelector"].clone())?;
-        let ca = self.pki.ca_pem.as_bytes().to_vec();
-        Ok(MutatingWebhookConfiguration {
-            metadata: kube::api::ObjectMeta {
-                name: Some(POLICY_ID.to_owned()),
-                labels: Some(
-                    [
-                        ("kubewarden".to_owned(), "true".to_owned()),
-                        ("kubewardenPolicyScope".to_owned(), "cluster".to_owned()),
-                    ]
-                    .into(),
-                ),
-                ..Default::default()
-            },
-            webhooks: Some(vec![MutatingWebhook {
-                name: format!("{POLICY_ID}.kubewarden.admission"),
-                client_config: WebhookClientConfig {
-                    url: Some(format!(
-                        "https://127.0.0.1:{}/validate/{POLICY_ID}",
-                        self.policy_server_port
-                    )),
-                    ca_bundle: Some(ByteString(ca)),
-                    service: None,
-                },
-                rules: Some(rules),
-                failure_policy: Some(spec["failurePolicy"].as_str().unwrap_or("Fail").to_owned()),
-                match_policy: Some(
-                    spec["matchPolicy"]
-                        .as_str()
-                        .unwrap_or("Equivalent")
-                        .to_owned(),
-                ),
-                namespace_selector: Some(serde_json::from_value(json!({
-                    "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "NotIn",
-                                          "values": [KUBEWARDEN_NAMESPACE]}]
-                }))?),
-                object_selector,
-                side_effects: spec["sideEffects"].as_str().unwrap_or("None").to_owned(),
-                timeout_seconds: spec["timeoutSeconds"]
-                    .as_i64()
-                    .and_then(|t| i32::try_from(t).ok()),
-                admission_review_versions: vec!["v1".to_owned()],
-                reinvocation_policy: None,
-                match_conditions: None,
-            }]),
-        })
-    }
-
-    /// Registers the webhook and waits until the API server calls it.
-    pub async fn register_webhook(&self) -> Result<()> {
-        let api: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
-        api.patch(
-            POLICY_ID,
-            &PatchParams::apply("kubewarden-controller").force(),
-            &Patch::Apply(self.webhook_configuration()?),
-        )
-        .await?;
-        // The API server picks webhook configurations up asynchronously: a
-        // server-side dry run of a labelled Deployment says when.
-        let probe: Value = serde_json::from_value(json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "webhook-probe", "namespace": "default",
-                         "labels": {"cache-buster.io/site": "probe"},
-                         "annotations": {"cache-buster.io/urls": "https://probe.example/"}},
-            "spec": {"selector": {"matchLabels": {"app": "probe"}},
-                     "template": {"metadata": {"labels": {"app": "probe"}},
-                                  "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}
-        }))?;
-        let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
-            Api::namespaced(self.client.clone(), "default");
-        let deployment = serde_json::from_value(probe)?;
-        for _ in 0..100 {
-            let created = deployments
-                .create(
-                    &PostParams {
-                        dry_run: true,
-                        field_manager: None,
-                    },
-                    &deployment,
-                )
-                .await?;
-            if created.annotations().contains_key("cache-buster.io/job") {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        bail!("the API server did not call the policy within 10 s of registering the webhook")
-    }
-
-    pub async fn remove_webhook(&self) -> Result<()> {
-        let api: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
-        api.delete(POLICY_ID, &Default::default()).await?;
-        // As with registering: wait until the API server no longer calls it.
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        Ok(())
-    }
-
-    /// deploy/launcher.yaml, less its Deployment: the launcher runs as a
-    /// process here, with that ServiceAccount's token.
-    async fn install_launcher(&self) -> Result<()> {
-        let text = std::fs::read_to_string(repository().join("deploy/launcher.yaml"))?;
-        apply_yaml(&self.client, &text, None, &["Deployment"]).await?;
-        Ok(())
-    }
-
-    /// A token of `account` from the TokenRequest API, as a kubeconfig file.
-    pub async fn kubeconfig_for(&self, namespace: &str, account: &str) -> Result<PathBuf> {
-        let accounts: Api<ServiceAccount> = Api::namespaced(self.client.clone(), namespace);
-        let request = TokenRequest {
-            spec: Some(TokenRequestSpec {
-                audiences: None,
-                expiration_seconds: Some(3600),
-                bound_object_ref: None,
-            }),
-            ..Default::default()
-        };
-        let token = accounts
-            .create_token_request(account, &PostParams::default(), &request)
-            .await?
-            .status
-            .and_then(|status| status.token)
-            .ok_or_else(|| anyhow!("the TokenRequest for {namespace}/{account} gave no token"))?;
-        let path = self
-            .root()
-            .join(format!("{namespace}-{account}.kubeconfig"));
-        std::fs::write(
-            &path,
-            kubeconfig(self.api_port, &self.pki.ca_file(), &token),
-        )?;
-        Ok(path)
-    }
-
-    /// Starts the launcher and waits until it is ready (`/readyz`).
-    pub async fn start_launcher(&self) -> Result<()> {
-        self.spawn_launcher(true).await
-    }
-
-    /// Starts the launcher; with `wait_ready`, waits until `/readyz` says ok.
-    pub async fn spawn_launcher(&self, wait_ready: bool) -> Result<()> {
-        let launcher = self
-            .spawn_replica(LAUNCHER_IDENTITY, self.launcher_port, wait_ready)
-            .await?;
-        keep(&self.launcher, launcher)
-    }
-
-    /// Starts a second launcher, as deploy/launcher.yaml's second replica:
-    /// same ServiceAccount and arguments, its own name in the Lease.
-    pub async fn start_standby(&self) -> Result<()> {
-        let standby = self
-            .spawn_replica(STANDBY_IDENTITY, self.standby_port, true)
-            .await?;
-        keep(&self.standby, standby)
-    }
-
-    pub fn stop_standby(&self) -> Result<()> {
-        stop(&self.standby)
-    }
-
-    /// The second launcher's process id.
-    pub fn standby_pid(&self) -> Option<u32> {
-        self.standby.lock().ok()?.as_ref().map(Process::pid)
-    }
-
-    /// Kills the first launcher at once (SIGKILL): it releases nothing, as
-    /// a node that dies.
-    pub fn kill_launcher(&self) -> Result<()> {
-        if let Some(mut process) = self
-            .launcher
-            .lock()
-            .map_err(|_| anyhow!("poisoned"))?
-            .take()
-        {
-            process.kill();
-        }
-        Ok(())
-    }
-
-    /// `/readyz` of the first launcher (`launcher`) or the second.
-    pub async fn readyz(&self, standby: bool) -> Result<String> {
-        let port = if standby {
-            self.standby_port
-        } else {
-            self.launcher_port
-        };
-        http_get(port, "/readyz").await
-    }
-
-    async fn spawn_replica(&self, identity: &str, port: u16, wait_ready: bool) -> Result<Process> {
-        let kubeconfig = self
-            .kubeconfig_for(LAUNCHER_NAMESPACE, LAUNCHER_ACCOUNT)
-            .await?;
-        let mut launcher = Process::start(
-            identity,
-            &self.program,
-            [
-                "launcher".to_owned(),
-                format!("--policy={}", self.policy_name()?),
-                "--history-limit=2".to_owned(),
-                format!("--listen=127.0.0.1:{port}"),
-                format!("--lease={LAUNCHER_LEASE}"),
-            ],
-            &[
-                ("KUBECONFIG", kubeconfig.as_os_str()),
-                ("RUST_LOG", OsStr::new("info")),
-                // As the downward API sets them in deploy/launcher.yaml.
-                ("POD_NAME", OsStr::new(identity)),
-                ("POD_NAMESPACE", OsStr::new(LAUNCHER_NAMESPACE)),
-            ],
-            &self.logs(),
-        )?;
-        let started = move || async move {
-            if wait_ready {
-                http_ok(port, "/readyz").await
-            } else {
-                // Answering at all (/healthz) is enough.
-                http_ok(port, "/healthz").await
-            }
-        };
-        wait_until(&mut launcher, Duration::from_secs(30), started).await?;
-        Ok(launcher)
-    }
-
-    pub fn stop_launcher(&self) -> Result<()> {
-        stop(&self.launcher)
-    }
-
-    /// The running launcher's process id.
-    pub fn launcher_pid(&self) -> Option<u32> {
-        self.launcher.lock().ok()?.as_ref().map(Process::pid)
-    }
-
-    /// The launcher's /metrics text.
-    pub async fn launcher_metrics(&self) -> Result<String> {
-        http_get(self.launcher_port, "/metrics").await
     }
 
     /// A site namespace as a user sets one up: Pod Security "restricted"
@@ -750,13 +437,13 @@ impl Drop for Cluster {
 }
 
 /// Keeps a started process in its slot (a component the scenarios restart).
-fn keep(slot: &Mutex<Option<Process>>, process: Process) -> Result<()> {
+pub(crate) fn keep(slot: &Mutex<Option<Process>>, process: Process) -> Result<()> {
     *slot.lock().map_err(|_| anyhow!("poisoned"))? = Some(process);
     Ok(())
 }
 
 /// Stops the process in the slot, if any.
-fn stop(slot: &Mutex<Option<Process>>) -> Result<()> {
+pub(crate) fn stop(slot: &Mutex<Option<Process>>) -> Result<()> {
     if let Some(mut process) = slot.lock().map_err(|_| anyhow!("poisoned"))?.take() {
         process.stop();
     }

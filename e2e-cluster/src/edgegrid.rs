@@ -3,7 +3,7 @@
 //! client) rather than from the purge program's signer, so that a shared
 //! mistake cannot pass.
 
-use crate::cdn::Recorded;
+use crate::recorded::Recorded;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, Mac};

@@ -5,7 +5,7 @@
 //! [`PROCESSING`], then `DONE`), and GKE's metadata server (plain HTTP, as
 //! the real one at 169.254.169.254 is), each with Google's own error bodies.
 
-use crate::cdn::Recorded;
+use crate::recorded::Recorded;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

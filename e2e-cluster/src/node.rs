@@ -17,15 +17,14 @@
 //! as the kubelet confirms a graceful deletion.
 
 use crate::cdn::{CDN_ADDRESS, CDN_HOSTS};
+use crate::container_setup::{MountError, Mounted, environment, expand, mount_volumes};
 use crate::images::ImageStore;
 use crate::oci::find_command;
-use anyhow::{Context as _, Result, anyhow, bail};
+use crate::pod_status::{event, log_tail, report, running, terminated, waiting};
+use anyhow::{Context as _, Result, anyhow};
 use futures::StreamExt as _;
-use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Container, Event, Node, ObjectReference, Pod, Secret, ServiceAccount, Volume,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use k8s_openapi::api::core::v1::{Container, Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Client, ResourceExt};
@@ -36,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt as _;
 
-pub const NODE_NAME: &str = "test-node";
+pub use crate::pod_status::NODE_NAME;
 /// How long the kubelet waits before it tries a failed mount or a missing
 /// environment Secret again.
 const RETRY: Duration = Duration::from_secs(1);
@@ -329,58 +328,6 @@ async fn become_ready(shared: &Shared, pods: &Api<Pod>, pod: Pod) -> Result<()> 
     Ok(())
 }
 
-/// A container's state as the pod status shows it.
-fn terminated(container: &Container, code: i32, message: &str, started: &Time) -> Value {
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let mut state = json!({"exitCode": code, "reason": if code == 0 {"Completed"} else {"Error"},
-                           "startedAt": started, "finishedAt": now});
-    if !message.is_empty() {
-        state["message"] = json!(message);
-    }
-    json!({"name": container.name, "image": container.image, "imageID": "", "ready": false,
-           "restartCount": 0, "state": {"terminated": state}})
-}
-
-fn waiting(container: &Container, reason: &str, message: &str) -> Value {
-    json!({"name": container.name, "image": container.image, "imageID": "", "ready": false,
-           "restartCount": 0, "state": {"waiting": {"reason": reason, "message": message}}})
-}
-
-/// A running container; a main container without a readiness probe is
-/// ready once it runs (an init container never is), as the kubelet says.
-fn running(container: &Container, started: &Time, ready: bool) -> Value {
-    json!({"name": container.name, "image": container.image, "imageID": "", "ready": ready,
-           "started": true, "restartCount": 0, "state": {"running": {"startedAt": started}}})
-}
-
-async fn report(
-    pods: &Api<Pod>,
-    name: &str,
-    phase: &str,
-    init: &[Value],
-    main: &[Value],
-) -> Result<()> {
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
-    // Ready while every main container runs ready (the Job controller
-    // counts such pods in the Job's `status.ready`).
-    let ready = phase == "Running" && main.iter().all(|status| status["ready"] == true);
-    let ready_condition = match ready {
-        true => json!({"type": "Ready", "status": "True", "lastTransitionTime": now}),
-        false => json!({"type": "Ready", "status": "False", "lastTransitionTime": now,
-                        "reason": if phase == "Pending" || phase == "Running" {"ContainersNotReady"} else {"PodCompleted"}}),
-    };
-    let status = json!({"status": {
-        "phase": phase, "hostIP": "127.0.0.1", "podIP": "127.0.0.1", "startTime": now,
-        "conditions": [{"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
-                       ready_condition],
-        "initContainerStatuses": init,
-        "containerStatuses": main
-    }});
-    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await?;
-    Ok(())
-}
-
 /// Runs a Job's pod to its end, as the kubelet would with
 /// `restartPolicy: Never`.
 async fn execute(shared: &Shared, pods: &Api<Pod>, pod: Pod) -> Result<()> {
@@ -397,7 +344,7 @@ async fn execute(shared: &Shared, pods: &Api<Pod>, pod: Pod) -> Result<()> {
     // Volumes first: a mount that fails keeps the pod Pending, with an Event,
     // and is tried again (the kubelet never gives up on it).
     let volumes = loop {
-        match mount_volumes(shared, &pod, &pod_dir).await {
+        match mount_volumes(&shared.setup.client, &pod, &pod_dir).await {
             Ok(volumes) => break volumes,
             Err(MountError::Retry(message)) => {
                 event(&shared.setup.client, &pod, "FailedMount", &message).await;
@@ -457,310 +404,6 @@ async fn execute(shared: &Shared, pods: &Api<Pod>, pod: Pod) -> Result<()> {
     report(pods, &name, phase, &init_statuses, &main_statuses).await
 }
 
-enum MountError {
-    /// The kubelet reports it and tries again.
-    Retry(String),
-    Fatal(anyhow::Error),
-}
-
-impl From<anyhow::Error> for MountError {
-    fn from(error: anyhow::Error) -> Self {
-        MountError::Fatal(error)
-    }
-}
-
-impl From<std::io::Error> for MountError {
-    fn from(error: std::io::Error) -> Self {
-        MountError::Fatal(error.into())
-    }
-}
-
-/// A volume ready to be mounted: its files on the host, and whether only
-/// reading is allowed whatever the mount says.
-struct Mounted {
-    dir: PathBuf,
-    read_only: bool,
-}
-
-/// Writes every volume's files, as the kubelet's volume plugins do.
-async fn mount_volumes(
-    shared: &Shared,
-    pod: &Pod,
-    pod_dir: &Path,
-) -> Result<HashMap<String, Mounted>, MountError> {
-    let namespace = pod.namespace().unwrap_or_default();
-    let client = &shared.setup.client;
-    let mut mounted = HashMap::new();
-    for volume in pod
-        .spec
-        .iter()
-        .flat_map(|spec| spec.volumes.iter().flatten())
-    {
-        let dir = pod_dir.join("volumes").join(&volume.name);
-        std::fs::create_dir_all(&dir)?;
-        let read_only = write_volume(client, pod, &namespace, volume, &dir).await?;
-        mounted.insert(volume.name.clone(), Mounted { dir, read_only });
-    }
-    Ok(mounted)
-}
-
-async fn write_volume(
-    client: &Client,
-    pod: &Pod,
-    namespace: &str,
-    volume: &Volume,
-    dir: &Path,
-) -> Result<bool, MountError> {
-    if volume.empty_dir.is_some() {
-        return Ok(false);
-    }
-    if let Some(source) = &volume.secret {
-        let secret_name = source.secret_name.clone().unwrap_or_default();
-        let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-        let Some(secret) = secrets
-            .get_opt(&secret_name)
-            .await
-            .map_err(anyhow::Error::from)?
-        else {
-            if source.optional == Some(true) {
-                return Ok(true);
-            }
-            return Err(MountError::Retry(format!(
-                "MountVolume.SetUp failed for volume \"{}\" : secret \"{secret_name}\" not found",
-                volume.name
-            )));
-        };
-        let data = secret.data.unwrap_or_default();
-        match &source.items {
-            None => {
-                for (key, value) in &data {
-                    std::fs::write(dir.join(key), &value.0)?;
-                }
-            }
-            Some(items) => {
-                for item in items {
-                    let Some(value) = data.get(&item.key) else {
-                        return Err(MountError::Retry(format!(
-                            "MountVolume.SetUp failed for volume \"{}\" : references non-existent secret key: {}",
-                            volume.name, item.key
-                        )));
-                    };
-                    std::fs::write(dir.join(&item.path), &value.0)?;
-                }
-            }
-        }
-        return Ok(true);
-    }
-    if let Some(projected) = &volume.projected {
-        for source in projected.sources.iter().flatten() {
-            if let Some(token) = &source.service_account_token {
-                let account = pod
-                    .spec
-                    .as_ref()
-                    .and_then(|spec| spec.service_account_name.clone())
-                    .unwrap_or_else(|| "default".to_owned());
-                let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
-                let request = TokenRequest {
-                    spec: Some(TokenRequestSpec {
-                        audiences: token.audience.clone().map(|audience| vec![audience]),
-                        expiration_seconds: token.expiration_seconds,
-                        bound_object_ref: Some(BoundObjectReference {
-                            api_version: Some("v1".to_owned()),
-                            kind: Some("Pod".to_owned()),
-                            name: Some(pod.name_any()),
-                            uid: pod.uid(),
-                        }),
-                    }),
-                    ..TokenRequest::default()
-                };
-                let issued = accounts
-                    .create_token_request(&account, &PostParams::default(), &request)
-                    .await
-                    .map_err(|error| {
-                        MountError::Retry(format!(
-                            "MountVolume.SetUp failed for volume \"{}\" : failed to fetch token: {error}",
-                            volume.name
-                        ))
-                    })?;
-                let value = issued
-                    .status
-                    .and_then(|status| status.token)
-                    .unwrap_or_default();
-                std::fs::write(dir.join(&token.path), value)?;
-            }
-            if let Some(source) = &source.config_map {
-                let maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-                let map = maps
-                    .get_opt(&source.name)
-                    .await
-                    .map_err(anyhow::Error::from)?
-                    .ok_or_else(|| {
-                        MountError::Retry(format!(
-                            "MountVolume.SetUp failed for volume \"{}\" : configmap \"{}\" not found",
-                            volume.name, source.name
-                        ))
-                    })?;
-                let data = map.data.unwrap_or_default();
-                for item in source.items.iter().flatten() {
-                    let value = data.get(&item.key).cloned().unwrap_or_default();
-                    std::fs::write(dir.join(&item.path), value)?;
-                }
-            }
-            if let Some(downward) = &source.downward_api {
-                for item in downward.items.iter().flatten() {
-                    let value = match item.field_ref.as_ref().map(|f| f.field_path.as_str()) {
-                        Some("metadata.namespace") => namespace.to_owned(),
-                        Some("metadata.name") => pod.name_any(),
-                        other => {
-                            return Err(MountError::Fatal(anyhow!(
-                                "the test node does not project {other:?}"
-                            )));
-                        }
-                    };
-                    std::fs::write(dir.join(&item.path), value)?;
-                }
-            }
-        }
-        return Ok(true);
-    }
-    Err(MountError::Fatal(anyhow!(
-        "the test node does not mount volume {:?}",
-        volume.name
-    )))
-}
-
-/// The container's environment as the kubelet makes it: `value` with
-/// `$(VAR)` expanded against what is defined before it, `secretKeyRef`
-/// (an optional one missing is left out), then the service variables.
-async fn environment(
-    shared: &Shared,
-    namespace: &str,
-    pod: &Pod,
-    container: &Container,
-    image_env: &[(String, String)],
-) -> Result<Result<Vec<(String, String)>, String>> {
-    let secrets: Api<Secret> = Api::namespaced(shared.setup.client.clone(), namespace);
-    // The image's own variables first (its PATH), as a runtime sets them.
-    let mut env: Vec<(String, String)> = image_env.to_vec();
-    env.extend([
-        ("HOSTNAME".into(), pod.name_any()),
-        ("HOME".into(), "/".into()),
-        // The purge trusts the public roots compiled into the program; here
-        // it is told to trust the CDN double's test CA too, through its
-        // test-only variable (launcher/src/commands.rs).
-        (
-            "CACHE_BUSTER_TEST_CA_FILE".into(),
-            "/etc/ssl/certs/ca-certificates.crt".into(),
-        ),
-    ]);
-    for var in container.env.iter().flatten() {
-        if let Some(value) = &var.value {
-            let defined: HashMap<String, String> = env.iter().cloned().collect();
-            env.push((var.name.clone(), expand(value, &defined)));
-            continue;
-        }
-        if let Some(field) = var
-            .value_from
-            .as_ref()
-            .and_then(|from| from.field_ref.as_ref())
-        {
-            env.push((var.name.clone(), downward_field(pod, &field.field_path)?));
-            continue;
-        }
-        let Some(reference) = var
-            .value_from
-            .as_ref()
-            .and_then(|from| from.secret_key_ref.as_ref())
-        else {
-            if var.value_from.is_some() {
-                bail!(
-                    "the test node resolves only secretKeyRef, not {:?}",
-                    var.value_from
-                );
-            }
-            env.push((var.name.clone(), String::new()));
-            continue;
-        };
-        let optional = reference.optional == Some(true);
-        let secret = secrets.get_opt(&reference.name).await?;
-        let value = match secret {
-            None if optional => continue,
-            None => return Ok(Err(format!("secret \"{}\" not found", reference.name))),
-            Some(secret) => match secret.data.unwrap_or_default().get(&reference.key) {
-                None if optional => continue,
-                None => {
-                    return Ok(Err(format!(
-                        "couldn't find key {} in Secret {namespace}/{}",
-                        reference.key, reference.name
-                    )));
-                }
-                Some(value) => String::from_utf8_lossy(&value.0).into_owned(),
-            },
-        };
-        env.push((var.name.clone(), value));
-    }
-    env.push(("KUBERNETES_SERVICE_HOST".into(), "127.0.0.1".into()));
-    env.push((
-        "KUBERNETES_SERVICE_PORT".into(),
-        shared.setup.api_port.to_string(),
-    ));
-    env.push((
-        "KUBERNETES_SERVICE_PORT_HTTPS".into(),
-        shared.setup.api_port.to_string(),
-    ));
-    Ok(Ok(env))
-}
-
-/// A pod's field as the downward API gives it to a variable: its name,
-/// namespace, uid, or one of its labels (`metadata.labels['key']`, empty
-/// when it has no such label).
-fn downward_field(pod: &Pod, path: &str) -> Result<String> {
-    let metadata = &pod.metadata;
-    if let Some(key) = path
-        .strip_prefix("metadata.labels['")
-        .and_then(|rest| rest.strip_suffix("']"))
-    {
-        return Ok(metadata
-            .labels
-            .as_ref()
-            .and_then(|labels| labels.get(key))
-            .cloned()
-            .unwrap_or_default());
-    }
-    Ok(match path {
-        "metadata.name" => pod.name_any(),
-        "metadata.namespace" => metadata.namespace.clone().unwrap_or_default(),
-        "metadata.uid" => metadata.uid.clone().unwrap_or_default(),
-        other => bail!("the test node does not give a variable {other:?}"),
-    })
-}
-
-/// The kubelet's `$(VAR)` expansion: a defined variable is replaced, `$$`
-/// is a `$`, anything else stays as written.
-pub fn expand(text: &str, defined: &HashMap<String, String>) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            out.push('$');
-            rest = tail;
-        } else if let Some(inner) = after.strip_prefix('(')
-            && let Some(end) = inner.find(')')
-            && let Some(value) = defined.get(&inner[..end])
-        {
-            out.push_str(value);
-            rest = &inner[end + 1..];
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 /// Runs one container to its end: (exit code, termination message).
 async fn run_container(
     shared: &Shared,
@@ -777,7 +420,16 @@ async fn run_container(
         Err(error) => return Ok((128, format!("ErrImagePull: {error:#}"))),
     };
     let env = loop {
-        match environment(shared, &namespace, pod, container, &pulled.image.config.env).await? {
+        match environment(
+            &shared.setup.client,
+            shared.setup.api_port,
+            &namespace,
+            pod,
+            container,
+            &pulled.image.config.env,
+        )
+        .await?
+        {
             Ok(env) => break env,
             Err(message) => {
                 let status = json!({"status": {"phase": "Pending", "containerStatuses": [waiting(container, "CreateContainerConfigError", &message)]}});
@@ -968,63 +620,6 @@ async fn run_container(
         });
     }
     Ok((exit_code, message))
-}
-
-/// FallbackToLogsOnError: the last 80 lines of the log, at most 2,048 bytes.
-fn log_tail(log: &str) -> String {
-    let lines: Vec<&str> = log.lines().collect();
-    let last = lines[lines.len().saturating_sub(80)..].join("\n");
-    let mut start = last.len().saturating_sub(2048);
-    while !last.is_char_boundary(start) {
-        start += 1;
-    }
-    last[start..].to_owned()
-}
-
-/// An Event on the pod from the kubelet (one per reason: later ones only
-/// bump its count, as the kubelet's recorder does).
-async fn event(client: &Client, pod: &Pod, reason: &str, message: &str) {
-    let namespace = pod.namespace().unwrap_or_default();
-    let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
-    let name = format!("{}.{}", pod.name_any(), reason.to_lowercase());
-    let now = Time(k8s_openapi::jiff::Timestamp::now());
-    if let Ok(Some(mut existing)) = events.get_opt(&name).await {
-        existing.count = Some(existing.count.unwrap_or(1) + 1);
-        existing.last_timestamp = Some(now);
-        existing.message = Some(message.to_owned());
-        let _ = events
-            .replace(&name, &PostParams::default(), &existing)
-            .await;
-        return;
-    }
-    let event = Event {
-        metadata: ObjectMeta {
-            name: Some(name),
-            namespace: Some(namespace.clone()),
-            ..ObjectMeta::default()
-        },
-        involved_object: ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            name: Some(pod.name_any()),
-            namespace: Some(namespace),
-            uid: pod.uid(),
-            ..ObjectReference::default()
-        },
-        reason: Some(reason.into()),
-        message: Some(message.into()),
-        type_: Some("Warning".into()),
-        count: Some(1),
-        first_timestamp: Some(now.clone()),
-        last_timestamp: Some(now),
-        event_time: None::<MicroTime>,
-        source: Some(k8s_openapi::api::core::v1::EventSource {
-            component: Some("kubelet".into()),
-            host: Some(NODE_NAME.into()),
-        }),
-        ..Event::default()
-    };
-    let _ = events.create(&PostParams::default(), &event).await;
 }
 
 #[cfg(test)]

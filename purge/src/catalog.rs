@@ -30,6 +30,17 @@ pub struct Info {
     pub pod_annotations: &'static [(&'static str, &'static str)],
 }
 
+impl Info {
+    /// The keys a purge cannot go without: the Secret keys not optional.
+    pub fn required_secret_keys(&self) -> impl Iterator<Item = &'static str> {
+        let optional = self.optional_keys;
+        self.secret_keys
+            .iter()
+            .copied()
+            .filter(move |key| !optional.contains(key))
+    }
+}
+
 /// A target the provider cannot purge (the policy rejects it at admission;
 /// a Job written by hand may still ask).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

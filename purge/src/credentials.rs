@@ -3,7 +3,7 @@
 //! mounted `optional`, so that a missing Secret or key fails the purge at
 //! once with a message naming them, instead of a pod left Pending.
 
-use crate::providers::Provider;
+use crate::catalog::Info;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -41,15 +41,16 @@ pub enum CredentialsError {
 }
 
 impl Credentials {
-    /// Reads the keys of every layer's provider from `dir`, where the
-    /// Secret `secret` is mounted (one Secret holds them all, SPEC §5).
+    /// Reads the keys of every layer's provider (its row of the table)
+    /// from `dir`, where the Secret `secret` is mounted (one Secret holds
+    /// them all, SPEC §5).
     pub fn read(
-        providers: &[Provider],
+        providers: &[&Info],
         dir: &Path,
         secret: &str,
     ) -> Result<Credentials, CredentialsError> {
         let mut all_keys: Vec<&str> = Vec::new();
-        for key in providers.iter().flat_map(|provider| provider.secret_keys()) {
+        for key in providers.iter().flat_map(|provider| provider.secret_keys) {
             if !all_keys.contains(key) {
                 all_keys.push(key);
             }
@@ -102,8 +103,8 @@ impl Credentials {
                 return Err(CredentialsError::NoKey {
                     secret: secret.to_owned(),
                     key: key.to_owned(),
-                    provider: provider.name(),
-                    keys: provider.secret_keys().join(", "),
+                    provider: provider.name,
+                    keys: provider.secret_keys.join(", "),
                 });
             }
         }
@@ -123,7 +124,7 @@ impl Credentials {
 
     /// `<KEY>` for each key the providers require: what a dry run shows
     /// in place of the credentials it never reads.
-    pub fn placeholders(providers: &[Provider]) -> Credentials {
+    pub fn placeholders(providers: &[&Info]) -> Credentials {
         Credentials {
             values: providers
                 .iter()
@@ -220,6 +221,7 @@ fn url_parts(value: &str) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::providers::Provider;
 
     fn secret_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
@@ -235,7 +237,8 @@ mod tests {
             ("CLOUDFLARE_ZONE_ID", "zone\n"),
             ("CLOUDFLARE_API_TOKEN", "  token \n"),
         ]);
-        let credentials = Credentials::read(&[Provider::Cloudflare], dir.path(), "cdn").unwrap();
+        let credentials =
+            Credentials::read(&[Provider::Cloudflare.info()], dir.path(), "cdn").unwrap();
         assert_eq!(credentials.value("CLOUDFLARE_ZONE_ID"), "zone");
         assert_eq!(credentials.value("CLOUDFLARE_API_TOKEN"), "token");
     }
@@ -244,7 +247,7 @@ mod tests {
     fn a_missing_key_names_the_secret_and_the_key() {
         let dir = secret_dir(&[("CLOUDFLARE_ZONE_ID", "zone")]);
         assert_eq!(
-            Credentials::read(&[Provider::Cloudflare], dir.path(), "cdn")
+            Credentials::read(&[Provider::Cloudflare.info()], dir.path(), "cdn")
                 .unwrap_err()
                 .to_string(),
             "the Secret cdn has no key CLOUDFLARE_API_TOKEN (cloudflare needs CLOUDFLARE_ZONE_ID, CLOUDFLARE_API_TOKEN)"
@@ -255,7 +258,7 @@ mod tests {
             ("CLOUDFLARE_API_TOKEN", "\n"),
         ]);
         assert!(matches!(
-            Credentials::read(&[Provider::Cloudflare], dir.path(), "cdn"),
+            Credentials::read(&[Provider::Cloudflare.info()], dir.path(), "cdn"),
             Err(CredentialsError::NoKey { .. })
         ));
     }
@@ -264,10 +267,13 @@ mod tests {
     fn a_missing_secret_is_named_with_the_keys_it_needs() {
         // An optional Secret volume whose Secret does not exist is an empty directory.
         let dir = secret_dir(&[]);
-        let message =
-            Credentials::read(&[Provider::Fastly], dir.path(), "cache-buster-credentials")
-                .unwrap_err()
-                .to_string();
+        let message = Credentials::read(
+            &[Provider::Fastly.info()],
+            dir.path(),
+            "cache-buster-credentials",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             message.starts_with("the Secret cache-buster-credentials is missing or empty"),
             "{message}"
@@ -287,17 +293,21 @@ mod tests {
             ("CLOUDFLARE_API_TOKEN", "token"),
             ("FASTLY_SERVICE_ID", "svc"),
         ]);
-        let layers = [Provider::Http, Provider::Cloudflare];
+        let layers = [Provider::Http.info(), Provider::Cloudflare.info()];
         let credentials = Credentials::read(&layers, dir.path(), "cdn").unwrap();
         assert_eq!(credentials.value("CLOUDFLARE_API_TOKEN"), "token");
         assert_eq!(
-            Credentials::read(&[Provider::Cloudflare, Provider::Fastly], dir.path(), "cdn")
-                .unwrap_err()
-                .to_string(),
+            Credentials::read(
+                &[Provider::Cloudflare.info(), Provider::Fastly.info()],
+                dir.path(),
+                "cdn"
+            )
+            .unwrap_err()
+            .to_string(),
             "the Secret cdn has no key FASTLY_API_TOKEN (fastly needs FASTLY_SERVICE_ID, FASTLY_API_TOKEN)"
         );
         assert_eq!(
-            Credentials::placeholders(&[Provider::Http, Provider::Cloudflare])
+            Credentials::placeholders(&[Provider::Http.info(), Provider::Cloudflare.info()])
                 .value("CLOUDFLARE_ZONE_ID"),
             "<CLOUDFLARE_ZONE_ID>"
         );
@@ -306,7 +316,8 @@ mod tests {
     #[test]
     fn the_webhook_token_is_optional() {
         let dir = secret_dir(&[("WEBHOOK_URL", "https://hooks.example.test/x\n")]);
-        let credentials = Credentials::read(&[Provider::Webhook], dir.path(), "hook").unwrap();
+        let credentials =
+            Credentials::read(&[Provider::Webhook.info()], dir.path(), "hook").unwrap();
         assert_eq!(credentials.optional("WEBHOOK_TOKEN"), None);
         assert_eq!(
             credentials.secrets(),

@@ -24,6 +24,17 @@ pub fn purge_budget_seconds(layers: &[crate::Provider]) -> i64 {
     PURGE_BUDGET_SECONDS.saturating_add(completion)
 }
 
+/// The shortest `activeDeadlineSeconds` that leaves the Job time for all it
+/// may have to do: wait for its stamp and the rollout as long as the
+/// rollout timeout, then purge through all its retries and wait until the
+/// slowest layer's CDN has finished.
+pub fn shortest_deadline_seconds(
+    rollout_timeout_seconds: i64,
+    providers: &[crate::Provider],
+) -> i64 {
+    rollout_timeout_seconds.saturating_add(purge_budget_seconds(providers))
+}
+
 /// Fast Purge's request: invalidate (serve stale while revalidating) or
 /// delete, on the production or the staging network (settings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

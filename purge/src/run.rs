@@ -3,6 +3,7 @@
 //! requests one after the other; a layer that fails for good stops the
 //! layers after it. The outcome gives each layer's result.
 
+use crate::catalog::Info;
 use crate::cdn::{Completion, Found, Layer, NotPrepared, Options};
 use crate::client::{Answer, Client, hosts_of};
 use crate::credentials::Credentials;
@@ -83,10 +84,15 @@ fn seconds(started: Instant) -> f64 {
 
 pub async fn run(job: &PurgeJob) -> Outcome {
     let started = Instant::now();
+    let rows: Vec<&Info> = job
+        .providers
+        .iter()
+        .map(|provider| provider.info())
+        .collect();
     let credentials = if job.dry_run {
-        Credentials::placeholders(&job.providers)
+        Credentials::placeholders(&rows)
     } else {
-        match Credentials::read(&job.providers, &job.credentials_dir, &job.secret) {
+        match Credentials::read(&rows, &job.credentials_dir, &job.secret) {
             Ok(credentials) => credentials,
             // A missing Secret or key stays missing: the Job fails at once,
             // before any layer is purged.

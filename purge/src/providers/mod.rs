@@ -86,10 +86,7 @@ impl Provider {
 
     /// The keys a purge cannot go without.
     pub fn required_secret_keys(self) -> impl Iterator<Item = &'static str> {
-        self.secret_keys()
-            .iter()
-            .copied()
-            .filter(move |key| !self.optional_secret_keys().contains(key))
+        self.info().required_secret_keys()
     }
 
     pub fn accepts(self, target: Target) -> bool {
