@@ -11,9 +11,7 @@ use crate::http_service::{EXPECTED_SERVICE, HttpService};
 use crate::image::{ImageReference, SelectedImage, hash_input_lines, image_hash};
 use crate::job::{JobInput, build_job};
 use crate::names::{is_dns1123_label, is_dns1123_subdomain, is_label_value, job_name};
-use crate::providers::{
-    AkamaiOptions, HttpOptions, Provider, PurgeMode, WebhookPayload, check_layers, purge_args,
-};
+use crate::providers::{JobContext, Provider, PurgeArgv, check_layers};
 use crate::settings::Settings;
 use crate::targets::{from_annotations, read_boolean};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -198,9 +196,13 @@ pub fn derive_stamp(
     let purge = from_annotations(annotations, annotation)?;
     let dry_run = read_boolean(&annotation(DRY_RUN), annotations)?;
     let mut warnings = check_layers(&providers, &purge, &qualified_name, annotation)?;
-    let with_http = providers.contains(&Provider::Http);
-    let http_service = http_service(with_http, annotations, &annotation(HTTP_SERVICE))?;
-    if !with_http && annotations.contains_key(&annotation(HTTP_SERVICE)) {
+    // The provider that purges the caches behind a Service (http).
+    let service_reader = providers
+        .iter()
+        .find(|provider| provider.info().reads_the_api)
+        .copied();
+    let http_service = http_service(service_reader, annotations, &annotation(HTTP_SERVICE))?;
+    if service_reader.is_none() && annotations.contains_key(&annotation(HTTP_SERVICE)) {
         warnings.push(format!(
             "{} is read only with provider http; this Deployment's provider is {}",
             annotation(HTTP_SERVICE),
@@ -217,40 +219,30 @@ pub fn derive_stamp(
         [only] => only.image.to_string(),
         _ => hash_input_lines(&selected).join(", "),
     };
-    let webhook = WebhookPayload {
-        site,
-        namespace,
-        deployment: name,
-        image,
-        image_hash: &image_hash,
-        job_name: &job_name,
-        urls: &purge.urls,
-        prefixes: &purge.prefixes,
-        hosts: &purge.hosts,
-        tags: &purge.tags,
-        everything: purge.everything,
-    };
     let (budget_seconds, budget_warning) =
         crate::job::purge_budget(settings, &providers, &annotation(PROVIDER));
     warnings.extend(budget_warning);
-    let mode = PurgeMode {
-        budget_seconds,
-        providers: &providers,
-        credentials_secret: secret,
-        cloudflare_batch_size: usize::try_from(settings.cloudflare_batch_size).unwrap_or(1),
-        fastly_soft_purge: settings.fastly_soft_purge,
+    let argv = PurgeArgv {
+        providers: providers.clone(),
+        secret: secret.to_owned(),
         dry_run,
-        akamai: AkamaiOptions {
-            action: settings.akamai_action,
-            network: settings.akamai_network,
+        urls: purge.urls,
+        prefixes: purge.prefixes,
+        hosts: purge.hosts,
+        tags: purge.tags,
+        everything: purge.everything,
+        context: JobContext {
+            site: site.to_owned(),
+            namespace: namespace.to_owned(),
+            deployment: name.to_owned(),
+            image,
+            image_hash: image_hash.clone(),
+            job_name: job_name.clone(),
         },
-        http: HttpOptions {
-            service: http_service.as_ref(),
-            method: settings.http_method,
-            tag_header: &settings.http_tag_header,
-        },
+        flags: settings.provider_flags(http_service),
+        budget_seconds: budget_seconds.unsigned_abs(),
     };
-    let purge_args = purge_args(mode, &purge, &webhook);
+    let purge_args = argv.render();
     let job = build_job(JobInput {
         settings,
         namespace,
@@ -268,7 +260,7 @@ pub fn derive_stamp(
     let job_json = serde_json::to_string(&job)
         .map_err(|error| PolicyError::JobSerialization(error.to_string()))?;
 
-    let image = webhook.image;
+    let image = argv.context.image;
     Ok((
         Stamp {
             image_hash,
@@ -325,17 +317,17 @@ pub fn names(providers: &[Provider]) -> String {
 /// Provider `http` purges the caches of the Service `P/http-service` names:
 /// it needs one, and a valid one.
 fn http_service(
-    with_http: bool,
+    reader: Option<Provider>,
     annotations: &BTreeMap<String, String>,
     key: &str,
 ) -> PolicyResult<Option<HttpService>> {
-    if !with_http {
+    let Some(reader) = reader else {
         return Ok(None);
-    }
+    };
     let Some(value) = annotations.get(key) else {
         return Err(PolicyError::MissingAnnotation {
             key: key.to_owned(),
-            provider: Provider::Http.name().to_owned(),
+            provider: reader.name().to_owned(),
             expected: EXPECTED_SERVICE.to_owned(),
         });
     };

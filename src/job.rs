@@ -53,7 +53,7 @@ pub struct JobInput<'a> {
     pub image_hash: &'a str,
     pub job_name: &'a str,
     pub credentials_secret: &'a str,
-    /// The purge container's arguments (providers::purge_args).
+    /// The purge container's arguments (`PurgeArgv::render`).
     pub purge_args: Vec<String>,
     /// Whether the purge reads the API too (provider `http` lists the
     /// cache Service's EndpointSlices): then it gets the token as well.
@@ -387,38 +387,30 @@ fn strings(items: &[&str]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::{Provider, PurgeMode, WebhookPayload, purge_args};
-    use crate::targets::PurgeTargets;
+    use crate::providers::{JobContext, Provider, PurgeArgv};
 
     fn command(provider: Provider) -> Vec<String> {
-        let purge = PurgeTargets {
-            urls: vec!["https://www.example.com/".parse().unwrap()],
-            ..Default::default()
-        };
-        let payload = WebhookPayload {
-            site: "shop",
-            namespace: "web",
-            deployment: "shop",
-            image: "docker.io/library/nginx:1.25".into(),
-            image_hash: "d568c927cb",
-            job_name: "shop-cache-buster-d568c927cb",
-            urls: &purge.urls,
-            prefixes: &[],
-            hosts: &[],
-            tags: &[],
-            everything: false,
-        };
-        let mode = PurgeMode {
-            providers: &[provider],
-            credentials_secret: "cdn-credentials",
-            cloudflare_batch_size: 30,
-            fastly_soft_purge: false,
+        PurgeArgv {
+            providers: vec![provider],
+            secret: "cdn-credentials".into(),
             dry_run: false,
-            akamai: Default::default(),
-            http: Default::default(),
+            urls: vec!["https://www.example.com/".into()],
+            prefixes: Vec::new(),
+            hosts: Vec::new(),
+            tags: Vec::new(),
+            everything: false,
+            context: JobContext {
+                site: "shop".into(),
+                namespace: "web".into(),
+                deployment: "shop".into(),
+                image: "docker.io/library/nginx:1.25".into(),
+                image_hash: "d568c927cb".into(),
+                job_name: "shop-cache-buster-d568c927cb".into(),
+            },
+            flags: Default::default(),
             budget_seconds: 180,
-        };
-        purge_args(mode, &purge, &payload)
+        }
+        .render()
     }
 
     fn job_with(settings: &Settings, provider: Provider) -> Job {

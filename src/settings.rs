@@ -1,7 +1,7 @@
 //! Policy settings (SPEC §6): every default is here, every value is checked
 //! by `Validatable::validate`, and unknown keys are refused.
 
-use crate::http_service::{DEFAULT_TAG_HEADER, HttpMethod, is_header_name};
+use crate::http_service::{DEFAULT_TAG_HEADER, HttpMethod, HttpService, is_header_name};
 use crate::image::ImageReference;
 use crate::keys;
 use crate::names::{is_dns1123_subdomain, is_qualified_name};
@@ -9,7 +9,7 @@ use crate::placement::{
     ImagePullSecret, TolerationSetting, annotation_problems, image_pull_secret_problems,
     node_selector_problems, priority_class_problems, toleration_problems,
 };
-use crate::providers::{AkamaiAction, AkamaiNetwork, Provider};
+use crate::providers::{AkamaiAction, AkamaiNetwork, Provider, ProviderFlags};
 use crate::quantity::parse_quantity;
 use kubewarden_policy_sdk::settings::Validatable;
 use serde::{Deserialize, Serialize};
@@ -86,7 +86,7 @@ impl Default for Settings {
         Settings {
             site_label: keys::default_site_label(),
             annotation_prefix: keys::DEFAULT_PREFIX.to_owned(),
-            provider: Provider::Cloudflare,
+            provider: Provider::DEFAULT,
             credentials_secret: "cache-buster-credentials".to_owned(),
             service_account_name: "cache-buster".to_owned(),
             image: DEFAULT_IMAGE.to_owned(),
@@ -296,6 +296,22 @@ impl Settings {
     /// `P/<name>`, for a name of `keys`.
     pub fn annotation(&self, name: &str) -> String {
         keys::prefixed(&self.annotation_prefix, name)
+    }
+
+    /// The providers' flags in the Job's argv: their settings, and the
+    /// Service `P/http-service` names. The one place where a provider's
+    /// settings meet its flags (its module in purge/src/providers/).
+    pub fn provider_flags(&self, http_service: Option<HttpService>) -> ProviderFlags {
+        let mut flags = ProviderFlags::default();
+        flags.cloudflare.cloudflare_batch_size =
+            usize::try_from(self.cloudflare_batch_size).unwrap_or(1);
+        flags.fastly.fastly_soft_purge = self.fastly_soft_purge;
+        flags.akamai.akamai_action = self.akamai_action;
+        flags.akamai.akamai_network = self.akamai_network;
+        flags.http.http_service = http_service;
+        flags.http.http_method = self.http_method;
+        flags.http.http_tag_header.clone_from(&self.http_tag_header);
+        flags
     }
 }
 

@@ -424,3 +424,74 @@ fn no_source_file_passes_600_lines_of_code() {
         long.join("\n")
     );
 }
+
+/// Where a provider may be named one by one, outside its own module and
+/// the registry (purge/src/providers/): the settings, whose provider
+/// settings become that provider's flags (`Settings::provider_flags`).
+const NAMES_PROVIDERS: [&str; 1] = ["src/settings.rs"];
+
+/// The providers' names as the code spells them: `Provider::Cloudflare`,
+/// `providers::cloudflare`.
+fn provider_mentions(code: &str) -> Vec<String> {
+    let names: Vec<String> = std::fs::read_dir(root().join("purge/src/providers"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.file_stem().is_some_and(|stem| stem != "mod"))
+        .map(|path| path.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let mut mentions = Vec::new();
+    for name in &names {
+        let mut variant = name.clone();
+        variant[..1].make_ascii_uppercase();
+        for spelled in [
+            format!("Provider::{variant}"),
+            format!("providers::{name}::"),
+        ] {
+            for (at, _) in code.match_indices(&spelled) {
+                let next = code[at + spelled.len()..].chars().next();
+                if !next.is_some_and(|c| c.is_alphanumeric() || c == '_') || spelled.ends_with("::")
+                {
+                    mentions.push(spelled.clone());
+                }
+            }
+        }
+    }
+    mentions
+}
+
+/// Adding a provider touches its module and the registry's line, not code
+/// elsewhere that names providers one by one (docs/development.md lists
+/// the files a new provider touches).
+#[test]
+fn no_code_outside_the_providers_names_them_one_by_one() {
+    let mut found = Vec::new();
+    for source in CRATES {
+        for module in modules(&root().join(source)).values() {
+            let file = module.file.strip_prefix(root()).unwrap().to_path_buf();
+            let in_providers = file.starts_with("purge/src/providers");
+            // A module's tests in a sibling file (`argv_tests.rs`).
+            let tests = file.to_string_lossy().ends_with("_tests.rs");
+            let allowed = NAMES_PROVIDERS.iter().any(|path| file == Path::new(path));
+            if in_providers || allowed || tests {
+                continue;
+            }
+            for mention in provider_mentions(&module.code) {
+                found.push(format!("{}: {mention}", file.display()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "providers named one by one outside purge/src/providers/:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_naming_check_sees_both_spellings() {
+    let code = "let p = Provider::Http; let f = crate::providers::fastly::Flags::default(); let all = Provider::ALL;";
+    assert_eq!(
+        provider_mentions(code),
+        ["providers::fastly::", "Provider::Http"]
+    );
+}

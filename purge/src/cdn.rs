@@ -6,8 +6,8 @@
 use crate::aws::AwsEnvironment;
 use crate::client::{Limits, Network};
 use crate::credentials::Credentials;
+use crate::flags::JobContext;
 pub use crate::not_prepared::NotPrepared;
-use crate::options::{AkamaiOptions, HttpMethod, HttpService};
 use crate::request::{Header, PlannedRequest, bearer};
 use crate::sigv4::SigV4;
 use crate::targets::PurgeTargets;
@@ -17,20 +17,19 @@ use std::pin::Pin;
 use std::time::Duration;
 
 /// Everything from the argv besides the targets, the layers and the
-/// Secret: each provider reads its own.
+/// Secret, and what the pod's environment says: each provider reads its own.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    pub cloudflare_batch_size: usize,
-    pub fastly_soft_purge: bool,
-    pub akamai: AkamaiOptions,
-    pub http: HttpJob,
+    /// Each provider's own flags (argv.rs), which it asks for by type.
+    pub flags: FlagSet,
+    /// What the Job knows of its Deployment.
+    pub context: JobContext,
     /// Where the pod's AWS identity is (provider cloudfront).
     pub aws: AwsEnvironment,
     /// Where the pod's Google identity is (provider gcp).
     pub google: crate::google::GoogleEnvironment,
     /// Where the pod's Azure identity is (provider azure).
     pub azure: crate::entra::AzureEnvironment,
-    pub webhook: WebhookContext,
     /// The uid of the Job this pod runs for (the downward API's
     /// `batch.kubernetes.io/controller-uid` label): one per run of a Job.
     pub job_uid: String,
@@ -38,25 +37,33 @@ pub struct Options {
     pub network: Network,
 }
 
-/// Provider http's request: which Service's caches (in the webhook
-/// context's namespace), with which method, tags in which header.
-#[derive(Debug, Clone, Default)]
-pub struct HttpJob {
-    pub service: Option<HttpService>,
-    pub method: HttpMethod,
-    pub tag_header: String,
+/// Each layer's own flags, held by their type: a provider asks for its
+/// own `Flags` and knows no other provider's. (The registry's
+/// `ProviderFlags` names every provider; holding it here would make this
+/// interface, which every provider implements, depend on all of them.)
+#[derive(Clone, Default)]
+pub struct FlagSet(Vec<std::sync::Arc<dyn std::any::Any + Send + Sync>>);
+
+impl FlagSet {
+    pub fn with(mut self, flags: impl std::any::Any + Send + Sync) -> FlagSet {
+        self.0.push(std::sync::Arc::new(flags));
+        self
+    }
+
+    /// The flags of this type, or their defaults when the argv had none.
+    pub fn get<F: std::any::Any + Default + Clone>(&self) -> F {
+        self.0
+            .iter()
+            .find_map(|flags| flags.downcast_ref::<F>())
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
-/// What the webhook is told besides the targets (SPEC §5); the Job's
-/// name and namespace serve other providers too.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WebhookContext {
-    pub site: String,
-    pub namespace: String,
-    pub deployment: String,
-    pub image: String,
-    pub image_hash: String,
-    pub job_name: String,
+impl std::fmt::Debug for FlagSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FlagSet({} providers)", self.0.len())
+    }
 }
 
 /// What a provider found before planning: the caches behind a Service,

@@ -22,7 +22,9 @@
     )
 )]
 
+pub mod argv;
 pub mod catalog;
+pub mod flags;
 pub mod options;
 pub mod providers;
 pub mod target_checks;

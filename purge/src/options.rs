@@ -35,14 +35,8 @@ pub fn shortest_deadline_seconds(
     rollout_timeout_seconds.saturating_add(purge_budget_seconds(providers))
 }
 
-/// Fast Purge's request: invalidate (serve stale while revalidating) or
-/// delete, on the production or the staging network (settings).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct AkamaiOptions {
-    pub action: AkamaiAction,
-    pub network: AkamaiNetwork,
-}
-
+/// Fast Purge's action: invalidate (serve stale while revalidating) or
+/// delete (setting `akamaiAction`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AkamaiAction {

@@ -1,10 +1,10 @@
 //! What the providers' planning tests share: credentials from pairs, the
 //! options a test varies, and one call that plans a provider's requests.
 
-use crate::cdn::{self, Found, HttpJob, Layer, WebhookContext};
+use crate::cdn::{self, Found, Layer};
 use crate::credentials::Credentials;
-use crate::options::{AkamaiOptions, HttpMethod};
-use crate::providers::{Provider, Unsupported};
+use crate::flags::JobContext;
+use crate::providers::{Provider, ProviderFlags, Unsupported};
 use crate::request::PlannedRequest;
 use crate::targets::PurgeTargets;
 use serde_json::Value;
@@ -27,52 +27,35 @@ pub fn bodies(requests: &[PlannedRequest]) -> Vec<Value> {
         .collect()
 }
 
-/// The options the planning tests vary.
+/// The options the planning tests vary: the providers' flags, and the
+/// caches provider http's lookup would have found.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    pub cloudflare_batch_size: usize,
-    pub fastly_soft_purge: bool,
-    pub akamai: AkamaiOptions,
-    pub http: SelfHosted,
-}
-
-/// Provider http's caches, as its lookup would have found them.
-#[derive(Debug, Clone, Default)]
-pub struct SelfHosted {
+    pub flags: ProviderFlags,
     pub endpoints: Vec<SocketAddr>,
-    pub method: HttpMethod,
-    pub tag_header: String,
 }
 
 pub fn options(cloudflare_batch_size: usize) -> Options {
-    Options {
-        cloudflare_batch_size,
-        ..Options::default()
-    }
+    let mut options = Options::default();
+    options.flags.cloudflare.cloudflare_batch_size = cloudflare_batch_size;
+    options
 }
 
-/// `provider`'s requests for these targets, options and webhook context.
+/// `provider`'s requests for these targets, options and context.
 pub fn plan(
     provider: Provider,
     targets: &PurgeTargets,
     credentials: &Credentials,
     options: &Options,
-    webhook: &WebhookContext,
+    context: &JobContext,
 ) -> Result<Vec<PlannedRequest>, Unsupported> {
     let options_of_the_job = cdn::Options {
-        cloudflare_batch_size: options.cloudflare_batch_size,
-        fastly_soft_purge: options.fastly_soft_purge,
-        akamai: options.akamai,
-        http: HttpJob {
-            service: None,
-            method: options.http.method,
-            tag_header: options.http.tag_header.clone(),
-        },
-        webhook: webhook.clone(),
+        flags: options.flags.clone().into_set(),
+        context: context.clone(),
         ..cdn::Options::default()
     };
     let found = Found {
-        endpoints: options.http.endpoints.clone(),
+        endpoints: options.endpoints.clone(),
         ..Found::default()
     };
     provider.plan(&Layer {
@@ -110,6 +93,6 @@ pub fn planned(
         targets,
         credentials,
         &options(30),
-        &WebhookContext::default(),
+        &JobContext::default(),
     )
 }

@@ -1,6 +1,8 @@
 //! Akamai Fast Purge v3: URLs, then tags, in bodies of at most 50,000
 //! bytes, each request signed with EdgeGrid on every try.
 use crate::catalog::Info;
+use crate::flags::{RenderFlags, Rendering};
+use crate::options::{AkamaiAction, AkamaiNetwork};
 use crate::targets::Target;
 
 pub const INFO: Info = Info {
@@ -23,6 +25,51 @@ pub const INFO: Info = Info {
     pod_annotations: &[],
 };
 
+/// Its flags: Fast Purge's action and network (settings `akamaiAction`,
+/// `akamaiNetwork`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "client", derive(clap::Args), group(skip))]
+pub struct Flags {
+    /// Fast Purge's action: invalidate or delete (provider akamai)
+    #[cfg_attr(
+        feature = "client",
+        arg(long, value_parser = parse::action, default_value = "invalidate")
+    )]
+    pub akamai_action: AkamaiAction,
+    /// Fast Purge's network: production or staging (provider akamai)
+    #[cfg_attr(
+        feature = "client",
+        arg(long, value_parser = parse::network, default_value = "production")
+    )]
+    pub akamai_network: AkamaiNetwork,
+}
+
+impl RenderFlags for Flags {
+    fn render(&self, to: &mut Rendering<'_>) {
+        to.flag("akamai-action", self.akamai_action.name());
+        to.flag("akamai-network", self.akamai_network.name());
+    }
+}
+
+#[cfg(feature = "client")]
+mod parse {
+    use crate::options::{AkamaiAction, AkamaiNetwork};
+
+    pub fn action(name: &str) -> Result<AkamaiAction, String> {
+        [AkamaiAction::Invalidate, AkamaiAction::Delete]
+            .into_iter()
+            .find(|action| action.name() == name)
+            .ok_or_else(|| "expected invalidate or delete".to_owned())
+    }
+
+    pub fn network(name: &str) -> Result<AkamaiNetwork, String> {
+        [AkamaiNetwork::Production, AkamaiNetwork::Staging]
+            .into_iter()
+            .find(|network| network.name() == name)
+            .ok_or_else(|| "expected production or staging".to_owned())
+    }
+}
+
 #[cfg(feature = "client")]
 pub use requests::Akamai;
 
@@ -31,7 +78,6 @@ mod requests {
     use crate::cdn::{Cdn, Layer};
     use crate::credentials::Credentials;
     use crate::edgegrid::EdgeGrid;
-    use crate::options::AkamaiOptions;
     use crate::request::{PlannedRequest, Signer, counted, json_request, without_scheme};
     use crate::targets::PurgeTargets;
 
@@ -39,7 +85,7 @@ mod requests {
 
     impl Cdn for Akamai {
         fn plan(&self, layer: &Layer<'_>) -> Vec<PlannedRequest> {
-            akamai(layer.targets, layer.credentials, layer.options.akamai)
+            akamai(layer.targets, layer.credentials, layer.options.flags.get::<crate::providers::akamai::Flags>())
         }
     }
 
@@ -52,7 +98,7 @@ mod requests {
     fn akamai(
         targets: &PurgeTargets,
         credentials: &Credentials,
-        options: AkamaiOptions,
+        flags: crate::providers::akamai::Flags,
     ) -> Vec<PlannedRequest> {
         let signer = EdgeGrid {
             client_token: credentials.value("AKAMAI_CLIENT_TOKEN").to_owned(),
@@ -74,8 +120,8 @@ mod requests {
                         format!(
                             "https://{}/ccu/v3/{}/{kind}/{}",
                             host,
-                            options.action.name(),
-                            options.network.name()
+                            flags.akamai_action.name(),
+                            flags.akamai_network.name()
                         ),
                         Vec::new(),
                         serde_json::json!({ "objects": batch }),
@@ -114,7 +160,7 @@ mod requests {
     #[cfg(test)]
     mod tests {
         use super::*;
-        use crate::cdn::WebhookContext;
+        use crate::flags::JobContext;
         use crate::credentials::Credentials;
         use crate::providers::Provider;
         use crate::targets::PurgeTargets;
@@ -138,19 +184,17 @@ mod requests {
                 tags: vec!["shop".into(), "blog".into()],
                 ..PurgeTargets::default()
             };
-            let delete_on_staging = Options {
-                akamai: AkamaiOptions {
-                    action: AkamaiAction::Delete,
-                    network: AkamaiNetwork::Staging,
-                },
-                ..options(30)
+            let mut delete_on_staging = options(30);
+            delete_on_staging.flags.akamai = crate::providers::akamai::Flags {
+                akamai_action: AkamaiAction::Delete,
+                akamai_network: AkamaiNetwork::Staging,
             };
             let requests = plan(
                 Provider::Akamai,
                 &targets,
                 &akamai_credentials(),
                 &delete_on_staging,
-                &WebhookContext::default(),
+                &JobContext::default(),
             )
             .unwrap();
             let seen: Vec<(&str, Option<&str>)> = requests

@@ -6,6 +6,7 @@
 //! Secret or for AKS Workload Identity (entra.rs).
 
 use crate::catalog::Info;
+use crate::flags::{RenderFlags, Rendering};
 use crate::targets::Target;
 
 pub const INFO: Info = Info {
@@ -33,6 +34,15 @@ pub const INFO: Info = Info {
     // Only the purge talks to Azure: the rollout's wait gets no Azure token.
     pod_annotations: &[("azure.workload.identity/skip-containers", "wait-rollout")],
 };
+
+/// It reads nothing from the argv besides the targets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "client", derive(clap::Args), group(skip))]
+pub struct Flags {}
+
+impl RenderFlags for Flags {
+    fn render(&self, _to: &mut Rendering<'_>) {}
+}
 
 /// Paths in one purge request, at most (Front Door's limit).
 pub const PATHS_PER_REQUEST: usize = 100;

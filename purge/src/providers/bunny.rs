@@ -1,6 +1,7 @@
 //! Bunny: each URL and prefix (a wildcard URL) through `/purge?url=`, each
 //! tag through the pull zone's `purgeCache`, paced to Bunny's rates.
 use crate::catalog::Info;
+use crate::flags::{RenderFlags, Rendering};
 use crate::targets::Target;
 
 pub const INFO: Info = Info {
@@ -20,6 +21,15 @@ pub const INFO: Info = Info {
     pod_labels: &[],
     pod_annotations: &[],
 };
+
+/// It reads nothing from the argv besides the targets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "client", derive(clap::Args), group(skip))]
+pub struct Flags {}
+
+impl RenderFlags for Flags {
+    fn render(&self, _to: &mut Rendering<'_>) {}
+}
 
 #[cfg(feature = "client")]
 pub use requests::Bunny;
@@ -107,7 +117,7 @@ mod requests {
     #[cfg(test)]
     mod tests {
         use super::*;
-        use crate::cdn::WebhookContext;
+        use crate::flags::JobContext;
         use crate::credentials::Credentials;
         use crate::providers::Provider;
         use crate::request::header;
@@ -129,7 +139,7 @@ mod requests {
                 &targets,
                 &bunny_credentials(),
                 &options(30),
-                &WebhookContext::default(),
+                &JobContext::default(),
             )
             .unwrap();
             let seen: Vec<(String, Option<String>, Duration)> = requests
@@ -184,7 +194,7 @@ mod requests {
                 &everything,
                 &bunny_credentials(),
                 &options(30),
-                &WebhookContext::default(),
+                &JobContext::default(),
             )
             .unwrap();
             assert_eq!(requests.len(), 1);
@@ -203,7 +213,7 @@ mod requests {
                     &hosts,
                     &bunny_credentials(),
                     &options(30),
-                    &WebhookContext::default()
+                    &JobContext::default()
                 ),
                 Err(crate::providers::Unsupported {
                     provider: "bunny",

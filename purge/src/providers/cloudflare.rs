@@ -1,6 +1,7 @@
 //! Cloudflare: `purge_cache` of the zone, files then prefixes, hosts and
 //! tags in batches, or everything alone.
 use crate::catalog::Info;
+use crate::flags::{RenderFlags, Rendering};
 use crate::targets::Target;
 
 pub const INFO: Info = Info {
@@ -22,6 +23,32 @@ pub const INFO: Info = Info {
     pod_annotations: &[],
 };
 
+/// Its flags: how many items go in one request (setting `cloudflareBatchSize`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "client", derive(clap::Args), group(skip))]
+pub struct Flags {
+    /// URLs, prefixes, hosts or tags in one purge request (provider cloudflare)
+    #[cfg_attr(feature = "client", arg(long, default_value_t = DEFAULT_BATCH_SIZE))]
+    pub cloudflare_batch_size: usize,
+}
+
+/// The setting's default, and the program's.
+pub const DEFAULT_BATCH_SIZE: usize = 30;
+
+impl Default for Flags {
+    fn default() -> Self {
+        Flags {
+            cloudflare_batch_size: DEFAULT_BATCH_SIZE,
+        }
+    }
+}
+
+impl RenderFlags for Flags {
+    fn render(&self, to: &mut Rendering<'_>) {
+        to.flag("cloudflare-batch-size", self.cloudflare_batch_size);
+    }
+}
+
 #[cfg(feature = "client")]
 pub use requests::Cloudflare;
 
@@ -41,7 +68,12 @@ mod requests {
             cloudflare(
                 layer.targets,
                 layer.credentials,
-                layer.options.cloudflare_batch_size.max(1),
+                layer
+                    .options
+                    .flags
+                    .get::<crate::providers::cloudflare::Flags>()
+                    .cloudflare_batch_size
+                    .max(1),
             )
         }
     }
@@ -95,7 +127,7 @@ mod requests {
     #[cfg(test)]
     mod tests {
 
-        use crate::cdn::WebhookContext;
+        use crate::flags::JobContext;
         use crate::credentials::Credentials;
         use crate::providers::Provider;
         use crate::request::header;
@@ -168,7 +200,7 @@ mod requests {
                     &targets,
                     &credentials,
                     &options(size),
-                    &WebhookContext::default(),
+                    &JobContext::default(),
                 )
                 .unwrap()
             };

@@ -5,6 +5,7 @@
 //! no second invalidation; then `GetInvalidation` until each is `Completed`.
 
 use crate::catalog::Info;
+use crate::flags::{Context, RenderFlags, Rendering};
 use crate::targets::Target;
 
 pub const INFO: Info = Info {
@@ -30,6 +31,18 @@ pub const INFO: Info = Info {
     pod_labels: &[],
     pod_annotations: &[],
 };
+
+/// It reads the Job's name (its CallerReference's start, so that a retried
+/// pod makes no second invalidation) and nothing of its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "client", derive(clap::Args), group(skip))]
+pub struct Flags {}
+
+impl RenderFlags for Flags {
+    fn render(&self, to: &mut Rendering<'_>) {
+        to.context(Context::JobName);
+    }
+}
 
 #[cfg(feature = "client")]
 pub use requests::CloudFront;
@@ -237,7 +250,7 @@ mod requests {
     /// `<job name>-<job uid>`; the name alone where the pod was not told
     /// its Job's uid.
     pub fn caller_reference(options: &Options) -> String {
-        let name = &options.webhook.job_name;
+        let name = &options.context.job_name;
         match options.job_uid.as_str() {
             "" => name.clone(),
             uid => format!("{name}-{uid}"),
@@ -247,7 +260,7 @@ mod requests {
     /// CloudFront's RoleSessionName: the Job's name, which fits its 64
     /// characters and its alphabet.
     fn session_name(options: &Options) -> String {
-        match options.webhook.job_name.as_str() {
+        match options.context.job_name.as_str() {
             "" => "cache-buster".to_owned(),
             name => name.chars().take(64).collect(),
         }

@@ -1,6 +1,7 @@
 //! Fastly: surrogate keys (at most 256 a request) and URLs through the API
 //! host only, or `purge_all`; optionally soft (marked stale).
 use crate::catalog::Info;
+use crate::flags::{RenderFlags, Rendering};
 use crate::targets::Target;
 
 pub const INFO: Info = Info {
@@ -15,6 +16,26 @@ pub const INFO: Info = Info {
     pod_labels: &[],
     pod_annotations: &[],
 };
+
+/// Its flags: whether to mark stale instead of evicting (setting `fastlySoftPurge`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "client", derive(clap::Args), group(skip))]
+pub struct Flags {
+    /// Mark stale instead of evicting (`Fastly-Soft-Purge: 1`, provider fastly)
+    #[cfg_attr(
+        feature = "client",
+        arg(long, default_value_t = false, action = clap::ArgAction::Set)
+    )]
+    pub fastly_soft_purge: bool,
+}
+
+impl RenderFlags for Flags {
+    /// Always given, so that a stamp made before an edit of the setting
+    /// differs in this flag's value, which the launcher names.
+    fn render(&self, to: &mut Rendering<'_>) {
+        to.flag("fastly-soft-purge", self.fastly_soft_purge);
+    }
+}
 
 /// Fastly accepts at most 256 surrogate keys in one purge request.
 pub const SURROGATE_KEYS_PER_REQUEST: usize = 256;
@@ -41,7 +62,7 @@ mod requests {
             fastly(
                 layer.targets,
                 layer.credentials,
-                layer.options.fastly_soft_purge,
+                layer.options.flags.get::<crate::providers::fastly::Flags>().fastly_soft_purge,
             )
         }
     }
@@ -123,7 +144,7 @@ mod requests {
     #[cfg(test)]
     mod tests {
         use super::*;
-        use crate::cdn::WebhookContext;
+        use crate::flags::JobContext;
         use crate::credentials::Credentials;
         use crate::providers::Provider;
         use crate::request::header;
@@ -138,10 +159,8 @@ mod requests {
                 ("FASTLY_SERVICE_ID", "svc"),
                 ("FASTLY_API_TOKEN", "fastly-key"),
             ]);
-            let soft = Options {
-                fastly_soft_purge: true,
-                ..options(30)
-            };
+            let mut soft = options(30);
+            soft.flags.fastly.fastly_soft_purge = true;
             let targets = PurgeTargets {
                 urls: vec!["https://www.example.com/a".parse().unwrap()],
                 tags: vec!["shop".into()],
@@ -154,7 +173,7 @@ mod requests {
                     targets,
                     &credentials,
                     &soft,
-                    &WebhookContext::default(),
+                    &JobContext::default(),
                 )
                 .unwrap()
             };

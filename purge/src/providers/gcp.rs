@@ -5,6 +5,7 @@
 //! Secret, or from GKE Workload Identity's metadata server (google.rs).
 
 use crate::catalog::Info;
+use crate::flags::{RenderFlags, Rendering};
 use crate::targets::Target;
 
 pub const INFO: Info = Info {
@@ -25,6 +26,15 @@ pub const INFO: Info = Info {
     pod_labels: &[],
     pod_annotations: &[],
 };
+
+/// It reads nothing from the argv besides the targets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "client", derive(clap::Args), group(skip))]
+pub struct Flags {}
+
+impl RenderFlags for Flags {
+    fn render(&self, _to: &mut Rendering<'_>) {}
+}
 
 /// Cache tags in one invalidation, at most (Cloud CDN's limit).
 pub const TAGS_PER_REQUEST: usize = 10;

@@ -2,6 +2,8 @@
 //! Service: each ready endpoint gets `PURGE <path>` for every URL, then the
 //! tags in one header.
 use crate::catalog::Info;
+use crate::flags::{Context, RenderFlags, Rendering};
+use crate::options::{DEFAULT_TAG_HEADER, HttpMethod, HttpService};
 use crate::targets::Target;
 
 pub const INFO: Info = Info {
@@ -19,6 +21,62 @@ pub const INFO: Info = Info {
     pod_labels: &[],
     pod_annotations: &[],
 };
+
+/// Its flags: which Service's caches (annotation `http-service`), with which
+/// method, tags in which header (settings `httpMethod`, `httpTagHeader`).
+/// The Service is looked up in the site's namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "client", derive(clap::Args), group(skip))]
+pub struct Flags {
+    /// The cache Service in --namespace (provider http): <service>[:<port>]
+    #[cfg_attr(feature = "client", arg(long, value_parser = parse::service))]
+    pub http_service: Option<HttpService>,
+    /// The request each cache gets: PURGE or BAN (provider http)
+    #[cfg_attr(
+        feature = "client",
+        arg(long, value_parser = parse::method, default_value = "PURGE")
+    )]
+    pub http_method: HttpMethod,
+    /// The header with the tags (provider http)
+    #[cfg_attr(feature = "client", arg(long, default_value = DEFAULT_TAG_HEADER))]
+    pub http_tag_header: String,
+}
+
+impl Default for Flags {
+    fn default() -> Self {
+        Flags {
+            http_service: None,
+            http_method: HttpMethod::default(),
+            http_tag_header: DEFAULT_TAG_HEADER.to_owned(),
+        }
+    }
+}
+
+impl RenderFlags for Flags {
+    fn render(&self, to: &mut Rendering<'_>) {
+        to.context(Context::Namespace);
+        if let Some(service) = &self.http_service {
+            to.flag("http-service", service);
+        }
+        to.flag("http-method", self.http_method.name());
+        if to.has_tags {
+            to.flag("http-tag-header", &self.http_tag_header);
+        }
+    }
+}
+
+#[cfg(feature = "client")]
+mod parse {
+    use crate::options::{HttpMethod, HttpService};
+
+    pub fn service(value: &str) -> Result<HttpService, String> {
+        HttpService::parse(value).map_err(|problem| format!("{value:?} {problem}"))
+    }
+
+    pub fn method(name: &str) -> Result<HttpMethod, String> {
+        HttpMethod::from_name(name).ok_or_else(|| "expected PURGE or BAN".to_owned())
+    }
+}
 
 #[cfg(feature = "client")]
 pub use requests::Caches;
@@ -44,7 +102,7 @@ mod requests {
             _dry_run: bool,
         ) -> Preparing<'a> {
             Box::pin(async move {
-                let Some(service) = &options.http.service else {
+                let Some(service) = options.flags.get::<crate::providers::http::Flags>().http_service else {
                     return Err(NotPrepared {
                         error: "provider http needs --http-service=<service>[:<port>]".to_owned(),
                         for_good: true,
@@ -55,7 +113,7 @@ mod requests {
                     .await
                     .map_err(|error| format!("cannot reach the Kubernetes API: {error}"))?;
                 let endpoints =
-                    crate::endpoints::ready_endpoints(client, &options.webhook.namespace, service)
+                    crate::endpoints::ready_endpoints(client, &options.context.namespace, &service)
                         .await?;
                 Ok(Found {
                     endpoints,
@@ -65,12 +123,12 @@ mod requests {
         }
 
         fn plan(&self, layer: &Layer<'_>) -> Vec<PlannedRequest> {
-            let http = &layer.options.http;
+            let http = layer.options.flags.get::<crate::providers::http::Flags>();
             self_hosted(
                 layer.targets,
                 &layer.found.endpoints,
-                http.method.name(),
-                &http.tag_header,
+                http.http_method.name(),
+                &http.http_tag_header,
             )
         }
     }
@@ -135,26 +193,25 @@ mod requests {
     #[cfg(test)]
     mod tests {
 
-        use crate::cdn::WebhookContext;
+        use crate::flags::JobContext;
         use crate::credentials::Credentials;
         use crate::options::HttpMethod;
         use crate::providers::Provider;
         use crate::request::PlannedRequest;
         use crate::targets::PurgeTargets;
         use crate::testing::*;
-        use crate::testing::{Options, SelfHosted};
+        use crate::testing::Options;
 
         fn three_caches(method: HttpMethod) -> Options {
-            Options {
-                http: SelfHosted {
-                    endpoints: ["10.0.0.3:6091", "10.0.0.4:6091", "[fd00::5]:6091"]
-                        .map(|address| address.parse().unwrap())
-                        .to_vec(),
-                    method,
-                    tag_header: "Surrogate-Key".into(),
-                },
+            let mut options = Options {
+                endpoints: ["10.0.0.3:6091", "10.0.0.4:6091", "[fd00::5]:6091"]
+                    .map(|address| address.parse().unwrap())
+                    .to_vec(),
                 ..options(30)
-            }
+            };
+            options.flags.http.http_method = method;
+            options.flags.http.http_tag_header = "Surrogate-Key".into();
+            options
         }
 
         /// Each cache, in turn: each URL's path with its Host, then the tags in
@@ -174,7 +231,7 @@ mod requests {
                 &targets,
                 &Credentials::default(),
                 &three_caches(HttpMethod::Purge),
-                &WebhookContext::default(),
+                &JobContext::default(),
             )
             .unwrap();
             let described: Vec<String> = requests.iter().map(PlannedRequest::describe).collect();
@@ -194,7 +251,7 @@ mod requests {
                 &targets,
                 &Credentials::default(),
                 &three_caches(HttpMethod::Ban),
-                &WebhookContext::default(),
+                &JobContext::default(),
             )
             .unwrap();
             assert!(ban.iter().all(|r| r.method == "BAN"));

@@ -3,66 +3,96 @@
 //! policy reads the table to check a Deployment at admission; the program
 //! reads it to check its argv and find the module that plans the requests.
 //!
-//! Adding a provider: a file here with its `INFO` and its [`Cdn`], a
-//! variant of [`Provider`] and its row in [`Provider::info`] and
-//! [`Provider::cdn`] (docs/development.md).
-
-pub mod akamai;
-pub mod azure;
-pub mod bunny;
-pub mod cloudflare;
-pub mod cloudfront;
-pub mod fastly;
-pub mod gcp;
-pub mod http;
-pub mod webhook;
+//! Adding a provider: a file here with its `INFO`, its `Flags` and its
+//! planner, and its line in `registry!` (docs/development.md).
 
 pub use crate::catalog::{Info, Unsupported};
+use crate::flags::{RenderFlags, Rendering};
 use crate::targets::{PurgeTargets, Target};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[serde(rename_all = "lowercase", try_from = "String")]
-pub enum Provider {
-    Cloudflare,
-    Fastly,
-    Webhook,
-    Bunny,
-    Akamai,
-    Http,
-    Cloudfront,
-    Gcp,
-    Azure,
+/// The registry: one line per provider, `Variant => module::Planner`.
+/// Its module holds the rest: `INFO` (its row of the table), `Flags` (what
+/// it reads from the argv, argv.rs) and the planner (its requests).
+macro_rules! registry {
+    ($($variant:ident => $module:ident :: $planner:ident,)+) => {
+        $(pub mod $module;)+
+
+        #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[serde(rename_all = "lowercase", try_from = "String")]
+        pub enum Provider {
+            $($variant,)+
+        }
+
+        impl Provider {
+            pub const ALL: [Provider; [$(stringify!($variant)),+].len()] =
+                [$(Provider::$variant,)+];
+
+            /// The table: each provider's row is its module's `INFO`.
+            pub fn info(self) -> &'static Info {
+                match self {
+                    $(Provider::$variant => &$module::INFO,)+
+                }
+            }
+        }
+
+        #[cfg(feature = "client")]
+        impl Provider {
+            /// The module that purges for this provider.
+            pub fn cdn(self) -> &'static dyn crate::cdn::Cdn {
+                match self {
+                    $(Provider::$variant => &$module::$planner,)+
+                }
+            }
+        }
+
+        /// Every provider's own flags, side by side (argv.rs); a provider's
+        /// are rendered only when it is a layer.
+        #[derive(Debug, Clone, Default, PartialEq, Eq)]
+        #[cfg_attr(feature = "client", derive(clap::Args))]
+        pub struct ProviderFlags {
+            $(
+                #[cfg_attr(feature = "client", command(flatten))]
+                pub $module: $module::Flags,
+            )+
+        }
+
+        #[cfg(feature = "client")]
+        impl ProviderFlags {
+            /// Each provider's flags, for it to ask for by type.
+            pub fn into_set(self) -> crate::cdn::FlagSet {
+                crate::cdn::FlagSet::default()$(.with(self.$module))+
+            }
+        }
+
+        impl ProviderFlags {
+            /// `provider`'s flags, in its layer's place of the argv.
+            pub fn render(&self, provider: Provider, to: &mut Rendering<'_>) {
+                match provider {
+                    $(Provider::$variant => self.$module.render(to),)+
+                }
+            }
+        }
+    };
+}
+
+registry! {
+    Cloudflare => cloudflare::Cloudflare,
+    Fastly => fastly::Fastly,
+    Webhook => webhook::Webhook,
+    Bunny => bunny::Bunny,
+    Akamai => akamai::Akamai,
+    Http => http::Caches,
+    Cloudfront => cloudfront::CloudFront,
+    Gcp => gcp::Gcp,
+    Azure => azure::Azure,
 }
 
 impl Provider {
-    pub const ALL: [Provider; 9] = [
-        Provider::Cloudflare,
-        Provider::Fastly,
-        Provider::Webhook,
-        Provider::Bunny,
-        Provider::Akamai,
-        Provider::Http,
-        Provider::Cloudfront,
-        Provider::Gcp,
-        Provider::Azure,
-    ];
-
-    /// The table: each provider's row is its module's `INFO`.
-    pub fn info(self) -> &'static Info {
-        match self {
-            Provider::Cloudflare => &cloudflare::INFO,
-            Provider::Fastly => &fastly::INFO,
-            Provider::Webhook => &webhook::INFO,
-            Provider::Bunny => &bunny::INFO,
-            Provider::Akamai => &akamai::INFO,
-            Provider::Http => &http::INFO,
-            Provider::Cloudfront => &cloudfront::INFO,
-            Provider::Gcp => &gcp::INFO,
-            Provider::Azure => &azure::INFO,
-        }
-    }
+    /// The provider of Deployments that name none, unless the settings
+    /// say otherwise.
+    pub const DEFAULT: Provider = Provider::Cloudflare;
 
     pub fn name(self) -> &'static str {
         self.info().name
@@ -195,21 +225,6 @@ impl Provider {
         match self.refuses(layer.targets) {
             Some(refusal) => Err(refusal),
             None => Ok(self.cdn().plan(layer)),
-        }
-    }
-
-    /// The module that purges for this provider.
-    pub fn cdn(self) -> &'static dyn crate::cdn::Cdn {
-        match self {
-            Provider::Cloudflare => &cloudflare::Cloudflare,
-            Provider::Fastly => &fastly::Fastly,
-            Provider::Webhook => &webhook::Webhook,
-            Provider::Bunny => &bunny::Bunny,
-            Provider::Akamai => &akamai::Akamai,
-            Provider::Http => &http::Caches,
-            Provider::Cloudfront => &cloudfront::CloudFront,
-            Provider::Gcp => &gcp::Gcp,
-            Provider::Azure => &azure::Azure,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Webhook: one `POST` of SPEC §5's payload to the URL in the Secret,
 //! with a bearer token only when there is one.
 use crate::catalog::Info;
+use crate::flags::{Context, RenderFlags, Rendering};
 use crate::targets::Target;
 
 pub const INFO: Info = Info {
@@ -22,12 +23,27 @@ pub const INFO: Info = Info {
     pod_annotations: &[],
 };
 
+/// It is told the whole context of the Job (SPEC §5's payload) and has
+/// no flag of its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "client", derive(clap::Args), group(skip))]
+pub struct Flags {}
+
+impl RenderFlags for Flags {
+    fn render(&self, to: &mut Rendering<'_>) {
+        for field in Context::ALL {
+            to.context(field);
+        }
+    }
+}
+
 #[cfg(feature = "client")]
 pub use requests::Webhook;
 
 #[cfg(feature = "client")]
 mod requests {
-    use crate::cdn::{Cdn, Layer, WebhookContext};
+    use crate::cdn::{Cdn, Layer};
+    use crate::flags::JobContext;
     use crate::credentials::Credentials;
     use crate::options::WebhookPayload;
     use crate::request::{PlannedRequest, Purges, bearer, json_request};
@@ -40,7 +56,7 @@ mod requests {
             vec![webhook_request(
                 layer.targets,
                 layer.credentials,
-                &layer.options.webhook,
+                &layer.options.context,
             )]
         }
     }
@@ -48,7 +64,7 @@ mod requests {
     fn webhook_request(
         targets: &PurgeTargets,
         credentials: &Credentials,
-        context: &WebhookContext,
+        context: &JobContext,
     ) -> PlannedRequest {
         let payload = WebhookPayload {
             site: &context.site,
@@ -79,7 +95,7 @@ mod requests {
     #[cfg(test)]
     mod tests {
 
-        use crate::cdn::WebhookContext;
+        use crate::flags::JobContext;
         use crate::testing::*;
 
         use crate::providers::Provider;
@@ -93,7 +109,7 @@ mod requests {
                 tags: vec!["shop".into()],
                 ..PurgeTargets::default()
             };
-            let context = WebhookContext {
+            let context = JobContext {
                 site: "shop".into(),
                 namespace: "web".into(),
                 deployment: "shop".into(),
