@@ -45,7 +45,10 @@ impl Default for Flags {
 
 impl RenderFlags for Flags {
     fn render(&self, to: &mut Rendering<'_>) {
-        to.flag("cloudflare-batch-size", self.cloudflare_batch_size);
+        to.flag(
+            "cloudflare-batch-size",
+            &self.cloudflare_batch_size.to_string(),
+        );
     }
 }
 

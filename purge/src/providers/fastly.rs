@@ -33,7 +33,10 @@ impl RenderFlags for Flags {
     /// Always given, so that a stamp made before an edit of the setting
     /// differs in this flag's value, which the launcher names.
     fn render(&self, to: &mut Rendering<'_>) {
-        to.flag("fastly-soft-purge", self.fastly_soft_purge);
+        to.flag(
+            "fastly-soft-purge",
+            if self.fastly_soft_purge { "true" } else { "false" },
+        );
     }
 }
 

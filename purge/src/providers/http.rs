@@ -56,7 +56,7 @@ impl RenderFlags for Flags {
     fn render(&self, to: &mut Rendering<'_>) {
         to.context(Context::Namespace);
         if let Some(service) = &self.http_service {
-            to.flag("http-service", service);
+            to.flag("http-service", &service.to_string());
         }
         to.flag("http-method", self.http_method.name());
         if to.has_tags {
