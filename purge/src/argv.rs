@@ -24,7 +24,7 @@ pub type Layers = Vec<Provider>;
 #[cfg_attr(feature = "client", derive(clap::Args))]
 pub struct PurgeArgv {
     /// The provider, or several purged in that order (layers): http,cloudflare
-    #[cfg_attr(feature = "client", arg(long = "provider", value_parser = parse::layers))]
+    #[cfg_attr(feature = "client", arg(long = "provider", value_parser = crate::providers::parse_layers))]
     pub providers: Layers,
     /// The Secret with the provider's credentials (named in messages)
     #[cfg_attr(feature = "client", arg(long))]
@@ -100,12 +100,7 @@ impl PurgeArgv {
 /// own flags have their parsers in its module.
 #[cfg(feature = "client")]
 pub mod parse {
-    use crate::providers::{Provider, parse_layers};
     use crate::target_checks::{Refusal, TargetUrl, check_host, check_prefix, check_tag};
-
-    pub fn layers(value: &str) -> Result<Vec<Provider>, String> {
-        parse_layers(value)
-    }
 
     pub fn url(text: &str) -> Result<String, String> {
         TargetUrl::parse(text)
