@@ -66,23 +66,54 @@ fn code_before_tests(text: &str) -> String {
     code
 }
 
-/// The modules compiled only for tests: `#[cfg(test)] mod name;`.
-fn test_only_children(text: &str) -> BTreeSet<String> {
-    let lines: Vec<&str> = text.lines().collect();
-    lines
-        .windows(2)
-        .filter(|pair| {
-            pair[0].trim().starts_with("#[cfg(test)]")
-                || pair[0].trim().starts_with("#[cfg(all(test")
-        })
-        .filter_map(|pair| {
-            let declaration = pair[1]
-                .trim()
-                .trim_start_matches("pub ")
-                .strip_prefix("mod ")?;
-            Some(declaration.trim_end_matches(';').trim().to_owned())
-        })
-        .collect()
+/// A module compiled only for tests, as its parent declares it.
+#[derive(Debug, PartialEq)]
+enum TestOnly {
+    /// `#[cfg(test)] mod name;`: the parent's child `name`.
+    Child(String),
+    /// `#[cfg(test)] #[path = "x_tests.rs"] mod tests;`: that file, beside
+    /// the parent.
+    File(String),
+}
+
+/// The modules compiled only for tests: `#[cfg(test)]`, maybe a
+/// `#[path = "…"]`, then `mod name;`.
+fn test_only_children(text: &str) -> Vec<TestOnly> {
+    let mut children = Vec::new();
+    let mut lines = text.lines().map(str::trim);
+    while let Some(line) = lines.next() {
+        if !(line.starts_with("#[cfg(test)]") || line.starts_with("#[cfg(all(test")) {
+            continue;
+        }
+        let mut file = None;
+        for next in lines.by_ref() {
+            if let Some(path) = next.strip_prefix("#[path = \"") {
+                file = path.strip_suffix("\"]").map(str::to_owned);
+                continue;
+            }
+            if let Some(declaration) = next.trim_start_matches("pub ").strip_prefix("mod ")
+                && let Some(name) = declaration.strip_suffix(';')
+            {
+                children.push(match file {
+                    Some(file) => TestOnly::File(file),
+                    None => TestOnly::Child(name.trim().to_owned()),
+                });
+            }
+            break;
+        }
+    }
+    children
+}
+
+/// A module's name from its file under `source` (`launcher/plan.rs` is
+/// `launcher::plan`, `providers/mod.rs` is `providers`).
+fn module_name(source: &Path, file: &Path) -> String {
+    file.strip_prefix(source)
+        .unwrap()
+        .with_extension("")
+        .to_string_lossy()
+        .trim_end_matches("/mod")
+        .replace('/', "::")
 }
 
 /// Every module of the crate whose sources are under `source`, by path.
@@ -100,11 +131,7 @@ fn modules(source: &Path) -> BTreeMap<String, Module> {
             if path.extension().is_none_or(|extension| extension != "rs") {
                 continue;
             }
-            let relative = path.strip_prefix(source).unwrap().with_extension("");
-            let name = relative
-                .to_string_lossy()
-                .trim_end_matches("/mod")
-                .replace('/', "::");
+            let name = module_name(source, &path);
             let text = std::fs::read_to_string(&path).unwrap();
             let parent = match name.as_str() {
                 "lib" | "main" => String::new(),
@@ -113,7 +140,10 @@ fn modules(source: &Path) -> BTreeMap<String, Module> {
             test_only.extend(
                 test_only_children(&text)
                     .into_iter()
-                    .map(|child| format!("{parent}{child}")),
+                    .map(|child| match child {
+                        TestOnly::Child(child) => format!("{parent}{child}"),
+                        TestOnly::File(file) => module_name(source, &dir.join(file)),
+                    }),
             );
             modules.insert(
                 name,
@@ -381,6 +411,27 @@ fn imports_are_read_in_every_form() {
 }
 
 #[test]
+fn test_only_modules_are_found_inline_declared_and_in_sibling_files() {
+    let text = "pub mod code;\n#[cfg(test)]\nmod readme;\n#[cfg(test)]\n#[path = \"plan_tests.rs\"]\nmod tests;\n#[cfg(test)]\nmod inline {\n}\n";
+    assert_eq!(
+        test_only_children(text),
+        [
+            TestOnly::Child("readme".to_owned()),
+            TestOnly::File("plan_tests.rs".to_owned())
+        ]
+    );
+    let source = Path::new("/crate/src");
+    assert_eq!(
+        module_name(source, &source.join("launcher").join("plan_tests.rs")),
+        "launcher::plan_tests"
+    );
+    assert_eq!(
+        module_name(source, &source.join("providers/mod.rs")),
+        "providers"
+    );
+}
+
+#[test]
 fn the_graph_sees_the_imports_of_every_crate() {
     let purge = graph(&root().join("purge/src"));
     assert!(purge["run"].contains("providers"), "{:?}", purge["run"]);
@@ -394,6 +445,10 @@ fn the_graph_sees_the_imports_of_every_crate() {
     assert!(
         !policy.contains_key("readme"),
         "a test-only module is not code"
+    );
+    assert!(
+        !policy.contains_key("deployment_tests"),
+        "a module's tests in a sibling file are not code"
     );
 }
 
