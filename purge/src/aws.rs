@@ -141,9 +141,9 @@ pub async fn resolve(
             return Err("STS's answer has no Credentials".to_owned().into());
         };
         return Ok(Resolved {
-            signer: signer(id, key, Some(session)),
+            signer: signer(&id, &key, Some(&session)),
             source: Source::WebIdentity,
-            secrets: vec![token, key.to_owned(), session.to_owned()],
+            secrets: vec![token, key.into_owned(), session.into_owned()],
         });
     }
     if let (Some(uri), Some(file)) = (

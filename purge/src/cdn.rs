@@ -11,6 +11,7 @@ pub use crate::not_prepared::NotPrepared;
 use crate::request::{Header, PlannedRequest, bearer};
 use crate::sigv4::SigV4;
 use crate::targets::PurgeTargets;
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -119,7 +120,7 @@ pub struct Layer<'a> {
 #[derive(Debug, Clone)]
 pub struct Completion {
     pub poll: PlannedRequest,
-    pub status: fn(&str) -> Option<&str>,
+    pub status: fn(&str) -> Option<Cow<'_, str>>,
     pub done: &'static str,
     /// Why the purge failed after all, read from any answer (Google's
     /// Operation `DONE` with an `error`, Azure's operation `Failed`); None
@@ -133,10 +134,14 @@ pub struct Completion {
 }
 
 /// The top-level `"status"` of a JSON answer (Google's Operation, ARM's
-/// operation), read as text: a `Completion::status` borrows the answer.
-pub fn top_level_status(answer: &str) -> Option<&str> {
-    let start = answer.find("\"status\"")?;
-    answer.get(start + "\"status\"".len()..)?.split('"').nth(1)
+/// operation); a nested `status` (an error's) is not it.
+pub fn top_level_status(answer: &str) -> Option<Cow<'_, str>> {
+    #[derive(serde::Deserialize)]
+    struct Operation<'a> {
+        #[serde(borrow)]
+        status: Option<Cow<'a, str>>,
+    }
+    serde_json::from_str::<Operation>(answer).ok()?.status
 }
 
 pub type Preparing<'a> = Pin<Box<dyn Future<Output = Result<Found, NotPrepared>> + Send + 'a>>;
@@ -160,5 +165,18 @@ pub trait Cdn: Sync {
     /// After its requests: how to wait until the purge with this id is done.
     fn completion(&self, _layer: &Layer<'_>, _id: &str) -> Option<Completion> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::top_level_status;
+
+    #[test]
+    fn the_status_read_is_the_operations_own_not_a_nested_one() {
+        let answer = r#"{"error":{"errors":[{"status":"PERMISSION_DENIED"}]},"status":"DONE"}"#;
+        assert_eq!(top_level_status(answer).as_deref(), Some("DONE"));
+        assert_eq!(top_level_status(r#"{"error":{"status":"X"}}"#), None);
+        assert_eq!(top_level_status("<html>busy</html>"), None);
     }
 }

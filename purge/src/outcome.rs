@@ -342,7 +342,7 @@ pub fn ids_in(answer: &str) -> Vec<String> {
     // CloudFront answers in XML: the invalidation's `Id`.
     if answer.trim_start().starts_with('<') {
         return crate::xml::xml_text(answer, "Id")
-            .map(|id| vec![id.to_owned()])
+            .map(|id| vec![id.into_owned()])
             .unwrap_or_default();
     }
     let Ok(value) = serde_json::from_str::<serde_json::Value>(answer) else {

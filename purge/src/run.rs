@@ -11,6 +11,7 @@ use crate::outcome::{Failure, Outcome, answer_excerpt, ids_in, redact};
 use crate::providers::Provider;
 use crate::request::{PlannedRequest, Purges};
 use crate::targets::PurgeTargets;
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -384,7 +385,7 @@ async fn wait_completed(
         if let Some(error) = &answer.error {
             return Err(failure_of(poll, &answer, error, secrets));
         }
-        let status = (completion.status)(&answer.body).unwrap_or("unknown");
+        let status = (completion.status)(&answer.body).unwrap_or(Cow::Borrowed("unknown"));
         if let Some(why) = (completion.failed)(&answer.body) {
             return Err(Failure {
                 request: Some(redact(&format!("{} {}", poll.method, poll.url), secrets)),

@@ -280,7 +280,7 @@ mod requests {
         fn an_operation_is_done_at_succeeded_and_failed_when_it_failed() {
             let running =
                 r#"{"name":"op-1","status":"InProgress","startTime":"2026-12-05T06:00:00Z"}"#;
-            assert_eq!(top_level_status(running), Some("InProgress"));
+            assert_eq!(top_level_status(running).as_deref(), Some("InProgress"));
             assert_eq!(operation_error(running), None);
             assert_eq!(operation_error(r#"{"status":"Succeeded"}"#), None);
             let failed = r#"{"name":"op-1","status":"Failed","error":{"code":"BadRequest","message":"The domain is not part of the endpoint"}}"#;

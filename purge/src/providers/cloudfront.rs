@@ -373,7 +373,7 @@ mod requests {
             let prefixes: Vec<String> = (0..20).map(|i| format!("shop.example.com/{i}/")).collect();
             let prefixes: Vec<&str> = prefixes.iter().map(String::as_str).collect();
             let requests = requests(&targets(&[], &prefixes), &invalidations);
-            let references: Vec<&str> = requests
+            let references: Vec<_> = requests
                 .iter()
                 .map(|request| {
                     xml_text(request.body.as_deref().unwrap(), "CallerReference").unwrap()

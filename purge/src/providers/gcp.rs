@@ -270,11 +270,11 @@ mod requests {
         #[test]
         fn a_done_operation_with_an_error_is_a_failure() {
             let running = r#"{"kind":"compute#operation","name":"operation-1","status":"RUNNING"}"#;
-            assert_eq!(top_level_status(running), Some("RUNNING"));
+            assert_eq!(top_level_status(running).as_deref(), Some("RUNNING"));
             assert_eq!(operation_error(running), None);
             let failed = r#"{"kind":"compute#operation","name":"operation-1","status":"DONE",
                 "error":{"errors":[{"code":"INVALID_USAGE","message":"Invalid path"}]}}"#;
-            assert_eq!(top_level_status(failed), Some("DONE"));
+            assert_eq!(top_level_status(failed).as_deref(), Some("DONE"));
             assert_eq!(operation_error(failed).as_deref(), Some("Invalid path"));
         }
     }
