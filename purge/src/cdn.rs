@@ -144,6 +144,21 @@ pub fn top_level_status(answer: &str) -> Option<Cow<'_, str>> {
     serde_json::from_str::<Operation>(answer).ok()?.status
 }
 
+/// An object with an `id` (Cloudflare's `result`, a webhook's answer).
+#[derive(serde::Deserialize)]
+pub struct WithId {
+    pub id: Option<String>,
+}
+
+/// The top-level `"id"` of a JSON answer, if it is text.
+pub fn top_level_id(answer: &str) -> Vec<String> {
+    serde_json::from_str::<WithId>(answer)
+        .ok()
+        .and_then(|answer| answer.id)
+        .into_iter()
+        .collect()
+}
+
 pub type Preparing<'a> = Pin<Box<dyn Future<Output = Result<Found, NotPrepared>> + Send + 'a>>;
 
 pub trait Cdn: Sync {
@@ -166,11 +181,19 @@ pub trait Cdn: Sync {
     fn completion(&self, _layer: &Layer<'_>, _id: &str) -> Option<Completion> {
         None
     }
+
+    /// The ids of the purges an accepting answer started, as the CDN
+    /// writes them: reported in the outcome and asked about by
+    /// `completion`. A CDN that answers an id in a header (`id_header`)
+    /// or none at all keeps the default.
+    fn purge_ids(&self, _answer: &str) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::top_level_status;
+    use super::{top_level_id, top_level_status};
 
     #[test]
     fn the_status_read_is_the_operations_own_not_a_nested_one() {
@@ -178,5 +201,13 @@ mod tests {
         assert_eq!(top_level_status(answer).as_deref(), Some("DONE"));
         assert_eq!(top_level_status(r#"{"error":{"status":"X"}}"#), None);
         assert_eq!(top_level_status("<html>busy</html>"), None);
+    }
+
+    #[test]
+    fn the_id_read_is_the_answers_own_text() {
+        assert_eq!(top_level_id(r#"{"result":{"id":"a"},"id":"b"}"#), ["b"]);
+        assert!(top_level_id(r#"{"result":{"id":"a"}}"#).is_empty());
+        assert!(top_level_id(r#"{"id":7}"#).is_empty());
+        assert!(top_level_id("accepted").is_empty());
     }
 }

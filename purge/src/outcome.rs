@@ -336,82 +336,9 @@ pub fn answer_excerpt(answer: &str, secrets: &[&str]) -> String {
     excerpt(&redact(answer, secrets), ANSWER_EXCERPT)
 }
 
-/// The purge ids in a CDN's answer: Cloudflare's `result.id`, Fastly's `id`
-/// or its map of surrogate key → id, a webhook's `id`.
-pub fn ids_in(answer: &str) -> Vec<String> {
-    // CloudFront answers in XML: the invalidation's `Id`.
-    if answer.trim_start().starts_with('<') {
-        return crate::xml::xml_text(answer, "Id")
-            .map(|id| vec![id.into_owned()])
-            .unwrap_or_default();
-    }
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(answer) else {
-        return Vec::new();
-    };
-    let text = |value: &serde_json::Value| value.as_str().map(str::to_owned);
-    // Google's Operation: its name is what it is asked about by.
-    if value["kind"] == "compute#operation"
-        && let Some(name) = value.get("name").and_then(text)
-    {
-        return vec![name];
-    }
-    if let Some(id) = value.pointer("/result/id").and_then(text) {
-        return vec![id];
-    }
-    // Cloudflare's and Fastly's `id`, Akamai's `purgeId`.
-    if let Some(id) = value
-        .get("id")
-        .or_else(|| value.get("purgeId"))
-        .and_then(text)
-    {
-        return vec![id];
-    }
-    match value.as_object() {
-        // Fastly's surrogate-key purge: {"key": "id", …}.
-        Some(map)
-            if !map.is_empty()
-                && map.values().all(serde_json::Value::is_string)
-                && !map.contains_key("status") =>
-        {
-            map.values().filter_map(text).take(MAX_IDS).collect()
-        }
-        _ => Vec::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ids_are_read_from_each_cdns_answer() {
-        assert_eq!(
-            ids_in(r#"{"success":true,"result":{"id":"9a7806061c88ada191ed06f989cc3dac"}}"#),
-            ["9a7806061c88ada191ed06f989cc3dac"]
-        );
-        assert_eq!(
-            ids_in(r#"{"status":"ok","id":"108-1391560174-974124"}"#),
-            ["108-1391560174-974124"]
-        );
-        assert_eq!(
-            ids_in(r#"{"shop":"108-1","blog":"108-2"}"#),
-            ["108-2", "108-1"]
-        );
-        assert_eq!(
-            ids_in(
-                r#"{"httpStatus":201,"detail":"Request accepted","estimatedSeconds":5,"purgeId":"e535071c-26b2-11e7-94d7-276f2f54d938","supportId":"17PY1492793544958045-219026624"}"#
-            ),
-            ["e535071c-26b2-11e7-94d7-276f2f54d938"]
-        );
-        assert_eq!(
-            ids_in(
-                r#"<?xml version="1.0"?><Invalidation xmlns="http://cloudfront.amazonaws.com/doc/2020-05-31/"><Id>I2J0I21PCUYOIK</Id><Status>InProgress</Status></Invalidation>"#
-            ),
-            ["I2J0I21PCUYOIK"]
-        );
-        assert_eq!(ids_in(r#"{"status":"ok"}"#), Vec::<String>::new());
-        assert_eq!(ids_in("accepted"), Vec::<String>::new());
-    }
 
     /// Which failures fail the Job at once (exit code 2) and which the Job
     /// retries: a CDN's refusal of the request or the credentials is final;

@@ -4,10 +4,10 @@
 //! layers after it. The outcome gives each layer's result.
 
 use crate::catalog::Info;
-use crate::cdn::{Completion, Found, Layer, NotPrepared, Options};
+use crate::cdn::{Cdn, Completion, Found, Layer, NotPrepared, Options};
 use crate::client::{Answer, Client, hosts_of};
 use crate::credentials::Credentials;
-use crate::outcome::{Failure, Outcome, answer_excerpt, ids_in, redact};
+use crate::outcome::{Failure, Outcome, answer_excerpt, redact};
 use crate::providers::Provider;
 use crate::request::{PlannedRequest, Purges};
 use crate::targets::PurgeTargets;
@@ -225,7 +225,15 @@ async fn purge(job: &PurgeJob, provider: Provider, credentials: &Credentials) ->
         layers: Vec::new(),
     };
     let mut not_before = Vec::new();
-    let accepted = send_all(&client, &requests, &secrets, &mut outcome, &mut not_before).await;
+    let accepted = send_all(
+        provider.cdn(),
+        &client,
+        &requests,
+        &secrets,
+        &mut outcome,
+        &mut not_before,
+    )
+    .await;
     outcome.purged = purged_by_kind(&requests[..accepted]);
     if outcome.failure.is_none() {
         for (index, id) in outcome.ids.clone().into_iter().enumerate() {
@@ -260,6 +268,7 @@ async fn purge(job: &PurgeJob, provider: Provider, credentials: &Credentials) ->
 /// gets when the accepting answer's `Retry-After` ends: the CDN asked not
 /// to be asked about it before then.
 async fn send_all(
+    cdn: &dyn Cdn,
     client: &Client,
     requests: &[PlannedRequest],
     secrets: &[&str],
@@ -292,7 +301,7 @@ async fn send_all(
         accepted += 1;
         let Some(header) = request.id_header else {
             outcome.ids.extend(
-                ids_in(&answer.body)
+                cdn.purge_ids(&answer.body)
                     .into_iter()
                     .map(|id| redact(&id, secrets)),
             );

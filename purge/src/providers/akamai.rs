@@ -84,6 +84,20 @@ mod requests {
     pub struct Akamai;
 
     impl Cdn for Akamai {
+        /// Fast Purge's `purgeId`.
+        fn purge_ids(&self, answer: &str) -> Vec<String> {
+            #[derive(serde::Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Accepted {
+                purge_id: Option<String>,
+            }
+            serde_json::from_str::<Accepted>(answer)
+                .ok()
+                .and_then(|accepted| accepted.purge_id)
+                .into_iter()
+                .collect()
+        }
+
         fn plan(&self, layer: &Layer<'_>) -> Vec<PlannedRequest> {
             akamai(layer.targets, layer.credentials, layer.options.flags.get::<crate::providers::akamai::Flags>())
         }
@@ -165,6 +179,12 @@ mod requests {
         use crate::providers::Provider;
         use crate::targets::PurgeTargets;
         use crate::testing::*;
+
+        #[test]
+        fn the_purge_id_is_fast_purges_purge_id() {
+            let answer = r#"{"httpStatus":201,"detail":"Request accepted","estimatedSeconds":5,"purgeId":"e535071c-26b2-11e7-94d7-276f2f54d938","supportId":"17PY1492793544958045-219026624"}"#;
+            assert_eq!(Akamai.purge_ids(answer), ["e535071c-26b2-11e7-94d7-276f2f54d938"]);
+        }
 
         use crate::options::{AkamaiAction, AkamaiNetwork};
 

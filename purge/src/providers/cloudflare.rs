@@ -67,6 +67,19 @@ mod requests {
     pub struct Cloudflare;
 
     impl Cdn for Cloudflare {
+        /// Cloudflare's `result.id`.
+        fn purge_ids(&self, answer: &str) -> Vec<String> {
+            #[derive(serde::Deserialize)]
+            struct Accepted {
+                result: Option<crate::cdn::WithId>,
+            }
+            serde_json::from_str::<Accepted>(answer)
+                .ok()
+                .and_then(|accepted| accepted.result?.id)
+                .into_iter()
+                .collect()
+        }
+
         fn plan(&self, layer: &Layer<'_>) -> Vec<PlannedRequest> {
             cloudflare(
                 layer.targets,
@@ -129,6 +142,15 @@ mod requests {
 
     #[cfg(test)]
     mod tests {
+        use super::Cloudflare;
+        use crate::cdn::Cdn;
+
+        #[test]
+        fn the_purge_id_is_the_results() {
+            let answer = r#"{"success":true,"errors":[],"result":{"id":"9a7806061c88ada191ed06f989cc3dac"}}"#;
+            assert_eq!(Cloudflare.purge_ids(answer), ["9a7806061c88ada191ed06f989cc3dac"]);
+            assert!(Cloudflare.purge_ids(r#"{"success":true,"id":"x"}"#).is_empty());
+        }
 
         use crate::flags::JobContext;
         use crate::credentials::Credentials;

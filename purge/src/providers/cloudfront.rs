@@ -57,6 +57,7 @@ mod requests {
     use crate::sigv4::SigV4;
     use crate::targets::PurgeTargets;
     use crate::xml::xml_text;
+    use std::borrow::Cow;
     use std::time::Duration;
 
     pub const API: &str = "https://cloudfront.amazonaws.com/2020-05-31";
@@ -193,6 +194,11 @@ mod requests {
     pub struct CloudFront;
 
     impl Cdn for CloudFront {
+        /// The invalidation's `Id`.
+        fn purge_ids(&self, answer: &str) -> Vec<String> {
+            xml_text(answer, "Id").map(Cow::into_owned).into_iter().collect()
+        }
+
         /// The signing credentials: the Secret's keys, else the pod's identity
         /// (which a dry run, reading no credential, does not look up).
         fn prepare<'a>(
@@ -288,6 +294,13 @@ mod requests {
     #[cfg(test)]
     mod tests {
         use super::*;
+
+        #[test]
+        fn the_purge_id_is_the_invalidations() {
+            let answer = r#"<?xml version="1.0"?><Invalidation xmlns="http://cloudfront.amazonaws.com/doc/2020-05-31/"><Id>I2J0I21PCUYOIK</Id><Status>InProgress</Status></Invalidation>"#;
+            assert_eq!(CloudFront.purge_ids(answer), ["I2J0I21PCUYOIK"]);
+            assert!(CloudFront.purge_ids("<Invalidation/>").is_empty());
+        }
 
         fn targets(urls: &[&str], prefixes: &[&str]) -> PurgeTargets {
             PurgeTargets {

@@ -61,6 +61,23 @@ mod requests {
     pub struct Fastly;
 
     impl Cdn for Fastly {
+        /// A single purge's `id`, or a surrogate-key purge's map of key → id.
+        fn purge_ids(&self, answer: &str) -> Vec<String> {
+            #[derive(serde::Deserialize)]
+            #[serde(untagged)]
+            enum Accepted {
+                One { id: String },
+                ByKey(std::collections::BTreeMap<String, String>),
+            }
+            match serde_json::from_str::<Accepted>(answer) {
+                Ok(Accepted::One { id }) => vec![id],
+                Ok(Accepted::ByKey(ids)) if !ids.contains_key("status") => {
+                    ids.into_values().take(crate::outcome::MAX_IDS).collect()
+                }
+                _ => Vec::new(),
+            }
+        }
+
         fn plan(&self, layer: &Layer<'_>) -> Vec<PlannedRequest> {
             fastly(
                 layer.targets,
@@ -153,6 +170,20 @@ mod requests {
         use crate::request::header;
         use crate::targets::PurgeTargets;
         use crate::testing::*;
+
+        #[test]
+        fn the_purge_ids_are_the_single_purges_or_each_keys() {
+            assert_eq!(
+                Fastly.purge_ids(r#"{"status":"ok","id":"108-1391560174-974124"}"#),
+                ["108-1391560174-974124"]
+            );
+            assert_eq!(
+                Fastly.purge_ids(r#"{"shop":"108-1","blog":"108-2"}"#),
+                ["108-2", "108-1"]
+            );
+            assert!(Fastly.purge_ids(r#"{"status":"ok"}"#).is_empty());
+            assert!(Fastly.purge_ids("accepted").is_empty());
+        }
 
         /// fastlySoftPurge: `Fastly-Soft-Purge: 1` on every key and URL purge,
         /// none on purge_all (which has no soft form).

@@ -59,6 +59,21 @@ mod requests {
     pub struct Gcp;
 
     impl Cdn for Gcp {
+        /// The Operation's `name`: what it is asked about by.
+        fn purge_ids(&self, answer: &str) -> Vec<String> {
+            #[derive(serde::Deserialize)]
+            struct Operation {
+                kind: String,
+                name: String,
+            }
+            serde_json::from_str::<Operation>(answer)
+                .ok()
+                .filter(|operation| operation.kind == "compute#operation")
+                .map(|operation| operation.name)
+                .into_iter()
+                .collect()
+        }
+
         /// The access token (a dry run reads no credential and asks for none).
         fn prepare<'a>(
             &'a self,
@@ -186,6 +201,13 @@ mod requests {
         use crate::targets::PurgeTargets;
         use crate::testing::*;
         use serde_json::json;
+
+        #[test]
+        fn the_purge_id_is_the_operations_name() {
+            let answer = r#"{"kind":"compute#operation","id":"123","name":"operation-1-2","status":"RUNNING"}"#;
+            assert_eq!(Gcp.purge_ids(answer), ["operation-1-2"]);
+            assert!(Gcp.purge_ids(r#"{"name":"operation-1-2"}"#).is_empty());
+        }
 
         fn gcp_plan(targets: &PurgeTargets) -> Vec<PlannedRequest> {
             let credentials =

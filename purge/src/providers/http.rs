@@ -93,6 +93,11 @@ mod requests {
     pub struct Caches;
 
     impl Cdn for Caches {
+        /// A cache's `id`, if it answers one.
+        fn purge_ids(&self, answer: &str) -> Vec<String> {
+            crate::cdn::top_level_id(answer)
+        }
+
         /// The caches: the ready endpoints of the Service, read from the API
         /// with the pod's token (a dry run too: it reads no credential).
         fn prepare<'a>(

@@ -52,6 +52,11 @@ mod requests {
     pub struct Webhook;
 
     impl Cdn for Webhook {
+        /// The receiver's `id`, if it answers one.
+        fn purge_ids(&self, answer: &str) -> Vec<String> {
+            crate::cdn::top_level_id(answer)
+        }
+
         fn plan(&self, layer: &Layer<'_>) -> Vec<PlannedRequest> {
             vec![webhook_request(
                 layer.targets,
@@ -94,6 +99,14 @@ mod requests {
 
     #[cfg(test)]
     mod tests {
+        use super::Webhook;
+        use crate::cdn::Cdn;
+
+        #[test]
+        fn the_purge_id_is_the_receivers_id_if_any() {
+            assert_eq!(Webhook.purge_ids(r#"{"id":"run-7"}"#), ["run-7"]);
+            assert!(Webhook.purge_ids("accepted").is_empty());
+        }
 
         use crate::flags::JobContext;
         use crate::testing::*;
