@@ -204,6 +204,32 @@ apply_patch_to() {
   assert_rejected_with 'annotation cache-buster.io/prefixes: provider fastly cannot purge by URL prefix'
 }
 
+# create-labelled.json with its annotations replaced by $1 (a JSON object).
+with_annotations() {
+  local request="$BATS_TEST_TMPDIR/request.json"
+  jq --argjson annotations "$1" '.request.object.metadata.annotations = $annotations' \
+    "$FIXTURES/create-labelled.json" >"$request"
+  echo "$request"
+}
+
+@test "an unknown annotation under the prefix is rejected naming the nearest known one" {
+  evaluate "$(with_annotations '{"cache-buster.io/urls": "https://shop.example.com/", "cache-buster.io/contnet": "/srv=https://shop.example.com/"}')"
+  assert_rejected_with 'annotation cache-buster.io/contnet is not one the policy reads (did you mean cache-buster.io/content?); expected one of cache-buster.io/urls, '
+}
+
+@test "a malformed content pair is rejected naming the annotation" {
+  evaluate "$(with_annotations '{"cache-buster.io/content": "/usr/share/nginx/html=https://shop.example.com/blog"}')"
+  assert_rejected_with 'annotation cache-buster.io/content: "/usr/share/nginx/html=https://shop.example.com/blog" has a base URL that does not end in /; expected <dir>=<base URL> pairs'
+}
+
+@test "a content site is stamped with its pairs and the URL limit in the Job's argv" {
+  evaluate "$(with_annotations '{"cache-buster.io/content": "/usr/share/nginx/html/=https://shop.example.com/"}')" \
+    --settings-json '{"contentMaxUrls": 42}'
+  [ "$status" -eq 0 ]
+  [ "$(purge_flag content)" = '["/usr/share/nginx/html=https://shop.example.com/"]' ]
+  [ "$(purge_flag content-max-urls)" = '["42"]' ]
+}
+
 @test "a container annotation naming no container is rejected" {
   evaluate create-unknown-container.json
   assert_rejected_with 'annotation cache-buster.io/container: "app" names no container of the Deployment; expected one of the containers: web'

@@ -6,6 +6,7 @@
 //! change still carries its stamp (or gets the same one again), so Flux's
 //! dry-runs and re-applies always see the same result.
 
+use crate::annotations::refuse_unknown;
 use crate::error::{PolicyError, PolicyResult};
 use crate::http_service::{EXPECTED_SERVICE, HttpService};
 use crate::image::{ImageReference, SelectedImage, hash_input_lines, image_hash};
@@ -13,13 +14,16 @@ use crate::job::{JobInput, build_job};
 use crate::names::{is_dns1123_label, is_dns1123_subdomain, is_label_value, job_name};
 use crate::providers::{JobContext, Provider, PurgeArgv, check_layers};
 use crate::settings::Settings;
-use crate::targets::{from_annotations, read_boolean};
+use crate::targets::{content_from_annotation, from_annotations, read_boolean};
+use cache_buster_purge::content::DEFAULT_MAX_URLS;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
 
-use crate::keys::{CONTAINER, DRY_RUN, HTTP_SERVICE, IMAGE_HASH, JOB, JOB_NAME, PROVIDER, SECRET};
+use crate::keys::{
+    CONTAINER, CONTENT, DRY_RUN, HTTP_SERVICE, IMAGE_HASH, JOB, JOB_NAME, PROVIDER, SECRET, WARM,
+};
 
 /// The three annotations the policy owns, in the order it writes them.
 pub fn stamp_keys(settings: &Settings) -> [String; 3] {
@@ -172,6 +176,7 @@ pub fn derive_stamp(
     let annotation = |name: &str| settings.annotation(name);
 
     let site = site_name(settings, metadata)?;
+    refuse_unknown(&settings.annotation_prefix, annotations)?;
     let name = object_name(metadata.name.as_deref().or(context.name))?;
     let namespace = namespace(metadata.namespace.as_deref().or(context.namespace))?;
     let qualified_name = format!("{namespace}/{name}");
@@ -194,8 +199,16 @@ pub fn derive_stamp(
     };
 
     let purge = from_annotations(annotations, annotation)?;
+    let content = content_from_annotation(annotations, &annotation(CONTENT))?;
+    let warm = read_boolean(&annotation(WARM), annotations)?;
     let dry_run = read_boolean(&annotation(DRY_RUN), annotations)?;
-    let mut warnings = check_layers(&providers, &purge, &qualified_name, annotation)?;
+    let mut warnings = check_layers(
+        &providers,
+        &purge,
+        !content.is_empty(),
+        &qualified_name,
+        annotation,
+    )?;
     // The provider that purges the caches behind a Service (http).
     let service_reader = providers
         .iter()
@@ -231,6 +244,10 @@ pub fn derive_stamp(
         hosts: purge.hosts,
         tags: purge.tags,
         everything: purge.everything,
+        content_max_urls: (!content.is_empty())
+            .then(|| u32::try_from(settings.content_max_urls).unwrap_or(DEFAULT_MAX_URLS)),
+        content,
+        warm,
         context: JobContext {
             site: site.to_owned(),
             namespace: namespace.to_owned(),

@@ -459,6 +459,31 @@ fn the_site_label_must_name_a_site(#[case] labels: Value, #[case] message: &str)
     "yes",
     "annotation cache-buster.io/dry-run: \"yes\" is not a boolean; expected \"true\" or \"false\""
 )]
+#[case::content_without_url(
+    "cache-buster.io/content",
+    "/usr/share/nginx/html",
+    "annotation cache-buster.io/content: \"/usr/share/nginx/html\" has no = between the directory and the base URL; expected <dir>=<base URL> pairs separated by commas"
+)]
+#[case::content_relative_dir(
+    "cache-buster.io/content",
+    "html=https://shop.example.com/",
+    "annotation cache-buster.io/content: \"html=https://shop.example.com/\" has a directory that is not absolute (it must start with /)"
+)]
+#[case::content_url_without_slash(
+    "cache-buster.io/content",
+    "/srv=https://shop.example.com/blog",
+    "annotation cache-buster.io/content: \"/srv=https://shop.example.com/blog\" has a base URL that does not end in /"
+)]
+#[case::warm(
+    "cache-buster.io/warm",
+    "on",
+    "annotation cache-buster.io/warm: \"on\" is not a boolean; expected \"true\" or \"false\""
+)]
+#[case::unknown(
+    "cache-buster.io/contnet",
+    "/srv=https://shop.example.com/",
+    "annotation cache-buster.io/contnet is not one the policy reads (did you mean cache-buster.io/content?); expected one of cache-buster.io/urls, "
+)]
 fn bad_annotations_are_rejected_by_name(
     #[case] key: &str,
     #[case] value: &str,
@@ -514,6 +539,69 @@ fn a_deployment_without_purge_target_is_rejected() {
     assert!(
         error.starts_with("Deployment web/shop has no purge target for provider cloudflare"),
         "{error}"
+    );
+}
+
+/// SPEC §9: `P/content` is a target of its own; the Job's argv carries
+/// each pair (normalized), the setting's limit and the warm-up.
+#[test]
+fn a_content_site_needs_no_other_target_and_its_job_names_the_pairs() {
+    let settings = Settings {
+        content_max_urls: 1200,
+        ..Settings::default()
+    };
+    let annotations = json!({
+        "cache-buster.io/content": "/usr/share/nginx/html/=https://shop.example.com/, /srv/docs=https://docs.example.com/v2/",
+        "cache-buster.io/warm": "true"
+    });
+    let (stamp, warnings) = derive_stamp(
+        &settings,
+        &site(annotations, web("nginx:1.25")),
+        RequestContext::default(),
+    )
+    .unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
+    let args: Vec<String> =
+        serde_json::from_value(job["spec"]["template"]["spec"]["containers"][0]["args"].clone())
+            .unwrap();
+    let content: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|arg| arg.starts_with("--content") || *arg == "--warm")
+        .collect();
+    assert_eq!(
+        content,
+        [
+            "--content=/usr/share/nginx/html=https://shop.example.com/",
+            "--content=/srv/docs=https://docs.example.com/v2/",
+            "--content-max-urls=1200",
+            "--warm"
+        ]
+    );
+}
+
+/// Without `P/content`, the argv has no content flag, whatever the setting.
+#[test]
+fn a_site_without_content_has_no_content_flags() {
+    let (stamp, _) = stamp_of(&site(urls(), web("nginx:1.25")));
+    assert!(!stamp.job_json.contains("--content"), "{}", stamp.job_json);
+}
+
+/// A layer that can purge neither prefixes nor everything cannot take the
+/// content purge's fallback: accepted, and the user is told.
+#[test]
+fn a_content_layer_without_a_fallback_is_warned_about() {
+    let annotations = json!({
+        "cache-buster.io/provider": "akamai",
+        "cache-buster.io/content": "/srv=https://shop.example.com/"
+    });
+    let (_, warnings) = stamp_of(&site(annotations, web("nginx:1.25")));
+    assert_eq!(
+        warnings,
+        [
+            "cache-buster.io/content: provider akamai purges neither URL prefixes nor everything, so where the content purge falls back (the first rollout, an image it cannot read, more than contentMaxUrls changed files) it purges only the annotated targets at this layer"
+        ]
     );
 }
 

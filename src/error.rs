@@ -29,6 +29,15 @@ pub enum PolicyError {
     },
 
     #[error(
+        "annotation {key} is not one the policy reads (did you mean {nearest}?); expected one of {expected}"
+    )]
+    UnknownAnnotation {
+        key: String,
+        nearest: String,
+        expected: String,
+    },
+
+    #[error(
         "Deployment {deployment} has no purge target for provider {provider}; expected at least one of the annotations {expected}"
     )]
     NoPurgeTarget {

@@ -11,6 +11,9 @@ fn command(provider: Provider) -> Vec<String> {
         hosts: Vec::new(),
         tags: Vec::new(),
         everything: false,
+        content: Vec::new(),
+        content_max_urls: None,
+        warm: false,
         context: JobContext {
             site: "shop".into(),
             namespace: "web".into(),

@@ -25,6 +25,27 @@ pub const CONTAINER: &str = "container";
 pub const DRY_RUN: &str = "dry-run";
 /// Provider `http`: the cache Service, `<service>[:<port>]`.
 pub const HTTP_SERVICE: &str = "http-service";
+/// SPEC §9: `<dir>=<base URL>` pairs, the files to compare between images.
+pub const CONTENT: &str = "content";
+/// SPEC §9: `"true"`: fetch each purged URL once after the purge.
+pub const WARM: &str = "warm";
+
+/// SPEC §2: every annotation of the Deployment the policy reads, in the
+/// README's order.
+pub const READ: [&str; 12] = [
+    URLS,
+    PREFIXES,
+    HOSTS,
+    TAGS,
+    EVERYTHING,
+    PROVIDER,
+    HTTP_SERVICE,
+    SECRET,
+    CONTAINER,
+    DRY_RUN,
+    CONTENT,
+    WARM,
+];
 
 // SPEC §3.4: the three annotations the policy writes (the hash is also a
 // label of the Job, SPEC §4).
@@ -35,6 +56,8 @@ pub const JOB: &str = "job";
 /// settings stamped it (`fingerprint`), so that a reconcile that changes
 /// nothing can be told from one that needs a new stamp without deriving it.
 pub const STAMPED_BY: &str = "stamped-by";
+/// SPEC §3.4: what the policy writes on the Deployment.
+pub const WRITTEN: [&str; 3] = [IMAGE_HASH, JOB_NAME, JOB];
 
 // SPEC §4: the Job's fixed labels, which also tell the launcher its Jobs.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -85,22 +108,12 @@ mod tests {
     /// reads and the three it writes, with the default prefix.
     #[test]
     fn the_readme_names_every_annotation() {
-        let read = [
-            SITE,
-            URLS,
-            PREFIXES,
-            HOSTS,
-            TAGS,
-            EVERYTHING,
-            PROVIDER,
-            HTTP_SERVICE,
-            SECRET,
-            CONTAINER,
-            DRY_RUN,
-        ]
-        .map(|name| prefixed(DEFAULT_PREFIX, name));
+        let read: Vec<String> = std::iter::once(SITE)
+            .chain(READ)
+            .map(|name| prefixed(DEFAULT_PREFIX, name))
+            .collect();
         assert_eq!(documented("| annotation | meaning |"), read);
-        let written = [IMAGE_HASH, JOB_NAME, JOB].map(|name| prefixed(DEFAULT_PREFIX, name));
+        let written = WRITTEN.map(|name| prefixed(DEFAULT_PREFIX, name));
         assert_eq!(documented("| annotation | value |"), written);
     }
 }

@@ -6,6 +6,7 @@
 //! decision), which the launcher, the benchmarks and the fuzz targets reuse.
 
 pub mod admission;
+pub mod annotations;
 pub mod deployment;
 pub mod error;
 pub mod fingerprint;

@@ -21,6 +21,7 @@ pub trait Admission {
     fn check_targets(
         self,
         purge: &PurgeTargets,
+        has_content: bool,
         deployment: &str,
         key: impl Fn(&str) -> String,
     ) -> PolicyResult<Vec<String>>;
@@ -30,6 +31,7 @@ impl Admission for Provider {
     fn check_targets(
         self,
         purge: &PurgeTargets,
+        has_content: bool,
         deployment: &str,
         key: impl Fn(&str) -> String,
     ) -> PolicyResult<Vec<String>> {
@@ -69,15 +71,39 @@ impl Admission for Provider {
                 expected: expected(),
             });
         }
-        if purge.is_empty() && !self.info().needs_no_target {
+        let purges_urls = self.accepts(Target::Urls);
+        if has_content && !purges_urls {
+            // SPEC §9: the changed files are purged as URLs.
+            return Err(PolicyError::UnsupportedTarget {
+                key: key(keys::CONTENT),
+                provider: self.name().to_owned(),
+                target: Target::Urls.noun().to_owned(),
+                expected: expected(),
+            });
+        }
+        if purge.is_empty() && !has_content && !self.info().needs_no_target {
+            let mut expected = expected();
+            if purges_urls {
+                expected.push_str(", ");
+                expected.push_str(&key(keys::CONTENT));
+            }
             return Err(PolicyError::NoPurgeTarget {
                 deployment: deployment.to_owned(),
                 provider: self.name().to_owned(),
-                expected: expected(),
+                expected,
             });
         }
         let redundant = purge.non_empty_lists();
         let mut warnings = Vec::new();
+        if has_content && !self.accepts(Target::Prefixes) && !purges_everything {
+            warnings.push(format!(
+                "{}: provider {} purges neither URL prefixes nor everything, so where the content purge \
+                 falls back (the first rollout, an image it cannot read, more than contentMaxUrls \
+                 changed files) it purges only the annotated targets at this layer",
+                key(keys::CONTENT),
+                self.name()
+            ));
+        }
         if purge.everything && !redundant.is_empty() && !self.info().needs_no_target {
             warnings.push(format!(
                 "{} is \"true\": the whole cache is purged, so {} need no purge of their own",
@@ -98,12 +124,13 @@ impl Admission for Provider {
 pub fn check_layers(
     providers: &[Provider],
     purge: &PurgeTargets,
+    has_content: bool,
     deployment: &str,
     key: impl Fn(&str) -> String,
 ) -> PolicyResult<Vec<String>> {
     let mut warnings: Vec<String> = Vec::new();
     for provider in providers {
-        for warning in provider.check_targets(purge, deployment, &key)? {
+        for warning in provider.check_targets(purge, has_content, deployment, &key)? {
             if !warnings.contains(&warning) {
                 warnings.push(warning);
             }
@@ -169,7 +196,7 @@ mod tests {
     #[case::cloudflare_nothing(
         Provider::Cloudflare,
         PurgeTargets::default(),
-        "Deployment web/shop has no purge target for provider cloudflare; expected at least one of the annotations cache-buster.io/urls, cache-buster.io/prefixes, cache-buster.io/hosts, cache-buster.io/tags, cache-buster.io/everything (\"true\")"
+        "Deployment web/shop has no purge target for provider cloudflare; expected at least one of the annotations cache-buster.io/urls, cache-buster.io/prefixes, cache-buster.io/hosts, cache-buster.io/tags, cache-buster.io/everything (\"true\"), cache-buster.io/content"
     )]
     #[case::bunny_hosts(Provider::Bunny, PurgeTargets { hosts: vec!["a.example".into()], ..Default::default() },
         "annotation cache-buster.io/hosts: provider bunny cannot purge by host name; expected only cache-buster.io/urls, cache-buster.io/prefixes, cache-buster.io/tags, cache-buster.io/everything (\"true\") with this provider")]
@@ -194,7 +221,7 @@ mod tests {
     #[case::fastly_nothing(
         Provider::Fastly,
         PurgeTargets::default(),
-        "Deployment web/shop has no purge target for provider fastly"
+        "Deployment web/shop has no purge target for provider fastly; expected at least one of the annotations cache-buster.io/urls, cache-buster.io/tags, cache-buster.io/everything (\"true\"), cache-buster.io/content"
     )]
     fn targets_a_provider_cannot_purge_are_rejected(
         #[case] provider: Provider,
@@ -202,16 +229,19 @@ mod tests {
         #[case] message: &str,
     ) {
         let error = provider
-            .check_targets(&purge, "web/shop", key)
+            .check_targets(&purge, false, "web/shop", key)
             .unwrap_err()
             .to_string();
         assert!(error.starts_with(message), "{error}");
+        if message.contains("has no purge target") {
+            assert_eq!(error, message, "the whole message");
+        }
     }
 
     #[test]
     fn webhook_needs_no_target() {
         assert_eq!(
-            Provider::Webhook.check_targets(&PurgeTargets::default(), "web/shop", key),
+            Provider::Webhook.check_targets(&PurgeTargets::default(), false, "web/shop", key),
             Ok(vec![])
         );
     }
@@ -225,7 +255,7 @@ mod tests {
             ..Default::default()
         };
         let warnings = Provider::Cloudflare
-            .check_targets(&purge, "web/shop", key)
+            .check_targets(&purge, false, "web/shop", key)
             .unwrap();
         assert_eq!(
             warnings,

@@ -31,6 +31,7 @@ const BACKOFF_LIMIT_RANGE: (i64, i64) = (0, 20);
 const ACTIVE_DEADLINE_RANGE: (i64, i64) = (1, 604_800);
 const TTL_RANGE: (i64, i64) = (0, i32::MAX as i64);
 const CLOUDFLARE_BATCH_SIZE_RANGE: (i64, i64) = (1, 500);
+const CONTENT_MAX_URLS_RANGE: (i64, i64) = (1, 10_000);
 const RUN_AS_USER_RANGE: (i64, i64) = (1, i32::MAX as i64);
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -53,6 +54,9 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ttl_seconds_after_finished: Option<i64>,
     pub cloudflare_batch_size: i64,
+    /// SPEC §9: beyond this many changed URLs, a content purge falls back
+    /// to the base URLs' prefixes, or everything.
+    pub content_max_urls: i64,
     /// Fastly marks content stale instead of evicting it
     /// (`Fastly-Soft-Purge: 1`), so the origin is not stampeded.
     pub fastly_soft_purge: bool,
@@ -95,6 +99,7 @@ impl Default for Settings {
             active_deadline_seconds: 900,
             ttl_seconds_after_finished: None,
             cloudflare_batch_size: 30,
+            content_max_urls: i64::from(cache_buster_purge::content::DEFAULT_MAX_URLS),
             fastly_soft_purge: false,
             akamai_action: AkamaiAction::Invalidate,
             akamai_network: AkamaiNetwork::Production,
@@ -373,6 +378,11 @@ impl Validatable for Settings {
                 self.cloudflare_batch_size,
                 CLOUDFLARE_BATCH_SIZE_RANGE,
             ),
+            (
+                "contentMaxUrls",
+                self.content_max_urls,
+                CONTENT_MAX_URLS_RANGE,
+            ),
             ("runAsUser", self.run_as_user, RUN_AS_USER_RANGE),
         ] {
             check(in_range(value, range), out_of_range(key, value, range));
@@ -521,6 +531,7 @@ mod tests {
         assert_eq!(defaults.active_deadline_seconds, 900);
         assert_eq!(defaults.ttl_seconds_after_finished, None);
         assert_eq!(defaults.cloudflare_batch_size, 30);
+        assert_eq!(defaults.content_max_urls, 500);
         assert_eq!(defaults.run_as_user, 65532);
     }
 
@@ -556,6 +567,7 @@ mod tests {
             "activeDeadlineSeconds": 540,
             "ttlSecondsAfterFinished": 3600,
             "cloudflareBatchSize": 500,
+            "contentMaxUrls": 2000,
             "fastlySoftPurge": true,
             "akamaiAction": "delete",
             "akamaiNetwork": "staging",
@@ -611,6 +623,8 @@ mod tests {
     #[case::tag_header_space(json!({"httpTagHeader": "Surrogate Key"}), "httpTagHeader: \"Surrogate Key\" is not an HTTP header name; expected a token such as xkey or Surrogate-Key")]
     #[case::tag_header_empty(json!({"httpTagHeader": ""}), "httpTagHeader: \"\" is not an HTTP header name; expected a token such as xkey or Surrogate-Key")]
     #[case::batch_too_big(json!({"cloudflareBatchSize": 501}), "cloudflareBatchSize: 501 is out of range; expected 1 to 500")]
+    #[case::content_max_urls_zero(json!({"contentMaxUrls": 0}), "contentMaxUrls: 0 is out of range; expected 1 to 10000")]
+    #[case::content_max_urls_too_big(json!({"contentMaxUrls": 10_001}), "contentMaxUrls: 10001 is out of range; expected 1 to 10000")]
     #[case::root(json!({"runAsUser": 0}), "runAsUser: 0 is out of range; expected 1 to 2147483647")]
     #[case::quantity(json!({"resources": {"limits": {"cpu": "lots", "memory": "128Mi"}}}), "resources.limits.cpu: \"lots\" is not a positive quantity")]
     #[case::request_over_limit(json!({"resources": {"requests": {"cpu": "1", "memory": "32Mi"}}}), "resources.requests.cpu: \"1\" is more than resources.limits.cpu (\"200m\")")]

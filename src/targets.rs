@@ -3,6 +3,7 @@
 //! ones the program applies to its argv.
 
 use crate::error::{PolicyError, PolicyResult};
+use cache_buster_purge::content::{CONTENT_EXPECTED, ContentRefusal, ContentRoot};
 use cache_buster_purge::target_checks::{Refusal, UrlChecks, check_host, check_prefix, check_tag};
 use std::collections::{BTreeMap, HashSet};
 
@@ -45,6 +46,20 @@ pub fn from_annotations(
     })
 }
 
+/// SPEC §9: `P/content`'s `<dir>=<base URL>` pairs, as the Job's argv
+/// writes them (`/srv/` is `/srv`); none without the annotation.
+pub fn content_from_annotation(
+    annotations: &BTreeMap<String, String>,
+    key: &str,
+) -> PolicyResult<Vec<String>> {
+    match annotations.get(key) {
+        Some(value) => split_list(key, value, |pair| {
+            ContentRoot::parse(pair).map(|root| root.to_string())
+        }),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// A `"true"`/`"false"` annotation; absent is false.
 pub fn read_boolean(key: &str, annotations: &BTreeMap<String, String>) -> PolicyResult<bool> {
     match annotations.get(key).map(|value| (value, value.trim())) {
@@ -60,14 +75,38 @@ pub fn read_boolean(key: &str, annotations: &BTreeMap<String, String>) -> Policy
     }
 }
 
+/// Why `split_list` refused an item: what is wrong, what is expected.
+struct ItemRefusal {
+    problem: String,
+    expected: &'static str,
+}
+
+impl From<Refusal> for ItemRefusal {
+    fn from(refusal: Refusal) -> Self {
+        ItemRefusal {
+            problem: refusal.problem.to_owned(),
+            expected: refusal.expected,
+        }
+    }
+}
+
+impl From<ContentRefusal> for ItemRefusal {
+    fn from(refusal: ContentRefusal) -> Self {
+        ItemRefusal {
+            problem: refusal.0,
+            expected: CONTENT_EXPECTED,
+        }
+    }
+}
+
 /// Splits on commas and white space, drops empty items and duplicates
 /// (order kept; a hash set remembers what was seen, so a long list costs
 /// no more than its length, and no list of crafted items costs more), and
 /// reads each item with `read`.
-fn split_list<T>(
+fn split_list<T, E: Into<ItemRefusal>>(
     key: &str,
     value: &str,
-    mut read: impl FnMut(&str) -> Result<T, Refusal>,
+    mut read: impl FnMut(&str) -> Result<T, E>,
 ) -> PolicyResult<Vec<T>> {
     // Sized once: a set grown to thousands of items rehashes a dozen times.
     let separators = value
@@ -80,11 +119,14 @@ fn split_list<T>(
         if item.is_empty() || !seen.insert(item) {
             continue;
         }
-        let read = read(item).map_err(|refusal| PolicyError::InvalidAnnotation {
-            key: key.to_owned(),
-            value: item.to_owned(),
-            problem: refusal.problem.to_owned(),
-            expected: refusal.expected.to_owned(),
+        let read = read(item).map_err(|refusal| {
+            let refusal: ItemRefusal = refusal.into();
+            PolicyError::InvalidAnnotation {
+                key: key.to_owned(),
+                value: item.to_owned(),
+                problem: refusal.problem,
+                expected: refusal.expected.to_owned(),
+            }
         })?;
         items.push(read);
     }

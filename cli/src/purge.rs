@@ -6,6 +6,8 @@ use cache_buster_purge::argv::PurgeArgv;
 use cache_buster_purge::aws::AwsEnvironment;
 use cache_buster_purge::cdn::Options;
 use cache_buster_purge::client::{Limits, Network};
+use cache_buster_purge::content::{ContentRoot, DEFAULT_MAX_URLS};
+use cache_buster_purge::content_purge::ContentPurge;
 use cache_buster_purge::entra::AzureEnvironment;
 use cache_buster_purge::google::GoogleEnvironment;
 use cache_buster_purge::options::CREDENTIALS_DIR;
@@ -85,10 +87,29 @@ impl PurgeArgs {
             hosts,
             tags,
             everything,
+            content,
+            content_max_urls,
+            warm,
             context,
             flags,
             budget_seconds,
         } = self.argv;
+        // Checked by the argv's parser already: this keeps them parsed.
+        let content = (!content.is_empty())
+            .then(|| {
+                content
+                    .iter()
+                    .map(|pair| {
+                        ContentRoot::parse(pair).map_err(|refusal| format!("{pair:?} {refusal}"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .map(|roots| ContentPurge {
+                roots,
+                max_urls: content_max_urls.unwrap_or(DEFAULT_MAX_URLS),
+                warm,
+            });
         // Checked by the argv's parser already: this keeps the parsed URL.
         let urls = urls
             .iter()
@@ -119,6 +140,7 @@ impl PurgeArgs {
             credentials_dir: self.credentials,
             secret,
             dry_run,
+            content,
         })
     }
 }

@@ -47,6 +47,17 @@ pub struct PurgeArgv {
     /// Purge the whole cache (annotation `everything`)
     #[cfg_attr(feature = "client", arg(long))]
     pub everything: bool,
+    /// A directory of the image and the URL it is served under,
+    /// `<dir>=<base URL>`: purge the files that changed (annotation `content`)
+    #[cfg_attr(feature = "client", arg(long = "content", value_parser = parse::content))]
+    pub content: Vec<String>,
+    /// Beyond this many changed URLs, purge the base URLs as prefixes, or
+    /// everything (setting `contentMaxUrls`; written with `--content` only)
+    #[cfg_attr(feature = "client", arg(long))]
+    pub content_max_urls: Option<u32>,
+    /// After the last layer, fetch each purged URL once (annotation `warm`)
+    #[cfg_attr(feature = "client", arg(long))]
+    pub warm: bool,
     #[cfg_attr(feature = "client", command(flatten))]
     pub context: JobContext,
     #[cfg_attr(feature = "client", command(flatten))]
@@ -84,6 +95,17 @@ impl PurgeArgv {
         }
         if self.everything {
             args.push("--everything".to_owned());
+        }
+        args.extend(
+            self.content
+                .iter()
+                .map(|root| ["--content=", root].concat()),
+        );
+        if let Some(max) = self.content_max_urls {
+            args.push(["--content-max-urls=", &max.to_string()].concat());
+        }
+        if self.warm {
+            args.push("--warm".to_owned());
         }
         let mut rendering = Rendering::new(args, &self.context, !self.tags.is_empty());
         for provider in &self.providers {
@@ -124,6 +146,13 @@ pub mod parse {
 
     pub fn tag(text: &str) -> Result<String, String> {
         checked(text, check_tag)
+    }
+
+    /// `<dir>=<base URL>`, kept as the policy wrote it (normalized).
+    pub fn content(text: &str) -> Result<String, String> {
+        crate::content::ContentRoot::parse(text)
+            .map(|root| root.to_string())
+            .map_err(|refusal| format!("{text:?} {refusal}"))
     }
 }
 

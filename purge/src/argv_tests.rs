@@ -32,6 +32,9 @@ fn argv(providers: &[Provider]) -> PurgeArgv {
         hosts: Vec::new(),
         tags: Vec::new(),
         everything: false,
+        content: Vec::new(),
+        content_max_urls: None,
+        warm: false,
         context: context(),
         flags: ProviderFlags::default(),
         budget_seconds: 180,
@@ -120,6 +123,33 @@ fn the_purge_argv_reads_as_what_it_purges() {
             "--everything",
             "--fastly-soft-purge=false",
             "--budget-seconds=180"
+        ]
+    );
+}
+
+/// SPEC §9: each `<dir>=<base URL>` pair, the limit beside them, and the
+/// warm-up, after the annotated targets.
+#[test]
+fn a_content_purge_names_its_directories_and_limit() {
+    let content = PurgeArgv {
+        urls: urls(1),
+        content: vec!["/usr/share/nginx/html=https://siebjee.nl/".into()],
+        content_max_urls: Some(500),
+        warm: true,
+        ..argv(&[Provider::Cloudflare])
+    };
+    assert_eq!(
+        content.render(),
+        [
+            "purge",
+            "--provider=cloudflare",
+            "--secret=cdn-credentials",
+            "--url=https://www.example.com/0",
+            "--content=/usr/share/nginx/html=https://siebjee.nl/",
+            "--content-max-urls=500",
+            "--warm",
+            "--cloudflare-batch-size=30",
+            "--budget-seconds=180",
         ]
     );
 }
@@ -260,6 +290,12 @@ mod round_trip {
             hosts: vec!["static.example.com".into()],
             tags: vec!["shop".into(), "home".into()],
             everything: true,
+            content: vec![
+                "/usr/share/nginx/html=https://www.example.com/".into(),
+                "/srv/docs=https://docs.example.com/v2/".into(),
+            ],
+            content_max_urls: Some(1200),
+            warm: true,
             flags,
             budget_seconds: 780,
             ..argv(providers)
@@ -331,6 +367,15 @@ mod round_trip {
             (
                 &["purge", "--provider=clouflare", "--secret=s"],
                 "cloudflare",
+            ),
+            (
+                &[
+                    "purge",
+                    "--provider=cloudflare",
+                    "--secret=s",
+                    "--content=html=https://www.example.com/",
+                ],
+                "not absolute",
             ),
             (
                 &[

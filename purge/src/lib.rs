@@ -24,6 +24,7 @@
 
 pub mod argv;
 pub mod catalog;
+pub mod content;
 pub mod flags;
 pub mod options;
 pub mod providers;
@@ -36,6 +37,8 @@ pub mod aws;
 pub mod cdn;
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "client")]
+pub mod content_purge;
 #[cfg(feature = "client")]
 pub mod credentials;
 #[cfg(feature = "client")]

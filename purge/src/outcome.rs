@@ -37,6 +37,9 @@ pub struct Outcome {
     /// each one's, and `failure` is the failed layer's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<LayerOutcome>,
+    /// SPEC §9: what the content purge did, in a line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }
 
 /// One layer's result: `purged`, `failed`, `dry-run`, or `not run` (an
@@ -117,6 +120,7 @@ impl Outcome {
                 .map(|request| excerpt(request, WOULD_SEND_EXCERPT))
                 .collect(),
             layers: Vec::new(),
+            content: None,
         }
     }
 
@@ -184,6 +188,7 @@ impl Outcome {
                 .flat_map(|outcome| outcome.would_send.iter().cloned())
                 .collect(),
             layers,
+            content: None,
         }
     }
 
@@ -210,6 +215,14 @@ impl Outcome {
     /// In words, for the launcher's Event: what was purged, with the CDN's
     /// ids, or what failed, with the CDN's answer.
     pub fn summary(&self) -> String {
+        let summary = self.summary_of_layers();
+        match &self.content {
+            Some(content) => [summary.as_str(), "; ", content].concat(),
+            None => summary,
+        }
+    }
+
+    fn summary_of_layers(&self) -> String {
         let requests = match self.requests {
             1 => "1 request".to_owned(),
             n => format!("{n} requests"),
@@ -388,6 +401,7 @@ mod tests {
             seconds: 12.5,
             would_send: vec![],
             layers: vec![],
+            content: None,
             failure: Some(Failure {
                 request: Some(
                     "POST https://api.cloudflare.com/client/v4/zones/[redacted]/purge_cache".into(),
@@ -501,6 +515,7 @@ mod tests {
             failure,
             would_send: Vec::new(),
             layers: Vec::new(),
+            content: None,
         }
     }
 

@@ -4,8 +4,9 @@
 //! layers after it. The outcome gives each layer's result.
 
 use crate::catalog::Info;
-use crate::cdn::{Cdn, Completion, Found, Layer, NotPrepared, Options};
+use crate::cdn::{Cdn, Completion, Layer, NotPrepared, Options};
 use crate::client::{Answer, Client, hosts_of};
+use crate::content_purge::ContentPurge;
 use crate::credentials::Credentials;
 use crate::outcome::{Failure, Outcome, answer_excerpt, redact};
 use crate::providers::Provider;
@@ -31,6 +32,8 @@ pub struct PurgeJob {
     pub secret: String,
     /// Send nothing; report what would have been sent.
     pub dry_run: bool,
+    /// SPEC §9: the files that changed in the image, with `--content`.
+    pub content: Option<ContentPurge>,
 }
 
 impl PurgeJob {
@@ -61,6 +64,7 @@ fn failed(provider: &str, started: Instant, error: String, for_good: bool) -> Ou
             before_sending_for_good: for_good,
         }),
         layers: Vec::new(),
+        content: None,
     }
 }
 
@@ -100,12 +104,20 @@ pub async fn run(job: &PurgeJob) -> Outcome {
             Err(error) => return failed(&job.names(), started, error.to_string(), true),
         }
     };
+    let content = job
+        .content
+        .as_ref()
+        .map(|content| content.plan(&job.providers));
     let mut outcomes = Vec::new();
     let mut not_run = Vec::new();
     for (index, provider) in job.providers.iter().enumerate() {
+        let targets = match &content {
+            Some((fallback, _)) => std::borrow::Cow::Owned(fallback.apply(*provider, &job.targets)),
+            None => std::borrow::Cow::Borrowed(&job.targets),
+        };
         let outcome = match job.dry_run {
-            true => dry_run(job, *provider, &credentials).await,
-            false => purge(job, *provider, &credentials).await,
+            true => dry_run(job, *provider, &targets, &credentials).await,
+            false => purge(job, *provider, &targets, &credentials).await,
         };
         let stop = outcome.failure.is_some();
         outcomes.push(outcome);
@@ -119,13 +131,20 @@ pub async fn run(job: &PurgeJob) -> Outcome {
             break;
         }
     }
-    Outcome::of_layers(outcomes, &not_run, seconds(started))
+    let mut outcome = Outcome::of_layers(outcomes, &not_run, seconds(started));
+    outcome.content = content.map(|(_, line)| line);
+    outcome
 }
 
 /// A dry run of one layer: the same plan, with `<KEY>` for each
 /// credential, and nothing read (but a self-hosted cache's endpoints),
 /// sent or needed.
-async fn dry_run(job: &PurgeJob, provider: Provider, credentials: &Credentials) -> Outcome {
+async fn dry_run(
+    job: &PurgeJob,
+    provider: Provider,
+    targets: &PurgeTargets,
+    credentials: &Credentials,
+) -> Outcome {
     let started = Instant::now();
     let found = match provider
         .cdn()
@@ -135,7 +154,12 @@ async fn dry_run(job: &PurgeJob, provider: Provider, credentials: &Credentials) 
         Ok(found) => found,
         Err(error) => return not_prepared(provider.name(), started, error, &[]),
     };
-    let layer = layer(job, credentials, &found);
+    let layer = Layer {
+        targets,
+        credentials,
+        options: &job.options,
+        found: &found,
+    };
     match provider.plan(&layer) {
         Ok(requests) => {
             // A placeholder in a URL's path is percent-encoded; shown as written.
@@ -158,15 +182,6 @@ async fn dry_run(job: &PurgeJob, provider: Provider, credentials: &Credentials) 
     }
 }
 
-fn layer<'a>(job: &'a PurgeJob, credentials: &'a Credentials, found: &'a Found) -> Layer<'a> {
-    Layer {
-        targets: &job.targets,
-        credentials,
-        options: &job.options,
-        found,
-    }
-}
-
 /// What the requests purge, by kind, in the order first purged.
 fn purged_by_kind<'a>(requests: impl IntoIterator<Item = &'a PlannedRequest>) -> Vec<String> {
     let mut purged: Vec<Purges> = Vec::new();
@@ -183,7 +198,12 @@ fn purged_by_kind<'a>(requests: impl IntoIterator<Item = &'a PlannedRequest>) ->
 }
 
 /// One layer's purge, within what is left of the budget.
-async fn purge(job: &PurgeJob, provider: Provider, credentials: &Credentials) -> Outcome {
+async fn purge(
+    job: &PurgeJob,
+    provider: Provider,
+    targets: &PurgeTargets,
+    credentials: &Credentials,
+) -> Outcome {
     let started = Instant::now();
     let options = &job.options;
     let found = match provider.cdn().prepare(options, credentials, false).await {
@@ -197,7 +217,7 @@ async fn purge(job: &PurgeJob, provider: Provider, credentials: &Credentials) ->
     secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
 
     let layer = Layer {
-        targets: &job.targets,
+        targets,
         credentials,
         options,
         found: &found,
@@ -223,6 +243,7 @@ async fn purge(job: &PurgeJob, provider: Provider, credentials: &Credentials) ->
         failure: None,
         would_send: Vec::new(),
         layers: Vec::new(),
+        content: None,
     };
     let mut not_before = Vec::new();
     let accepted = send_all(

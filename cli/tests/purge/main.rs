@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod azure;
+mod content;
 mod gcp;
 
 const PROGRAM: &str = env!("CARGO_BIN_EXE_cache-buster");

@@ -1,0 +1,185 @@
+//! SPEC §9: `P/content`, where a site's pages sit in its image and the URL
+//! they are served under (`/usr/share/nginx/html=https://www.example.com/`).
+//! Checked the same way by the policy at admission and by the program when
+//! it reads its argv, as the purge targets are (`target_checks`).
+
+use crate::target_checks::TargetUrl;
+use std::fmt;
+
+pub const CONTENT_EXPECTED: &str = "<dir>=<base URL> pairs separated by commas, such as \
+     /usr/share/nginx/html=https://www.example.com/: an absolute directory of the image, \
+     and an absolute http or https URL ending in /";
+
+/// The setting `contentMaxUrls`' default: beyond it, the purge falls back.
+pub const DEFAULT_MAX_URLS: u32 = 500;
+
+/// One `<dir>=<base URL>` pair. Only [`ContentRoot::parse`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentRoot {
+    dir: String,
+    base_url: String,
+}
+
+/// Why a pair is refused. The expected form is [`CONTENT_EXPECTED`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentRefusal(pub String);
+
+impl fmt::Display for ContentRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}; expected {CONTENT_EXPECTED}", self.0)
+    }
+}
+
+impl ContentRoot {
+    /// `<dir>=<base URL>`. The directory is absolute, without `.` or `..`
+    /// segments (a trailing `/` is dropped: `/srv/` is `/srv`); the base URL
+    /// is a purge URL as `P/urls` takes one, ends in `/` and has no query
+    /// (the files' paths are appended to it).
+    pub fn parse(text: &str) -> Result<ContentRoot, ContentRefusal> {
+        let refused = |problem: &str| Err(ContentRefusal(problem.to_owned()));
+        let Some((dir, base_url)) = text.split_once('=') else {
+            return refused("has no = between the directory and the base URL");
+        };
+        if !dir.starts_with('/') {
+            return refused("has a directory that is not absolute (it must start with /)");
+        }
+        let dir = match dir.trim_end_matches('/') {
+            "" => "/",
+            trimmed => trimmed,
+        };
+        if dir != "/"
+            && dir
+                .split('/')
+                .skip(1)
+                .any(|segment| segment.is_empty() || segment == "." || segment == "..")
+        {
+            return refused("has a directory with an empty, . or .. segment");
+        }
+        if dir.chars().any(|c| c.is_control() || c == '=') {
+            return refused("has a directory with a control character or =");
+        }
+        if let Err(refusal) = TargetUrl::parse(base_url) {
+            return Err(ContentRefusal(format!(
+                "has a base URL that {}",
+                refusal.problem
+            )));
+        }
+        if base_url.contains('?') {
+            return refused("has a base URL with a query; the files' paths are appended to it");
+        }
+        if !base_url.ends_with('/') {
+            return refused("has a base URL that does not end in /");
+        }
+        Ok(ContentRoot {
+            dir: dir.to_owned(),
+            base_url: base_url.to_owned(),
+        })
+    }
+
+    /// The image's directory, without a trailing `/` (but `/` itself).
+    pub fn dir(&self) -> &str {
+        &self.dir
+    }
+
+    /// The URL the directory is served under, ending in `/`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The base URL as a prefix, as `P/prefixes` takes one: no scheme.
+    pub fn base_prefix(&self) -> &str {
+        self.base_url
+            .split_once("://")
+            .map_or(self.base_url.as_str(), |(_, rest)| rest)
+    }
+}
+
+impl fmt::Display for ContentRoot {
+    /// As the argv and the annotation write it: `<dir>=<base URL>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.dir, self.base_url)
+    }
+}
+
+impl std::str::FromStr for ContentRoot {
+    type Err = ContentRefusal;
+
+    fn from_str(text: &str) -> Result<ContentRoot, ContentRefusal> {
+        ContentRoot::parse(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case(
+        "/usr/share/nginx/html=https://siebjee.nl/",
+        "/usr/share/nginx/html",
+        "https://siebjee.nl/"
+    )]
+    #[case(
+        "/srv/site/=https://www.example.com/blog/",
+        "/srv/site",
+        "https://www.example.com/blog/"
+    )]
+    #[case(
+        "/=http://shop.example.com:8080/",
+        "/",
+        "http://shop.example.com:8080/"
+    )]
+    fn a_pair_is_a_directory_and_a_base_url(
+        #[case] text: &str,
+        #[case] dir: &str,
+        #[case] base_url: &str,
+    ) {
+        let root = ContentRoot::parse(text).unwrap();
+        assert_eq!((root.dir(), root.base_url()), (dir, base_url));
+        assert_eq!(ContentRoot::parse(&root.to_string()), Ok(root));
+    }
+
+    #[rstest]
+    #[case(
+        "/usr/share/nginx/html",
+        "has no = between the directory and the base URL"
+    )]
+    #[case(
+        "html=https://a.example/",
+        "has a directory that is not absolute (it must start with /)"
+    )]
+    #[case(
+        "/srv/../etc=https://a.example/",
+        "has a directory with an empty, . or .. segment"
+    )]
+    #[case(
+        "/srv//site=https://a.example/",
+        "has a directory with an empty, . or .. segment"
+    )]
+    #[case(
+        "/srv=siebjee.nl/",
+        "has a base URL that is not an absolute http or https URL"
+    )]
+    #[case(
+        "/srv=https://a.example/x/../",
+        "has a base URL that has a dot segment (. or .., also percent-encoded) in its path, which would steer the purge to another path"
+    )]
+    #[case(
+        "/srv=https://a.example/?lang=en/",
+        "has a base URL with a query; the files' paths are appended to it"
+    )]
+    #[case("/srv=https://a.example/blog", "has a base URL that does not end in /")]
+    fn a_malformed_pair_is_refused_naming_its_problem(#[case] text: &str, #[case] problem: &str) {
+        assert_eq!(
+            ContentRoot::parse(text),
+            Err(ContentRefusal(problem.to_owned()))
+        );
+    }
+
+    #[test]
+    fn the_base_url_as_a_prefix_has_no_scheme() {
+        let root = ContentRoot::parse("/srv=https://www.example.com/blog/").unwrap();
+        assert_eq!(root.base_prefix(), "www.example.com/blog/");
+    }
+}
