@@ -86,12 +86,52 @@ impl ContentRoot {
         &self.base_url
     }
 
+    /// SPEC §9: the URLs of a file of the image (`usr/share/nginx/html/posts/index.html`,
+    /// relative to the root): `<base URL><path under dir>`, percent-encoded,
+    /// and for an `index.html` its directory's URL too. None outside `dir`.
+    pub fn urls_of(&self, path: &str) -> Vec<String> {
+        let dir = self.dir.trim_start_matches('/');
+        let relative = match dir {
+            "" => Some(path),
+            dir => path
+                .strip_prefix(dir)
+                .and_then(|rest| rest.strip_prefix('/')),
+        };
+        let Some(relative) = relative.filter(|relative| !relative.is_empty()) else {
+            return Vec::new();
+        };
+        let encoded: Vec<String> = relative.split('/').map(path_segment).collect();
+        let url = [self.base_url.as_str(), &encoded.join("/")].concat();
+        let mut urls = Vec::with_capacity(2);
+        if let Some(directory) = url.strip_suffix("index.html")
+            && directory.ends_with('/')
+        {
+            urls.push(directory.to_owned());
+        }
+        urls.push(url);
+        urls
+    }
+
     /// The base URL as a prefix, as `P/prefixes` takes one: no scheme.
     pub fn base_prefix(&self) -> &str {
         self.base_url
             .split_once("://")
             .map_or(self.base_url.as_str(), |(_, rest)| rest)
     }
+}
+
+/// A file name as a URL path segment: RFC 3986's `pchar` kept, the rest
+/// percent-encoded (`a b?.html` is `a%20b%3F.html`).
+fn path_segment(segment: &str) -> String {
+    let mut encoded = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }
 
 impl fmt::Display for ContentRoot {
@@ -175,6 +215,23 @@ mod tests {
             ContentRoot::parse(text),
             Err(ContentRefusal(problem.to_owned()))
         );
+    }
+
+    #[rstest]
+    #[case("usr/share/nginx/html/posts/new/index.html", &["https://siebjee.nl/posts/new/", "https://siebjee.nl/posts/new/index.html"])]
+    #[case("usr/share/nginx/html/index.html", &["https://siebjee.nl/", "https://siebjee.nl/index.html"])]
+    #[case("usr/share/nginx/html/index.xml", &["https://siebjee.nl/index.xml"])]
+    #[case("usr/share/nginx/html/a b?#.html", &["https://siebjee.nl/a%20b%3F%23.html"])]
+    #[case("usr/share/nginx/html/café.html", &["https://siebjee.nl/caf%C3%A9.html"])]
+    #[case("usr/share/nginx/htmlx/index.html", &[])]
+    #[case("usr/share/nginx/html", &[])]
+    #[case("etc/nginx/nginx.conf", &[])]
+    fn a_file_under_the_directory_is_its_url(#[case] path: &str, #[case] urls: &[&str]) {
+        let root = ContentRoot::parse("/usr/share/nginx/html=https://siebjee.nl/").unwrap();
+        assert_eq!(root.urls_of(path), urls);
+        for url in root.urls_of(path) {
+            assert_eq!(TargetUrl::parse(&url).map(|_| ()), Ok(()), "{url}");
+        }
     }
 
     #[test]

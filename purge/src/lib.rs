@@ -50,6 +50,10 @@ pub mod entra;
 #[cfg(feature = "client")]
 pub mod google;
 #[cfg(feature = "client")]
+pub mod image_diff;
+#[cfg(feature = "client")]
+pub mod layers;
+#[cfg(feature = "client")]
 pub mod not_prepared;
 #[cfg(feature = "client")]
 pub mod outcome;
