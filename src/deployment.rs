@@ -224,6 +224,21 @@ pub fn derive_stamp(
     }
 
     let selected = selected_images(settings, deployment, annotations)?;
+    if !content.is_empty() && selected.len() != 1 {
+        // SPEC §9 compares one image with the one last purged.
+        return Err(PolicyError::InvalidAnnotation {
+            key: annotation(CONTENT),
+            value: content.join(", "),
+            problem: format!(
+                "compares one image, and {} containers count",
+                selected.len()
+            ),
+            expected: format!(
+                "{} naming the container whose image holds the site",
+                annotation(CONTAINER)
+            ),
+        });
+    }
     warnings.extend(mutable_tag_warnings(settings, &selected));
     let image_hash = image_hash(&selected);
     let job_name = job_name(name, &image_hash);

@@ -581,6 +581,26 @@ fn a_content_site_needs_no_other_target_and_its_job_names_the_pairs() {
     );
 }
 
+/// SPEC §9 compares one image: with two counted containers, the user names one.
+#[test]
+fn a_content_site_with_two_counted_containers_must_name_one() {
+    let containers =
+        json!([{"name": "web", "image": "nginx:1.25"}, {"name": "proxy", "image": "envoy:1"}]);
+    let mut annotations = json!({"cache-buster.io/content": "/srv=https://shop.example.com/"});
+    let error = error_of(&site(annotations.clone(), containers.clone()));
+    assert_eq!(
+        error,
+        "annotation cache-buster.io/content: \"/srv=https://shop.example.com/\" compares one image, and 2 containers count; expected cache-buster.io/container naming the container whose image holds the site"
+    );
+    annotations["cache-buster.io/container"] = json!("web");
+    assert!(
+        stamp_of(&site(annotations, containers))
+            .0
+            .job_json
+            .contains("--content=/srv=")
+    );
+}
+
 /// Without `P/content`, the argv has no content flag, whatever the setting.
 #[test]
 fn a_site_without_content_has_no_content_flags() {
