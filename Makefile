@@ -33,7 +33,7 @@ SUITE := scripts/suite.sh
 POLICY_SOURCES := $(wildcard src/*.rs src/*/*.rs purge/src/*.rs purge/src/*/*.rs) Cargo.toml purge/Cargo.toml Cargo.lock
 RUNNER_SOURCES := $(wildcard runner/src/*.rs) runner/Cargo.toml Cargo.lock
 
-.PHONY: FORCE bench-cluster bench-official bench-image bench-instructions bench-purge bench-sites all setup setup-tests tools tools-pin run test fmt lint lint-workflows unit-tests \
+.PHONY: FORCE bench-cluster bench-content bench-official bench-image bench-instructions bench-purge bench-sites all setup setup-tests tools tools-pin run test fmt lint lint-workflows unit-tests \
 	e2e-tests e2e-tests-kwctl wasm-tests manifest-tests cluster-tests cluster-host launcher image image-test-hooks image-tests bench fuzz clean \
 	release-check release-policy release-image release-image-merge release-github \
 	release-verify-policy release-verify-image
@@ -219,6 +219,11 @@ bench-instructions:
 # The purge program's peak memory and size.
 bench-purge: $(LAUNCHER)
 	scripts/purge-memory.sh $(LAUNCHER)
+
+# The content purge's diff on a 20,000-file site over a 40 MB base (SPEC §9):
+# the bytes it reads, its time and peak heap (purge/benches/content_diff.rs).
+bench-content:
+	$(CARGO) bench --locked --profile tools -p cache-buster-purge --features client --bench content_diff
 
 # Bytes the launcher's caches retain per site, at SITES=1000,10000
 # (cli/benches/site_memory.rs, a counting allocator).
