@@ -3,7 +3,7 @@
 //! must not turn a feature off without a word.
 
 use crate::error::{PolicyError, PolicyResult};
-use crate::keys::{READ, WRITTEN};
+use crate::keys::{self, READ, WRITTEN};
 use std::collections::BTreeMap;
 
 /// The first annotation under `prefix/` that is not one of SPEC §2's or
@@ -13,20 +13,32 @@ pub fn refuse_unknown(prefix: &str, annotations: &BTreeMap<String, String>) -> P
         let name = key.strip_prefix(prefix)?.strip_prefix('/')?;
         (!READ.contains(&name) && !WRITTEN.contains(&name)).then_some((key, name))
     });
-    let Some((key, name)) = unknown else {
-        return Ok(());
-    };
-    let known = |name: &str| [prefix, "/", name].concat();
+    match unknown {
+        None => Ok(()),
+        Some((key, name)) => Err(unknown_annotation(prefix, key, name)),
+    }
+}
+
+/// The refusal: the nearest known name (the fewest edits, the first of
+/// SPEC §2's order on a tie), then every known one.
+fn unknown_annotation(prefix: &str, key: &str, name: &str) -> PolicyError {
     let nearest = READ
         .iter()
-        .max_by(|a, b| strsim::jaro_winkler(name, a).total_cmp(&strsim::jaro_winkler(name, b)))
-        .map(|nearest| known(nearest))
+        .min_by_key(|known| strsim::levenshtein(name, known))
+        .copied()
         .unwrap_or_default();
-    Err(PolicyError::UnknownAnnotation {
-        key: key.clone(),
-        nearest,
-        expected: READ.map(known).join(", "),
-    })
+    let mut expected = String::new();
+    for known in READ {
+        if !expected.is_empty() {
+            expected.push_str(", ");
+        }
+        expected.push_str(&keys::prefixed(prefix, known));
+    }
+    PolicyError::UnknownAnnotation {
+        key: key.to_owned(),
+        nearest: keys::prefixed(prefix, nearest),
+        expected,
+    }
 }
 
 #[cfg(test)]

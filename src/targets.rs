@@ -24,15 +24,22 @@ pub fn from_annotations(
     let list = |name: &str, check: fn(&str) -> Result<(), Refusal>| {
         let key = key(name);
         match annotations.get(&key) {
-            Some(value) => split_list(&key, value, |item| check(item).map(|()| item.to_owned())),
+            Some(value) => split_list(&key, value, &mut |item| {
+                check(item)
+                    .map(|()| item.to_owned())
+                    .map_err(ItemRefusal::from)
+            }),
             None => Ok(Vec::new()),
         }
     };
     let urls = match annotations.get(&key(URLS)) {
         Some(value) => {
             let mut checks = UrlChecks::default();
-            split_list(&key(URLS), value, |url| {
-                checks.check(url).map(|()| url.to_owned())
+            split_list(&key(URLS), value, &mut |url| {
+                checks
+                    .check(url)
+                    .map(|()| url.to_owned())
+                    .map_err(ItemRefusal::from)
             })?
         }
         None => Vec::new(),
@@ -53,8 +60,10 @@ pub fn content_from_annotation(
     key: &str,
 ) -> PolicyResult<Vec<String>> {
     match annotations.get(key) {
-        Some(value) => split_list(key, value, |pair| {
-            ContentRoot::parse(pair).map(|root| root.to_string())
+        Some(value) => split_list(key, value, &mut |pair| {
+            ContentRoot::parse(pair)
+                .map(|root| root.render())
+                .map_err(ItemRefusal::from)
         }),
         None => Ok(Vec::new()),
     }
@@ -103,11 +112,12 @@ impl From<ContentRefusal> for ItemRefusal {
 /// (order kept; a hash set remembers what was seen, so a long list costs
 /// no more than its length, and no list of crafted items costs more), and
 /// reads each item with `read`.
-fn split_list<T, E: Into<ItemRefusal>>(
+/// One copy for every list (a `dyn` reader): the module stays small.
+fn split_list(
     key: &str,
     value: &str,
-    mut read: impl FnMut(&str) -> Result<T, E>,
-) -> PolicyResult<Vec<T>> {
+    read: &mut dyn FnMut(&str) -> Result<String, ItemRefusal>,
+) -> PolicyResult<Vec<String>> {
     // Sized once: a set grown to thousands of items rehashes a dozen times.
     let separators = value
         .bytes()
@@ -119,14 +129,11 @@ fn split_list<T, E: Into<ItemRefusal>>(
         if item.is_empty() || !seen.insert(item) {
             continue;
         }
-        let read = read(item).map_err(|refusal| {
-            let refusal: ItemRefusal = refusal.into();
-            PolicyError::InvalidAnnotation {
-                key: key.to_owned(),
-                value: item.to_owned(),
-                problem: refusal.problem,
-                expected: refusal.expected.to_owned(),
-            }
+        let read = read(item).map_err(|refusal| PolicyError::InvalidAnnotation {
+            key: key.to_owned(),
+            value: item.to_owned(),
+            problem: refusal.problem,
+            expected: refusal.expected.to_owned(),
         })?;
         items.push(read);
     }

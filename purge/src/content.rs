@@ -3,7 +3,7 @@
 //! Checked the same way by the policy at admission and by the program when
 //! it reads its argv, as the purge targets are (`target_checks`).
 
-use crate::target_checks::TargetUrl;
+use crate::target_checks::UrlChecks;
 use std::fmt;
 
 pub const CONTENT_EXPECTED: &str = "<dir>=<base URL> pairs separated by commas, such as \
@@ -55,14 +55,14 @@ impl ContentRoot {
         {
             return refused("has a directory with an empty, . or .. segment");
         }
-        if dir.chars().any(|c| c.is_control() || c == '=') {
+        if dir.bytes().any(|b| b.is_ascii_control() || b == b'=') {
             return refused("has a directory with a control character or =");
         }
-        if let Err(refusal) = TargetUrl::parse(base_url) {
-            return Err(ContentRefusal(format!(
-                "has a base URL that {}",
-                refusal.problem
-            )));
+        // The checks of `TargetUrl::parse`, without keeping the URL.
+        if let Err(refusal) = UrlChecks::default().check(base_url) {
+            return Err(ContentRefusal(
+                ["has a base URL that ", refusal.problem].concat(),
+            ));
         }
         if base_url.contains('?') {
             return refused("has a base URL with a query; the files' paths are appended to it");
@@ -74,6 +74,11 @@ impl ContentRoot {
             dir: dir.to_owned(),
             base_url: base_url.to_owned(),
         })
+    }
+
+    /// As the argv and the annotation write it: `<dir>=<base URL>`.
+    pub fn render(&self) -> String {
+        [self.dir.as_str(), "=", &self.base_url].concat()
     }
 
     /// The image's directory, without a trailing `/` (but `/` itself).
@@ -135,9 +140,8 @@ fn path_segment(segment: &str) -> String {
 }
 
 impl fmt::Display for ContentRoot {
-    /// As the argv and the annotation write it: `<dir>=<base URL>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}={}", self.dir, self.base_url)
+        f.write_str(&self.render())
     }
 }
 
@@ -152,6 +156,7 @@ impl std::str::FromStr for ContentRoot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::target_checks::TargetUrl;
     use rstest::rstest;
 
     #[rstest]
