@@ -231,3 +231,16 @@ fn count_evaluates_the_request_and_says_what_it_answered() {
     assert!(!bad_settings.status.success());
     assert!(String::from_utf8_lossy(&bad_settings.stderr).contains("settings are not valid"));
 }
+
+/// Issue "the reconcile costs nothing": the module, with every provider
+/// linked, stays within 1 MiB (what the policy-server downloads and
+/// compiles for each policy).
+#[test]
+#[ignore = "needs policy.wasm and annotated-policy.wasm: run `make wasm-tests`"]
+fn the_module_stays_within_one_mib() {
+    let size = std::fs::metadata(module("policy.wasm")).unwrap().len();
+    assert!(
+        size <= 1024 * 1024,
+        "policy.wasm is {size} bytes, over 1 MiB"
+    );
+}
