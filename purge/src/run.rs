@@ -112,8 +112,8 @@ pub async fn run(job: &PurgeJob) -> Outcome {
     let mut not_run = Vec::new();
     for (index, provider) in job.providers.iter().enumerate() {
         let targets = match &content {
-            Some((fallback, _)) => std::borrow::Cow::Owned(fallback.apply(*provider, &job.targets)),
-            None => std::borrow::Cow::Borrowed(&job.targets),
+            Some((fallback, _)) => Cow::Owned(fallback.apply(*provider, &job.targets)),
+            None => Cow::Borrowed(&job.targets),
         };
         let outcome = match job.dry_run {
             true => dry_run(job, *provider, &targets, &credentials).await,
