@@ -49,9 +49,13 @@ setup-tests:
 $(VENV_STAMP): scripts/requirements.txt
 	@scripts/setup.sh --tests
 
+# wasm-opt -O3 (binaryen) after rustc and LLVM: 12% fewer bytes and 3-5%
+# fewer instructions per evaluation (README, Performance). The features are
+# those rustc enables for wasm32-wasip1.
+WASM_OPT_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-nontrapping-float-to-int --enable-mutable-globals
 policy.wasm: $(POLICY_SOURCES)
 	$(CARGO) build --locked --target wasm32-wasip1 --release
-	cp target/wasm32-wasip1/release/cache_buster.wasm policy.wasm
+	wasm-opt -O3 $(WASM_OPT_FEATURES) target/wasm32-wasip1/release/cache_buster.wasm -o policy.wasm
 
 annotated-policy.wasm: policy.wasm policy-metadata.yml README.md $(KWRUN)
 	$(ANNOTATOR) annotate --metadata-path policy-metadata.yml --usage-path README.md --output-path $@ policy.wasm

@@ -32,6 +32,8 @@ command -v bats >/dev/null || missing+=(bats)
 command -v jq >/dev/null || missing+=(jq)
 command -v cc >/dev/null || missing+=(gcc libc6-dev)
 command -v curl >/dev/null || missing+=(curl ca-certificates)
+# wasm-opt, which policy.wasm passes through after cargo (Makefile).
+command -v wasm-opt >/dev/null || missing+=(binaryen)
 if [ "$for_tests" = yes ]; then
   command -v etcd >/dev/null || missing+=(etcd-server)
   command -v docker-registry >/dev/null || missing+=(docker-registry)
