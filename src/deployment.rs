@@ -165,6 +165,18 @@ pub fn carried_in(
 /// SPEC §3.1–3.4: the stamp a labelled Deployment must carry, and the
 /// warnings for the user. Also what the launcher re-derives before it trusts a
 /// stamped Job.
+/// The Deployment's image pull secrets: a content purge reads its images
+/// with them (SPEC §9).
+fn image_pull_secret_names(deployment: &Deployment) -> Vec<&str> {
+    deployment
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.spec.as_ref())
+        .and_then(|pod| pod.image_pull_secrets.as_ref())
+        .map(|secrets| secrets.iter().map(|secret| secret.name.as_str()).collect())
+        .unwrap_or_default()
+}
+
 pub fn derive_stamp(
     settings: &Settings,
     deployment: &Deployment,
@@ -261,6 +273,10 @@ pub fn derive_stamp(
         everything: purge.everything,
         content_max_urls: (!content.is_empty())
             .then(|| u32::try_from(settings.content_max_urls).unwrap_or(DEFAULT_MAX_URLS)),
+        insecure_registries: match content.is_empty() {
+            true => Vec::new(),
+            false => settings.content_insecure_registries.clone(),
+        },
         content,
         warm,
         context: JobContext {
@@ -284,9 +300,16 @@ pub fn derive_stamp(
         job_name: &job_name,
         credentials_secret: secret,
         purge_args,
-        purge_reads_the_api: providers
-            .iter()
-            .any(|provider| provider.info().reads_the_api),
+        // A content purge looks up the image last purged (its Jobs).
+        purge_reads_the_api: !argv.content.is_empty()
+            || providers
+                .iter()
+                .any(|provider| provider.info().reads_the_api),
+        content: !argv.content.is_empty(),
+        registry_pull_secrets: match argv.content.is_empty() {
+            true => Vec::new(),
+            false => image_pull_secret_names(deployment),
+        },
         providers: &providers,
     });
     let job_json = serde_json::to_string(&job)

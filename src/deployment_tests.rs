@@ -1,5 +1,6 @@
 use super::*;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::LocalObjectReference;
 use rstest::rstest;
 use serde_json::{Value, json};
 
@@ -578,6 +579,88 @@ fn a_content_site_needs_no_other_target_and_its_job_names_the_pairs() {
             "--content-max-urls=1200",
             "--warm"
         ]
+    );
+}
+
+/// SPEC §9: a content purge reads its images with the Deployment's pull
+/// secrets (mounted read-only, each its docker config), over plain HTTP
+/// only from the registries the settings name, and looks up the image last
+/// purged with the Job's token. A site without `P/content` gets none of it.
+#[test]
+fn a_content_purge_gets_the_pull_secrets_the_token_and_the_insecure_registries() {
+    let settings = Settings {
+        content_insecure_registries: vec!["registry.local:5000".to_owned()],
+        ..Settings::default()
+    };
+    let mut deployment = site(
+        json!({"cache-buster.io/content": "/srv=https://shop.example.com/"}),
+        web("registry.local:5000/shop:2"),
+    );
+    if let Some(pod) = deployment
+        .spec
+        .as_mut()
+        .and_then(|spec| spec.template.spec.as_mut())
+    {
+        pod.image_pull_secrets = Some(vec![
+            LocalObjectReference {
+                name: "pull-a".to_owned(),
+            },
+            LocalObjectReference {
+                name: "pull-b".to_owned(),
+            },
+        ]);
+    }
+    let (stamp, _) = derive_stamp(&settings, &deployment, RequestContext::default()).unwrap();
+    let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
+    let pod = &job["spec"]["template"]["spec"];
+    let purge = &pod["containers"][0];
+    assert_eq!(
+        purge["volumeMounts"],
+        json!([
+            {"mountPath": "/var/run/secrets/cache-buster", "name": "credentials", "readOnly": true},
+            {"mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "name": "kube-api-access", "readOnly": true},
+            {"mountPath": "/var/run/secrets/cache-buster/registries", "name": "registries", "readOnly": true}
+        ])
+    );
+    assert_eq!(
+        pod["volumes"][2],
+        json!({"name": "registries", "projected": {"sources": [
+            {"secret": {"name": "pull-a", "optional": true, "items": [{"key": ".dockerconfigjson", "path": "00-pull-a.json"}]}},
+            {"secret": {"name": "pull-b", "optional": true, "items": [{"key": ".dockerconfigjson", "path": "01-pull-b.json"}]}}
+        ]}})
+    );
+    assert_eq!(
+        job["spec"]["template"]["metadata"]["labels"]["cache-buster.io/content"],
+        "true"
+    );
+    let args = purge["args"].as_array().unwrap();
+    for expected in [
+        "--insecure-registry=registry.local:5000",
+        "--image=registry.local:5000/shop:2",
+        "--deployment=shop",
+    ] {
+        assert!(args.contains(&json!(expected)), "{expected} in {args:?}");
+    }
+
+    // The same Deployment without P/content: no registry, no token.
+    let mut plain = deployment.clone();
+    plain.metadata.annotations = Some(BTreeMap::from([(
+        "cache-buster.io/urls".to_owned(),
+        "https://shop.example.com/".to_owned(),
+    )]));
+    let (stamp, _) = derive_stamp(&settings, &plain, RequestContext::default()).unwrap();
+    let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
+    assert_eq!(
+        job["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    assert!(!stamp.job_json.contains("--insecure-registry"));
+    assert!(!stamp.job_json.contains("cache-buster.io/content"));
+    assert_eq!(
+        job["spec"]["template"]["spec"]["containers"][0]["volumeMounts"],
+        json!([{"mountPath": "/var/run/secrets/cache-buster", "name": "credentials", "readOnly": true}])
     );
 }
 

@@ -6,6 +6,7 @@
 use crate::providers::{CREDENTIALS_DIR, PURGE_BUDGET_SECONDS, Provider};
 use crate::settings::Settings;
 use cache_buster_purge::catalog::Info;
+use cache_buster_purge::content::PULL_SECRETS_DIR;
 use cache_buster_purge::options::{purge_budget_seconds, shortest_deadline_seconds};
 use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
@@ -13,7 +14,7 @@ use k8s_openapi::api::batch::v1::{
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapProjection, Container, DownwardAPIProjection, DownwardAPIVolumeFile,
     EnvVar, EnvVarSource, KeyToPath, ObjectFieldSelector, PodSecurityContext, PodSpec,
-    PodTemplateSpec, ProjectedVolumeSource, ResourceRequirements, SeccompProfile,
+    PodTemplateSpec, ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecretProjection,
     SecretVolumeSource, SecurityContext, ServiceAccountTokenProjection, Volume, VolumeMount,
     VolumeProjection,
 };
@@ -24,7 +25,9 @@ use std::collections::BTreeMap;
 pub const WAIT_ROLLOUT_CONTAINER: &str = "wait-rollout";
 pub const PURGE_CONTAINER: &str = "purge";
 use crate::fingerprint::stamped_by;
-use crate::keys::{COMPONENT_LABEL, IMAGE_HASH, LABEL_VALUE, MANAGED_BY_LABEL, SITE, STAMPED_BY};
+use crate::keys::{
+    COMPONENT_LABEL, CONTENT, IMAGE_HASH, LABEL_VALUE, MANAGED_BY_LABEL, SITE, STAMPED_BY,
+};
 
 /// The project's program in its image (on the image's PATH).
 pub const PROGRAM: &str = "cache-buster";
@@ -43,6 +46,7 @@ const SERVICE_ACCOUNT_VOLUME: &str = "kube-api-access";
 /// The token lifetime Kubernetes uses for its own kube-api-access volumes.
 const SERVICE_ACCOUNT_TOKEN_SECONDS: i64 = 3607;
 const CREDENTIALS_VOLUME: &str = "credentials";
+const REGISTRIES_VOLUME: &str = "registries";
 
 /// Everything that makes one companion Job.
 pub struct JobInput<'a> {
@@ -58,6 +62,11 @@ pub struct JobInput<'a> {
     /// Whether the purge reads the API too (provider `http` lists the
     /// cache Service's EndpointSlices): then it gets the token as well.
     pub purge_reads_the_api: bool,
+    /// SPEC §9: a content purge, which reads images from their registries.
+    pub content: bool,
+    /// SPEC §9: the Deployment's image pull secrets, mounted read-only into
+    /// the purge for a content purge (empty otherwise).
+    pub registry_pull_secrets: Vec<&'a str>,
     /// The layers: their workload identities may need pod labels and
     /// annotations (AKS Workload Identity's webhook acts on a label).
     pub providers: &'a [Provider],
@@ -148,6 +157,10 @@ pub fn build_job(input: JobInput<'_>) -> Job {
     if input.purge_reads_the_api {
         purge_mounts.push(read_only_mount(SERVICE_ACCOUNT_VOLUME, SERVICE_ACCOUNT_DIR));
     }
+    let registries = registries_volume(&input.registry_pull_secrets);
+    if registries.is_some() {
+        purge_mounts.push(read_only_mount(REGISTRIES_VOLUME, PULL_SECRETS_DIR));
+    }
     let needs_job_uid = input
         .providers
         .iter()
@@ -183,9 +196,11 @@ pub fn build_job(input: JobInput<'_>) -> Job {
                 .and_then(|ttl| i32::try_from(ttl).ok()),
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
-                    labels: Some(with_identity(labels, input.providers, |info| {
-                        info.pod_labels
-                    })),
+                    labels: Some(with_identity(
+                        content_label(settings, labels, input.content),
+                        input.providers,
+                        |info| info.pod_labels,
+                    )),
                     annotations: non_empty(with_identity(
                         settings.annotations.clone(),
                         input.providers,
@@ -211,21 +226,26 @@ pub fn build_job(input: JobInput<'_>) -> Job {
                     }),
                     init_containers: Some(vec![wait_rollout]),
                     containers: vec![purge],
-                    volumes: Some(vec![
-                        service_account_volume(),
-                        Volume {
-                            name: CREDENTIALS_VOLUME.to_owned(),
-                            secret: Some(SecretVolumeSource {
-                                secret_name: Some(input.credentials_secret.to_owned()),
-                                // A missing Secret mounts empty: the purge
-                                // then fails at once naming it, instead of a
-                                // pod Pending until the deadline.
-                                optional: Some(true),
-                                ..SecretVolumeSource::default()
-                            }),
-                            ..Volume::default()
-                        },
-                    ]),
+                    volumes: Some(
+                        [
+                            service_account_volume(),
+                            Volume {
+                                name: CREDENTIALS_VOLUME.to_owned(),
+                                secret: Some(SecretVolumeSource {
+                                    secret_name: Some(input.credentials_secret.to_owned()),
+                                    // A missing Secret mounts empty: the purge
+                                    // then fails at once naming it, instead of a
+                                    // pod Pending until the deadline.
+                                    optional: Some(true),
+                                    ..SecretVolumeSource::default()
+                                }),
+                                ..Volume::default()
+                            },
+                        ]
+                        .into_iter()
+                        .chain(registries)
+                        .collect(),
+                    ),
                     image_pull_secrets: non_empty(
                         settings.image_pull_secrets.iter().map(Into::into).collect(),
                     ),
@@ -318,6 +338,53 @@ fn restricted_container(settings: &Settings) -> Container {
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
         ..Container::default()
     }
+}
+
+/// A content purge's pods carry `P/content: "true"`: the registries'
+/// egress (deploy/site-content's NetworkPolicy) selects them, and no other.
+fn content_label(
+    settings: &Settings,
+    mut labels: BTreeMap<String, String>,
+    content: bool,
+) -> BTreeMap<String, String> {
+    if content {
+        labels.insert(settings.annotation(CONTENT), "true".to_owned());
+    }
+    labels
+}
+
+/// Each pull secret's `.dockerconfigjson` as `<n>-<name>.json`, in the
+/// Deployment's order (the purge tries them in name order, as the kubelet
+/// does in list order). Optional: a missing Secret leaves its registry to
+/// be read anonymously, and the purge says why it could not.
+fn registries_volume(pull_secrets: &[&str]) -> Option<Volume> {
+    if pull_secrets.is_empty() {
+        return None;
+    }
+    let sources = pull_secrets
+        .iter()
+        .enumerate()
+        .map(|(index, name)| VolumeProjection {
+            secret: Some(SecretProjection {
+                name: (*name).to_owned(),
+                items: Some(vec![KeyToPath {
+                    key: ".dockerconfigjson".to_owned(),
+                    path: format!("{index:02}-{name}.json"),
+                    ..KeyToPath::default()
+                }]),
+                optional: Some(true),
+            }),
+            ..VolumeProjection::default()
+        })
+        .collect();
+    Some(Volume {
+        name: REGISTRIES_VOLUME.to_owned(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(sources),
+            ..ProjectedVolumeSource::default()
+        }),
+        ..Volume::default()
+    })
 }
 
 /// The same token, CA and namespace files Kubernetes would automount.

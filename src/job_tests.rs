@@ -14,6 +14,7 @@ fn command(provider: Provider) -> Vec<String> {
         content: Vec::new(),
         content_max_urls: None,
         warm: false,
+        insecure_registries: Vec::new(),
         context: JobContext {
             site: "shop".into(),
             namespace: "web".into(),
@@ -39,6 +40,8 @@ fn job_with(settings: &Settings, provider: Provider) -> Job {
         credentials_secret: "cdn-credentials",
         purge_args: command(provider),
         purge_reads_the_api: provider == Provider::Http,
+        content: false,
+        registry_pull_secrets: Vec::new(),
         providers: &[provider],
     })
 }

@@ -57,6 +57,10 @@ pub struct Settings {
     /// SPEC §9: beyond this many changed URLs, a content purge falls back
     /// to the base URLs' prefixes, or everything.
     pub content_max_urls: i64,
+    /// SPEC §9: the registries a content purge reads over plain HTTP,
+    /// `host[:port]` (kwctl's `insecure_sources`); HTTPS everywhere else.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub content_insecure_registries: Vec<String>,
     /// Fastly marks content stale instead of evicting it
     /// (`Fastly-Soft-Purge: 1`), so the origin is not stampeded.
     pub fastly_soft_purge: bool,
@@ -100,6 +104,7 @@ impl Default for Settings {
             ttl_seconds_after_finished: None,
             cloudflare_batch_size: 30,
             content_max_urls: i64::from(cache_buster_purge::content::DEFAULT_MAX_URLS),
+            content_insecure_registries: Vec::new(),
             fastly_soft_purge: false,
             akamai_action: AkamaiAction::Invalidate,
             akamai_network: AkamaiNetwork::Production,
@@ -428,6 +433,14 @@ impl Validatable for Settings {
             ),
         );
 
+        for (index, registry) in self.content_insecure_registries.iter().enumerate() {
+            if let Err(refusal) = cache_buster_purge::content::check_registry(registry) {
+                problems.push(format!(
+                    "contentInsecureRegistries[{index}]: {registry:?} {}",
+                    refusal.0
+                ));
+            }
+        }
         problems.extend(self.resources.problems());
         problems.extend(image_pull_secret_problems(&self.image_pull_secrets));
         problems.extend(node_selector_problems(&self.node_selector));
@@ -623,6 +636,7 @@ mod tests {
     #[case::tag_header_space(json!({"httpTagHeader": "Surrogate Key"}), "httpTagHeader: \"Surrogate Key\" is not an HTTP header name; expected a token such as xkey or Surrogate-Key")]
     #[case::tag_header_empty(json!({"httpTagHeader": ""}), "httpTagHeader: \"\" is not an HTTP header name; expected a token such as xkey or Surrogate-Key")]
     #[case::batch_too_big(json!({"cloudflareBatchSize": 501}), "cloudflareBatchSize: 501 is out of range; expected 1 to 500")]
+    #[case::content_insecure_registry_with_a_scheme(json!({"contentInsecureRegistries": ["registry.local:5000", "http://registry.local"]}), "contentInsecureRegistries[1]: \"http://registry.local\" is not a registry's host and optional port, such as registry.local:5000, without scheme or path")]
     #[case::content_max_urls_zero(json!({"contentMaxUrls": 0}), "contentMaxUrls: 0 is out of range; expected 1 to 10000")]
     #[case::content_max_urls_too_big(json!({"contentMaxUrls": 10_001}), "contentMaxUrls: 10001 is out of range; expected 1 to 10000")]
     #[case::root(json!({"runAsUser": 0}), "runAsUser: 0 is out of range; expected 1 to 2147483647")]
@@ -733,6 +747,7 @@ mod tests {
         // Settings without a default are left out when unset.
         let unset = [
             "ttlSecondsAfterFinished",
+            "contentInsecureRegistries",
             "imagePullSecrets",
             "nodeSelector",
             "tolerations",

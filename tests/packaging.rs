@@ -168,6 +168,7 @@ fn questions_cover_every_setting_with_its_default() {
     // Settings without a default, and no default in the form.
     for unset in [
         "ttlSecondsAfterFinished",
+        "contentInsecureRegistries",
         "imagePullSecrets",
         "nodeSelector",
         "tolerations",

@@ -6,7 +6,7 @@ use cache_buster_purge::argv::PurgeArgv;
 use cache_buster_purge::aws::AwsEnvironment;
 use cache_buster_purge::cdn::Options;
 use cache_buster_purge::client::{Limits, Network};
-use cache_buster_purge::content::{ContentRoot, DEFAULT_MAX_URLS};
+use cache_buster_purge::content::{ContentRoot, DEFAULT_MAX_URLS, PULL_SECRETS_DIR};
 use cache_buster_purge::content_purge::ContentPurge;
 use cache_buster_purge::entra::AzureEnvironment;
 use cache_buster_purge::google::GoogleEnvironment;
@@ -72,6 +72,14 @@ pub struct PurgeArgs {
     /// Where the outcome is written (the container's terminationMessagePath)
     #[arg(long, default_value = "/dev/termination-log")]
     pub termination_log: PathBuf,
+    /// With --content: where the image pull secrets are mounted (docker
+    /// config JSON files)
+    #[arg(long, default_value = PULL_SECRETS_DIR)]
+    pub pull_secrets: PathBuf,
+    /// With --content: compare with this image, instead of the one whose
+    /// purge last succeeded for the Deployment (a purge run by hand)
+    #[arg(long)]
+    pub previous_image: Option<String>,
 }
 
 impl PurgeArgs {
@@ -90,6 +98,7 @@ impl PurgeArgs {
             content,
             content_max_urls,
             warm,
+            insecure_registries,
             context,
             flags,
             budget_seconds,
@@ -109,6 +118,9 @@ impl PurgeArgs {
                 roots,
                 max_urls: content_max_urls.unwrap_or(DEFAULT_MAX_URLS),
                 warm,
+                insecure_registries,
+                pull_secrets: Some(self.pull_secrets),
+                previous_image: self.previous_image,
             });
         // Checked by the argv's parser already: this keeps the parsed URL.
         let urls = urls

@@ -58,6 +58,10 @@ pub struct PurgeArgv {
     /// After the last layer, fetch each purged URL once (annotation `warm`)
     #[cfg_attr(feature = "client", arg(long))]
     pub warm: bool,
+    /// A registry the images are read from over plain HTTP, `host[:port]`
+    /// (setting `contentInsecureRegistries`; written with `--content` only)
+    #[cfg_attr(feature = "client", arg(long = "insecure-registry", value_parser = parse::registry))]
+    pub insecure_registries: Vec<String>,
     #[cfg_attr(feature = "client", command(flatten))]
     pub context: JobContext,
     #[cfg_attr(feature = "client", command(flatten))]
@@ -107,7 +111,23 @@ impl PurgeArgv {
         if self.warm {
             args.push("--warm".to_owned());
         }
+        args.extend(
+            self.insecure_registries
+                .iter()
+                .map(|registry| ["--insecure-registry=", registry].concat()),
+        );
         let mut rendering = Rendering::new(args, &self.context, !self.tags.is_empty());
+        if !self.content.is_empty() {
+            // SPEC §9: the new image, and where to find the one last purged.
+            for field in [
+                Context::Namespace,
+                Context::Deployment,
+                Context::Image,
+                Context::JobName,
+            ] {
+                rendering.context(field);
+            }
+        }
         for provider in &self.providers {
             self.flags.render(*provider, &mut rendering);
         }
@@ -134,6 +154,12 @@ pub mod parse {
         check(text)
             .map(|()| text.to_owned())
             .map_err(|refusal| format!("{text:?} {refusal}"))
+    }
+
+    pub fn registry(text: &str) -> Result<String, String> {
+        crate::content::check_registry(text)
+            .map(|()| text.to_owned())
+            .map_err(|refusal| format!("{text:?} {}", refusal.0))
     }
 
     pub fn prefix(text: &str) -> Result<String, String> {

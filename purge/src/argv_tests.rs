@@ -35,6 +35,7 @@ fn argv(providers: &[Provider]) -> PurgeArgv {
         content: Vec::new(),
         content_max_urls: None,
         warm: false,
+        insecure_registries: Vec::new(),
         context: context(),
         flags: ProviderFlags::default(),
         budget_seconds: 180,
@@ -136,6 +137,7 @@ fn a_content_purge_names_its_directories_and_limit() {
         content: vec!["/usr/share/nginx/html=https://siebjee.nl/".into()],
         content_max_urls: Some(500),
         warm: true,
+        insecure_registries: vec!["registry.local:5000".into()],
         ..argv(&[Provider::Cloudflare])
     };
     assert_eq!(
@@ -148,6 +150,12 @@ fn a_content_purge_names_its_directories_and_limit() {
             "--content=/usr/share/nginx/html=https://siebjee.nl/",
             "--content-max-urls=500",
             "--warm",
+            "--insecure-registry=registry.local:5000",
+            // The new image, and where the image last purged is found.
+            "--namespace=web",
+            "--deployment=shop",
+            "--image=docker.io/library/nginx:1.25",
+            "--job-name=shop-cache-buster-d568c927cb",
             "--cloudflare-batch-size=30",
             "--budget-seconds=180",
         ]
@@ -296,6 +304,7 @@ mod round_trip {
             ],
             content_max_urls: Some(1200),
             warm: true,
+            insecure_registries: vec!["registry.local:5000".into(), "10.0.0.7".into()],
             flags,
             budget_seconds: 780,
             ..argv(providers)

@@ -13,6 +13,28 @@ pub const CONTENT_EXPECTED: &str = "<dir>=<base URL> pairs separated by commas, 
 /// The setting `contentMaxUrls`' default: beyond it, the purge falls back.
 pub const DEFAULT_MAX_URLS: u32 = 500;
 
+pub const REGISTRY_EXPECTED: &str =
+    "a registry's host and optional port, such as registry.local:5000, without scheme or path";
+
+/// Where the purge container finds the Deployment's image pull secrets
+/// (docker config JSON files), mounted read-only for a content purge.
+pub const PULL_SECRETS_DIR: &str = "/var/run/secrets/cache-buster/registries";
+
+/// `host[:port]`, as the setting `contentInsecureRegistries` names a
+/// registry reached over plain HTTP (kwctl's `sources.yml` names its
+/// `insecure_sources` the same way).
+pub fn check_registry(text: &str) -> Result<(), ContentRefusal> {
+    let refused = || Err(ContentRefusal(format!("is not {REGISTRY_EXPECTED}")));
+    if text.is_empty() || text.contains(['/', '@', '?', '#']) || text.contains(char::is_whitespace)
+    {
+        return refused();
+    }
+    match url::Url::parse(&["http://", text, "/"].concat()) {
+        Ok(url) if url.host_str().is_some() => Ok(()),
+        _ => refused(),
+    }
+}
+
 /// One `<dir>=<base URL>` pair. Only [`ContentRoot::parse`] makes one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContentRoot {
@@ -117,6 +139,21 @@ impl ContentRoot {
         urls
     }
 
+    /// A directory of the image (relative to the root) as a URL prefix,
+    /// without scheme: `usr/share/nginx/html/posts` → `www.example.com/posts/`.
+    /// None outside `dir`, or where the base URL is no prefix (a port).
+    pub fn prefix_of(&self, path: &str) -> Option<String> {
+        let url = self.urls_of(path).pop()?;
+        let prefix = [
+            url.split_once("://").map_or(url.as_str(), |(_, rest)| rest),
+            "/",
+        ]
+        .concat();
+        crate::target_checks::check_prefix(&prefix)
+            .ok()
+            .map(|()| prefix)
+    }
+
     /// The base URL as a prefix, as `P/prefixes` takes one: no scheme.
     pub fn base_prefix(&self) -> &str {
         self.base_url
@@ -158,6 +195,21 @@ mod tests {
     use super::*;
     use crate::target_checks::TargetUrl;
     use rstest::rstest;
+
+    #[rstest]
+    #[case::host("registry.local", true)]
+    #[case::host_and_port("registry.local:5000", true)]
+    #[case::address_and_port("127.0.0.1:5000", true)]
+    #[case::ipv6("[::1]:5000", true)]
+    #[case::scheme("http://registry.local", false)]
+    #[case::path("registry.local/library", false)]
+    #[case::user("me@registry.local", false)]
+    #[case::bad_port("registry.local:http", false)]
+    #[case::empty("", false)]
+    #[case::space("registry .local", false)]
+    fn a_registry_is_a_host_and_a_port(#[case] text: &str, #[case] valid: bool) {
+        assert_eq!(check_registry(text).is_ok(), valid, "{text}");
+    }
 
     #[rstest]
     #[case(

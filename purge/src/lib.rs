@@ -38,6 +38,8 @@ pub mod cdn;
 #[cfg(feature = "client")]
 pub mod client;
 #[cfg(feature = "client")]
+pub mod content_compare;
+#[cfg(feature = "client")]
 pub mod content_purge;
 #[cfg(feature = "client")]
 pub mod credentials;
@@ -58,7 +60,11 @@ pub mod not_prepared;
 #[cfg(feature = "client")]
 pub mod outcome;
 #[cfg(feature = "client")]
+pub mod previous;
+#[cfg(feature = "client")]
 pub mod redact;
+#[cfg(feature = "client")]
+pub mod registry;
 #[cfg(feature = "client")]
 pub mod request;
 #[cfg(feature = "client")]

@@ -104,15 +104,33 @@ pub async fn run(job: &PurgeJob) -> Outcome {
             Err(error) => return failed(&job.names(), started, error.to_string(), true),
         }
     };
-    let content = job
-        .content
-        .as_ref()
-        .map(|content| content.plan(&job.providers));
+    let content = match &job.content {
+        Some(content) => {
+            // A third of the budget at most: the purge that follows keeps
+            // the rest, so a slow registry never fails the Job.
+            let limit = job.options.limits.budget / 3;
+            let compare = content.compare(
+                &job.options.context,
+                &job.options.network,
+                job.options.limits.request,
+            );
+            let compared = tokio::time::timeout(limit, compare)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(format!(
+                        "the images were not compared within {} s, a third of the purge's budget",
+                        limit.as_secs()
+                    ))
+                });
+            Some(content.plan(&job.providers, compared))
+        }
+        None => None,
+    };
     let mut outcomes = Vec::new();
     let mut not_run = Vec::new();
     for (index, provider) in job.providers.iter().enumerate() {
         let targets = match &content {
-            Some((fallback, _)) => Cow::Owned(fallback.apply(*provider, &job.targets)),
+            Some((addition, _)) => Cow::Owned(addition.apply(*provider, &job.targets)),
             None => Cow::Borrowed(&job.targets),
         };
         let outcome = match job.dry_run {

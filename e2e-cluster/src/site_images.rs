@@ -1,0 +1,72 @@
+//! SPEC §9's test images: a static site in layers, as a Hugo blog in nginx
+//! is built (a base layer shared by every version, then the site's own
+//! layer), pushed to the real registry the tests run (docker-registry).
+//! The layers are real tar+gzip archives, whiteouts included, as the OCI
+//! image spec writes them.
+
+use anyhow::{Context as _, Result};
+use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use std::io::Write as _;
+
+/// One entry of a layer: a file with its content, or a whiteout of a path.
+pub enum LayerEntry<'a> {
+    File(&'a str, &'a [u8]),
+    /// `.wh.<name>` in the path's directory: the path is removed.
+    Whiteout(&'a str),
+}
+
+/// A gzip tar layer of these entries.
+pub fn layer(entries: &[LayerEntry<'_>]) -> Result<Vec<u8>> {
+    let gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut builder = tar::Builder::new(gzip);
+    for entry in entries {
+        let (path, content): (String, &[u8]) = match entry {
+            LayerEntry::File(path, content) => ((*path).to_owned(), content),
+            LayerEntry::Whiteout(path) => {
+                let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+                (format!("{dir}/.wh.{name}"), b"")
+            }
+        };
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o644);
+        header.set_size(content.len() as u64);
+        builder.append_data(&mut header, &path, content)?;
+    }
+    let mut gzip = builder.into_inner()?;
+    gzip.flush()?;
+    Ok(gzip.finish()?)
+}
+
+/// Pushes an image of these layers (bottom first) to `registry` (plain
+/// HTTP, as the test registry serves) as `<repository>:<tag>`; returns
+/// the image's reference.
+pub async fn push(
+    registry: &str,
+    repository: &str,
+    tag: &str,
+    layers: &[Vec<u8>],
+) -> Result<String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = Client::try_from(ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..ClientConfig::default()
+    })?;
+    let image = format!("{registry}/{repository}:{tag}");
+    let reference: Reference = image.parse()?;
+    let layers: Vec<ImageLayer> = layers
+        .iter()
+        .map(|layer| ImageLayer::oci_v1_gzip(layer.clone(), None))
+        .collect();
+    let config = Config::oci_v1(
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#
+            .to_vec(),
+        None,
+    );
+    client
+        .push(&reference, &layers, config, &RegistryAuth::Anonymous, None)
+        .await
+        .with_context(|| format!("pushing {image}"))?;
+    Ok(image)
+}

@@ -1,0 +1,295 @@
+//! SPEC §9: the two images of a content purge, read from their registry
+//! through oci-client (the OCI distribution API, its auth challenges, image
+//! indexes resolved to the platform the purge runs on). Anonymous, or with
+//! the Deployment's image pull secrets (docker config JSON files) mounted
+//! read-only. A registry reached over plain HTTP is named by a setting
+//! (`--insecure-registry`), as kwctl's `sources.yml` names one: never a
+//! default. A layer is read as it downloads: the Job's memory never holds
+//! one whole.
+
+use crate::client::Network;
+use crate::layers::{Compression, LayerChanges, LayerError, read_layer};
+use crate::outcome::redact;
+use base64::Engine as _;
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
+use oci_client::manifest::OciDescriptor;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why an image could not be read. Never a credential: each message is
+/// redacted of the pull secrets' passwords before it is shown.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{0:?} is not an image reference")]
+    Reference(String),
+    #[error("the registry client cannot start: {0}")]
+    Client(String),
+    #[error("the manifest of {reference} cannot be read: {problem}")]
+    Manifest { reference: String, problem: String },
+    #[error("layer {digest} of {reference} cannot be read: {problem}")]
+    Layer {
+        reference: String,
+        digest: String,
+        problem: String,
+    },
+    #[error("layer {digest} of {reference} is {media_type}, which is not a tar or gzip layer")]
+    LayerType {
+        reference: String,
+        digest: String,
+        media_type: String,
+    },
+    #[error("layer {digest} of {reference}: {error}")]
+    Content {
+        reference: String,
+        digest: String,
+        error: LayerError,
+    },
+}
+
+/// One image as its registry describes it, for this platform.
+#[derive(Debug, Clone)]
+pub struct RegistryImage {
+    pub reference: Reference,
+    /// The digest of the image's manifest (of this platform's, for an index).
+    pub digest: String,
+    pub layers: Vec<OciDescriptor>,
+}
+
+impl RegistryImage {
+    /// `registry/repository@sha256:…`: the image, named by its digest.
+    pub fn pinned(&self) -> String {
+        format!(
+            "{}/{}@{}",
+            self.reference.registry(),
+            self.reference.repository(),
+            self.digest
+        )
+    }
+}
+
+/// A docker config JSON (`.dockerconfigjson`): the credentials by registry.
+#[derive(Debug, Default, Deserialize)]
+struct DockerConfig {
+    #[serde(default)]
+    auths: BTreeMap<String, DockerAuth>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct DockerAuth {
+    #[serde(default)]
+    auth: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password: Option<String>,
+}
+
+impl DockerAuth {
+    fn user_and_password(&self) -> Option<(String, String)> {
+        if let (Some(user), Some(password)) = (&self.username, &self.password) {
+            return Some((user.clone(), password.clone()));
+        }
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(self.auth.as_deref()?.trim())
+            .ok()?;
+        let (user, password) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+        Some((user.to_owned(), password.to_owned()))
+    }
+}
+
+/// The host a docker config names a registry by: `https://index.docker.io/v1/`
+/// is Docker Hub's, as `docker login` writes it.
+fn config_host(key: &str) -> &str {
+    let host = key
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    let host = host.split('/').next().unwrap_or(host);
+    match host {
+        "index.docker.io" | "registry-1.docker.io" | "docker.io" => "docker.io",
+        host => host,
+    }
+}
+
+/// The registries of a content purge: one client, and the credentials of
+/// the pull secrets by registry host.
+pub struct Registries {
+    client: Client,
+    credentials: BTreeMap<String, (String, String)>,
+}
+
+impl Registries {
+    /// `insecure`: the registries reached over plain HTTP. `pull_secrets`:
+    /// a directory of docker config JSON files (absent: anonymous only).
+    /// `network`: the tests' CA, trusted besides the public roots.
+    pub fn new(
+        insecure: &[String],
+        pull_secrets: Option<&Path>,
+        network: &Network,
+        timeout: Duration,
+    ) -> Result<Registries, RegistryError> {
+        // reqwest without a provider: ring, as the rest of the program. A
+        // provider installed already is the same one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let roots = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+            .iter()
+            .map(|certificate| Certificate {
+                encoding: CertificateEncoding::Der,
+                data: certificate.to_vec(),
+            })
+            .collect();
+        let config = ClientConfig {
+            protocol: match insecure {
+                [] => ClientProtocol::Https,
+                hosts => ClientProtocol::HttpsExcept(hosts.to_vec()),
+            },
+            tls_certs_only: roots,
+            extra_root_certificates: network
+                .extra_roots_pem
+                .iter()
+                .map(|pem| Certificate {
+                    encoding: CertificateEncoding::Pem,
+                    data: pem.clone(),
+                })
+                .collect(),
+            read_timeout: Some(timeout),
+            connect_timeout: Some(timeout),
+            user_agent: concat!("cache-buster/", env!("CARGO_PKG_VERSION")),
+            ..ClientConfig::default()
+        };
+        let client =
+            Client::try_from(config).map_err(|error| RegistryError::Client(error.to_string()))?;
+        Ok(Registries {
+            client,
+            credentials: pull_secrets.map(read_pull_secrets).unwrap_or_default(),
+        })
+    }
+
+    fn auth(&self, reference: &Reference) -> RegistryAuth {
+        match self
+            .credentials
+            .get(config_host(reference.resolve_registry()))
+        {
+            Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
+            None => RegistryAuth::Anonymous,
+        }
+    }
+
+    fn redacted(&self, text: String) -> String {
+        let secrets: Vec<&str> = self
+            .credentials
+            .values()
+            .map(|(_, password)| password.as_str())
+            .collect();
+        redact(&text, &secrets)
+    }
+
+    /// The image's manifest, for this platform where it is an index.
+    pub async fn image(&self, image: &str) -> Result<RegistryImage, RegistryError> {
+        let reference: Reference = image
+            .parse()
+            .map_err(|_| RegistryError::Reference(image.to_owned()))?;
+        let (manifest, digest) = self
+            .client
+            .pull_image_manifest(&reference, &self.auth(&reference))
+            .await
+            .map_err(|error| RegistryError::Manifest {
+                reference: image.to_owned(),
+                problem: self.redacted(error.to_string()),
+            })?;
+        Ok(RegistryImage {
+            reference,
+            digest,
+            layers: manifest.layers,
+        })
+    }
+
+    /// Reads one layer as it downloads, keeping what `wanted` selects.
+    pub async fn read_layer(
+        &self,
+        image: &RegistryImage,
+        layer: &OciDescriptor,
+        wanted: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+    ) -> Result<LayerChanges, RegistryError> {
+        let reference = image.reference.whole();
+        let compression =
+            compression_of(&layer.media_type).ok_or_else(|| RegistryError::LayerType {
+                reference: reference.clone(),
+                digest: layer.digest.clone(),
+                media_type: layer.media_type.clone(),
+            })?;
+        let failed = |problem: String| RegistryError::Layer {
+            reference: reference.clone(),
+            digest: layer.digest.clone(),
+            problem: self.redacted(problem),
+        };
+        let blob = self
+            .client
+            .pull_blob_stream(&image.reference, layer)
+            .await
+            .map_err(|error| failed(error.to_string()))?;
+        let reader =
+            tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(blob.stream));
+        let read = tokio::task::spawn_blocking(move || {
+            read_layer(reader, compression, &|path: &str| wanted(path))
+        })
+        .await
+        .map_err(|error| failed(error.to_string()))?;
+        read.map_err(|error| RegistryError::Content {
+            reference: reference.clone(),
+            digest: layer.digest.clone(),
+            error,
+        })
+    }
+}
+
+/// A layer's compression from its media type (OCI and Docker's).
+fn compression_of(media_type: &str) -> Option<Compression> {
+    match media_type {
+        "application/vnd.oci.image.layer.v1.tar"
+        | "application/vnd.oci.image.layer.nondistributable.v1.tar" => Some(Compression::None),
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+        | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+        | "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Some(Compression::Gzip),
+        _ => None,
+    }
+}
+
+/// The credentials of every docker config JSON file in `dir`, by registry
+/// host. A file that is not one is skipped: that registry is read
+/// anonymously, and its refusal says so.
+fn read_pull_secrets(dir: &Path) -> BTreeMap<String, (String, String)> {
+    let mut credentials = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return credentials;
+    };
+    let mut files: Vec<_> = entries.flatten().map(|entry| entry.path()).collect();
+    // In name order: the first secret naming a registry wins, as the
+    // kubelet tries a pod's pull secrets in order.
+    files.sort();
+    for file in files {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        let Ok(config) = serde_json::from_str::<DockerConfig>(&text) else {
+            continue;
+        };
+        for (key, auth) in config.auths {
+            if let Some(pair) = auth.user_and_password() {
+                credentials
+                    .entry(config_host(&key).to_owned())
+                    .or_insert(pair);
+            }
+        }
+    }
+    credentials
+}
+
+#[cfg(test)]
+#[path = "registry_tests.rs"]
+mod tests;
