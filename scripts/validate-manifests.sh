@@ -10,7 +10,8 @@
 #     which is what Flux applies;
 #   - the Job the policy generates for each provider, taken from what the
 #     real policy.wasm stamps (through KWCTL, kwrun or kwctl).
-#   - the deploy/site-http component (its Role's rules checked too);
+#   - the deploy/site-http and deploy/site-content components, alone and
+#     together (their Role's rules checked too);
 #   - docs/examples/cluster (the base with the deploy/monitoring component),
 #     and the deploy/network-policy component through docs/examples/site.
 # Custom resources have no schema there: the ClusterAdmissionPolicy is
@@ -67,30 +68,41 @@ PY
   rm "$generated/$name.yaml"
 done
 
-# The deploy/site-http component, as a site whose provider is http includes
-# it: the Role of deploy/site, and the Service and EndpointSlices the purge reads.
-# (kustomize takes only relative paths to a component: the site is made
-# under target/.)
-site_http=target/site-http-render
-rm -rf "$site_http" && mkdir -p "$site_http"
-printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: web\ncomponents:\n  - ../../deploy/site-http\n' \
-  >"$site_http/kustomization.yaml"
-"$venv/bin/kubectl" kustomize "$site_http" >"$generated/rendered-site-http.yaml"
-"$venv/bin/python" - "$generated/rendered-site-http.yaml" "$generated/rendered-site-http" <<'PY'
-import sys, yaml, json
+# render_component NAME RULES COMPONENT...: a site namespace made of these
+# components, rendered by kubectl kustomize; its Role's rules must be RULES
+# (a Python list of (apiGroups, resources, verbs)). (kustomize takes only
+# relative paths to a component: the site is made under target/.)
+render_component() {
+  local name="$1" rules="$2" dir="target/$1-render"
+  shift 2
+  rm -rf "$dir" && mkdir -p "$dir"
+  {
+    printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: web\ncomponents:\n'
+    printf '  - ../../deploy/%s\n' "$@"
+  } >"$dir/kustomization.yaml"
+  "$venv/bin/kubectl" kustomize "$dir" >"$generated/rendered-$name.yaml"
+  "$venv/bin/python" - "$generated/rendered-$name.yaml" "$generated/rendered-$name" "$rules" <<'PY'
+import sys, yaml, json, ast
 documents = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 role = next(d for d in documents if d["kind"] == "Role")
 rules = [(r["apiGroups"], r["resources"], r["verbs"]) for r in role["rules"]]
-assert rules == [
-    (["apps"], ["deployments"], ["get", "list", "watch"]),
-    ([""], ["services"], ["get"]),
-    (["discovery.k8s.io"], ["endpointslices"], ["list"]),
-], rules
+assert rules == ast.literal_eval(sys.argv[3]), rules
 for index, document in enumerate(documents):
     with open(f"{sys.argv[2]}-{index}-{document['kind']}.json", "w") as out:
         json.dump(document, out)
 PY
-rm -r "$site_http" "$generated/rendered-site-http.yaml"
+  rm -r "$dir" "$generated/rendered-$name.yaml"
+}
+deployments='(["apps"], ["deployments"], ["get", "list", "watch"])'
+endpoints='([""], ["services"], ["get"]), (["discovery.k8s.io"], ["endpointslices"], ["list"])'
+jobs='(["batch"], ["jobs"], ["list"])'
+# deploy/site-http, as a site whose provider is http includes it: the Role
+# of deploy/site, and the Service and EndpointSlices the purge reads.
+render_component site-http "[$deployments, $endpoints]" site-http
+# deploy/site-content beside deploy/site, and beside deploy/site-http (a
+# content site whose provider is http): the Role may list Jobs too.
+render_component site-content "[$deployments, $jobs]" site site-content
+render_component site-http-content "[$deployments, $endpoints, $jobs]" site-http site-content
 
 manifests=(deploy/site/job-rbac.yaml deploy/launcher.yaml deploy/secrets/*.yaml "$generated"/*.json)
 for version in "${kubernetes_versions[@]}"; do
