@@ -57,6 +57,9 @@ pub struct Cluster {
     pub node: TestNode,
     /// The CDN the companion Jobs' purges reach.
     pub cdn: CdnDouble,
+    /// The registry the tests push to (`127.0.0.1:<port>`, plain HTTP, as
+    /// the setting contentInsecureRegistries names it).
+    pub registry: String,
     /// The project's image as the registry holds it (the policy's `image`),
     /// and where the node keeps the images it pulled.
     pub image: String,
@@ -283,7 +286,20 @@ impl Cluster {
             policy_text.contains(&released_image),
             "deploy/policy.yaml does not set {released_image}"
         );
-        let policy_text = policy_text.replace(&released_image, &format!("image: {image}"));
+        let registry = format!("127.0.0.1:{registry_port}");
+        let policy_text = policy_text
+            .replace(&released_image, &format!("image: {image}"))
+            // SPEC §9: content purges read the site images pushed there.
+            .replace(
+                "    contentMaxUrls: 500\n",
+                &format!(
+                    "    contentMaxUrls: 500\n    contentInsecureRegistries: [\"{registry}\"]\n"
+                ),
+            );
+        ensure!(
+            policy_text.contains("contentInsecureRegistries"),
+            "deploy/policy.yaml does not set contentMaxUrls: 500, after which the tests name their registry"
+        );
         let policy: Value = serde_yaml::from_str(&policy_text)?;
         // The ClusterAdmissionPolicy of deploy/policy.yaml, stored as
         // Kubewarden stores it: the policy-server is configured from it, and
@@ -325,6 +341,7 @@ impl Cluster {
             api_port,
             client,
             policy,
+            registry,
             launcher_port: free_port()?,
             standby_port: free_port()?,
             module,

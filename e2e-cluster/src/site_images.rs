@@ -39,6 +39,21 @@ pub fn layer(entries: &[LayerEntry<'_>]) -> Result<Vec<u8>> {
     Ok(gzip.finish()?)
 }
 
+/// The base every version of the test blog shares, as nginx's image would
+/// be: its configuration, a 2 MB library (incompressible, so that reading it
+/// would show in the bytes downloaded) and its 50x page under the site's
+/// directory.
+pub fn nginx_base() -> Result<Vec<u8>> {
+    let library: Vec<u8> = (0..2_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    layer(&[
+        LayerEntry::File("etc/nginx/nginx.conf", b"events {}"),
+        LayerEntry::File("usr/lib/libbase.so", &library),
+        LayerEntry::File("usr/share/nginx/html/50x.html", b"<h1>error</h1>"),
+    ])
+}
+
 /// Pushes an image of these layers (bottom first) to `registry` (plain
 /// HTTP, as the test registry serves) as `<repository>:<tag>`; returns
 /// the image's reference.

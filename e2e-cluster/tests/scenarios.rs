@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 
 #[path = "scenarios/azure.rs"]
 mod azure;
+#[path = "scenarios/content.rs"]
+mod content;
 #[path = "scenarios/gcp.rs"]
 mod gcp;
 #[path = "scenarios/gitops.rs"]
@@ -146,6 +148,10 @@ const CONCURRENT: &[(&str, Scenario)] = &[
     (
         "azure_front_door_is_purged_with_an_entra_id_token_and_its_operation_awaited",
         |c| azure::azure_purges_and_waits(c).boxed_local(),
+    ),
+    (
+        "a_content_site_purges_what_changed_since_its_last_successful_purge_rollback_included",
+        |c| content::a_content_site_purges_what_changed_since_its_last_purge(c).boxed_local(),
     ),
     (
         "a_layered_site_purges_its_varnish_then_cloudflare_with_one_event",
@@ -1396,6 +1402,7 @@ async fn kustomize_renders(cluster: &Cluster) -> Result<()> {
             == [
                 launcher("Deployment", "web", "shop"),
                 launcher("NetworkPolicy", "web", "cache-buster-job"),
+                launcher("NetworkPolicy", "web", "cache-buster-job-registries"),
                 launcher("Role", "web", "cache-buster"),
                 launcher("RoleBinding", "web", "cache-buster"),
                 launcher("ServiceAccount", "web", "cache-buster"),

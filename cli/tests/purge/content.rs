@@ -7,7 +7,7 @@
 
 use super::*;
 use cache_buster_e2e_cluster::process::{Process, free_port};
-use cache_buster_e2e_cluster::site_images::{LayerEntry, layer, push};
+use cache_buster_e2e_cluster::site_images::{LayerEntry, layer, nginx_base, push};
 use cache_buster_e2e_cluster::tools::real_tools_required;
 use std::ffi::OsStr;
 
@@ -69,15 +69,7 @@ struct Blog {
 }
 
 fn blog() -> Blog {
-    let library: Vec<u8> = (0..2_000_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
-    let base = layer(&[
-        LayerEntry::File("etc/nginx/nginx.conf", b"events {}"),
-        LayerEntry::File("usr/lib/libbase.so", &library),
-        LayerEntry::File("usr/share/nginx/html/50x.html", b"<h1>error</h1>"),
-    ])
-    .unwrap();
+    let base = nginx_base().unwrap();
     let file = |path: &str| format!("{HTML}/{path}");
     let (index, feed, hello, about) = (
         file("index.html"),

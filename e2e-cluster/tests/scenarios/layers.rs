@@ -13,23 +13,24 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::rbac::v1::Role;
 use kube::api::PostParams;
 
-/// The rules deploy/site-http adds to the site's Role, applied as its
-/// kustomize patch would (the JSON patch ops of the component).
-async fn site_http_role(cluster: &Cluster, ns: &str) -> Result<()> {
+/// The rules a component (deploy/site-http, deploy/site-content) adds to
+/// the site's Role, applied as its kustomize patch would (the JSON patch
+/// ops of the component).
+pub(super) async fn component_role(cluster: &Cluster, ns: &str, name: &str) -> Result<()> {
     let component: Value = serde_yaml::from_str(&std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/site-http/kustomization.yaml"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../deploy/{name}/kustomization.yaml")),
     )?)?;
     let ops: Vec<Value> = serde_yaml::from_str(
         component["patches"][0]["patch"]
             .as_str()
-            .context("deploy/site-http has no patch")?,
+            .with_context(|| format!("deploy/{name} has no patch"))?,
     )?;
     let roles: Api<Role> = Api::namespaced(cluster.client.clone(), ns);
     let mut role = roles.get("cache-buster").await?;
     for op in ops {
         ensure!(
             op["op"] == "add" && op["path"] == "/rules/-",
-            "deploy/site-http: an op this scenario does not apply: {op}"
+            "deploy/{name}: an op this scenario does not apply: {op}"
         );
         role.rules
             .get_or_insert_default()
@@ -77,7 +78,7 @@ pub async fn varnish_then_cloudflare(cluster: &Cluster) -> Result<()> {
     };
     let ns = "node-layers";
     node_namespace(cluster, ns, Readiness::After(START_DELAY)).await?;
-    site_http_role(cluster, ns).await?;
+    component_role(cluster, ns, "site-http").await?;
     let caches = Caches::start(&[address]).await?;
     let cache = caches.endpoints[0];
     varnish_service(cluster, ns, cache).await?;
