@@ -39,6 +39,12 @@ pub struct ContentPurge {
 /// The URLs of the outcome's line: the first few of those purged.
 const URLS_SHOWN: usize = 5;
 
+fn every_layer_purges_prefixes(providers: &[Provider]) -> bool {
+    providers
+        .iter()
+        .all(|provider| provider.accepts(Target::Prefixes))
+}
+
 /// SPEC §9, fallback: what replaces the changed files' URLs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fallback {
@@ -56,10 +62,9 @@ impl Fallback {
             .iter()
             .map(|root| root.base_prefix().to_owned())
             .collect();
-        let every_layer = providers
-            .iter()
-            .all(|provider| provider.accepts(Target::Prefixes));
-        if every_layer && prefixes.iter().all(|prefix| check_prefix(prefix).is_ok()) {
+        if every_layer_purges_prefixes(providers)
+            && prefixes.iter().all(|prefix| check_prefix(prefix).is_ok())
+        {
             Fallback::Prefixes(prefixes)
         } else {
             Fallback::Everything
@@ -213,11 +218,7 @@ impl ContentPurge {
             .iter()
             .flat_map(|path| self.roots.iter().flat_map(move |root| root.prefix_of(path)))
             .collect();
-        if !hidden.is_empty()
-            && !providers
-                .iter()
-                .all(|provider| provider.accepts(Target::Prefixes))
-        {
+        if !hidden.is_empty() && !every_layer_purges_prefixes(providers) {
             return fallback(&format!(
                 "{images}: /{} hides the shared layers' files in one image only, and not every layer purges prefixes",
                 changes
