@@ -11,12 +11,14 @@ use crate::error::{PolicyError, PolicyResult};
 use crate::http_service::{EXPECTED_SERVICE, HttpService};
 use crate::image::{ImageReference, SelectedImage, hash_input_lines, image_hash};
 use crate::job::{JobInput, build_job};
+use crate::json_literal::to_json_literal;
 use crate::names::{is_dns1123_label, is_dns1123_subdomain, is_label_value, job_name};
 use crate::providers::{JobContext, Provider, PurgeArgv, check_layers};
 use crate::settings::Settings;
 use crate::targets::{content_from_annotation, from_annotations, read_boolean};
 use cache_buster_purge::content::DEFAULT_MAX_URLS;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use std::collections::BTreeMap;
@@ -35,12 +37,12 @@ pub fn stamp_keys(settings: &Settings) -> [String; 3] {
 }
 
 /// What the Deployment's companion Job is, and the annotations that say so.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Stamp {
     pub image_hash: String,
     pub job_name: String,
-    /// The complete batch/v1 Job as compact JSON.
-    pub job_json: String,
+    /// The complete batch/v1 Job; its annotation is its compact JSON.
+    pub job: Job,
     /// The canonical image the hash is of (with several counted containers,
     /// their `name=image` lines joined by ", "): what Events name.
     pub image: String,
@@ -49,24 +51,40 @@ pub struct Stamp {
 }
 
 impl Stamp {
+    /// The Job annotation's value: the Job as compact JSON. Read back from
+    /// [`Self::job_json_literal`], so that the module holds one serialiser
+    /// of the Job's many types, not two.
+    pub fn job_json(&self) -> PolicyResult<String> {
+        serde_json::from_str(&self.job_json_literal()?)
+            .map_err(|error| PolicyError::JobSerialization(error.to_string()))
+    }
+
+    /// [`Self::job_json`] as a JSON string, the annotation's value as the
+    /// mutated object holds it, written in one pass (`json_literal`).
+    pub fn job_json_literal(&self) -> PolicyResult<String> {
+        to_json_literal(&self.job).map_err(|error| PolicyError::JobSerialization(error.to_string()))
+    }
+
     /// (key, value) of the three stamped annotations.
-    pub fn annotations(&self, settings: &Settings) -> [(String, &str); 3] {
+    pub fn annotations(&self, settings: &Settings) -> PolicyResult<[(String, String); 3]> {
         let [hash, name, job] = stamp_keys(settings);
-        [
-            (hash, self.image_hash.as_str()),
-            (name, self.job_name.as_str()),
-            (job, self.job_json.as_str()),
-        ]
+        Ok([
+            (hash, self.image_hash.clone()),
+            (name, self.job_name.clone()),
+            (job, self.job_json()?),
+        ])
     }
 
     /// SPEC §3.5: whether the Deployment already carries exactly these three
     /// values; `carries(key, value)` says whether it has that annotation with
-    /// that value. The hash is compared first, so a new image never costs a
-    /// comparison of the (long) Job.
+    /// that value. The hash is compared first, and the Job is written out
+    /// only when the hash and name match, so a new image never costs the
+    /// (long) Job's JSON.
     pub fn is_carried_by(&self, settings: &Settings, carries: impl Fn(&str, &str) -> bool) -> bool {
-        self.annotations(settings)
-            .iter()
-            .all(|(key, value)| carries(key, value))
+        let [hash, name, job] = stamp_keys(settings);
+        carries(&hash, &self.image_hash)
+            && carries(&name, &self.job_name)
+            && self.job_json().is_ok_and(|json| carries(&job, &json))
     }
 }
 
@@ -117,7 +135,7 @@ pub fn participation_of(
 }
 
 /// The outcome for a labelled Deployment (SPEC §3.5).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// Already carries exactly this stamp: no mutation.
     UpToDate { stamp: Stamp, warnings: Vec<String> },
@@ -162,9 +180,6 @@ pub fn carried_in(
     }
 }
 
-/// SPEC §3.1–3.4: the stamp a labelled Deployment must carry, and the
-/// warnings for the user. Also what the launcher re-derives before it trusts a
-/// stamped Job.
 /// The Deployment's image pull secrets: a content purge reads its images
 /// with them (SPEC §9).
 fn image_pull_secret_names(deployment: &Deployment) -> Vec<&str> {
@@ -177,6 +192,9 @@ fn image_pull_secret_names(deployment: &Deployment) -> Vec<&str> {
         .unwrap_or_default()
 }
 
+/// SPEC §3.1–3.4: the stamp a labelled Deployment must carry, and the
+/// warnings for the user. Also what the launcher re-derives before it trusts a
+/// stamped Job.
 pub fn derive_stamp(
     settings: &Settings,
     deployment: &Deployment,
@@ -312,15 +330,13 @@ pub fn derive_stamp(
         },
         providers: &providers,
     });
-    let job_json = serde_json::to_string(&job)
-        .map_err(|error| PolicyError::JobSerialization(error.to_string()))?;
 
     let image = argv.context.image;
     Ok((
         Stamp {
             image_hash,
             job_name,
-            job_json,
+            job,
             image,
             providers,
         },

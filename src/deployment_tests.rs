@@ -53,8 +53,8 @@ fn with_stamp(deployment: &Deployment, stamp: &Stamp) -> Deployment {
         .metadata
         .annotations
         .get_or_insert_with(BTreeMap::new);
-    for (key, value) in stamp.annotations(&Settings::default()) {
-        annotations.insert(key, value.to_owned());
+    for (key, value) in stamp.annotations(&Settings::default()).unwrap() {
+        annotations.insert(key, value);
     }
     stamped
 }
@@ -135,7 +135,7 @@ fn a_new_site_deployment_gets_the_three_annotations() {
     };
     assert_eq!(stamp.image_hash, "d568c927cb");
     assert_eq!(stamp.job_name, "shop-cache-buster-d568c927cb");
-    let job: Job = serde_json::from_str(&stamp.job_json).unwrap();
+    let job: Job = serde_json::from_str(&stamp.job_json().unwrap()).unwrap();
     assert_eq!(
         job.metadata.name.as_deref(),
         Some("shop-cache-buster-d568c927cb")
@@ -178,7 +178,7 @@ fn the_job_carries_no_tracking_label_or_annotation_of_the_deployment() {
         }
     }
     let (stamp, _) = stamp_of(&deployment);
-    let job: Job = serde_json::from_str(&stamp.job_json).unwrap();
+    let job: Job = serde_json::from_str(&stamp.job_json().unwrap()).unwrap();
     let own_labels = [
         "app.kubernetes.io/component",
         "app.kubernetes.io/managed-by",
@@ -202,12 +202,16 @@ fn the_job_carries_no_tracking_label_or_annotation_of_the_deployment() {
 #[test]
 fn the_job_json_is_compact() {
     let (stamp, _) = stamp_of(&site(urls(), web("nginx:1.25")));
-    let parsed: Value = serde_json::from_str(&stamp.job_json).unwrap();
-    assert_eq!(serde_json::to_string(&parsed).unwrap(), stamp.job_json);
-    assert!(!stamp.job_json.contains('\n'));
+    let parsed: Value = serde_json::from_str(&stamp.job_json().unwrap()).unwrap();
+    assert_eq!(
+        serde_json::to_string(&parsed).unwrap(),
+        stamp.job_json().unwrap()
+    );
+    assert!(!stamp.job_json().unwrap().contains('\n'));
     assert!(
         stamp
-            .job_json
+            .job_json()
+            .unwrap()
             .starts_with(&format!(
                 r#"{{"apiVersion":"batch/v1","kind":"Job","metadata":{{"annotations":{{"cache-buster.io/stamped-by":"cache-buster {}, settings "#,
                 env!("CARGO_PKG_VERSION")
@@ -521,7 +525,12 @@ fn the_cache_service_reaches_the_argv_and_is_read_only_with_http() {
         web("nginx:1.25"),
     ));
     assert!(warnings.is_empty(), "{warnings:?}");
-    assert!(stamp.job_json.contains(r#""--http-service=varnish:6081""#));
+    assert!(
+        stamp
+            .job_json()
+            .unwrap()
+            .contains(r#""--http-service=varnish:6081""#)
+    );
     let (_, warnings) = stamp_of(&site(
         json!({"cache-buster.io/http-service": "varnish", "cache-buster.io/urls": "https://shop.example.com/"}),
         web("nginx:1.25"),
@@ -562,7 +571,7 @@ fn a_content_site_needs_no_other_target_and_its_job_names_the_pairs() {
     )
     .unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
-    let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
+    let job: Value = serde_json::from_str(&stamp.job_json().unwrap()).unwrap();
     let args: Vec<String> =
         serde_json::from_value(job["spec"]["template"]["spec"]["containers"][0]["args"].clone())
             .unwrap();
@@ -611,7 +620,7 @@ fn a_content_purge_gets_the_pull_secrets_the_token_and_the_insecure_registries()
         ]);
     }
     let (stamp, _) = derive_stamp(&settings, &deployment, RequestContext::default()).unwrap();
-    let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
+    let job: Value = serde_json::from_str(&stamp.job_json().unwrap()).unwrap();
     let pod = &job["spec"]["template"]["spec"];
     let purge = &pod["containers"][0];
     assert_eq!(
@@ -649,15 +658,20 @@ fn a_content_purge_gets_the_pull_secrets_the_token_and_the_insecure_registries()
         "https://shop.example.com/".to_owned(),
     )]));
     let (stamp, _) = derive_stamp(&settings, &plain, RequestContext::default()).unwrap();
-    let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
+    let job: Value = serde_json::from_str(&stamp.job_json().unwrap()).unwrap();
     assert_eq!(
         job["spec"]["template"]["spec"]["volumes"]
             .as_array()
             .map(Vec::len),
         Some(2)
     );
-    assert!(!stamp.job_json.contains("--insecure-registry"));
-    assert!(!stamp.job_json.contains("cache-buster.io/content"));
+    assert!(!stamp.job_json().unwrap().contains("--insecure-registry"));
+    assert!(
+        !stamp
+            .job_json()
+            .unwrap()
+            .contains("cache-buster.io/content")
+    );
     assert_eq!(
         job["spec"]["template"]["spec"]["containers"][0]["volumeMounts"],
         json!([{"mountPath": "/var/run/secrets/cache-buster", "name": "credentials", "readOnly": true}])
@@ -679,7 +693,8 @@ fn a_content_site_with_two_counted_containers_must_name_one() {
     assert!(
         stamp_of(&site(annotations, containers))
             .0
-            .job_json
+            .job_json()
+            .unwrap()
             .contains("--content=/srv=")
     );
 }
@@ -688,7 +703,11 @@ fn a_content_site_with_two_counted_containers_must_name_one() {
 #[test]
 fn a_site_without_content_has_no_content_flags() {
     let (stamp, _) = stamp_of(&site(urls(), web("nginx:1.25")));
-    assert!(!stamp.job_json.contains("--content"), "{}", stamp.job_json);
+    assert!(
+        !stamp.job_json().unwrap().contains("--content"),
+        "{}",
+        stamp.job_json().unwrap()
+    );
 }
 
 /// A layer that can purge neither prefixes nor everything cannot take the
@@ -714,7 +733,7 @@ fn the_webhook_needs_no_target() {
         json!({"cache-buster.io/provider": "webhook"}),
         web("nginx:1.25"),
     ));
-    let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
+    let job: Value = serde_json::from_str(&stamp.job_json().unwrap()).unwrap();
     let args = job["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
     assert!(
         args.starts_with(r#"["purge","--provider=webhook","#),
@@ -734,7 +753,7 @@ fn provider_and_secret_annotations_override_the_settings() {
         "cache-buster.io/tags": "shop"
     });
     let (stamp, _) = stamp_of(&site(annotations, web("nginx:1.25")));
-    let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
+    let job: Value = serde_json::from_str(&stamp.job_json().unwrap()).unwrap();
     let pod = &job["spec"]["template"]["spec"];
     assert_eq!(
         pod["volumes"][1]["secret"]["secretName"],
@@ -759,7 +778,7 @@ fn layers_are_stamped_in_order_with_each_providers_flags() {
     ));
     assert!(warnings.is_empty(), "{warnings:?}");
     assert_eq!(stamp.providers, [Provider::Http, Provider::Cloudflare]);
-    let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
+    let job: Value = serde_json::from_str(&stamp.job_json().unwrap()).unwrap();
     let pod = &job["spec"]["template"]["spec"];
     assert_eq!(
         pod["containers"][0]["args"],
@@ -787,16 +806,16 @@ fn layers_are_stamped_in_order_with_each_providers_flags() {
         job["spec"]["template"]["spec"]["containers"][0]["volumeMounts"].clone()
     };
     assert_eq!(
-        mounts(&stamp.job_json),
-        mounts(&alone.job_json),
+        mounts(&stamp.job_json().unwrap()),
+        mounts(&alone.job_json().unwrap()),
         "the purge gets the token as with http alone"
     );
     assert!(
-        mounts(&stamp.job_json)
+        mounts(&stamp.job_json().unwrap())
             .to_string()
             .contains("/var/run/secrets/kubernetes.io/serviceaccount"),
         "{}",
-        mounts(&stamp.job_json)
+        mounts(&stamp.job_json().unwrap())
     );
 }
 
@@ -831,9 +850,9 @@ fn a_dry_run_is_stamped_into_the_purge_argv() {
         let mut annotations = urls();
         annotations["cache-buster.io/dry-run"] = json!(dry_run);
         let (stamp, _) = stamp_of(&site(annotations, web("nginx:1.25")));
-        let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
+        let job: Value = serde_json::from_str(&stamp.job_json().unwrap()).unwrap();
         (
-            stamp.job_json.clone(),
+            stamp.job_json().unwrap(),
             job["spec"]["template"]["spec"]["containers"][0]["args"].to_string(),
         )
     };
@@ -863,7 +882,7 @@ fn an_azure_site_gets_the_budget_the_deadline_leaves_and_a_warning() {
             RequestContext::default(),
         )
         .unwrap();
-        let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
+        let job: Value = serde_json::from_str(&stamp.job_json().unwrap()).unwrap();
         let args = job["spec"]["template"]["spec"]["containers"][0]["args"].clone();
         let budget = args
             .as_array()
@@ -895,7 +914,7 @@ fn an_azure_site_gets_the_budget_the_deadline_leaves_and_a_warning() {
 fn the_webhook_payload_describes_the_rollout() {
     let annotations = json!({"cache-buster.io/provider": "webhook", "cache-buster.io/tags": "a b"});
     let (stamp, _) = stamp_of(&site(annotations, web("nginx:1.25")));
-    let job: Value = serde_json::from_str(&stamp.job_json).unwrap();
+    let job: Value = serde_json::from_str(&stamp.job_json().unwrap()).unwrap();
     let args: Vec<String> =
         serde_json::from_value(job["spec"]["template"]["spec"]["containers"][0]["args"].clone())
             .unwrap();

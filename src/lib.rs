@@ -12,6 +12,7 @@ pub mod error;
 pub mod fingerprint;
 pub mod image;
 pub mod job;
+mod json_literal;
 pub mod keys;
 pub mod names;
 pub mod placement;

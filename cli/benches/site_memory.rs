@@ -144,10 +144,13 @@ fn deployment(site: usize, settings: &Settings) -> (Value, String) {
     let unstamped: Deployment = serde_json::from_value(value.clone()).expect("a Deployment");
     let (stamp, _) =
         derive_stamp(settings, &unstamped, RequestContext::default()).expect("a valid site");
-    for (key, stamped) in stamp.annotations(settings) {
+    for (key, stamped) in stamp
+        .annotations(settings)
+        .expect("the stamp's annotations")
+    {
         value["metadata"]["annotations"][key] = json!(stamped);
     }
-    (value, stamp.job_json)
+    (value, stamp.job_json().expect("the stamped Job"))
 }
 
 /// A finished companion Job as the Job controller leaves it.

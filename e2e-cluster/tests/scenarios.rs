@@ -1121,7 +1121,7 @@ async fn purge_failure_reported(cluster: &Cluster) -> Result<()> {
         .get_or_insert_default()
         .insert("cache-buster.io/provider".into(), "webhook".into());
     let (stamp, _) = derive_stamp(&Settings::default(), &deployment, RequestContext::default())?;
-    let job: Job = serde_json::from_str(&stamp.job_json)?;
+    let job: Job = serde_json::from_str(&stamp.job_json().unwrap())?;
     let pod = job
         .spec
         .and_then(|spec| spec.template.spec)

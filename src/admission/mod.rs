@@ -83,11 +83,12 @@ fn evaluate_request(payload: &[u8]) -> Result<Outcome, PolicyError> {
             match decide(settings, &deployment, request.context(), carries)? {
                 Decision::UpToDate { warnings, .. } => Ok(Outcome::Accept { warnings }),
                 Decision::Stamp { stamp, warnings } => {
-                    let stamped = stamp.annotations(settings);
+                    let [hash_key, name_key, job_key] = &configured.stamp_keys;
+                    let job = stamp.job_json_literal()?;
                     let mut written = Piece::object(annotations);
-                    for (key, value) in &stamped {
-                        written.insert(key, Piece::Text(value));
-                    }
+                    written.insert(hash_key, Piece::Text(&stamp.image_hash));
+                    written.insert(name_key, Piece::Text(&stamp.job_name));
+                    written.insert(job_key, Piece::JsonText(&job));
                     Ok(Outcome::Mutate {
                         object: splice_annotations(parts, written)?,
                         warnings,

@@ -12,10 +12,12 @@ use crate::error::PolicyError;
 use std::collections::BTreeMap;
 
 /// A piece of the mutated object: JSON text copied as it came, a string
-/// the policy writes, or an object of such pieces.
+/// the policy writes, JSON text the policy wrote, or an object of such
+/// pieces.
 pub(super) enum Piece<'a> {
     Raw(Raw<'a>),
     Text(&'a str),
+    JsonText(&'a str),
     Object(BTreeMap<&'a str, Piece<'a>>),
 }
 
@@ -32,6 +34,7 @@ impl<'a> Piece<'a> {
     fn write(&self, out: &mut Vec<u8>) {
         match self {
             Piece::Raw(raw) => out.extend_from_slice(raw.get().as_bytes()),
+            Piece::JsonText(json) => out.extend_from_slice(json.as_bytes()),
             Piece::Text(text) => write_string(out, text),
             Piece::Object(members) => {
                 out.push(b'{');

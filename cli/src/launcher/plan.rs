@@ -168,12 +168,20 @@ pub fn decide(
             if names_its_job && job_exists {
                 return Decision::Skip(SkipReason::JobOfOtherSettingsExists);
             }
-            let (key, derived) = stamp
-                .annotations(settings)
-                .into_iter()
+            let annotations_derived = match stamp.annotations(settings) {
+                Ok(derived) => derived,
+                Err(error) => {
+                    return Decision::Refuse {
+                        reason: format!("the stamped Job does not encode: {error}"),
+                    };
+                }
+            };
+            let [_, _, job_derived] = &annotations_derived;
+            let (key, derived) = annotations_derived
+                .iter()
                 .find(|(key, value)| !carries(key, value))
-                .map(|(key, value)| (key, value.to_owned()))
-                .unwrap_or_else(|| (job_key.clone(), stamp.job_json.clone()));
+                .unwrap_or(job_derived)
+                .clone();
             let carried = annotations
                 .and_then(|annotations| annotations.get(&key))
                 .cloned()
@@ -210,14 +218,7 @@ pub fn decide(
     let stamped = match (existing, rerun) {
         (Some(_), None) => StampedJob::Keep,
         (_, rerun) => {
-            let job = match owned_job(&stamp.job_json, name, uid) {
-                Ok(job) => Box::new(job),
-                Err(error) => {
-                    return Decision::Refuse {
-                        reason: format!("the stamped Job does not decode: {error}"),
-                    };
-                }
-            };
+            let job = Box::new(owned_job(stamp.job.clone(), name, uid));
             match rerun {
                 Some(finished) => StampedJob::Rerun {
                     job,
@@ -251,8 +252,7 @@ pub fn decide(
 }
 
 /// The stamped Job, owned by the Deployment.
-fn owned_job(job_json: &str, name: &str, uid: &str) -> serde_json::Result<Job> {
-    let mut job: Job = serde_json::from_str(job_json)?;
+fn owned_job(mut job: Job, name: &str, uid: &str) -> Job {
     job.metadata.owner_references = Some(vec![OwnerReference {
         api_version: "apps/v1".to_owned(),
         kind: "Deployment".to_owned(),
@@ -263,7 +263,7 @@ fn owned_job(job_json: &str, name: &str, uid: &str) -> serde_json::Result<Job> {
         // finalizers): a plain owner, for garbage collection.
         ..OwnerReference::default()
     }]);
-    Ok(job)
+    job
 }
 
 /// Whether another companion Job of the Deployment was created after `job`:

@@ -426,8 +426,8 @@ fn a_stamp_made_with_other_settings_is_refused_naming_the_setting() {
         cache_buster::deployment::derive_stamp(&policy_settings, &restamped, Default::default())
             .unwrap();
     let annotations = restamped.metadata.annotations.as_mut().unwrap();
-    for (key, value) in stamp.annotations(&policy_settings) {
-        annotations.insert(key, value.to_owned());
+    for (key, value) in stamp.annotations(&policy_settings).unwrap() {
+        annotations.insert(key, value);
     }
     let Decision::Refuse { reason } = decide_with(&restamped, &[], 2) else {
         panic!()
