@@ -16,7 +16,7 @@ use crate::names::{is_dns1123_label, is_dns1123_subdomain, is_label_value, job_n
 use crate::providers::{JobContext, Provider, PurgeArgv, check_layers};
 use crate::settings::Settings;
 use crate::targets::{content_from_annotation, from_annotations, read_boolean};
-use cache_buster_purge::content::DEFAULT_MAX_URLS;
+use cache_buster_purge::content::{DEFAULT_MAX_URLS, REGISTRY_CA_FILE};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Container;
@@ -295,6 +295,11 @@ pub fn derive_stamp(
             true => Vec::new(),
             false => settings.content_insecure_registries.clone(),
         },
+        registry_ca_file: settings
+            .content_registry_ca
+            .as_ref()
+            .filter(|_| !content.is_empty())
+            .map(|_| REGISTRY_CA_FILE.to_owned()),
         content,
         warm,
         context: JobContext {
@@ -328,6 +333,10 @@ pub fn derive_stamp(
             true => Vec::new(),
             false => image_pull_secret_names(deployment),
         },
+        registry_ca: settings
+            .content_registry_ca
+            .as_ref()
+            .filter(|_| !argv.content.is_empty()),
         providers: &providers,
     });
 

@@ -1,4 +1,5 @@
 use super::*;
+use crate::registry_ca::RegistryCa;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::LocalObjectReference;
 use rstest::rstest;
@@ -596,9 +597,13 @@ fn a_content_site_needs_no_other_target_and_its_job_names_the_pairs() {
 /// only from the registries the settings name, and looks up the image last
 /// purged with the Job's token. A site without `P/content` gets none of it.
 #[test]
-fn a_content_purge_gets_the_pull_secrets_the_token_and_the_insecure_registries() {
+fn a_content_purge_gets_the_pull_secrets_the_token_and_the_registry_settings() {
     let settings = Settings {
         content_insecure_registries: vec!["registry.local:5000".to_owned()],
+        content_registry_ca: Some(RegistryCa {
+            config_map: "trust-bundle".to_owned(),
+            key: "trust-bundle.pem".to_owned(),
+        }),
         ..Settings::default()
     };
     let mut deployment = site(
@@ -628,8 +633,14 @@ fn a_content_purge_gets_the_pull_secrets_the_token_and_the_insecure_registries()
         json!([
             {"mountPath": "/var/run/secrets/cache-buster", "name": "credentials", "readOnly": true},
             {"mountPath": "/var/run/secrets/kubernetes.io/serviceaccount", "name": "kube-api-access", "readOnly": true},
-            {"mountPath": "/var/run/secrets/cache-buster/registries", "name": "registries", "readOnly": true}
+            {"mountPath": "/var/run/secrets/cache-buster/registries", "name": "registries", "readOnly": true},
+            {"mountPath": "/var/run/secrets/cache-buster/registry-ca", "name": "registry-ca", "readOnly": true}
         ])
+    );
+    assert_eq!(
+        pod["volumes"][3],
+        json!({"name": "registry-ca", "configMap": {"name": "trust-bundle", "optional": true,
+               "items": [{"key": "trust-bundle.pem", "path": "ca.crt"}]}})
     );
     assert_eq!(
         pod["volumes"][2],
@@ -645,6 +656,7 @@ fn a_content_purge_gets_the_pull_secrets_the_token_and_the_insecure_registries()
     let args = purge["args"].as_array().unwrap();
     for expected in [
         "--insecure-registry=registry.local:5000",
+        "--registry-ca-file=/var/run/secrets/cache-buster/registry-ca/ca.crt",
         "--image=registry.local:5000/shop:2",
         "--deployment=shop",
     ] {
@@ -666,6 +678,7 @@ fn a_content_purge_gets_the_pull_secrets_the_token_and_the_insecure_registries()
         Some(2)
     );
     assert!(!stamp.job_json().unwrap().contains("--insecure-registry"));
+    assert!(!stamp.job_json().unwrap().contains("registry-ca"));
     assert!(
         !stamp
             .job_json()

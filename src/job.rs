@@ -4,6 +4,7 @@
 //! settings and the Deployment, never from live cluster state.
 
 use crate::providers::{CREDENTIALS_DIR, PURGE_BUDGET_SECONDS, Provider};
+use crate::registry_ca::{self, REGISTRY_CA_VOLUME, RegistryCa, registry_ca_volume};
 use crate::settings::Settings;
 use cache_buster_purge::catalog::Info;
 use cache_buster_purge::content::PULL_SECRETS_DIR;
@@ -67,6 +68,9 @@ pub struct JobInput<'a> {
     /// SPEC §9: the Deployment's image pull secrets, mounted read-only into
     /// the purge for a content purge (empty otherwise).
     pub registry_pull_secrets: Vec<&'a str>,
+    /// SPEC §9: the private CA of registries (setting `contentRegistryCA`),
+    /// mounted into the purge for a content purge (None otherwise).
+    pub registry_ca: Option<&'a RegistryCa>,
     /// The layers: their workload identities may need pod labels and
     /// annotations (AKS Workload Identity's webhook acts on a label).
     pub providers: &'a [Provider],
@@ -161,6 +165,13 @@ pub fn build_job(input: JobInput<'_>) -> Job {
     if registries.is_some() {
         purge_mounts.push(read_only_mount(REGISTRIES_VOLUME, PULL_SECRETS_DIR));
     }
+    let registry_ca = input.registry_ca.map(registry_ca_volume);
+    if registry_ca.is_some() {
+        purge_mounts.push(read_only_mount(
+            REGISTRY_CA_VOLUME,
+            registry_ca::mount_path(),
+        ));
+    }
     let needs_job_uid = input
         .providers
         .iter()
@@ -244,6 +255,7 @@ pub fn build_job(input: JobInput<'_>) -> Job {
                         ]
                         .into_iter()
                         .chain(registries)
+                        .chain(registry_ca)
                         .collect(),
                     ),
                     image_pull_secrets: non_empty(

@@ -15,6 +15,7 @@ fn command(provider: Provider) -> Vec<String> {
         content_max_urls: None,
         warm: false,
         insecure_registries: Vec::new(),
+        registry_ca_file: None,
         context: JobContext {
             site: "shop".into(),
             namespace: "web".into(),
@@ -42,6 +43,7 @@ fn job_with(settings: &Settings, provider: Provider) -> Job {
         purge_reads_the_api: provider == Provider::Http,
         content: false,
         registry_pull_secrets: Vec::new(),
+        registry_ca: None,
         providers: &[provider],
     })
 }

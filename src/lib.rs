@@ -22,6 +22,7 @@ pub use cache_buster_purge::options as http_service;
 pub mod quantity;
 #[cfg(test)]
 mod readme;
+pub mod registry_ca;
 pub mod settings;
 pub mod targets;
 

@@ -11,6 +11,7 @@ use crate::placement::{
 };
 use crate::providers::{AkamaiAction, AkamaiNetwork, Provider, ProviderFlags};
 use crate::quantity::parse_quantity;
+use crate::registry_ca::{RegistryCa, registry_ca_problems};
 use kubewarden_policy_sdk::settings::Validatable;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -61,6 +62,11 @@ pub struct Settings {
     /// `host[:port]` (kwctl's `insecure_sources`); HTTPS everywhere else.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub content_insecure_registries: Vec<String>,
+    /// SPEC §9: the CA certificates of registries with a private CA, a
+    /// ConfigMap's key in each content site's namespace (kwctl's
+    /// `source_authorities`); the public roots only when unset.
+    #[serde(rename = "contentRegistryCA", skip_serializing_if = "Option::is_none")]
+    pub content_registry_ca: Option<RegistryCa>,
     /// Fastly marks content stale instead of evicting it
     /// (`Fastly-Soft-Purge: 1`), so the origin is not stampeded.
     pub fastly_soft_purge: bool,
@@ -105,6 +111,7 @@ impl Default for Settings {
             cloudflare_batch_size: 30,
             content_max_urls: i64::from(cache_buster_purge::content::DEFAULT_MAX_URLS),
             content_insecure_registries: Vec::new(),
+            content_registry_ca: None,
             fastly_soft_purge: false,
             akamai_action: AkamaiAction::Invalidate,
             akamai_network: AkamaiNetwork::Production,
@@ -441,6 +448,7 @@ impl Validatable for Settings {
                 ));
             }
         }
+        problems.extend(registry_ca_problems(self.content_registry_ca.as_ref()));
         problems.extend(self.resources.problems());
         problems.extend(image_pull_secret_problems(&self.image_pull_secrets));
         problems.extend(node_selector_problems(&self.node_selector));
@@ -748,6 +756,7 @@ mod tests {
         let unset = [
             "ttlSecondsAfterFinished",
             "contentInsecureRegistries",
+            "contentRegistryCA",
             "imagePullSecrets",
             "nodeSelector",
             "tolerations",

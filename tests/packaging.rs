@@ -169,6 +169,7 @@ fn questions_cover_every_setting_with_its_default() {
     for unset in [
         "ttlSecondsAfterFinished",
         "contentInsecureRegistries",
+        "contentRegistryCA",
         "imagePullSecrets",
         "nodeSelector",
         "tolerations",

@@ -99,6 +99,7 @@ impl PurgeArgs {
             content_max_urls,
             warm,
             insecure_registries,
+            registry_ca_file,
             context,
             flags,
             budget_seconds,
@@ -119,6 +120,7 @@ impl PurgeArgs {
                 max_urls: content_max_urls.unwrap_or(DEFAULT_MAX_URLS),
                 warm,
                 insecure_registries,
+                registry_ca_file: registry_ca_file.map(PathBuf::from),
                 pull_secrets: Some(self.pull_secrets),
                 previous_image: self.previous_image,
             });

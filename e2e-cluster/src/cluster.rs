@@ -231,14 +231,7 @@ impl Cluster {
 
         // The OCI registry, and the policy pushed to it by kwctl.
         let registry_port = free_port()?;
-        let registry_config = root.join("registry.yml");
-        std::fs::write(
-            &registry_config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{registry_port}\n",
-                root.join("registry").display()
-            ),
-        )?;
+        let registry_config = crate::registry::write_config(&root, registry_port, None)?;
         let mut registry = Process::start(
             "registry",
             &tools.registry,

@@ -21,6 +21,7 @@ pub mod pod_status;
 pub mod policy_server;
 pub mod process;
 pub mod recorded;
+pub mod registry;
 pub mod site_images;
 pub mod sites;
 pub mod tools;

@@ -4,8 +4,11 @@
 //! The layers are real tar+gzip archives, whiteouts included, as the OCI
 //! image spec writes them.
 
+use crate::registry::Access;
 use anyhow::{Context as _, Result};
-use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+use oci_client::client::{
+    Certificate, CertificateEncoding, ClientConfig, ClientProtocol, Config, ImageLayer,
+};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use std::io::Write as _;
@@ -55,19 +58,48 @@ pub fn nginx_base() -> Result<Vec<u8>> {
 }
 
 /// Pushes an image of these layers (bottom first) to `registry` (plain
-/// HTTP, as the test registry serves) as `<repository>:<tag>`; returns
-/// the image's reference.
+/// HTTP, as the cluster's registry serves) as `<repository>:<tag>`;
+/// returns the image's reference.
 pub async fn push(
     registry: &str,
     repository: &str,
     tag: &str,
     layers: &[Vec<u8>],
 ) -> Result<String> {
+    push_to(registry, &Access::Http, repository, tag, layers).await
+}
+
+/// [`push`] to a registry reached as `access` says: over TLS with its CA
+/// and its account, for a private one.
+pub async fn push_to(
+    registry: &str,
+    access: &Access,
+    repository: &str,
+    tag: &str,
+    layers: &[Vec<u8>],
+) -> Result<String> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = Client::try_from(ClientConfig {
-        protocol: ClientProtocol::Http,
-        ..ClientConfig::default()
-    })?;
+    let (config, auth) = match access {
+        Access::Http => (
+            ClientConfig {
+                protocol: ClientProtocol::Http,
+                ..ClientConfig::default()
+            },
+            RegistryAuth::Anonymous,
+        ),
+        Access::Private(private) => (
+            ClientConfig {
+                protocol: ClientProtocol::Https,
+                extra_root_certificates: vec![Certificate {
+                    encoding: CertificateEncoding::Pem,
+                    data: private.ca_pem.as_bytes().to_vec(),
+                }],
+                ..ClientConfig::default()
+            },
+            RegistryAuth::Basic(private.user.clone(), private.password.clone()),
+        ),
+    };
+    let client = Client::try_from(config)?;
     let image = format!("{registry}/{repository}:{tag}");
     let reference: Reference = image.parse()?;
     let layers: Vec<ImageLayer> = layers
@@ -80,7 +112,7 @@ pub async fn push(
         None,
     );
     client
-        .push(&reference, &layers, config, &RegistryAuth::Anonymous, None)
+        .push(&reference, &layers, config, &auth, None)
         .await
         .with_context(|| format!("pushing {image}"))?;
     Ok(image)

@@ -62,6 +62,11 @@ pub struct PurgeArgv {
     /// (setting `contentInsecureRegistries`; written with `--content` only)
     #[cfg_attr(feature = "client", arg(long = "insecure-registry", value_parser = parse::registry))]
     pub insecure_registries: Vec<String>,
+    /// A file of PEM certificates that registries' certificates may chain
+    /// to, besides the public roots (setting `contentRegistryCA`; written
+    /// with `--content` only)
+    #[cfg_attr(feature = "client", arg(long))]
+    pub registry_ca_file: Option<String>,
     #[cfg_attr(feature = "client", command(flatten))]
     pub context: JobContext,
     #[cfg_attr(feature = "client", command(flatten))]
@@ -116,6 +121,9 @@ impl PurgeArgv {
                 .iter()
                 .map(|registry| ["--insecure-registry=", registry].concat()),
         );
+        if let Some(file) = &self.registry_ca_file {
+            args.push(["--registry-ca-file=", file].concat());
+        }
         let mut rendering = Rendering::new(args, &self.context, !self.tags.is_empty());
         if !self.content.is_empty() {
             // SPEC §9: the new image, and where to find the one last purged.

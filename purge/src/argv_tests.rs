@@ -36,6 +36,7 @@ fn argv(providers: &[Provider]) -> PurgeArgv {
         content_max_urls: None,
         warm: false,
         insecure_registries: Vec::new(),
+        registry_ca_file: None,
         context: context(),
         flags: ProviderFlags::default(),
         budget_seconds: 180,
@@ -138,6 +139,7 @@ fn a_content_purge_names_its_directories_and_limit() {
         content_max_urls: Some(500),
         warm: true,
         insecure_registries: vec!["registry.local:5000".into()],
+        registry_ca_file: Some("/var/run/secrets/cache-buster/registry-ca/ca.crt".into()),
         ..argv(&[Provider::Cloudflare])
     };
     assert_eq!(
@@ -151,6 +153,7 @@ fn a_content_purge_names_its_directories_and_limit() {
             "--content-max-urls=500",
             "--warm",
             "--insecure-registry=registry.local:5000",
+            "--registry-ca-file=/var/run/secrets/cache-buster/registry-ca/ca.crt",
             // The new image, and where the image last purged is found.
             "--namespace=web",
             "--deployment=shop",
@@ -305,6 +308,7 @@ mod round_trip {
             content_max_urls: Some(1200),
             warm: true,
             insecure_registries: vec!["registry.local:5000".into(), "10.0.0.7".into()],
+            registry_ca_file: Some("/etc/registry-ca/ca.crt".into()),
             flags,
             budget_seconds: 780,
             ..argv(providers)

@@ -20,6 +20,11 @@ pub const REGISTRY_EXPECTED: &str =
 /// (docker config JSON files), mounted read-only for a content purge.
 pub const PULL_SECRETS_DIR: &str = "/var/run/secrets/cache-buster/registries";
 
+/// Where the purge container finds the CA certificates of registries with
+/// a private CA (setting `contentRegistryCA`, a ConfigMap's key), mounted
+/// read-only for a content purge.
+pub const REGISTRY_CA_FILE: &str = "/var/run/secrets/cache-buster/registry-ca/ca.crt";
+
 /// `host[:port]`, as the setting `contentInsecureRegistries` names a
 /// registry reached over plain HTTP (kwctl's `sources.yml` names its
 /// `insecure_sources` the same way).

@@ -30,6 +30,9 @@ pub struct ContentPurge {
     pub warm: bool,
     /// Registries reached over plain HTTP (`--insecure-registry`).
     pub insecure_registries: Vec<String>,
+    /// The CA certificates of registries with a private CA
+    /// (`--registry-ca-file`).
+    pub registry_ca_file: Option<PathBuf>,
     /// The mounted image pull secrets (docker config JSON files).
     pub pull_secrets: Option<PathBuf>,
     /// The image to compare with, given by hand; else the last purged one.
@@ -170,6 +173,7 @@ impl ContentPurge {
         };
         let registries = Registries::new(
             &self.insecure_registries,
+            self.registry_ca_file.as_deref(),
             self.pull_secrets.as_deref(),
             network,
             timeout,
@@ -317,6 +321,7 @@ mod tests {
             max_urls,
             warm: false,
             insecure_registries: Vec::new(),
+            registry_ca_file: None,
             pull_secrets: None,
             previous_image: None,
         }

@@ -29,6 +29,11 @@ pub enum RegistryError {
     Reference(String),
     #[error("the registry client cannot start: {0}")]
     Client(String),
+    #[error(
+        "the registries' CA file {file} (setting contentRegistryCA) {problem}; expected PEM \
+         certificates, the ConfigMap's key mounted there"
+    )]
+    Authority { file: String, problem: String },
     #[error("the manifest of {reference} cannot be read: {problem}")]
     Manifest { reference: String, problem: String },
     #[error("layer {digest} of {reference} cannot be read: {problem}")]
@@ -115,6 +120,44 @@ fn config_host(key: &str) -> &str {
     }
 }
 
+/// An error and the causes its text leaves out: reqwest says "error sending
+/// request for url (…)", and only its source says that the certificate's
+/// issuer is unknown.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// The private CA's certificates: a file that holds at least one PEM
+/// certificate. A ConfigMap that is missing (its volume is optional) leaves
+/// no file, and the purge says so instead of failing every TLS handshake.
+fn read_authority(file: &Path) -> Result<Vec<u8>, RegistryError> {
+    let failed = |problem: String| RegistryError::Authority {
+        file: file.display().to_string(),
+        problem,
+    };
+    let pem = std::fs::read(file).map_err(|error| match error.kind() {
+        std::io::ErrorKind::NotFound => failed("is missing: is the ConfigMap there?".to_owned()),
+        _ => failed(format!("cannot be read: {error}")),
+    })?;
+    use rustls::pki_types::{CertificateDer, pem::PemObject as _};
+    let certificates = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| failed(format!("is not PEM: {error}")))?;
+    match certificates.is_empty() {
+        true => Err(failed("holds no certificate".to_owned())),
+        false => Ok(pem),
+    }
+}
+
 /// The registries of a content purge: one client, and the credentials of
 /// the pull secrets by registry host.
 pub struct Registries {
@@ -123,11 +166,14 @@ pub struct Registries {
 }
 
 impl Registries {
-    /// `insecure`: the registries reached over plain HTTP. `pull_secrets`:
-    /// a directory of docker config JSON files (absent: anonymous only).
-    /// `network`: the tests' CA, trusted besides the public roots.
+    /// `insecure`: the registries reached over plain HTTP. `authority`: a
+    /// file of PEM certificates trusted besides the public roots, for
+    /// registries with a private CA. `pull_secrets`: a directory of docker
+    /// config JSON files (absent: anonymous only). `network`: the tests' CA,
+    /// trusted besides the public roots.
     pub fn new(
         insecure: &[String],
+        authority: Option<&Path>,
         pull_secrets: Option<&Path>,
         network: &Network,
         timeout: Duration,
@@ -151,9 +197,11 @@ impl Registries {
             extra_root_certificates: network
                 .extra_roots_pem
                 .iter()
+                .cloned()
+                .chain(authority.map(read_authority).transpose()?)
                 .map(|pem| Certificate {
                     encoding: CertificateEncoding::Pem,
-                    data: pem.clone(),
+                    data: pem,
                 })
                 .collect(),
             read_timeout: Some(timeout),
@@ -199,7 +247,7 @@ impl Registries {
             .await
             .map_err(|error| RegistryError::Manifest {
                 reference: image.to_owned(),
-                problem: self.redacted(error.to_string()),
+                problem: self.redacted(with_causes(&error)),
             })?;
         Ok(RegistryImage {
             reference,
@@ -231,7 +279,7 @@ impl Registries {
             .client
             .pull_blob_stream(&image.reference, layer)
             .await
-            .map_err(|error| failed(error.to_string()))?;
+            .map_err(|error| failed(with_causes(&error)))?;
         let reader =
             tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(blob.stream));
         let read = tokio::task::spawn_blocking(move || {

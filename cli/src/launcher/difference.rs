@@ -128,11 +128,12 @@ fn walk(path: String, stamped: &Value, derived: &Value, out: &mut Vec<Difference
 }
 
 /// The purge and wait flags whose value a setting decides.
-const ARGS_OF_SETTINGS: [(&str, &str); 9] = [
+const ARGS_OF_SETTINGS: [(&str, &str); 10] = [
     ("--timeout-seconds", "rolloutTimeoutSeconds"),
     ("--cloudflare-batch-size", "cloudflareBatchSize"),
     ("--content-max-urls", "contentMaxUrls"),
     ("--insecure-registry", "contentInsecureRegistries"),
+    ("--registry-ca-file", "contentRegistryCA"),
     ("--fastly-soft-purge", "fastlySoftPurge"),
     ("--akamai-action", "akamaiAction"),
     ("--akamai-network", "akamaiNetwork"),

@@ -6,16 +6,17 @@
 //! prefixes, and says why.
 
 use super::*;
-use cache_buster_e2e_cluster::process::{Process, free_port};
-use cache_buster_e2e_cluster::site_images::{LayerEntry, layer, nginx_base, push};
+use cache_buster_e2e_cluster::registry::{self, TestRegistry};
+use cache_buster_e2e_cluster::site_images::{LayerEntry, layer, nginx_base, push, push_to};
 use cache_buster_e2e_cluster::tools::real_tools_required;
-use std::ffi::OsStr;
 
 const HTML: &str = "usr/share/nginx/html";
 
-/// The real registry on a free loopback port: Debian's docker-registry, or
-/// REGISTRY. None, with the reason printed, where it is not installed.
-fn start_registry(dir: &Path) -> Option<(Process, String)> {
+/// The real registry on a free loopback port (`registry::start_registry`):
+/// Debian's docker-registry, or REGISTRY. None, with the reason printed,
+/// where it is not installed. `private`: TLS with its own CA, and one
+/// account.
+fn start_registry(dir: &Path, private: Option<(&Pki, &str, &str)>) -> Option<TestRegistry> {
     let program = std::env::var_os("REGISTRY").map(PathBuf::from).or_else(|| {
         std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
             .map(|dir| dir.join("docker-registry"))
@@ -31,33 +32,7 @@ fn start_registry(dir: &Path) -> Option<(Process, String)> {
         );
         return None;
     };
-    let port = free_port().unwrap();
-    let config = dir.join("registry.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.join("registry").display()
-        ),
-    )
-    .unwrap();
-    let process = Process::start(
-        "registry",
-        &program,
-        [OsStr::new("serve"), config.as_os_str()],
-        &[],
-        dir,
-    )
-    .unwrap();
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the registry did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some((process, format!("127.0.0.1:{port}")))
+    Some(registry::start_registry(&program, dir, private).unwrap())
 }
 
 /// A Hugo-like blog in nginx: a base layer shared by every version (nginx's
@@ -112,14 +87,15 @@ fn downloaded(bytes: usize) -> String {
 #[tokio::test]
 async fn a_content_purge_purges_exactly_the_pages_that_changed_between_the_images() {
     let setup = setup().await;
-    let Some((_registry, registry)) = start_registry(setup.dir.path()) else {
+    let Some(running) = start_registry(setup.dir.path(), None) else {
         return;
     };
+    let registry = &running.address;
     let blog = blog();
-    let a = push(&registry, "blog", "a", &[blog.base.clone(), blog.a.clone()])
+    let a = push(registry, "blog", "a", &[blog.base.clone(), blog.a.clone()])
         .await
         .unwrap();
-    let b = push(&registry, "blog", "b", &[blog.base.clone(), blog.b.clone()])
+    let b = push(registry, "blog", "b", &[blog.base.clone(), blog.b.clone()])
         .await
         .unwrap();
     let changed_pages = [
@@ -192,11 +168,12 @@ async fn a_content_purge_purges_exactly_the_pages_that_changed_between_the_image
 #[tokio::test]
 async fn an_image_the_registry_cannot_give_falls_back_and_says_which() {
     let setup = setup().await;
-    let Some((_registry, registry)) = start_registry(setup.dir.path()) else {
+    let Some(running) = start_registry(setup.dir.path(), None) else {
         return;
     };
+    let registry = &running.address;
     let blog = blog();
-    let a = push(&registry, "blog", "a", &[blog.base.clone(), blog.a.clone()])
+    let a = push(registry, "blog", "a", &[blog.base.clone(), blog.a.clone()])
         .await
         .unwrap();
     let ran = setup
@@ -220,6 +197,113 @@ async fn an_image_the_registry_cannot_give_falls_back_and_says_which() {
         )),
         "{line}"
     );
+}
+
+/// A registry with a private CA and an account, as a company's is: read
+/// with the CA of `--registry-ca-file` (setting `contentRegistryCA`) and
+/// the Deployment's pull secret. A refused password, a CA not given, or a
+/// CA file that is missing (its ConfigMap is not there) fall back, each
+/// saying why; the password shows nowhere.
+#[tokio::test]
+async fn a_private_registry_is_read_with_its_ca_and_pull_secret_and_a_refusal_falls_back() {
+    const USER: &str = "puller";
+    const PASSWORD: &str = "registry-s3cret-9f2c";
+    let setup = setup().await;
+    // Its own CA: not the test CA the program trusts for the CDN double.
+    let ca_dir = setup.dir.path().join("registry-pki");
+    std::fs::create_dir_all(&ca_dir).unwrap();
+    let registry_pki = Pki::new(&ca_dir).unwrap();
+    let Some(running) = start_registry(setup.dir.path(), Some((&registry_pki, USER, PASSWORD)))
+    else {
+        return;
+    };
+    let registry = &running.address;
+    let blog = blog();
+    let mut pushed = Vec::new();
+    for (tag, site) in [("a", &blog.a), ("b", &blog.b)] {
+        let layers = [blog.base.clone(), site.clone()];
+        pushed.push(
+            push_to(registry, &running.access, "blog", tag, &layers)
+                .await
+                .unwrap(),
+        );
+    }
+    let [a, b] = <[String; 2]>::try_from(pushed).unwrap();
+    // The pull secret as the Job mounts it: one docker config JSON file.
+    let pull_secrets = |name: &str, password: &str| {
+        let dir = setup.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config =
+            json!({"auths": {registry.as_str(): {"username": USER, "password": password}}});
+        std::fs::write(dir.join("00-pull.json"), config.to_string()).unwrap();
+        format!("--pull-secrets={}", dir.display())
+    };
+    let (right, wrong) = (
+        pull_secrets("right", PASSWORD),
+        pull_secrets("wrong", "not-the-password"),
+    );
+    let ca = format!("--registry-ca-file={}", registry_pki.ca_file().display());
+    let missing_ca = format!(
+        "--registry-ca-file={}",
+        setup.dir.path().join("no-configmap/ca.crt").display()
+    );
+    let fell_back =
+        "content: fell back to the prefixes www.example.com/ (the images were not compared: ";
+    // The image last purged is read first.
+    let manifest = format!("the manifest of {a} cannot be read: ");
+    let missing_file = setup.dir.path().join("no-configmap/ca.crt");
+
+    // (case, flags, the outcome's line starts, and then holds)
+    for (case, flags, starts, holds) in [
+        (
+            "its CA and its pull secret",
+            [ca.as_str(), right.as_str()],
+            format!("content: {registry}/blog@sha256:"),
+            "0 added, 4 changed, 1 removed",
+        ),
+        (
+            "a password it refuses",
+            [ca.as_str(), wrong.as_str()],
+            format!("{fell_back}{manifest}"),
+            "Not authorized",
+        ),
+        (
+            "no CA for its certificate",
+            ["--content-max-urls=500", right.as_str()],
+            format!("{fell_back}{manifest}"),
+            "certificate",
+        ),
+        (
+            "a CA file that is missing",
+            [missing_ca.as_str(), right.as_str()],
+            format!(
+                "content: fell back to the prefixes www.example.com/ (the registries' CA file {} \
+                 (setting contentRegistryCA) is missing: is the ConfigMap there?; expected PEM \
+                 certificates, the ConfigMap's key mounted there)",
+                missing_file.display()
+            ),
+            "",
+        ),
+    ] {
+        let ran = setup
+            .purge_cloudflare(&[
+                "--content=/usr/share/nginx/html=https://www.example.com/",
+                &format!("--image={b}"),
+                &format!("--previous-image={a}"),
+                flags[0],
+                flags[1],
+            ])
+            .await;
+        // A content purge never fails the Job: it falls back.
+        assert!(ran.success, "{case}: {}", ran.output);
+        let line = ran.outcome["content"].as_str().unwrap();
+        assert!(line.starts_with(&starts), "{case}: {line}");
+        assert!(line.contains(holds), "{case}: {holds:?} in {line}");
+        for shown in [&ran.output, &ran.outcome.to_string(), &ran.message] {
+            assert!(!shown.contains(PASSWORD), "{case}: the password in {shown}");
+            assert!(!shown.contains("not-the-password"), "{case}: {shown}");
+        }
+    }
 }
 
 #[tokio::test]
