@@ -26,6 +26,10 @@ pub const TEST_CA_VARIABLE: &str = "CACHE_BUSTER_TEST_CA_FILE";
 /// Test-only: connect to this address whatever the host (the CDN double).
 #[cfg(feature = "test-hooks")]
 pub const TEST_CONNECT_TO_VARIABLE: &str = "CACHE_BUSTER_TEST_CONNECT_TO";
+/// Test-only: `name=host:port,…`, registries reached at a test registry's
+/// address under a cloud registry's name.
+#[cfg(feature = "test-hooks")]
+pub const TEST_REGISTRY_ALIASES_VARIABLE: &str = "CACHE_BUSTER_TEST_REGISTRY_ALIASES";
 
 /// The tests' network: the CDN double's CA trusted and every host reached
 /// at its address. Only a build with the `test-hooks` feature (the tests')
@@ -44,9 +48,22 @@ fn test_network(env: &impl Fn(&str) -> Option<String>) -> Result<Network, String
                 .map_err(|error| format!("{TEST_CONNECT_TO_VARIABLE}={address}: {error}"))
         })
         .transpose()?;
+    let registry_aliases = env(TEST_REGISTRY_ALIASES_VARIABLE)
+        .unwrap_or_default()
+        .split(',')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            pair.split_once('=')
+                .map(|(name, address)| (name.to_owned(), address.to_owned()))
+                .ok_or_else(|| {
+                    format!("{TEST_REGISTRY_ALIASES_VARIABLE}: {pair:?} is not name=address")
+                })
+        })
+        .collect::<Result<_, _>>()?;
     Ok(Network {
         extra_roots_pem,
         connect_to,
+        registry_aliases,
     })
 }
 

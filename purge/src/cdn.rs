@@ -8,6 +8,7 @@ use crate::client::{Limits, Network};
 use crate::credentials::Credentials;
 use crate::flags::JobContext;
 pub use crate::not_prepared::NotPrepared;
+use crate::registry_identity::RegistryIdentity;
 use crate::request::{Header, PlannedRequest, bearer};
 use crate::sigv4::SigV4;
 use crate::targets::PurgeTargets;
@@ -188,6 +189,17 @@ pub trait Cdn: Sync {
     /// or none at all keeps the default.
     fn purge_ids(&self, _answer: &str) -> Vec<String> {
         Vec::new()
+    }
+
+    /// The identity the layer's credentials give, where its cloud's
+    /// registries take it too: a content purge reads its images with it
+    /// (SPEC §9). Most CDNs are no registry's cloud.
+    fn registry_identity(
+        &self,
+        _options: &Options,
+        _credentials: &Credentials,
+    ) -> Option<RegistryIdentity> {
+        None
     }
 }
 

@@ -50,6 +50,10 @@ pub struct Network {
     pub extra_roots_pem: Option<Vec<u8>>,
     /// Connect to this address whatever the host (TLS and `Host` unchanged).
     pub connect_to: Option<SocketAddr>,
+    /// Registries reached at another `host:port` (a test registry standing
+    /// for a cloud's, whose name decides the identity the purge reads it
+    /// with): (name, address).
+    pub registry_aliases: Vec<(String, String)>,
 }
 
 /// What the CDN answered to one request, after its retries.

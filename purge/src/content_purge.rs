@@ -15,6 +15,7 @@ use crate::flags::JobContext;
 use crate::previous::last_purged_image;
 use crate::providers::Provider;
 use crate::registry::Registries;
+use crate::registry_identity::RegistryIdentity;
 use crate::target_checks::{TargetUrl, check_prefix};
 use crate::targets::{PurgeTargets, Target};
 use std::collections::BTreeSet;
@@ -148,6 +149,7 @@ impl ContentPurge {
     pub async fn compare(
         &self,
         context: &JobContext,
+        identities: Vec<RegistryIdentity>,
         network: &Network,
         timeout: Duration,
     ) -> Result<Compared, String> {
@@ -175,6 +177,7 @@ impl ContentPurge {
             &self.insecure_registries,
             self.registry_ca_file.as_deref(),
             self.pull_secrets.as_deref(),
+            identities,
             network,
             timeout,
         )

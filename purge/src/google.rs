@@ -48,7 +48,12 @@ struct ServiceAccountKey {
 
 /// A JWT for `key`: header and claims as Google's token endpoint asks
 /// (RFC 7523), signed RS256 with ring.
-fn assertion(key: &ServiceAccountKey, audience: &str, now: u64) -> Result<String, String> {
+fn assertion(
+    key: &ServiceAccountKey,
+    audience: &str,
+    scope: &str,
+    now: u64,
+) -> Result<String, String> {
     use rustls::pki_types::PrivatePkcs8KeyDer;
     use rustls::pki_types::pem::PemObject as _;
     let der = PrivatePkcs8KeyDer::from_pem_slice(key.private_key.as_bytes())
@@ -61,7 +66,7 @@ fn assertion(key: &ServiceAccountKey, audience: &str, now: u64) -> Result<String
     }
     let claims = serde_json::json!({
         "iss": key.client_email,
-        "scope": SCOPE,
+        "scope": scope,
         "aud": audience,
         "iat": now,
         "exp": now + 3600,
@@ -86,10 +91,12 @@ fn assertion(key: &ServiceAccountKey, audience: &str, now: u64) -> Result<String
 }
 
 /// The token's request: to the key's token endpoint with a signed
-/// assertion, or to the metadata server.
+/// assertion for `scope`, or to the metadata server (whose token has the
+/// scopes of the workload's identity).
 pub fn request(
     key_json: Option<&str>,
     environment: &GoogleEnvironment,
+    scope: &str,
 ) -> Result<PlannedRequest, String> {
     let Some(key_json) = key_json else {
         return Ok(PlannedRequest::fetching(
@@ -114,7 +121,7 @@ pub fn request(
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs());
-    let jwt = assertion(&key, &audience, now)
+    let jwt = assertion(&key, &audience, scope, now)
         .map_err(|problem| format!("GCP_SERVICE_ACCOUNT_KEY of {}: {problem}", key.client_email))?;
     Ok(PlannedRequest::fetching(
         audience,
@@ -135,10 +142,11 @@ pub fn request(
 pub async fn token(
     key_json: Option<&str>,
     environment: &GoogleEnvironment,
+    scope: &str,
     limits: Limits,
     network: &Network,
 ) -> Result<String, NotPrepared> {
-    let request = request(key_json, environment).map_err(|error| NotPrepared {
+    let request = request(key_json, environment, scope).map_err(|error| NotPrepared {
         error,
         for_good: true,
         ..NotPrepared::default()
@@ -225,7 +233,7 @@ mod tests {
 
     #[test]
     fn the_assertion_is_an_rs256_jwt_for_googles_token_endpoint() {
-        let jwt = assertion(&key(), TOKEN_URI, 1_700_000_000).unwrap();
+        let jwt = assertion(&key(), TOKEN_URI, SCOPE, 1_700_000_000).unwrap();
         let parts: Vec<&str> = jwt.split('.').collect();
         assert_eq!(parts.len(), 3);
         let decode = |part: &str| -> serde_json::Value {
@@ -251,13 +259,13 @@ mod tests {
         let environment = GoogleEnvironment::read(|name| {
             (name == "GCE_METADATA_HOST").then(|| "127.0.0.1:8089".to_owned())
         });
-        let request = request(None, &environment).unwrap();
+        let request = request(None, &environment, SCOPE).unwrap();
         assert_eq!(
             request.describe(),
             "GET http://127.0.0.1:8089/computeMetadata/v1/instance/service-accounts/default/token (Metadata-Flavor: Google)"
         );
         assert_eq!(
-            super::request(None, &GoogleEnvironment::default())
+            super::request(None, &GoogleEnvironment::default(), SCOPE)
                 .unwrap()
                 .url,
             "http://metadata.google.internal/computeMetadata/v1/instance/service-accounts/default/token"
@@ -267,13 +275,13 @@ mod tests {
     #[test]
     fn a_broken_key_is_named() {
         assert!(
-            request(Some("{}"), &GoogleEnvironment::default())
+            request(Some("{}"), &GoogleEnvironment::default(), SCOPE)
                 .unwrap_err()
                 .starts_with("GCP_SERVICE_ACCOUNT_KEY is not a service-account JSON key")
         );
         let not_pem = serde_json::json!({"client_email": "a@b", "private_key": "nope"}).to_string();
         assert_eq!(
-            request(Some(&not_pem), &GoogleEnvironment::default()).unwrap_err(),
+            request(Some(&not_pem), &GoogleEnvironment::default(), SCOPE).unwrap_err(),
             "GCP_SERVICE_ACCOUNT_KEY of a@b: its private_key is not a PEM PKCS#8 key"
         );
     }

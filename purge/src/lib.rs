@@ -66,6 +66,8 @@ pub mod redact;
 #[cfg(feature = "client")]
 pub mod registry;
 #[cfg(feature = "client")]
+pub mod registry_identity;
+#[cfg(feature = "client")]
 pub mod request;
 #[cfg(feature = "client")]
 pub mod run;

@@ -10,6 +10,7 @@
 use crate::client::Network;
 use crate::layers::{Compression, LayerChanges, LayerError, read_layer};
 use crate::outcome::redact;
+use crate::registry_identity::RegistryIdentity;
 use base64::Engine as _;
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::manifest::OciDescriptor;
@@ -59,7 +60,10 @@ pub enum RegistryError {
 /// One image as its registry describes it, for this platform.
 #[derive(Debug, Clone)]
 pub struct RegistryImage {
+    /// Where it is read (a test's registry address, where aliased).
     pub reference: Reference,
+    /// The registry the image names.
+    pub registry: String,
     /// The digest of the image's manifest (of this platform's, for an index).
     pub digest: String,
     pub layers: Vec<OciDescriptor>,
@@ -70,7 +74,7 @@ impl RegistryImage {
     pub fn pinned(&self) -> String {
         format!(
             "{}/{}@{}",
-            self.reference.registry(),
+            self.registry,
             self.reference.repository(),
             self.digest
         )
@@ -163,18 +167,23 @@ fn read_authority(file: &Path) -> Result<Vec<u8>, RegistryError> {
 pub struct Registries {
     client: Client,
     credentials: BTreeMap<String, (String, String)>,
+    identities: Vec<RegistryIdentity>,
+    network: Network,
 }
 
 impl Registries {
     /// `insecure`: the registries reached over plain HTTP. `authority`: a
     /// file of PEM certificates trusted besides the public roots, for
     /// registries with a private CA. `pull_secrets`: a directory of docker
-    /// config JSON files (absent: anonymous only). `network`: the tests' CA,
-    /// trusted besides the public roots.
+    /// config JSON files (absent: anonymous only). `identities`: the Job's
+    /// workload identities, for their clouds' registries without a pull
+    /// secret. `network`: the tests' CA, trusted besides the public roots,
+    /// and their registries' addresses.
     pub fn new(
         insecure: &[String],
         authority: Option<&Path>,
         pull_secrets: Option<&Path>,
+        identities: Vec<RegistryIdentity>,
         network: &Network,
         timeout: Duration,
     ) -> Result<Registries, RegistryError> {
@@ -214,17 +223,44 @@ impl Registries {
         Ok(Registries {
             client,
             credentials: pull_secrets.map(read_pull_secrets).unwrap_or_default(),
+            identities,
+            network: network.clone(),
         })
     }
 
-    fn auth(&self, reference: &Reference) -> RegistryAuth {
-        match self
-            .credentials
-            .get(config_host(reference.resolve_registry()))
-        {
-            Some((user, password)) => RegistryAuth::Basic(user.clone(), password.clone()),
-            None => RegistryAuth::Anonymous,
+    /// A pull secret for the registry, else the Job's identity for its
+    /// cloud, else anonymous.
+    async fn auth(&self, registry: &str) -> Result<RegistryAuth, String> {
+        if let Some((user, password)) = self.credentials.get(config_host(registry)) {
+            return Ok(RegistryAuth::Basic(user.clone(), password.clone()));
         }
+        let host = registry.split(':').next().unwrap_or(registry);
+        match self
+            .identities
+            .iter()
+            .find(|identity| identity.serves(host))
+        {
+            Some(identity) => identity.auth(&self.network).await.map_err(|error| {
+                format!(
+                    "{registry} has no pull secret, and the Job's identity gave no token: {error}"
+                )
+            }),
+            None => Ok(RegistryAuth::Anonymous),
+        }
+    }
+
+    /// The image where it is read: at its test address, where aliased.
+    fn located(&self, image: &str) -> String {
+        self.network
+            .registry_aliases
+            .iter()
+            .find_map(|(name, address)| {
+                image
+                    .strip_prefix(name.as_str())
+                    .filter(|rest| rest.starts_with('/'))
+                    .map(|rest| [address.as_str(), rest].concat())
+            })
+            .unwrap_or_else(|| image.to_owned())
     }
 
     fn redacted(&self, text: String) -> String {
@@ -238,19 +274,26 @@ impl Registries {
 
     /// The image's manifest, for this platform where it is an index.
     pub async fn image(&self, image: &str) -> Result<RegistryImage, RegistryError> {
-        let reference: Reference = image
-            .parse()
-            .map_err(|_| RegistryError::Reference(image.to_owned()))?;
+        let parse = |image: &str| {
+            image
+                .parse::<Reference>()
+                .map_err(|_| RegistryError::Reference(image.to_owned()))
+        };
+        let named = parse(image)?;
+        let reference = parse(&self.located(image))?;
+        let unread = |problem: String| RegistryError::Manifest {
+            reference: image.to_owned(),
+            problem: self.redacted(problem),
+        };
+        let auth = self.auth(named.resolve_registry()).await.map_err(unread)?;
         let (manifest, digest) = self
             .client
-            .pull_image_manifest(&reference, &self.auth(&reference))
+            .pull_image_manifest(&reference, &auth)
             .await
-            .map_err(|error| RegistryError::Manifest {
-                reference: image.to_owned(),
-                problem: self.redacted(with_causes(&error)),
-            })?;
+            .map_err(|error| unread(with_causes(&error)))?;
         Ok(RegistryImage {
             reference,
+            registry: named.registry().to_owned(),
             digest,
             layers: manifest.layers,
         })

@@ -10,6 +10,7 @@ use crate::content_purge::ContentPurge;
 use crate::credentials::Credentials;
 use crate::outcome::{Failure, Outcome, answer_excerpt, redact};
 use crate::providers::Provider;
+use crate::registry_identity::RegistryIdentity;
 use crate::request::{PlannedRequest, Purges};
 use crate::targets::PurgeTargets;
 use std::borrow::Cow;
@@ -87,6 +88,18 @@ fn seconds(started: Instant) -> f64 {
     (started.elapsed().as_secs_f64() * 10.0).round() / 10.0
 }
 
+/// The Job's workload identities that its layers' clouds' registries take
+/// (SPEC §9): none in a dry run, which asks for no token.
+fn registry_identities(job: &PurgeJob, credentials: &Credentials) -> Vec<RegistryIdentity> {
+    if job.dry_run {
+        return Vec::new();
+    }
+    job.providers
+        .iter()
+        .filter_map(|provider| provider.cdn().registry_identity(&job.options, credentials))
+        .collect()
+}
+
 pub async fn run(job: &PurgeJob) -> Outcome {
     let started = Instant::now();
     let rows: Vec<&Info> = job
@@ -111,6 +124,7 @@ pub async fn run(job: &PurgeJob) -> Outcome {
             let limit = job.options.limits.budget / 3;
             let compare = content.compare(
                 &job.options.context,
+                registry_identities(job, &credentials),
                 &job.options.network,
                 job.options.limits.request,
             );

@@ -306,6 +306,87 @@ async fn a_private_registry_is_read_with_its_ca_and_pull_secret_and_a_refusal_fa
     }
 }
 
+/// A site that purges Cloud CDN (layer gcp) reads its images from Artifact
+/// Registry with the Job's Google identity, here GKE Workload Identity's
+/// metadata server: its token is the password of user `oauth2accesstoken`,
+/// as Google's registries take it; no pull secret. A site without the gcp
+/// layer has no such identity: the registry refuses it, and it falls back.
+#[tokio::test]
+async fn an_artifact_registry_image_is_read_with_the_jobs_google_identity() {
+    const ARTIFACT_REGISTRY: &str = "europe-docker.pkg.dev";
+    let setup = setup().await;
+    let pki_dir = setup.dir.path().join("registry-pki");
+    std::fs::create_dir_all(&pki_dir).unwrap();
+    let registry_pki = Pki::new(&pki_dir).unwrap();
+    let account = Some((&registry_pki, "oauth2accesstoken", google::METADATA_TOKEN));
+    let Some(running) = start_registry(setup.dir.path(), account) else {
+        return;
+    };
+    let blog = blog();
+    for (tag, site) in [("a", &blog.a), ("b", &blog.b)] {
+        let layers = [blog.base.clone(), site.clone()];
+        push_to(
+            &running.address,
+            &running.access,
+            "shop/sites/blog",
+            tag,
+            &layers,
+        )
+        .await
+        .unwrap();
+    }
+    let metadata = google::MetadataServer::start().await.unwrap();
+    // The registry stands for Artifact Registry: the image's name decides
+    // the identity, its address is the test registry's.
+    let alias = PathBuf::from(format!("{ARTIFACT_REGISTRY}={}", running.address));
+    let env = [
+        ("GCE_METADATA_HOST", PathBuf::from(&metadata.host)),
+        ("CACHE_BUSTER_TEST_REGISTRY_ALIASES", alias),
+    ];
+    let env: Vec<(&str, &Path)> = env
+        .iter()
+        .map(|(key, value)| (*key, value.as_path()))
+        .collect();
+    let content = [
+        "--content=/usr/share/nginx/html=https://www.example.com/",
+        &format!("--image={ARTIFACT_REGISTRY}/shop/sites/blog:b"),
+        &format!("--previous-image={ARTIFACT_REGISTRY}/shop/sites/blog:a"),
+        &format!("--registry-ca-file={}", registry_pki.ca_file().display()),
+    ]
+    .map(|flag| flag.to_owned());
+
+    let mut gcp_args = vec!["--provider=gcp".to_owned()];
+    gcp_args.extend(content.iter().cloned());
+    let gcp_args: Vec<&str> = gcp_args.iter().map(String::as_str).collect();
+    let secret = super::gcp::gcp(&setup, "gcp-identity", None);
+    let ran = setup.purge_with(&secret, &gcp_args, &env).await;
+    assert!(ran.success, "{}", ran.output);
+    ran.reveals_nothing();
+    let line = ran.outcome["content"].as_str().unwrap();
+    assert!(
+        line.starts_with(&format!(
+            "content: {ARTIFACT_REGISTRY}/shop/sites/blog@sha256:"
+        )),
+        "{line}"
+    );
+    assert!(line.contains("0 added, 4 changed, 1 removed"), "{line}");
+
+    let mut cloudflare_args: Vec<&str> = content.iter().map(String::as_str).collect();
+    cloudflare_args.insert(0, "--provider=cloudflare");
+    let ran = setup
+        .purge_with(&cloudflare(&setup), &cloudflare_args, &env)
+        .await;
+    assert!(ran.success, "{}", ran.output);
+    let line = ran.outcome["content"].as_str().unwrap();
+    assert!(
+        line.starts_with(
+            "content: fell back to the prefixes www.example.com/ (the images were not compared: \
+             the manifest of europe-docker.pkg.dev/shop/sites/blog:a cannot be read: Not authorized"
+        ),
+        "{line}"
+    );
+}
+
 #[tokio::test]
 async fn a_content_purge_falls_back_to_the_base_urls_as_prefixes_and_says_why() {
     let setup = setup().await;

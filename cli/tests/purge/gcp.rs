@@ -5,7 +5,7 @@ use super::*;
 
 /// A Secret for provider gcp: the project and URL map, and the
 /// service-account key when given.
-fn gcp(setup: &Setup, name: &str, with_key: Option<String>) -> PathBuf {
+pub(super) fn gcp(setup: &Setup, name: &str, with_key: Option<String>) -> PathBuf {
     let mut files = vec![
         ("GCP_PROJECT", google::PROJECT.to_owned()),
         ("GCP_URL_MAP", google::URL_MAP.to_owned()),

@@ -87,9 +87,30 @@ mod requests {
                 }
                 let key = credentials.optional("GCP_SERVICE_ACCOUNT_KEY");
                 let token =
-                    crate::google::token(key, &options.google, options.limits, &options.network)
-                        .await?;
+                    crate::google::token(
+                        key,
+                        &options.google,
+                        crate::google::SCOPE,
+                        options.limits,
+                        &options.network,
+                    )
+                    .await?;
                 Ok(Found::with_bearer(token, Vec::new()))
+            })
+        }
+
+        /// Artifact Registry and Container Registry take the same token.
+        fn registry_identity(
+            &self,
+            options: &Options,
+            credentials: &Credentials,
+        ) -> Option<crate::registry_identity::RegistryIdentity> {
+            Some(crate::registry_identity::RegistryIdentity::Google {
+                key_json: credentials
+                    .optional("GCP_SERVICE_ACCOUNT_KEY")
+                    .map(str::to_owned),
+                environment: options.google.clone(),
+                limits: options.limits,
             })
         }
 
