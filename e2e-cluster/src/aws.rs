@@ -83,7 +83,7 @@ impl CloudFront {
     }
 }
 
-type Answer = (u16, String);
+pub(crate) type Answer = (u16, String);
 
 fn error_response(namespace: &str, status: u16, code: &str, message: &str) -> Answer {
     (
@@ -344,7 +344,18 @@ pub fn agent_answer(request: &Recorded) -> Answer {
 /// The SigV4 check: a known access key (with its session token when it
 /// is a temporary one), and the signature over the signed headers.
 fn verify(request: &Recorded) -> Result<(), Answer> {
-    let denied = |code: &str, message: &str| cloudfront_error(403, code, message);
+    verify_scoped(request, ("us-east-1", "cloudfront"), |code, message| {
+        cloudfront_error(403, code, message)
+    })
+}
+
+/// [`verify`] for a request scoped to `(region, service)`, refused in the
+/// service's own words (`denied(code, message)`).
+pub(crate) fn verify_scoped(
+    request: &Recorded,
+    (expected_region, expected_service): (&str, &str),
+    denied: impl Fn(&str, &str) -> Answer,
+) -> Result<(), Answer> {
     let header = request.header("authorization").ok_or_else(|| {
         denied(
             "MissingAuthenticationToken",
@@ -376,7 +387,7 @@ fn verify(request: &Recorded) -> Result<(), Answer> {
     let [key_id, date, region, service, "aws4_request"] = scope.as_slice() else {
         return Err(denied("IncompleteSignature", "Credential is malformed."));
     };
-    if (*region, *service) != ("us-east-1", "cloudfront") {
+    if (*region, *service) != (expected_region, expected_service) {
         return Err(denied(
             "SignatureDoesNotMatch",
             "Credential should be scoped to a valid region and service.",

@@ -14,6 +14,12 @@ use std::time::{Duration, Instant};
 
 pub const LOGIN_HOST: &str = "login.microsoftonline.com";
 pub const ARM_HOST: &str = "management.azure.com";
+/// An Azure Container Registry: its `/oauth2/exchange` turns an Entra ID
+/// access token into a refresh token, the password of the user with the
+/// null GUID (the images themselves are the test registry's).
+pub const ACR_HOST: &str = "shopsites.azurecr.io";
+pub const ACR_USER: &str = "00000000-0000-0000-0000-000000000000";
+pub const ACR_REFRESH_TOKEN: &str = "acr-refresh-token-test-3b9a";
 pub const TENANT: &str = "72f988bf-0000-4000-8000-00000000test";
 pub const SUBSCRIPTION: &str = "00000000-1111-2222-3333-444444444444";
 pub const RESOURCE_GROUP: &str = "shop-rg";
@@ -90,8 +96,36 @@ impl Azure {
     pub fn answer(&mut self, request: &Recorded) -> Answer {
         match request.host.as_str() {
             LOGIN_HOST => self.token(request),
+            ACR_HOST => self.acr_exchange(request),
             _ => self.resource_manager(request),
         }
+    }
+
+    /// ACR's `POST /oauth2/exchange` (grant `access_token`): a token this
+    /// double issued, for this registry, gives the refresh token.
+    fn acr_exchange(&self, request: &Recorded) -> Answer {
+        let form = request.form();
+        let field = |name: &str| form.get(name).map(String::as_str).unwrap_or_default();
+        let refused = |message: &str| {
+            json_answer(
+                401,
+                json!({"errors": [{"code": "UNAUTHORIZED", "message": message}]}),
+            )
+        };
+        if request.method != "POST" || request.path != "/oauth2/exchange" {
+            return json_answer(404, json!({"errors": [{"code": "NOT_FOUND"}]}));
+        }
+        if field("grant_type") != "access_token" || field("service") != ACR_HOST {
+            return refused("grant_type access_token and service, the registry, are required");
+        }
+        if !self
+            .issued
+            .iter()
+            .any(|token| token == field("access_token"))
+        {
+            return refused("the access token is not valid");
+        }
+        json_answer(200, json!({"refresh_token": ACR_REFRESH_TOKEN}))
     }
 
     /// `POST /<tenant>/oauth2/v2.0/token`, client credentials.

@@ -10,6 +10,7 @@
 
 use crate::aws;
 use crate::azure;
+use crate::ecr;
 use crate::edgegrid;
 use crate::google;
 use crate::pki::Pki;
@@ -42,10 +43,12 @@ pub const CDN_HOSTS: &[&str] = &[
     AKAMAI_HOST,
     aws::CLOUDFRONT_HOST,
     aws::STS_HOST,
+    ecr::API_HOST,
     google::TOKEN_HOST,
     google::COMPUTE_HOST,
     azure::LOGIN_HOST,
     azure::ARM_HOST,
+    azure::ACR_HOST,
     "hooks.example.test",
     "shop.example.com",
     "blog.example.com",
@@ -221,7 +224,7 @@ async fn answer(
     let recorded = Recorded::of(request).await?;
     let target = format!("{}{}", recorded.host, recorded.path);
     // Azure plays its own: Entra ID's checks, ARM's operations.
-    if [azure::LOGIN_HOST, azure::ARM_HOST].contains(&recorded.host.as_str()) {
+    if [azure::LOGIN_HOST, azure::ARM_HOST, azure::ACR_HOST].contains(&recorded.host.as_str()) {
         let (status, headers, body) = match state.lock() {
             Ok(mut state) => {
                 state.requests.push(recorded.clone());
@@ -247,6 +250,21 @@ async fn answer(
         };
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return Ok(crate::caches::respond(status, "application/json", body));
+    }
+    if recorded.host == ecr::API_HOST {
+        let (status, body) = match state.lock() {
+            Ok(mut state) => {
+                state.requests.push(recorded.clone());
+                ecr::answer(&recorded)
+            }
+            Err(_) => (500, String::new()),
+        };
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return Ok(crate::caches::respond(
+            status,
+            "application/x-amz-json-1.1",
+            body,
+        ));
     }
     // AWS plays its own answers: signatures, STS, invalidations in progress.
     if [aws::CLOUDFRONT_HOST, aws::STS_HOST].contains(&recorded.host.as_str()) {

@@ -9,6 +9,7 @@ pub mod caches;
 pub mod cdn;
 pub mod cluster;
 pub mod container_setup;
+pub mod ecr;
 pub mod edgegrid;
 pub mod google;
 pub mod images;

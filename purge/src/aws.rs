@@ -66,7 +66,7 @@ fn signer(access_key_id: &str, secret_access_key: &str, session_token: Option<&s
         access_key_id: access_key_id.to_owned(),
         secret_access_key: secret_access_key.to_owned(),
         session_token: session_token.map(str::to_owned),
-        region: "us-east-1",
+        region: "us-east-1".to_owned(),
         service: "cloudfront",
     }
 }

@@ -240,7 +240,7 @@ impl Registries {
             .iter()
             .find(|identity| identity.serves(host))
         {
-            Some(identity) => identity.auth(&self.network).await.map_err(|error| {
+            Some(identity) => identity.auth(host, &self.network).await.map_err(|error| {
                 format!(
                     "{registry} has no pull secret, and the Job's identity gave no token: {error}"
                 )

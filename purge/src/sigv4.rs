@@ -13,7 +13,7 @@ pub struct SigV4 {
     pub secret_access_key: String,
     /// Temporary credentials (STS, Pod Identity) come with one.
     pub session_token: Option<String>,
-    pub region: &'static str,
+    pub region: String,
     pub service: &'static str,
 }
 
@@ -99,10 +99,12 @@ impl SigV4 {
             "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
             hex(&Sha256::digest(canonical_request.as_bytes()))
         );
-        let key = [self.region, self.service, "aws4_request"].iter().fold(
-            hmac(format!("AWS4{}", self.secret_access_key).as_bytes(), date),
-            |key, part| hmac(&key, part),
-        );
+        let key = [self.region.as_str(), self.service, "aws4_request"]
+            .iter()
+            .fold(
+                hmac(format!("AWS4{}", self.secret_access_key).as_bytes(), date),
+                |key, part| hmac(&key, part),
+            );
         let signature = hex(&hmac(&key, &string_to_sign));
         let mut headers: Vec<(&'static str, String)> = signed.into_iter().skip(1).collect();
         headers.push((
@@ -133,7 +135,7 @@ mod tests {
             access_key_id: "AKIDEXAMPLE".into(),
             secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
             session_token: None,
-            region: "us-east-1",
+            region: "us-east-1".to_owned(),
             service: "service",
         }
     }

@@ -10,7 +10,7 @@ use azure_double::{
 
 /// A Secret for provider azure: the endpoint's coordinates, and the app
 /// registration's client credentials when given.
-fn azure(setup: &Setup, name: &str, client_secret: Option<&str>) -> PathBuf {
+pub(super) fn azure(setup: &Setup, name: &str, client_secret: Option<&str>) -> PathBuf {
     let mut files = vec![
         ("AZURE_SUBSCRIPTION_ID", SUBSCRIPTION),
         ("AZURE_RESOURCE_GROUP", RESOURCE_GROUP),

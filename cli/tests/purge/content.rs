@@ -6,6 +6,7 @@
 //! prefixes, and says why.
 
 use super::*;
+use cache_buster_e2e_cluster::ecr;
 use cache_buster_e2e_cluster::registry::{self, TestRegistry};
 use cache_buster_e2e_cluster::site_images::{LayerEntry, layer, nginx_base, push, push_to};
 use cache_buster_e2e_cluster::tools::real_tools_required;
@@ -306,22 +307,22 @@ async fn a_private_registry_is_read_with_its_ca_and_pull_secret_and_a_refusal_fa
     }
 }
 
-/// A site that purges Cloud CDN (layer gcp) reads its images from Artifact
-/// Registry with the Job's Google identity, here GKE Workload Identity's
-/// metadata server: its token is the password of user `oauth2accesstoken`,
-/// as Google's registries take it; no pull secret. A site without the gcp
-/// layer has no such identity: the registry refuses it, and it falls back.
-#[tokio::test]
-async fn an_artifact_registry_image_is_read_with_the_jobs_google_identity() {
-    const ARTIFACT_REGISTRY: &str = "europe-docker.pkg.dev";
-    let setup = setup().await;
+/// The blog's images A and B in a private registry (TLS with its own CA)
+/// whose one account is `account`, standing for the cloud registry `name`:
+/// the registry, the flags that compare B with A under that name, and the
+/// variable that maps the name to the registry's address (test-only).
+async fn in_cloud_registry(
+    setup: &Setup,
+    name: &str,
+    account: (&str, &str),
+) -> Option<(TestRegistry, Vec<String>, (&'static str, PathBuf))> {
     let pki_dir = setup.dir.path().join("registry-pki");
     std::fs::create_dir_all(&pki_dir).unwrap();
     let registry_pki = Pki::new(&pki_dir).unwrap();
-    let account = Some((&registry_pki, "oauth2accesstoken", google::METADATA_TOKEN));
-    let Some(running) = start_registry(setup.dir.path(), account) else {
-        return;
-    };
+    let running = start_registry(
+        setup.dir.path(),
+        Some((&registry_pki, account.0, account.1)),
+    )?;
     let blog = blog();
     for (tag, site) in [("a", &blog.a), ("b", &blog.b)] {
         let layers = [blog.base.clone(), site.clone()];
@@ -335,46 +336,72 @@ async fn an_artifact_registry_image_is_read_with_the_jobs_google_identity() {
         .await
         .unwrap();
     }
-    let metadata = google::MetadataServer::start().await.unwrap();
-    // The registry stands for Artifact Registry: the image's name decides
-    // the identity, its address is the test registry's.
-    let alias = PathBuf::from(format!("{ARTIFACT_REGISTRY}={}", running.address));
-    let env = [
-        ("GCE_METADATA_HOST", PathBuf::from(&metadata.host)),
-        ("CACHE_BUSTER_TEST_REGISTRY_ALIASES", alias),
+    let flags = vec![
+        "--content=/usr/share/nginx/html=https://www.example.com/".to_owned(),
+        format!("--image={name}/shop/sites/blog:b"),
+        format!("--previous-image={name}/shop/sites/blog:a"),
+        format!("--registry-ca-file={}", registry_pki.ca_file().display()),
     ];
-    let env: Vec<(&str, &Path)> = env
-        .iter()
-        .map(|(key, value)| (*key, value.as_path()))
-        .collect();
-    let content = [
-        "--content=/usr/share/nginx/html=https://www.example.com/",
-        &format!("--image={ARTIFACT_REGISTRY}/shop/sites/blog:b"),
-        &format!("--previous-image={ARTIFACT_REGISTRY}/shop/sites/blog:a"),
-        &format!("--registry-ca-file={}", registry_pki.ca_file().display()),
-    ]
-    .map(|flag| flag.to_owned());
+    let alias = PathBuf::from(format!("{name}={}", running.address));
+    Some((
+        running,
+        flags,
+        ("CACHE_BUSTER_TEST_REGISTRY_ALIASES", alias),
+    ))
+}
 
-    let mut gcp_args = vec!["--provider=gcp".to_owned()];
-    gcp_args.extend(content.iter().cloned());
-    let gcp_args: Vec<&str> = gcp_args.iter().map(String::as_str).collect();
-    let secret = super::gcp::gcp(&setup, "gcp-identity", None);
-    let ran = setup.purge_with(&secret, &gcp_args, &env).await;
+/// `provider` and the content flags, as `purge_with` takes them.
+fn with_provider<'a>(provider: &'a str, flags: &'a [String]) -> Vec<&'a str> {
+    let mut args = vec![provider];
+    args.extend(flags.iter().map(String::as_str));
+    args
+}
+
+/// The line of a purge that read B and A with the Job's identity.
+fn compared_in(ran: &Ran, registry: &str) {
     assert!(ran.success, "{}", ran.output);
     ran.reveals_nothing();
     let line = ran.outcome["content"].as_str().unwrap();
     assert!(
-        line.starts_with(&format!(
-            "content: {ARTIFACT_REGISTRY}/shop/sites/blog@sha256:"
-        )),
+        line.starts_with(&format!("content: {registry}/shop/sites/blog@sha256:")),
         "{line}"
     );
     assert!(line.contains("0 added, 4 changed, 1 removed"), "{line}");
+}
 
-    let mut cloudflare_args: Vec<&str> = content.iter().map(String::as_str).collect();
-    cloudflare_args.insert(0, "--provider=cloudflare");
+/// A site that purges Cloud CDN (layer gcp) reads its images from Artifact
+/// Registry with the Job's Google identity, here GKE Workload Identity's
+/// metadata server: its token is the password of user `oauth2accesstoken`,
+/// as Google's registries take it; no pull secret. A site without the gcp
+/// layer has no such identity: the registry refuses it, and it falls back.
+#[tokio::test]
+async fn an_artifact_registry_image_is_read_with_the_jobs_google_identity() {
+    const ARTIFACT_REGISTRY: &str = "europe-docker.pkg.dev";
+    let setup = setup().await;
+    let account = ("oauth2accesstoken", google::METADATA_TOKEN);
+    let Some((_registry, flags, alias)) =
+        in_cloud_registry(&setup, ARTIFACT_REGISTRY, account).await
+    else {
+        return;
+    };
+    let metadata = google::MetadataServer::start().await.unwrap();
+    let metadata_host = PathBuf::from(&metadata.host);
+    let env = [
+        ("GCE_METADATA_HOST", metadata_host.as_path()),
+        (alias.0, alias.1.as_path()),
+    ];
+    let secret = super::gcp::gcp(&setup, "gcp-identity", None);
     let ran = setup
-        .purge_with(&cloudflare(&setup), &cloudflare_args, &env)
+        .purge_with(&secret, &with_provider("--provider=gcp", &flags), &env)
+        .await;
+    compared_in(&ran, ARTIFACT_REGISTRY);
+
+    let ran = setup
+        .purge_with(
+            &cloudflare(&setup),
+            &with_provider("--provider=cloudflare", &flags),
+            &env,
+        )
         .await;
     assert!(ran.success, "{}", ran.output);
     let line = ran.outcome["content"].as_str().unwrap();
@@ -385,6 +412,68 @@ async fn an_artifact_registry_image_is_read_with_the_jobs_google_identity() {
         ),
         "{line}"
     );
+}
+
+/// A site that purges CloudFront reads its images from ECR with the Job's
+/// AWS credentials (the Secret's keys here): ECR's GetAuthorizationToken,
+/// signed for the registry's region, gives the password of user `AWS`.
+#[tokio::test]
+async fn an_ecr_image_is_read_with_the_jobs_aws_credentials() {
+    let setup = setup().await;
+    let account = (ecr::USER, ecr::PASSWORD);
+    let Some((_registry, flags, alias)) = in_cloud_registry(&setup, ecr::REGISTRY, account).await
+    else {
+        return;
+    };
+    let secret = super::cloudfront(
+        &setup,
+        "cloudfront-keys",
+        Some((aws::ACCESS_KEY_ID, aws::SECRET_ACCESS_KEY)),
+    );
+    let ran = setup
+        .purge_with(
+            &secret,
+            &with_provider("--provider=cloudfront", &flags),
+            &[(alias.0, alias.1.as_path())],
+        )
+        .await;
+    compared_in(&ran, ecr::REGISTRY);
+    let token_requests = setup.cdn.requests(ecr::API_HOST);
+    assert_eq!(token_requests.len(), 2, "one token per image read");
+    assert!(
+        token_requests[0]
+            .header("authorization")
+            .is_some_and(|signature| signature.contains("/eu-west-1/ecr/aws4_request")),
+        "{:?}",
+        token_requests[0].header("authorization")
+    );
+}
+
+/// A site that purges Azure Front Door reads its images from Azure
+/// Container Registry with the Job's Entra ID token (the Secret's client
+/// secret here), exchanged at the registry's `/oauth2/exchange` for the
+/// refresh token that is the password of the null GUID.
+#[tokio::test]
+async fn an_acr_image_is_read_with_the_jobs_entra_id_token() {
+    let setup = setup().await;
+    let account = (azure_double::ACR_USER, azure_double::ACR_REFRESH_TOKEN);
+    let Some((_registry, flags, alias)) =
+        in_cloud_registry(&setup, azure_double::ACR_HOST, account).await
+    else {
+        return;
+    };
+    let secret = super::azure::azure(&setup, "azure-secret", Some(azure_double::CLIENT_SECRET));
+    let ran = setup
+        .purge_with(
+            &secret,
+            &with_provider("--provider=azure", &flags),
+            &[(alias.0, alias.1.as_path())],
+        )
+        .await;
+    compared_in(&ran, azure_double::ACR_HOST);
+    let exchanges = setup.cdn.requests("/oauth2/exchange");
+    assert_eq!(exchanges.len(), 2, "one exchange per image read");
+    assert_eq!(exchanges[0].form()["service"], azure_double::ACR_HOST);
 }
 
 #[tokio::test]

@@ -91,6 +91,19 @@ mod requests {
             })
         }
 
+        /// Azure Container Registry exchanges the same token for its own.
+        fn registry_identity(
+            &self,
+            options: &Options,
+            credentials: &Credentials,
+        ) -> Option<crate::registry_identity::RegistryIdentity> {
+            Some(crate::registry_identity::RegistryIdentity::Azure {
+                credentials: credentials.clone(),
+                environment: options.azure.clone(),
+                limits: options.limits,
+            })
+        }
+
         fn plan(&self, layer: &Layer<'_>) -> Vec<PlannedRequest> {
             let value = |key| path_segment(layer.credentials.value(key));
             let url = format!(

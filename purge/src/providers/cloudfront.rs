@@ -225,6 +225,20 @@ mod requests {
             })
         }
 
+        /// ECR takes a token that these credentials sign for.
+        fn registry_identity(
+            &self,
+            options: &Options,
+            credentials: &Credentials,
+        ) -> Option<crate::registry_identity::RegistryIdentity> {
+            Some(crate::registry_identity::RegistryIdentity::Aws {
+                credentials: credentials.clone(),
+                environment: options.aws.clone(),
+                session_name: session_name(options),
+                limits: options.limits,
+            })
+        }
+
         fn plan(&self, layer: &Layer<'_>) -> Vec<PlannedRequest> {
             requests(layer.targets, &invalidations(layer))
         }
