@@ -283,7 +283,11 @@ async fn the_released_image_ignores_the_test_hooks() {
     let image = image();
     let (_dir, root) = unpacked(&image);
     let program = std::fs::read(root.join(PROGRAM.trim_start_matches('/'))).unwrap();
-    for variable in ["CACHE_BUSTER_TEST_CA_FILE", "CACHE_BUSTER_TEST_CONNECT_TO"] {
+    for variable in [
+        "CACHE_BUSTER_TEST_CA_FILE",
+        "CACHE_BUSTER_TEST_CONNECT_TO",
+        "CACHE_BUSTER_TEST_REGISTRY_ALIASES",
+    ] {
         assert!(
             !program
                 .windows(variable.len())
