@@ -168,6 +168,7 @@ pub struct Registries {
     client: Client,
     credentials: BTreeMap<String, (String, String)>,
     identities: Vec<RegistryIdentity>,
+    tokens: std::sync::Mutex<BTreeMap<String, RegistryAuth>>,
     network: Network,
 }
 
@@ -224,6 +225,7 @@ impl Registries {
             client,
             credentials: pull_secrets.map(read_pull_secrets).unwrap_or_default(),
             identities,
+            tokens: std::sync::Mutex::default(),
             network: network.clone(),
         })
     }
@@ -235,18 +237,29 @@ impl Registries {
             return Ok(RegistryAuth::Basic(user.clone(), password.clone()));
         }
         let host = registry.split(':').next().unwrap_or(registry);
-        match self
+        let Some(identity) = self
             .identities
             .iter()
             .find(|identity| identity.serves(host))
-        {
-            Some(identity) => identity.auth(host, &self.network).await.map_err(|error| {
-                format!(
-                    "{registry} has no pull secret, and the Job's identity gave no token: {error}"
-                )
-            }),
-            None => Ok(RegistryAuth::Anonymous),
+        else {
+            return Ok(RegistryAuth::Anonymous);
+        };
+        // Both images are usually in one registry: one token serves both.
+        if let Some(known) = self.lock_tokens().get(registry) {
+            return Ok(known.clone());
         }
+        let auth = identity.auth(host, &self.network).await.map_err(|error| {
+            format!("{registry} has no pull secret, and the Job's identity gave no token: {error}")
+        })?;
+        self.lock_tokens().insert(registry.to_owned(), auth.clone());
+        Ok(auth)
+    }
+
+    /// The identities' tokens by registry (never held across an await).
+    fn lock_tokens(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, RegistryAuth>> {
+        self.tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The image where it is read: at its test address, where aliased.
